@@ -1,0 +1,414 @@
+"""The application service: every command of Heaters, over eventsourcing's ``Application``.
+
+Each command loads the aggregates it needs, lets the domain check its rules, and saves every changed
+aggregate in ONE atomic save. A version clash on save means someone else changed an aggregate meanwhile:
+if a clip the command decided on changed, the command fails with :class:`Conflict` (nothing stored);
+if only the video's layout moved (another clip of the same video was split or merged), the command is
+re-run on fresh state. Pipeline results are idempotent: reporting a result twice stores one event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError
+
+from commands.errors import Conflict, NotFound, parse_id
+from domain import review
+from domain.base import HeatersAggregate
+from domain.clip import Clip
+from domain.errors import DomainError
+from domain.partition import Segment
+from domain.video import Video
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+A = TypeVar("A", bound=HeatersAggregate)
+
+#: How often a command is re-run when only aggregates it did not decide on moved under it.
+RERUNS = 8
+
+
+class _UnitOfWork:
+    """Loads aggregates for one run of a command and remembers the versions decisions were based on."""
+
+    def __init__(self, app: HeatersApplication) -> None:
+        self.app = app
+        self.decided_on: dict[UUID, int] = {}
+
+    def video(self, video_id: UUID) -> Video:
+        return self.app._load(video_id, Video, "video")
+
+    def clip(self, clip_id: UUID, *, decided_on: bool = True) -> Clip:
+        clip = self.app._load(clip_id, Clip, "clip")
+        if decided_on:
+            self.decided_on[clip.id] = clip.version
+        return clip
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One stored event as the auditor sees it."""
+
+    version: int
+    event: str
+    topic: str
+    actor: str
+    timestamp: datetime
+    payload: dict[str, Any]
+
+
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "actor", "originator_topic"}
+
+
+class HeatersApplication(Application[UUID]):
+    """Commands and aggregate queries of Heaters."""
+
+    name = "Heaters"
+
+    def __init__(self, env: dict[str, str] | None = None, *, min_clip_frames: int = 3) -> None:
+        super().__init__(env)
+        if min_clip_frames < 1:
+            raise ValueError("min_clip_frames must be at least 1")
+        self.min_clip_frames = min_clip_frames
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def _load(self, ident: object, cls: type[A], kind: str) -> A:
+        aggregate_id = parse_id(ident, f"{kind} id")
+        try:
+            aggregate: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(kind, aggregate_id) from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(kind, aggregate_id)
+        return aggregate
+
+    def get_video(self, video_id: object) -> Video:
+        return self._load(video_id, Video, "video")
+
+    def get_clip(self, clip_id: object) -> Clip:
+        return self._load(clip_id, Clip, "clip")
+
+    def get_any(self, ident: object) -> Video | Clip:
+        aggregate_id = parse_id(ident)
+        try:
+            aggregate: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound("video or clip", aggregate_id) from None
+        assert isinstance(aggregate, Video | Clip)
+        return aggregate
+
+    def clips_of(self, video_id: object) -> list[Clip]:
+        """The live clips of a video, in frame order."""
+        video = self.get_video(video_id)
+        return [self.get_clip(cid) for cid in video.clip_ids()]
+
+    def video_ids(self) -> list[UUID]:
+        """Every submitted video, oldest first (a scan of the log; read models serve pages)."""
+        ids: list[UUID] = []
+        start = 1
+        while True:
+            batch = self.recorder.select_notifications(start, 1000, topics=[Video.Created.TOPIC])
+            ids += [n.originator_id for n in batch]  # type: ignore[misc]
+            if len(batch) < 1000:
+                return ids
+            start = batch[-1].id + 1
+
+    # -- running commands -------------------------------------------------------------------------
+
+    def _run(self, command: Callable[[_UnitOfWork], tuple[Sequence[HeatersAggregate], T]], name: str) -> T:
+        for _ in range(RERUNS):
+            uow = _UnitOfWork(self)
+            aggregates, result = command(uow)
+            try:
+                self.save(*aggregates)
+            except IntegrityError:
+                for clip_id, version in uow.decided_on.items():
+                    current = self.get_clip(clip_id)
+                    if current.version != version:
+                        log.info("%s on clip %s lost a race: it is now %s", name, clip_id, current.state)
+                        raise Conflict(clip_id, current.state) from None
+                log.info("%s re-run: an aggregate it did not decide on changed meanwhile", name)
+                continue
+            return result
+        raise DomainError(f"{name} could not be saved after {RERUNS} tries: the video is too busy, try again")
+
+    # -- submission -------------------------------------------------------------------------------
+
+    def submit(self, source: str, actor: str) -> UUID:
+        if not isinstance(source, str):
+            raise ValueError("source must be a URL or a file path")
+        video = Video.submit(uuid4(), source, actor)
+        self.save(video)
+        log.info("video %s submitted by %s from %s", video.id, actor, video.source)
+        return video.id
+
+    # -- review decisions -------------------------------------------------------------------------
+
+    def approve(self, clip_id: object, actor: str) -> None:
+        self._decide(clip_id, actor, "approve", lambda clip: clip.approve(actor))
+
+    def skip(self, clip_id: object, actor: str) -> None:
+        self._decide(clip_id, actor, "skip", lambda clip: clip.skip(actor))
+
+    def archive(self, clip_id: object, actor: str) -> None:
+        self._decide(clip_id, actor, "archive", lambda clip: clip.archive(actor))
+
+    def _decide(self, clip_id: object, actor: str, name: str, decide: Callable[[Clip], None]) -> None:
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], None]:
+            clip = uow.clip(parse_id(clip_id, "clip id"))
+            decide(clip)
+            return [clip], None
+
+        self._run(command, name)
+        log.info("clip %s: %s by %s", clip_id, name, actor)
+
+    def group(self, clip_id: object, with_clip_id: object | None, actor: str) -> UUID:
+        """Group a clip with another (by default the previous clip of its video); returns the other's id."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], UUID]:
+            clip = uow.clip(parse_id(clip_id, "clip id"))
+            other = uow.clip(self._neighbour(uow, clip, with_clip_id, "group"))
+            return review.group_clips(clip, other, actor), other.id
+
+        other_id = self._run(command, "group")
+        log.info("clip %s grouped with %s by %s", clip_id, other_id, actor)
+        return other_id
+
+    def split(self, clip_id: object, frame: int, actor: str) -> tuple[UUID, UUID]:
+        """Split a clip at ``frame`` (first frame of the right part); returns the two new clip ids."""
+        if isinstance(frame, bool) or not isinstance(frame, int):
+            raise ValueError(f"frame must be an integer, got {frame!r}")
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], tuple[UUID, UUID]]:
+            clip = uow.clip(parse_id(clip_id, "clip id"))
+            video = uow.video(clip.video_id)
+            left, right = uuid4(), uuid4()
+            changed = review.split_clip(video, clip, frame, left, right, self.min_clip_frames, actor)
+            return changed, (left, right)
+
+        result = self._run(command, "split")
+        log.info("clip %s split at frame %d into %s by %s", clip_id, frame, result, actor)
+        return result
+
+    def merge(self, clip_id: object, with_clip_id: object | None, actor: str) -> UUID:
+        """Merge a clip with an adjacent one (by default the previous); returns the new clip's id."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], UUID]:
+            clip = uow.clip(parse_id(clip_id, "clip id"))
+            other_id = self._neighbour(uow, clip, with_clip_id, "merge")
+            other = uow.clip(other_id)
+            if other.video_id != clip.video_id:
+                raise DomainError(
+                    f"cannot merge clip {clip.id} with clip {other.id}: they belong to different videos"
+                )
+            video = uow.video(clip.video_id)
+            merged_id = uuid4()
+            return review.merge_clips(video, clip, other, merged_id, actor), merged_id
+
+        merged = self._run(command, "merge")
+        log.info("clip %s merged with %s into %s by %s", clip_id, with_clip_id or "previous", merged, actor)
+        return merged
+
+    def _neighbour(self, uow: _UnitOfWork, clip: Clip, other: object | None, action: str) -> UUID:
+        if other is not None:
+            return parse_id(other, "other clip id")
+        previous = uow.video(clip.video_id).previous_clip(clip.id)
+        if previous is None:
+            raise DomainError(f"cannot {action} clip {clip.id} with the previous clip: it is the first clip")
+        return previous
+
+    def undo(self, clip_id: object, actor: str) -> str:
+        """Reverse the last review decision of a clip (split and merge included); returns what was undone."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], str]:
+            clip = uow.clip(parse_id(clip_id, "clip id"))
+            target = uow.clip(review.undo_target(clip)) if review.undo_target(clip) != clip.id else clip
+            decision = target.last_decision
+            related = {cid: uow.clip(cid) for cid in review.related_clip_ids(target)}
+            video = uow.video(target.video_id)
+            changed = review.undo_last_decision(video, target, related, actor)
+            return changed, str(decision["kind"] if decision else "nothing")
+
+        undone = self._run(command, "undo")
+        log.info("clip %s: %s undone by %s", clip_id, undone, actor)
+        return undone
+
+    # -- pipeline: video stages -------------------------------------------------------------------
+
+    def start_video_stage(self, video_id: object, stage: str, actor: str) -> int:
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], int]:
+            video = uow.video(parse_id(video_id, "video id"))
+            return [video], video.start_stage(stage, actor)
+
+        return self._run(command, f"start {stage}")
+
+    def record_downloaded(self, video_id: object, attempt: int, actor: str, **metadata: Any) -> bool:
+        return self._record_video(video_id, lambda v: v.record_downloaded(actor, attempt, **metadata))
+
+    def record_proxy(
+        self, video_id: object, attempt: int, media_key: str, width: int, height: int, actor: str
+    ) -> bool:
+        return self._record_video(
+            video_id, lambda v: v.record_proxy(actor, attempt, media_key, width, height)
+        )
+
+    def record_sprites(self, video_id: object, attempt: int, manifest_key: str, actor: str) -> bool:
+        return self._record_video(video_id, lambda v: v.record_sprites(actor, attempt, manifest_key))
+
+    def record_video_failure(
+        self, video_id: object, stage: str, attempt: int, reason: str, actor: str
+    ) -> bool:
+        recorded = self._record_video(video_id, lambda v: v.record_failure(stage, actor, attempt, reason))
+        if recorded:
+            log.warning("video %s: %s failed (attempt %d): %s", video_id, stage, attempt, reason)
+        return recorded
+
+    def _record_video(self, video_id: object, record: Callable[[Video], bool]) -> bool:
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], bool]:
+            video = uow.video(parse_id(video_id, "video id"))
+            return [video], record(video)
+
+        return self._run(command, "record video result")
+
+    def record_shots(
+        self,
+        video_id: object,
+        attempt: int,
+        cuts: Sequence[int],
+        detector: str,
+        params: dict[str, Any],
+        actor: str,
+    ) -> list[UUID]:
+        """Record shot boundaries and create the clips (pending review) in one save; idempotent."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], list[UUID]]:
+            video = uow.video(parse_id(video_id, "video id"))
+            boundaries = sorted({int(c) for c in cuts if 0 < int(c) < video.frame_count})
+            ids = [uuid4() for _ in range(len(boundaries) + 1)]
+            layout = video.record_shots(actor, attempt, boundaries, detector, params, ids)
+            if layout is None:
+                return [], video.clip_ids()
+            clips = review.create_clips_for_shots(video, layout, actor)
+            return [video, *clips], [c.id for c in clips]
+
+        return self._run(command, "record shots")
+
+    def request_retry(self, ident: object, actor: str) -> str:
+        """Re-open the failed stage of a video or clip; returns the stage."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], str]:
+            aggregate = self.get_any(ident)
+            return [aggregate], aggregate.request_retry(actor)
+
+        stage = self._run(command, "retry")
+        log.info("%s: retry of %s requested by %s", ident, stage, actor)
+        return stage
+
+    # -- pipeline: clip stages --------------------------------------------------------------------
+
+    def record_keyframes(
+        self, clip_id: object, strategy: str, keys: list[str], frames: list[int], actor: str
+    ) -> bool:
+        return self._record_clip(clip_id, lambda c: c.record_keyframes(strategy, keys, frames, actor))
+
+    def record_embedding(
+        self,
+        clip_id: object,
+        model: str,
+        pretrained: str,
+        strategy: str,
+        vectors: list[list[float]],
+        actor: str,
+    ) -> bool:
+        return self._record_clip(
+            clip_id, lambda c: c.record_embedding(model, pretrained, strategy, vectors, actor)
+        )
+
+    def record_export(self, clip_id: object, media_key: str, actor: str) -> bool:
+        return self._record_clip(clip_id, lambda c: c.record_export(media_key, actor))
+
+    def record_clip_failure(self, clip_id: object, stage: str, attempt: int, reason: str, actor: str) -> bool:
+        recorded = self._record_clip(clip_id, lambda c: c.record_failure(stage, attempt, reason, actor))
+        if recorded:
+            log.warning("clip %s: %s failed (attempt %d): %s", clip_id, stage, attempt, reason)
+        return recorded
+
+    def record_media_purged(self, clip_id: object, keys: list[str], actor: str) -> bool:
+        return self._record_clip(clip_id, lambda c: c.purge_media(keys, actor))
+
+    def _record_clip(self, clip_id: object, record: Callable[[Clip], bool]) -> bool:
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], bool]:
+            clip = uow.clip(parse_id(clip_id, "clip id"), decided_on=False)
+            return [clip], record(clip)
+
+        return self._run(command, "record clip result")
+
+    # -- the auditor's view -----------------------------------------------------------------------
+
+    def history(self, ident: object) -> list[HistoryEntry]:
+        """Every stored event of a video or clip, oldest first."""
+        aggregate = self.get_any(ident)
+        return [_entry(e) for e in self.events.get(aggregate.id)]
+
+    def version_at(self, ident: object, when: datetime) -> int:
+        """The version a video or clip had at ``when`` (the last event at or before it)."""
+        aggregate = self.get_any(ident)
+        if when.tzinfo is None:
+            raise ValueError("--as-of time needs a timezone, e.g. 2026-11-25T12:00:00+00:00")
+        version = 0
+        for event in self.events.get(aggregate.id):
+            if event.timestamp > when:  # type: ignore[attr-defined]
+                break
+            version = event.originator_version
+        if version == 0:
+            raise DomainError(
+                f"{type(aggregate).__name__.lower()} {aggregate.id} did not exist yet at {when}"
+            )
+        return version
+
+    def state_at(self, ident: object, version: int) -> Video | Clip:
+        aggregate = self.get_any(ident)
+        if not 1 <= version <= aggregate.version:
+            raise DomainError(
+                f"{type(aggregate).__name__.lower()} {aggregate.id} has versions 1 to {aggregate.version}, "
+                f"not {version}"
+            )
+        restored: object = self.repository.get(aggregate.id, version=version)
+        assert isinstance(restored, Video | Clip)
+        return restored
+
+    def layout_of(self, video_id: object) -> list[Segment]:
+        return list(self.get_video(video_id).layout)
+
+    def iter_events(self, start: int = 1, batch: int = 500) -> Iterator[DomainEventProtocol[UUID]]:
+        """Every domain event in log order (for tools and tests)."""
+        while True:
+            notifications = self.recorder.select_notifications(start, batch)
+            for n in notifications:
+                yield self.mapper.to_domain_event(n)
+            if len(notifications) < batch:
+                return
+            start = notifications[-1].id + 1
+
+
+def _entry(event: DomainEventProtocol[UUID]) -> HistoryEntry:
+    payload = {k: v for k, v in event.__dict__.items() if k not in _ENVELOPE}
+    topic = getattr(type(event), "TOPIC", type(event).__qualname__)
+    return HistoryEntry(
+        version=event.originator_version,
+        event=topic.rpartition(":")[2],
+        topic=topic,
+        actor=getattr(event, "actor", "unknown"),
+        timestamp=event.timestamp,  # type: ignore[attr-defined]
+        payload=payload,
+    )

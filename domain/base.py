@@ -1,0 +1,56 @@
+"""What every Heaters aggregate and event shares: an actor on each event, stable topics, and
+per-stage progress of the media pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from eventsourcing.domain import Aggregate
+
+StageStatus = Literal["pending", "running", "done", "failed"]
+
+#: Actor of events recorded by the pipeline: ``stage:<name>``; people are ``user:<name>``.
+SYSTEM_ACTOR = "stage:system"
+
+
+def user_actor(name: str) -> str:
+    return f"user:{name}"
+
+
+def stage_actor(stage: str) -> str:
+    return f"stage:{stage}"
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """How far one pipeline stage of an aggregate has got."""
+
+    status: StageStatus = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+
+    def started(self, attempt: int) -> StageProgress:
+        return replace(self, status="running", attempts=max(self.attempts, attempt))
+
+    def succeeded(self) -> StageProgress:
+        return replace(self, status="done", last_error=None)
+
+    def failed(self, reason: str, attempt: int) -> StageProgress:
+        return replace(self, status="failed", last_error=reason, attempts=max(self.attempts, attempt))
+
+    def retried(self) -> StageProgress:
+        return replace(self, status="pending")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "attempts": self.attempts, "last_error": self.last_error}
+
+
+class HeatersAggregate(Aggregate):
+    """Base aggregate: every event names who caused it (a user or a pipeline stage)."""
+
+    class Event(Aggregate.Event):
+        actor: str
+
+    class Created(Event, Aggregate.Created):
+        pass

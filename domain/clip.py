@@ -1,0 +1,452 @@
+"""The Clip aggregate: one frame range ``[start, end)`` of a video and its review lifecycle.
+
+created → (sprite ready) pending_review → approved | skipped | archived; grouped (approved and linked);
+split (retired: two new clips replace it); merged (retired: one new clip replaces it and its neighbour);
+retired (a clip made by a split or merge that was undone). Approved clips go on:
+approved → keyframed → embedded → exported.
+
+Every review decision is pushed on the clip's decision stack; :meth:`Clip.undo_decision` pops the last
+one by a compensating ``DecisionUndone`` event, so history is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from domain.base import HeatersAggregate, StageProgress
+from domain.errors import DomainError
+
+CLIP_STAGES: tuple[str, ...] = ("keyframes", "embedding", "export")
+
+REVIEWABLE = frozenset({"pending_review", "skipped"})
+APPROVED = frozenset({"approved", "keyframed", "embedded", "exported"})
+RETIRED = frozenset({"split", "merged", "retired"})
+DECISIONS = ("approve", "skip", "archive", "group", "split", "merge")
+
+
+class Clip(HeatersAggregate):
+    TOPIC = "heaters.clip:Clip"
+
+    class Created(HeatersAggregate.Created):
+        """``origin`` is ``shots``, ``split`` or ``merge``; ``parent_ids`` the clips it replaced."""
+
+        TOPIC = "heaters.clip:Created"
+        class_version = 2
+        video_id: UUID
+        start: int
+        end: int
+        origin: str
+        parent_ids: list[UUID]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 clips only ever came from detected shots and had no parents."""
+            state["origin"] = "shots"
+            state["parent_ids"] = []
+
+    class SpriteReady(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:SpriteReady"
+        manifest_key: str
+
+        def apply(self, clip: Clip) -> None:
+            clip.sprite_manifest = self.manifest_key
+            if clip.state == "created":
+                clip.state = "pending_review"
+
+    class Approved(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:Approved"
+
+        def apply(self, clip: Clip) -> None:
+            clip._decide("approve", "approved")
+
+    class Skipped(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:Skipped"
+
+        def apply(self, clip: Clip) -> None:
+            clip._decide("skip", "skipped")
+
+    class Archived(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:Archived"
+
+        def apply(self, clip: Clip) -> None:
+            clip._decide("archive", "archived")
+
+    class Grouped(HeatersAggregate.Event):
+        """This clip is approved and linked with ``with_clip_id``. A group is a connected set of
+        linked clips (read models compute it), so groups that touch join without rewriting ids."""
+
+        TOPIC = "heaters.clip:Grouped"
+        with_clip_id: UUID
+
+        def apply(self, clip: Clip) -> None:
+            clip._decide("group", "approved", with_clip_id=self.with_clip_id)
+            clip.grouped_with.add(self.with_clip_id)
+
+    class GroupJoined(HeatersAggregate.Event):
+        """Another clip linked itself with this one (not a decision of this clip)."""
+
+        TOPIC = "heaters.clip:GroupJoined"
+        with_clip_id: UUID
+
+        def apply(self, clip: Clip) -> None:
+            clip.grouped_with.add(self.with_clip_id)
+
+    class GroupLeft(HeatersAggregate.Event):
+        """The link with ``with_clip_id`` was undone."""
+
+        TOPIC = "heaters.clip:GroupLeft"
+        with_clip_id: UUID
+
+        def apply(self, clip: Clip) -> None:
+            clip.grouped_with.discard(self.with_clip_id)
+
+    class Split(HeatersAggregate.Event):
+        """Two new clips replace this one: ``[start, frame)`` and ``[frame, end)``."""
+
+        TOPIC = "heaters.clip:Split"
+        frame: int
+        into: list[UUID]
+
+        def apply(self, clip: Clip) -> None:
+            clip._decide("split", "split", frame=self.frame, into=list(self.into))
+
+    class Merged(HeatersAggregate.Event):
+        """This clip and ``with_clip_id`` were replaced by ``into``."""
+
+        TOPIC = "heaters.clip:Merged"
+        with_clip_id: UUID
+        into: UUID
+
+        def apply(self, clip: Clip) -> None:
+            clip._decide("merge", "merged", with_clip_id=self.with_clip_id, into=self.into)
+
+    class DecisionUndone(HeatersAggregate.Event):
+        """Compensates the last decision: the clip returns to ``restored_state``."""
+
+        TOPIC = "heaters.clip:DecisionUndone"
+        undone: str
+        restored_state: str
+
+        def apply(self, clip: Clip) -> None:
+            decision = clip.decisions.pop()
+            clip.state = self.restored_state
+            if decision["kind"] == "group":
+                clip.grouped_with.discard(decision["with_clip_id"])
+            if decision["kind"] in ("approve", "group"):
+                clip._clear_pipeline()
+
+    class Retired(HeatersAggregate.Event):
+        """A clip made by a split or merge that was undone; it leaves the layout."""
+
+        TOPIC = "heaters.clip:Retired"
+        reason: str
+
+        def apply(self, clip: Clip) -> None:
+            clip.state = "retired"
+
+    class KeyframesExtracted(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:KeyframesExtracted"
+        strategy: str
+        keys: list[str]
+        frames: list[int]
+
+        def apply(self, clip: Clip) -> None:
+            clip.keyframes = {"strategy": self.strategy, "keys": list(self.keys), "frames": list(self.frames)}
+            clip.stages["keyframes"] = clip.stages["keyframes"].succeeded()
+            clip.state = "keyframed"
+
+    class Embedded(HeatersAggregate.Event):
+        """L2-normalised vectors (one, or one per keyframe for ``keyframe_multi``)."""
+
+        TOPIC = "heaters.clip:Embedded"
+        model: str
+        pretrained: str
+        strategy: str
+        dimension: int
+        vectors: list[list[float]]
+
+        def apply(self, clip: Clip) -> None:
+            clip.embedding = {
+                "model": self.model,
+                "pretrained": self.pretrained,
+                "strategy": self.strategy,
+                "dimension": self.dimension,
+            }
+            clip.stages["embedding"] = clip.stages["embedding"].succeeded()
+            clip.state = "embedded"
+
+    class Exported(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:Exported"
+        media_key: str
+
+        def apply(self, clip: Clip) -> None:
+            clip.export_key = self.media_key
+            clip.stages["export"] = clip.stages["export"].succeeded()
+            clip.state = "exported"
+
+    class StageFailed(HeatersAggregate.Event):
+        """A pipeline stage of an approved clip gave up (``stage``: keyframes, embedding, export)."""
+
+        TOPIC = "heaters.clip:StageFailed"
+        stage: str
+        attempt: int
+        reason: str
+
+        def apply(self, clip: Clip) -> None:
+            clip.stages[self.stage] = clip.stages[self.stage].failed(self.reason, self.attempt)
+
+    class RetryRequested(HeatersAggregate.Event):
+        TOPIC = "heaters.clip:RetryRequested"
+        stage: str
+
+        def apply(self, clip: Clip) -> None:
+            clip.stages[self.stage] = clip.stages[self.stage].retried()
+
+    class MediaPurged(HeatersAggregate.Event):
+        """Derived media of an archived clip was deleted after the grace period; events stay."""
+
+        TOPIC = "heaters.clip:MediaPurged"
+        keys: list[str]
+
+        def apply(self, clip: Clip) -> None:
+            clip.media_purged = True
+            clip.keyframes = {}
+            clip.export_key = None
+
+    def __init__(self, video_id: UUID, start: int, end: int, origin: str, parent_ids: list[UUID]) -> None:
+        self.video_id = video_id
+        self.start = start
+        self.end = end
+        self.origin = origin
+        self.parent_ids = list(parent_ids)
+        self.state = "created"
+        self.sprite_manifest: str | None = None
+        self.decisions: list[dict[str, Any]] = []
+        self.grouped_with: set[UUID] = set()
+        self.stages: dict[str, StageProgress] = {s: StageProgress() for s in CLIP_STAGES}
+        self.keyframes: dict[str, Any] = {}
+        self.embedding: dict[str, Any] = {}
+        self.export_key: str | None = None
+        self.media_purged = False
+
+    # -- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        clip_id: UUID,
+        video_id: UUID,
+        start: int,
+        end: int,
+        origin: str,
+        actor: str,
+        parent_ids: list[UUID] | None = None,
+    ) -> Clip:
+        if not 0 <= start < end:
+            raise DomainError(f"a clip needs 0 <= start < end, got [{start}, {end})")
+        if origin not in ("shots", "split", "merge"):
+            raise DomainError(f"unknown clip origin {origin!r}")
+        return cls._create(
+            cls.Created,
+            id=clip_id,
+            video_id=video_id,
+            start=start,
+            end=end,
+            origin=origin,
+            parent_ids=list(parent_ids or []),
+            actor=actor,
+        )
+
+    # -- derived state ----------------------------------------------------------------------------
+
+    @property
+    def is_live(self) -> bool:
+        return self.state not in RETIRED
+
+    @property
+    def is_approved(self) -> bool:
+        return self.state in APPROVED
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
+    def last_decision(self) -> dict[str, Any] | None:
+        return self.decisions[-1] if self.decisions else None
+
+    # -- review commands --------------------------------------------------------------------------
+
+    def mark_sprite_ready(self, manifest_key: str, actor: str) -> bool:
+        if self.sprite_manifest == manifest_key:
+            return False
+        self.trigger_event(self.SpriteReady, manifest_key=manifest_key, actor=actor)
+        return True
+
+    def approve(self, actor: str) -> None:
+        self._require_reviewable("approve")
+        self.trigger_event(self.Approved, actor=actor)
+
+    def skip(self, actor: str) -> None:
+        if self.state != "pending_review":
+            self._refuse("skip", "only a clip pending review can be skipped")
+        self.trigger_event(self.Skipped, actor=actor)
+
+    def archive(self, actor: str) -> None:
+        self._require_reviewable("archive")
+        self.trigger_event(self.Archived, actor=actor)
+
+    def group_with(self, other: Clip, actor: str) -> None:
+        """Approve this clip as grouped with ``other`` (both get linked)."""
+        self._require_reviewable("group")
+        if other.id == self.id:
+            self._refuse("group", "a clip cannot be grouped with itself")
+        if other.video_id != self.video_id:
+            self._refuse("group", f"clip {other.id} belongs to another video")
+        if not other.is_live or other.state == "archived":
+            raise DomainError(f"cannot group with clip {other.id}: it is {other.state}")
+        if other.id in self.grouped_with:
+            self._refuse("group", f"it is already grouped with clip {other.id}")
+        self.trigger_event(self.Grouped, with_clip_id=other.id, actor=actor)
+        other.trigger_event(other.GroupJoined, with_clip_id=self.id, actor=actor)
+
+    def split_into(self, frame: int, left_id: UUID, right_id: UUID, actor: str) -> None:
+        self._require_live("split")
+        self.trigger_event(self.Split, frame=frame, into=[left_id, right_id], actor=actor)
+
+    def merge_into(self, other: Clip, merged_id: UUID, actor: str) -> None:
+        self._require_live("merge")
+        other._require_live("merge")
+        if other.video_id != self.video_id:
+            raise DomainError(
+                f"cannot merge clip {self.id} with clip {other.id}: they belong to different videos"
+            )
+        self.trigger_event(self.Merged, with_clip_id=other.id, into=merged_id, actor=actor)
+        other.trigger_event(other.Merged, with_clip_id=self.id, into=merged_id, actor=actor)
+
+    def undo_decision(self, actor: str) -> dict[str, Any]:
+        """Pop the last decision (the caller compensates other clips for split, merge and group)."""
+        decision = self.last_decision
+        if decision is None:
+            raise DomainError(f"clip {self.id} has no review decision to undo (state: {self.state})")
+        self.trigger_event(
+            self.DecisionUndone,
+            undone=decision["kind"],
+            restored_state=decision["previous_state"],
+            actor=actor,
+        )
+        return decision
+
+    def retire(self, reason: str, actor: str) -> None:
+        self._require_live("retire")
+        self.trigger_event(self.Retired, reason=reason, actor=actor)
+
+    def leave_group(self, with_clip_id: UUID, actor: str) -> None:
+        self.trigger_event(self.GroupLeft, with_clip_id=with_clip_id, actor=actor)
+
+    # -- pipeline commands (idempotent: a result reported twice triggers one event) ----------------
+
+    def record_keyframes(self, strategy: str, keys: list[str], frames: list[int], actor: str) -> bool:
+        self._require_approved("keyframes")
+        if self.stages["keyframes"].status == "done":
+            return False
+        if not keys or len(keys) != len(frames):
+            raise DomainError(f"clip {self.id}: keyframes need one key per frame, at least one")
+        outside = [f for f in frames if not self.start <= f < self.end]
+        if outside:
+            raise DomainError(f"clip {self.id}: keyframes {outside} lie outside [{self.start}, {self.end})")
+        self.trigger_event(self.KeyframesExtracted, strategy=strategy, keys=keys, frames=frames, actor=actor)
+        return True
+
+    def record_embedding(
+        self,
+        model: str,
+        pretrained: str,
+        strategy: str,
+        vectors: list[list[float]],
+        actor: str,
+    ) -> bool:
+        self._require_approved("embedding")
+        if self.stages["keyframes"].status != "done":
+            raise DomainError(f"clip {self.id}: embedding needs keyframes first (state: {self.state})")
+        if self.stages["embedding"].status == "done":
+            return False
+        if not vectors or any(len(v) != len(vectors[0]) for v in vectors) or not vectors[0]:
+            raise DomainError(f"clip {self.id}: embedding vectors must be non-empty and of one dimension")
+        self.trigger_event(
+            self.Embedded,
+            model=model,
+            pretrained=pretrained,
+            strategy=strategy,
+            dimension=len(vectors[0]),
+            vectors=vectors,
+            actor=actor,
+        )
+        return True
+
+    def record_export(self, media_key: str, actor: str) -> bool:
+        self._require_approved("export")
+        if self.stages["embedding"].status != "done":
+            raise DomainError(f"clip {self.id}: export comes after embedding (state: {self.state})")
+        if self.stages["export"].status == "done":
+            return False
+        self.trigger_event(self.Exported, media_key=media_key, actor=actor)
+        return True
+
+    def record_failure(self, stage: str, attempt: int, reason: str, actor: str) -> bool:
+        if stage not in CLIP_STAGES:
+            raise DomainError(f"unknown clip stage {stage!r}; stages are {', '.join(CLIP_STAGES)}")
+        progress = self.stages[stage]
+        if progress.status == "done" or (progress.status == "failed" and progress.attempts >= attempt):
+            return False
+        if not reason.strip():
+            raise DomainError("a failure needs a reason a person can act on")
+        self.trigger_event(self.StageFailed, stage=stage, attempt=attempt, reason=reason, actor=actor)
+        return True
+
+    def request_retry(self, actor: str) -> str:
+        stage = next((s for s in CLIP_STAGES if self.stages[s].status == "failed"), None)
+        if stage is None:
+            raise DomainError(f"clip {self.id} has no failed stage to retry (state: {self.state})")
+        self._require_approved("retry")
+        self.trigger_event(self.RetryRequested, stage=stage, actor=actor)
+        return stage
+
+    def purge_media(self, keys: list[str], actor: str) -> bool:
+        if self.state != "archived":
+            raise DomainError(f"clip {self.id}: only archived clips have their media purged ({self.state})")
+        if self.media_purged:
+            return False
+        self.trigger_event(self.MediaPurged, keys=keys, actor=actor)
+        return True
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _decide(self, kind: str, new_state: str, **details: Any) -> None:
+        self.decisions.append({"kind": kind, "previous_state": self.state, **details})
+        self.state = new_state
+
+    def _clear_pipeline(self) -> None:
+        self.stages = {s: StageProgress() for s in CLIP_STAGES}
+        self.keyframes = {}
+        self.embedding = {}
+        self.export_key = None
+
+    def _refuse(self, action: str, why: str) -> None:
+        raise DomainError(f"cannot {action} clip {self.id}: {why} (state: {self.state})")
+
+    def _require_live(self, action: str) -> None:
+        if not self.is_live:
+            self._refuse(action, "it was replaced by other clips")
+
+    def _require_reviewable(self, action: str) -> None:
+        self._require_live(action)
+        if self.state == "created":
+            self._refuse(action, "its sprites are not ready yet")
+        if self.state not in REVIEWABLE:
+            self._refuse(action, f"it is already {self.state}; undo that decision first")
+
+    def _require_approved(self, stage: str) -> None:
+        if not self.is_approved:
+            raise DomainError(f"clip {self.id}: {stage} is only for approved clips (state: {self.state})")

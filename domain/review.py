@@ -1,0 +1,177 @@
+"""Review decisions that change more than one aggregate: split, merge, group and their undo.
+
+Each function takes the aggregates it touches, checks every rule before triggering anything, and
+returns the aggregates whose pending events must be saved together in one atomic save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from uuid import UUID
+
+from domain.base import HeatersAggregate
+from domain.clip import Clip
+from domain.errors import DomainError
+from domain.partition import Segment, merge_layout, replace_segments, split_layout
+from domain.video import Video
+
+
+def _check_belongs(video: Video, *clips: Clip) -> None:
+    for clip in clips:
+        if clip.video_id != video.id:
+            raise DomainError(f"clip {clip.id} does not belong to video {video.id}")
+
+
+def _new_clip(video: Video, segment: Segment, origin: str, parents: list[UUID], actor: str) -> Clip:
+    clip = Clip.create(segment.clip_id, video.id, segment.start, segment.end, origin, actor, parents)
+    if video.media.get("sprites"):
+        clip.mark_sprite_ready(video.media["sprites"], actor)
+    return clip
+
+
+def create_clips_for_shots(video: Video, layout: list[Segment], actor: str) -> list[Clip]:
+    """The clips a fresh layout of detected shots makes; pending review since sprites exist."""
+    return [_new_clip(video, segment, "shots", [], actor) for segment in layout]
+
+
+def split_clip(
+    video: Video,
+    clip: Clip,
+    frame: int,
+    left_id: UUID,
+    right_id: UUID,
+    min_clip_frames: int,
+    actor: str,
+) -> list[HeatersAggregate]:
+    """Split ``clip`` at ``frame`` (the first frame of the right-hand part)."""
+    _check_belongs(video, clip)
+    clip._require_live("split")
+    layout = split_layout(video.layout, video.frame_count, clip.id, frame, left_id, right_id, min_clip_frames)
+    clip.split_into(frame, left_id, right_id, actor)
+    video.change_layout("split", clip.id, layout, actor, frame=frame)
+    left = _new_clip(video, Segment(clip.start, frame, left_id), "split", [clip.id], actor)
+    right = _new_clip(video, Segment(frame, clip.end, right_id), "split", [clip.id], actor)
+    return [video, clip, left, right]
+
+
+def merge_clips(video: Video, clip: Clip, other: Clip, merged_id: UUID, actor: str) -> list[HeatersAggregate]:
+    """Merge ``clip`` with its adjacent clip ``other`` into one new clip."""
+    if clip.video_id != other.video_id:
+        raise DomainError(
+            f"cannot merge clip {clip.id} with clip {other.id}: they belong to different videos"
+        )
+    _check_belongs(video, clip, other)
+    clip._require_live("merge")
+    other._require_live("merge")
+    layout = merge_layout(video.layout, video.frame_count, clip.id, other.id, merged_id)
+    clip.merge_into(other, merged_id, actor)
+    video.change_layout("merge", clip.id, layout, actor)
+    first, second = sorted([clip, other], key=lambda c: c.start)
+    merged = _new_clip(
+        video, Segment(first.start, second.end, merged_id), "merge", [first.id, second.id], actor
+    )
+    return [video, clip, other, merged]
+
+
+def group_clips(clip: Clip, other: Clip, actor: str) -> list[HeatersAggregate]:
+    """Approve ``clip`` as grouped with ``other`` (a link both clips record)."""
+    clip.group_with(other, actor)
+    return [clip, other]
+
+
+def undo_target(clip: Clip) -> UUID:
+    """The clip whose last decision an undo on ``clip`` reverses.
+
+    A live clip with no decision of its own that was made by a split or merge undoes that split or merge
+    (it is what the reviewer last did to these frames)."""
+    if clip.decisions or clip.origin == "shots" or not clip.is_live:
+        return clip.id
+    return clip.parent_ids[0]
+
+
+def related_clip_ids(clip: Clip) -> list[UUID]:
+    """The other clips an undo of ``clip``'s last decision needs loaded."""
+    decision = clip.last_decision
+    if decision is None:
+        return []
+    kind = decision["kind"]
+    if kind == "split":
+        return list(decision["into"])
+    if kind == "merge":
+        return [decision["with_clip_id"], decision["into"]]
+    if kind == "group":
+        return [decision["with_clip_id"]]
+    return []
+
+
+def _refuse_if_decided(undone: str, clip: Clip, other: Clip) -> None:
+    if not other.is_live:
+        raise DomainError(
+            f"cannot undo the {undone} of clip {clip.id}: clip {other.id} was {other.state} after it; "
+            f"undo that first"
+        )
+    if other.decisions:
+        last = other.decisions[-1]["kind"]
+        raise DomainError(
+            f"cannot undo the {undone} of clip {clip.id}: clip {other.id} was reviewed after it "
+            f"({last}, now {other.state}); undo that first"
+        )
+
+
+def undo_last_decision(
+    video: Video, clip: Clip, related: Mapping[UUID, Clip], actor: str
+) -> list[HeatersAggregate]:
+    """Reverse ``clip``'s last decision by compensating events on every aggregate it touched."""
+    _check_belongs(video, clip)
+    decision = clip.last_decision
+    if decision is None:
+        raise DomainError(f"clip {clip.id} has nothing to undo (state: {clip.state})")
+    kind = decision["kind"]
+    if kind == "split":
+        return _undo_split(video, clip, [related[c] for c in decision["into"]], actor)
+    if kind == "merge":
+        return _undo_merge(video, clip, related[decision["with_clip_id"]], related[decision["into"]], actor)
+    if kind == "group":
+        other = related[decision["with_clip_id"]]
+        if not other.is_live:
+            raise DomainError(
+                f"cannot undo the grouping of clip {clip.id}: clip {other.id} was {other.state} after it"
+            )
+        clip.undo_decision(actor)
+        other.leave_group(clip.id, actor)
+        return [clip, other]
+    if not clip.is_live:
+        raise DomainError(f"cannot undo the {kind} of clip {clip.id}: it was {clip.state} since")
+    clip.undo_decision(actor)
+    return [clip]
+
+
+def _undo_split(video: Video, clip: Clip, children: list[Clip], actor: str) -> list[HeatersAggregate]:
+    for child in children:
+        _refuse_if_decided("split", clip, child)
+    layout = replace_segments(
+        video.layout,
+        video.frame_count,
+        remove=[c.id for c in children],
+        add=[Segment(clip.start, clip.end, clip.id)],
+    )
+    clip.undo_decision(actor)
+    for child in children:
+        child.retire(f"the split of clip {clip.id} was undone", actor)
+    video.change_layout("split_undone", clip.id, layout, actor)
+    return [video, clip, *children]
+
+
+def _undo_merge(video: Video, clip: Clip, partner: Clip, merged: Clip, actor: str) -> list[HeatersAggregate]:
+    _refuse_if_decided("merge", clip, merged)
+    layout = replace_segments(
+        video.layout,
+        video.frame_count,
+        remove=[merged.id],
+        add=[Segment(c.start, c.end, c.id) for c in (clip, partner)],
+    )
+    clip.undo_decision(actor)
+    partner.undo_decision(actor)
+    merged.retire(f"the merge of clips {clip.id} and {partner.id} was undone", actor)
+    video.change_layout("merge_undone", clip.id, layout, actor)
+    return [video, clip, partner, merged]

@@ -1,0 +1,390 @@
+"""The Video aggregate: a source video's way through the pipeline, and the layout of its clips.
+
+Stages run in order: download → proxy → sprites → shots. Each has a ``…Started`` event (with the attempt
+number), a success event and a ``…Failed`` event (reason, attempt). Results are idempotent: reporting a
+stage's result once it is done triggers no event. After shots are detected the video owns the clip
+layout, whose invariant (:mod:`domain.partition`) every split, merge and undo keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from domain.base import HeatersAggregate, StageProgress
+from domain.errors import DomainError
+from domain.partition import Segment, check_partition, layout_from_cuts
+
+PIPELINE_STAGES: tuple[str, ...] = ("download", "proxy", "sprites", "shots")
+
+
+class Video(HeatersAggregate):
+    TOPIC = "heaters.video:Video"
+
+    class Created(HeatersAggregate.Created):
+        """Submitted: someone asked for this source to be ingested."""
+
+        TOPIC = "heaters.video:Submitted"
+        source: str
+
+    class DownloadStarted(HeatersAggregate.Event):
+        TOPIC = "heaters.video:DownloadStarted"
+        attempt: int
+
+        def apply(self, video: Video) -> None:
+            video._start("download", self.attempt)
+
+    class Downloaded(HeatersAggregate.Event):
+        """The source is stored and probed (``media_key`` names it in object storage)."""
+
+        TOPIC = "heaters.video:Downloaded"
+        attempt: int
+        media_key: str
+        title: str
+        original_url: str | None
+        checksum: str
+        duration: float
+        fps: float
+        frame_count: int
+        width: int
+        height: int
+        codec: str
+
+        def apply(self, video: Video) -> None:
+            video.media["source"] = self.media_key
+            video.metadata = {
+                "title": self.title,
+                "original_url": self.original_url,
+                "checksum": self.checksum,
+                "duration": self.duration,
+                "fps": self.fps,
+                "frame_count": self.frame_count,
+                "width": self.width,
+                "height": self.height,
+                "codec": self.codec,
+            }
+            video._succeed("download")
+
+    class DownloadFailed(HeatersAggregate.Event):
+        TOPIC = "heaters.video:DownloadFailed"
+        attempt: int
+        reason: str
+
+        def apply(self, video: Video) -> None:
+            video._fail("download", self.reason, self.attempt)
+
+    class ProxyStarted(HeatersAggregate.Event):
+        TOPIC = "heaters.video:ProxyStarted"
+        attempt: int
+
+        def apply(self, video: Video) -> None:
+            video._start("proxy", self.attempt)
+
+    class ProxyCreated(HeatersAggregate.Event):
+        """An all-intra proxy (every frame a keyframe) for frame-accurate review and export."""
+
+        TOPIC = "heaters.video:ProxyCreated"
+        attempt: int
+        media_key: str
+        width: int
+        height: int
+
+        def apply(self, video: Video) -> None:
+            video.media["proxy"] = self.media_key
+            video._succeed("proxy")
+
+    class ProxyFailed(HeatersAggregate.Event):
+        TOPIC = "heaters.video:ProxyFailed"
+        attempt: int
+        reason: str
+
+        def apply(self, video: Video) -> None:
+            video._fail("proxy", self.reason, self.attempt)
+
+    class SpritesStarted(HeatersAggregate.Event):
+        TOPIC = "heaters.video:SpritesStarted"
+        attempt: int
+
+        def apply(self, video: Video) -> None:
+            video._start("sprites", self.attempt)
+
+    class SpritesCreated(HeatersAggregate.Event):
+        """Sprite sheets of the whole video; any clip's frame range indexes into them."""
+
+        TOPIC = "heaters.video:SpritesCreated"
+        attempt: int
+        manifest_key: str
+
+        def apply(self, video: Video) -> None:
+            video.media["sprites"] = self.manifest_key
+            video._succeed("sprites")
+
+    class SpritesFailed(HeatersAggregate.Event):
+        TOPIC = "heaters.video:SpritesFailed"
+        attempt: int
+        reason: str
+
+        def apply(self, video: Video) -> None:
+            video._fail("sprites", self.reason, self.attempt)
+
+    class ShotDetectionStarted(HeatersAggregate.Event):
+        TOPIC = "heaters.video:ShotDetectionStarted"
+        attempt: int
+
+        def apply(self, video: Video) -> None:
+            video._start("shots", self.attempt)
+
+    class ShotsDetected(HeatersAggregate.Event):
+        """Shot boundaries (first frame of each new shot) and the clips they make."""
+
+        TOPIC = "heaters.video:ShotsDetected"
+        attempt: int
+        cuts: list[int]
+        detector: str
+        params: dict[str, Any]
+        clips: list[dict[str, Any]]
+
+        def apply(self, video: Video) -> None:
+            video.layout = [Segment.from_payload(c) for c in self.clips]
+            video.cuts = list(self.cuts)
+            video.detector = {"name": self.detector, "params": dict(self.params)}
+            video._succeed("shots")
+
+    class ShotDetectionFailed(HeatersAggregate.Event):
+        TOPIC = "heaters.video:ShotDetectionFailed"
+        attempt: int
+        reason: str
+
+        def apply(self, video: Video) -> None:
+            video._fail("shots", self.reason, self.attempt)
+
+    class RetryRequested(HeatersAggregate.Event):
+        TOPIC = "heaters.video:RetryRequested"
+        stage: str
+
+        def apply(self, video: Video) -> None:
+            video.stages[self.stage] = video.stages[self.stage].retried()
+
+    class LayoutChanged(HeatersAggregate.Event):
+        """Clips replaced by others over the same frames: a split, a merge, or the undo of one.
+
+        ``change`` is ``split``, ``merge``, ``split_undone`` or ``merge_undone``; ``clip_id`` is the clip
+        the reviewer acted on; ``frame`` is the split frame (or ``None``)."""
+
+        TOPIC = "heaters.video:LayoutChanged"
+        change: str
+        clip_id: UUID
+        frame: int | None
+        removed: list[UUID]
+        added: list[dict[str, Any]]
+
+        def apply(self, video: Video) -> None:
+            removed = set(self.removed)
+            kept = [s for s in video.layout if s.clip_id not in removed]
+            video.layout = sorted(kept + [Segment.from_payload(a) for a in self.added])
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.stages: dict[str, StageProgress] = {s: StageProgress() for s in PIPELINE_STAGES}
+        self.media: dict[str, str] = {}
+        self.metadata: dict[str, Any] = {}
+        self.layout: list[Segment] = []
+        self.cuts: list[int] = []
+        self.detector: dict[str, Any] = {}
+
+    # -- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    def submit(cls, video_id: UUID, source: str, actor: str) -> Video:
+        source = source.strip()
+        if not source:
+            raise DomainError("a video needs a source: a http(s) URL or a local file path")
+        return cls._create(cls.Created, id=video_id, source=source, actor=actor)
+
+    # -- derived state ----------------------------------------------------------------------------
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.metadata.get("frame_count", 0))
+
+    @property
+    def fps(self) -> float:
+        return float(self.metadata.get("fps", 0.0))
+
+    @property
+    def state(self) -> str:
+        """``submitted``, ``<stage>_running``, ``<stage>_failed`` or ``clipped`` once every stage is done."""
+        for stage in PIPELINE_STAGES:
+            progress = self.stages[stage]
+            if progress.status == "done":
+                continue
+            if progress.status == "pending":
+                return "submitted" if stage == "download" else f"{stage}_pending"
+            return f"{stage}_{progress.status}"
+        return "clipped"
+
+    @property
+    def current_stage(self) -> str | None:
+        """The first stage that is not done, or ``None`` when all are."""
+        return next((s for s in PIPELINE_STAGES if self.stages[s].status != "done"), None)
+
+    @property
+    def failed_stage(self) -> str | None:
+        return next((s for s in PIPELINE_STAGES if self.stages[s].status == "failed"), None)
+
+    def clip_ids(self) -> list[UUID]:
+        return [s.clip_id for s in self.layout]
+
+    def previous_clip(self, clip_id: UUID) -> UUID | None:
+        ids = self.clip_ids()
+        if clip_id not in ids:
+            raise DomainError(f"clip {clip_id} is not a live clip of video {self.id}")
+        index = ids.index(clip_id)
+        return ids[index - 1] if index > 0 else None
+
+    # -- pipeline commands ------------------------------------------------------------------------
+
+    def start_stage(self, stage: str, actor: str) -> int:
+        """Record that a stage's work begins; returns the attempt number."""
+        self._require_stage_ready(stage)
+        attempt = self.stages[stage].attempts + 1
+        started = {
+            "download": self.DownloadStarted,
+            "proxy": self.ProxyStarted,
+            "sprites": self.SpritesStarted,
+            "shots": self.ShotDetectionStarted,
+        }[stage]
+        self.trigger_event(started, attempt=attempt, actor=actor)
+        return attempt
+
+    def record_downloaded(self, actor: str, attempt: int, **metadata: Any) -> bool:
+        if self._already_done("download"):
+            return False
+        if int(metadata.get("frame_count", 0)) <= 0:
+            raise DomainError(f"video {self.id}: a downloaded video must have frames")
+        self.trigger_event(self.Downloaded, attempt=attempt, actor=actor, **metadata)
+        return True
+
+    def record_proxy(self, actor: str, attempt: int, media_key: str, width: int, height: int) -> bool:
+        self._require_done("download", before="proxy")
+        if self._already_done("proxy"):
+            return False
+        self.trigger_event(
+            self.ProxyCreated, attempt=attempt, media_key=media_key, width=width, height=height, actor=actor
+        )
+        return True
+
+    def record_sprites(self, actor: str, attempt: int, manifest_key: str) -> bool:
+        self._require_done("proxy", before="sprites")
+        if self._already_done("sprites"):
+            return False
+        self.trigger_event(self.SpritesCreated, attempt=attempt, manifest_key=manifest_key, actor=actor)
+        return True
+
+    def record_shots(
+        self,
+        actor: str,
+        attempt: int,
+        cuts: Sequence[int],
+        detector: str,
+        params: dict[str, Any],
+        clip_ids: Sequence[UUID],
+    ) -> list[Segment] | None:
+        """Record shot boundaries; returns the new clip layout, or ``None`` when already recorded."""
+        self._require_done("sprites", before="shots")
+        if self._already_done("shots"):
+            return None
+        layout = layout_from_cuts(cuts, self.frame_count, clip_ids)
+        self.trigger_event(
+            self.ShotsDetected,
+            attempt=attempt,
+            cuts=[s.start for s in layout[1:]],
+            detector=detector,
+            params=dict(params),
+            clips=[s.as_payload() for s in layout],
+            actor=actor,
+        )
+        return layout
+
+    def record_failure(self, stage: str, actor: str, attempt: int, reason: str) -> bool:
+        if stage not in PIPELINE_STAGES:
+            raise DomainError(f"unknown video stage {stage!r}; stages are {', '.join(PIPELINE_STAGES)}")
+        progress = self.stages[stage]
+        if progress.status == "done" or (progress.status == "failed" and progress.attempts >= attempt):
+            return False
+        if not reason.strip():
+            raise DomainError("a failure needs a reason a person can act on")
+        failed = {
+            "download": self.DownloadFailed,
+            "proxy": self.ProxyFailed,
+            "sprites": self.SpritesFailed,
+            "shots": self.ShotDetectionFailed,
+        }[stage]
+        self.trigger_event(failed, attempt=attempt, reason=reason, actor=actor)
+        return True
+
+    def request_retry(self, actor: str) -> str:
+        stage = self.failed_stage
+        if stage is None:
+            raise DomainError(f"video {self.id} has no failed stage to retry (state: {self.state})")
+        self.trigger_event(self.RetryRequested, stage=stage, actor=actor)
+        return stage
+
+    # -- layout commands --------------------------------------------------------------------------
+
+    def change_layout(
+        self,
+        change: str,
+        clip_id: UUID,
+        new_layout: list[Segment],
+        actor: str,
+        frame: int | None = None,
+    ) -> None:
+        """Record a layout built by :mod:`domain.partition` (which checked the invariant)."""
+        if self.stages["shots"].status != "done":
+            raise DomainError(f"video {self.id} has no clips yet (state: {self.state})")
+        check_partition(new_layout, self.frame_count)
+        before = {s.clip_id: s for s in self.layout}
+        after = {s.clip_id: s for s in new_layout}
+        self.trigger_event(
+            self.LayoutChanged,
+            change=change,
+            clip_id=clip_id,
+            frame=frame,
+            removed=[cid for cid in before if cid not in after],
+            added=[s.as_payload() for cid, s in after.items() if cid not in before],
+            actor=actor,
+        )
+
+    # -- helpers for apply() ----------------------------------------------------------------------
+
+    def _start(self, stage: str, attempt: int) -> None:
+        self.stages[stage] = self.stages[stage].started(attempt)
+
+    def _succeed(self, stage: str) -> None:
+        self.stages[stage] = self.stages[stage].succeeded()
+
+    def _fail(self, stage: str, reason: str, attempt: int) -> None:
+        self.stages[stage] = self.stages[stage].failed(reason, attempt)
+
+    def _already_done(self, stage: str) -> bool:
+        return self.stages[stage].status == "done"
+
+    def _require_done(self, stage: str, before: str) -> None:
+        if self.stages[stage].status != "done":
+            raise DomainError(f"video {self.id}: {before} needs {stage} done first (state: {self.state})")
+
+    def _require_stage_ready(self, stage: str) -> None:
+        if stage not in PIPELINE_STAGES:
+            raise DomainError(f"unknown video stage {stage!r}; stages are {', '.join(PIPELINE_STAGES)}")
+        index = PIPELINE_STAGES.index(stage)
+        if index > 0:
+            self._require_done(PIPELINE_STAGES[index - 1], before=stage)
+        if self.stages[stage].status == "done":
+            raise DomainError(f"video {self.id}: {stage} is already done")
+        if self.stages[stage].status == "failed":
+            raise DomainError(
+                f"video {self.id}: {stage} failed ({self.stages[stage].last_error}); "
+                f"run `heaters retry video {self.id}` to try again"
+            )

@@ -1,0 +1,254 @@
+"""The ``heaters`` command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+from uuid import UUID
+
+import click
+from pydantic import ValidationError
+
+from commands.errors import Conflict, NotFound
+from commands.service import HeatersApplication
+from domain.base import StageProgress, user_actor
+from domain.clip import Clip
+from domain.errors import DomainError
+from domain.video import Video
+from infra.config import Settings
+from infra.runtime import configure_logging, open_application
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("heaters.cli")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, UUID | Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, StageProgress):
+        return value.as_dict()
+    if isinstance(value, set):
+        return sorted(str(v) for v in value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, default=_json_default, indent=2))
+
+
+class Context:
+    """What every command shares: the settings, loaded once."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        try:
+            self.settings = Settings()
+        except ValidationError as error:
+            first = error.errors()[0]
+            name = "HEATERS_" + str(first["loc"][0]).upper() if first["loc"] else "HEATERS_*"
+            raise click.ClickException(f"bad setting {name}: {first['msg']}") from None
+
+    @contextmanager
+    def app(self) -> Iterator[HeatersApplication]:
+        with open_application(self.settings) as (app, _address):
+            yield app
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Turn every expected error into a one-line message and a non-zero exit."""
+    try:
+        yield
+    except (DomainError, NotFound, Conflict, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens (INFO level).")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Heaters: turn long source videos into reviewed, searchable clips.
+
+    Settings come from HEATERS_* environment variables (see README). With none set, everything runs
+    embedded under ./.heaters: PostgreSQL with pgvector, local media storage and an in-process broker.
+    """
+    configure_logging(logging.INFO if verbose else logging.WARNING)
+    ctx.obj = Context(verbose)
+
+
+def _normalise_source(source: str) -> str:
+    parsed = urlparse(source)
+    if parsed.scheme and len(parsed.scheme) > 1:
+        return source  # URLs, including forbidden schemes, are judged by the download stage
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise click.ClickException(f"no such file: {source} (give a http(s) URL or a local video file)")
+    if not path.is_file():
+        raise click.ClickException(f"not a file: {source}")
+    return str(path.resolve())
+
+
+@main.command()
+@click.argument("source")
+@click.option("--as", "who", default=None, help="Who submits (default: the OS user).")
+@pass_context
+def submit(obj: Context, source: str, who: str | None) -> None:
+    """Submit a video: a http(s) URL or a local file. Prints the new video's id."""
+    normalised = _normalise_source(source)
+    with _clear_errors(), obj.app() as app:
+        video_id = app.submit(normalised, user_actor(who or getpass.getuser()))
+    click.echo(str(video_id))
+
+
+def _video_row(video: Video) -> dict[str, Any]:
+    return {
+        "id": video.id,
+        "state": video.state,
+        "source": video.source,
+        "title": video.metadata.get("title"),
+        "frames": video.frame_count or None,
+        "fps": video.fps or None,
+        "clips": len(video.layout),
+        "submitted_at": video.created_on,
+        "failure": next((p.last_error for p in video.stages.values() if p.status == "failed"), None),
+    }
+
+
+def _clip_row(clip: Clip) -> dict[str, Any]:
+    return {
+        "id": clip.id,
+        "video_id": clip.video_id,
+        "start": clip.start,
+        "end": clip.end,
+        "state": clip.state,
+        "origin": clip.origin,
+        "grouped_with": sorted(str(c) for c in clip.grouped_with),
+    }
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def videos(obj: Context, as_json: bool) -> None:
+    """List every submitted video with its pipeline state."""
+    with _clear_errors(), obj.app() as app:
+        rows = [_video_row(app.get_video(vid)) for vid in app.video_ids()]
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        click.echo("no videos yet: heaters submit SOURCE")
+    else:
+        _table(rows, ["id", "state", "clips", "frames", "title", "failure"])
+
+
+@main.command()
+@click.option("--video", "video_id", default=None, help="Only the clips of this video.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
+    """List the live clips (of one video, or of all), in frame order."""
+    with _clear_errors(), obj.app() as app:
+        video_ids = [video_id] if video_id else app.video_ids()
+        rows = [_clip_row(c) for vid in video_ids for c in app.clips_of(vid)]
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        click.echo("no clips yet")
+    else:
+        _table(rows, ["id", "video_id", "start", "end", "state", "origin"])
+
+
+def _parse_as_of(value: str) -> int | datetime:
+    if value.isdigit():
+        return int(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a version number nor an ISO time (e.g. 2026-11-25T12:00:00+00:00)"
+        ) from None
+    if when.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a timezone, e.g. {value}+00:00")
+    return when
+
+
+def _state_summary(aggregate: Video | Clip) -> dict[str, Any]:
+    state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
+    state["state"] = aggregate.state
+    return state
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["video", "clip"]))
+@click.argument("ident")
+@click.option("--as-of", "as_of", default=None, help="A version number or an ISO time: show the state then.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: bool) -> None:
+    """Replay a video's or clip's history: every event with actor, time and payload."""
+    point = _parse_as_of(as_of) if as_of else None
+    with _clear_errors(), obj.app() as app:
+        aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
+        entries = app.history(aggregate.id)
+        state = None
+        if point is not None:
+            version = point if isinstance(point, int) else app.version_at(aggregate.id, point)
+            state = _state_summary(app.state_at(aggregate.id, version))
+            entries = [e for e in entries if e.version <= version]
+    if as_json:
+        _print_json(
+            {"id": aggregate.id, "kind": kind, "events": [asdict(e) for e in entries], "as_of": state}
+        )
+        return
+    for entry in entries:
+        payload = json.dumps(entry.payload, default=_json_default, sort_keys=True)
+        click.echo(
+            f"v{entry.version:<4} {entry.timestamp.isoformat()}  {entry.event:<22} {entry.actor:<20} {payload}"
+        )
+    if state is not None:
+        click.echo(f"\nstate as of v{state['version']}:")
+        click.echo(json.dumps(state, default=_json_default, indent=2, sort_keys=True))
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["video", "clip"]))
+@click.argument("ident")
+@click.option("--as", "who", default=None, help="Who asks (default: the OS user).")
+@pass_context
+def retry(obj: Context, kind: str, ident: str, who: str | None) -> None:
+    """Re-dispatch the failed stage of a video or clip."""
+    with _clear_errors(), obj.app() as app:
+        aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
+        stage = app.request_retry(aggregate.id, user_actor(who or getpass.getuser()))
+    click.echo(f"{kind} {ident}: {stage} will be retried")
+
+
+def run() -> None:
+    """Entry point that never shows a traceback for an expected error."""
+    try:
+        main(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)

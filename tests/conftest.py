@@ -1,0 +1,51 @@
+"""Shared fixtures. Integration tests get real PostgreSQL (the embedded server, with pgvector)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from psycopg import sql
+
+from commands.service import HeatersApplication
+from infra.database import DatabaseAddress, connect, embedded_postgres, eventsourcing_env, prepare_schema
+
+
+@pytest.fixture
+def memory_app() -> Iterator[HeatersApplication]:
+    """The application on eventsourcing's in-memory store (unit tests)."""
+    app = HeatersApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def pg_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseAddress]:
+    """One embedded PostgreSQL 18 + pgvector server for the whole test session."""
+    home: Path = tmp_path_factory.mktemp("pg")
+    with embedded_postgres(home) as address:
+        yield address
+
+
+@pytest.fixture
+def pg_schema(pg_address: DatabaseAddress) -> Iterator[str]:
+    """A fresh schema per test, dropped afterwards."""
+    schema = f"t_{uuid4().hex[:12]}"
+    prepare_schema(pg_address, schema)
+    yield schema
+    with connect(pg_address, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def pg_env(pg_address: DatabaseAddress, pg_schema: str) -> dict[str, str]:
+    return eventsourcing_env(pg_address, pg_schema, pool_size=10)
+
+
+@pytest.fixture
+def pg_app(pg_env: dict[str, str]) -> Iterator[HeatersApplication]:
+    app = HeatersApplication(env=pg_env)
+    yield app
+    app.close()

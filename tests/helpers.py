@@ -1,0 +1,44 @@
+"""Test helpers: drive a video through the pipeline commands without media work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from commands.service import HeatersApplication
+
+PIPELINE = "stage:test-pipeline"
+
+
+def clipped_video(
+    app: HeatersApplication, frame_count: int = 300, cuts: Sequence[int] = (100, 200), fps: float = 25.0
+) -> tuple[UUID, list[UUID]]:
+    """A video whose shots are detected: returns its id and its clip ids in frame order."""
+    video_id = app.submit("/videos/test.mp4", "user:tester")
+    attempt = app.start_video_stage(video_id, "download", PIPELINE)
+    app.record_downloaded(
+        video_id,
+        attempt,
+        PIPELINE,
+        media_key=f"videos/{video_id}/source.mp4",
+        title="test video",
+        original_url=None,
+        checksum="0" * 64,
+        duration=frame_count / fps,
+        fps=fps,
+        frame_count=frame_count,
+        width=320,
+        height=240,
+        codec="h264",
+    )
+    attempt = app.start_video_stage(video_id, "proxy", PIPELINE)
+    app.record_proxy(video_id, attempt, f"videos/{video_id}/proxy.mp4", 320, 240, PIPELINE)
+    attempt = app.start_video_stage(video_id, "sprites", PIPELINE)
+    app.record_sprites(video_id, attempt, f"videos/{video_id}/sprites/manifest.json", PIPELINE)
+    attempt = app.start_video_stage(video_id, "shots", PIPELINE)
+    clip_ids = app.record_shots(video_id, attempt, list(cuts), "test", {}, PIPELINE)
+    return video_id, clip_ids
+
+
+def live_layout(app: HeatersApplication, video_id: UUID) -> list[tuple[int, int, UUID]]:
+    return [(s.start, s.end, s.clip_id) for s in app.get_video(video_id).layout]

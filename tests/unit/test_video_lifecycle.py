@@ -1,0 +1,108 @@
+"""A video moves through download → proxy → sprites → shots; results are idempotent."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from domain.errors import DomainError
+from domain.video import Video
+
+ACTOR = "stage:test"
+
+
+def downloaded(video: Video, frames: int = 100) -> None:
+    attempt = video.start_stage("download", ACTOR)
+    video.record_downloaded(
+        ACTOR,
+        attempt,
+        media_key="k",
+        title="t",
+        original_url=None,
+        checksum="c",
+        duration=4.0,
+        fps=25.0,
+        frame_count=frames,
+        width=320,
+        height=240,
+        codec="h264",
+    )
+
+
+def test_submitted_video_records_source_actor_and_time() -> None:
+    video = Video.submit(uuid4(), "https://example.com/v.mp4", "user:alice")
+    event = video.collect_events()[0]
+    assert type(event).TOPIC == "heaters.video:Submitted"
+    assert event.actor == "user:alice"  # type: ignore[attr-defined]
+    assert event.timestamp.tzinfo is not None  # type: ignore[attr-defined]
+    assert video.state == "submitted"
+
+
+def test_empty_source_is_refused() -> None:
+    with pytest.raises(DomainError, match="needs a source"):
+        Video.submit(uuid4(), "   ", "user:alice")
+
+
+def test_stages_run_in_order_and_count_attempts() -> None:
+    video = Video.submit(uuid4(), "/a.mp4", "user:a")
+    with pytest.raises(DomainError, match="proxy needs download done first"):
+        video.start_stage("proxy", ACTOR)
+    assert video.start_stage("download", ACTOR) == 1
+    assert video.state == "download_running"
+    assert video.start_stage("download", ACTOR) == 2  # a redelivered job is a new attempt
+    assert video.record_failure("download", ACTOR, 2, "HTTP 404 from https://x") is True
+    assert video.state == "download_failed"
+    assert video.stages["download"].last_error == "HTTP 404 from https://x"
+    with pytest.raises(DomainError, match="heaters retry video"):
+        video.start_stage("download", ACTOR)
+    assert video.request_retry("user:ops") == "download"
+    assert video.start_stage("download", ACTOR) == 3
+
+
+def test_reporting_a_result_twice_stores_one_event() -> None:
+    video = Video.submit(uuid4(), "/a.mp4", "user:a")
+    downloaded(video)
+    before = len(video.pending_events)
+    again = video.record_downloaded(
+        ACTOR,
+        1,
+        media_key="k",
+        title="t",
+        original_url=None,
+        checksum="c",
+        duration=4.0,
+        fps=25.0,
+        frame_count=100,
+        width=320,
+        height=240,
+        codec="h264",
+    )
+    assert again is False
+    assert len(video.pending_events) == before
+    assert video.record_failure("download", ACTOR, 1, "late failure report") is False
+
+
+def test_shots_make_the_layout_once() -> None:
+    video = Video.submit(uuid4(), "/a.mp4", "user:a")
+    downloaded(video, frames=90)
+    video.record_proxy(ACTOR, video.start_stage("proxy", ACTOR), "p", 320, 240)
+    video.record_sprites(ACTOR, video.start_stage("sprites", ACTOR), "s")
+    attempt = video.start_stage("shots", ACTOR)
+    layout = video.record_shots(
+        ACTOR, attempt, [30, 60], "det", {"threshold": 0.5}, [uuid4() for _ in range(3)]
+    )
+    assert layout is not None
+    assert [(s.start, s.end) for s in video.layout] == [(0, 30), (30, 60), (60, 90)]
+    assert video.state == "clipped"
+    assert video.record_shots(ACTOR, attempt, [30, 60], "det", {}, [uuid4() for _ in range(3)]) is None
+
+
+def test_failure_needs_a_reason_and_a_known_stage() -> None:
+    video = Video.submit(uuid4(), "/a.mp4", "user:a")
+    with pytest.raises(DomainError, match="reason"):
+        video.record_failure("download", ACTOR, 1, " ")
+    with pytest.raises(DomainError, match="unknown video stage"):
+        video.record_failure("teleport", ACTOR, 1, "x")
+    with pytest.raises(DomainError, match="no failed stage"):
+        video.request_retry("user:ops")
