@@ -25,6 +25,7 @@ from domain.clip import Clip
 from domain.errors import DomainError
 from domain.video import Video
 from infra.config import Settings
+from infra.database import DatabaseAddress
 from infra.runtime import configure_logging, open_application
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +65,11 @@ class Context:
     def app(self) -> Iterator[HeatersApplication]:
         with open_application(self.settings) as (app, _address):
             yield app
+
+    @contextmanager
+    def session(self) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
+        with open_application(self.settings) as opened:
+            yield opened
 
 
 @contextmanager
@@ -106,13 +112,18 @@ def _normalise_source(source: str) -> str:
 @main.command()
 @click.argument("source")
 @click.option("--as", "who", default=None, help="Who submits (default: the OS user).")
+@click.option("--wait", is_flag=True, help="Show progress per stage until the clips are pending review.")
+@click.option(
+    "--timeout", default=3600.0, show_default=True, help="With --wait: give up after this many seconds."
+)
 @pass_context
-def submit(obj: Context, source: str, who: str | None) -> None:
-    """Submit a video: a http(s) URL or a local file. Prints the new video's id."""
-    normalised = _normalise_source(source)
-    with _clear_errors(), obj.app() as app:
-        video_id = app.submit(normalised, user_actor(who or getpass.getuser()))
-    click.echo(str(video_id))
+def submit(obj: Context, source: str, who: str | None, wait: bool, timeout: float) -> None:
+    """Submit a video: a http(s) URL or a local file. Prints the new video's id.
+
+    With --wait it shows progress per stage and ends with the clip count; when no `heaters up` is
+    running it runs the pipeline to "pending review" in its own process.
+    """
+    _submit(obj, source, who, wait, timeout)
 
 
 def _video_row(video: Video) -> dict[str, Any]:
@@ -252,3 +263,162 @@ def run() -> None:
         main(standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# -- pipeline and serving ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _up_lock(settings: Settings) -> Iterator[bool]:
+    """Hold ``HEATERS_HOME/up.lock`` while a pipeline runs here; yields False when another holds it."""
+    import fcntl
+
+    home = settings.resolved_home
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "up.lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+STAGE_LABELS = {"download": "download", "proxy": "proxy", "sprites": "sprites", "shots": "shot detection"}
+
+
+def _wait_for_clips(app: HeatersApplication, video_id: UUID, timeout: float) -> Video:
+    """Show progress per stage until the video's clips are pending review or a stage failed."""
+    import time
+
+    from domain.video import PIPELINE_STAGES
+
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=len(PIPELINE_STAGES), label="waiting", show_pos=True) as bar:
+        done = 0
+        while True:
+            video = app.get_video(video_id)
+            finished = sum(video.stages[s].status == "done" for s in PIPELINE_STAGES)
+            if finished > done:
+                bar.update(finished - done)
+                done = finished
+            stage = video.current_stage
+            bar.label = f"{STAGE_LABELS.get(stage or '', 'done'):<15}"
+            if stage is None or video.failed_stage is not None:
+                return video
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"video {video_id} is still at {video.state} after {timeout:.0f} s"
+                )
+            time.sleep(0.2)
+
+
+def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: float) -> None:
+    from infra.object_storage import storage_from_settings
+    from infra.pipeline import build_pipeline
+
+    normalised = _normalise_source(source)
+    with _clear_errors(), obj.session() as (app, address), _up_lock(obj.settings) as alone:
+        video_id = app.submit(normalised, user_actor(who or getpass.getuser()))
+        click.echo(str(video_id))
+        if not wait:
+            return
+        if alone:  # no `heaters up` is running: run the pipeline here until review
+            log.info("no running `heaters up` found; running the pipeline in this process")
+            pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+            pipeline.start()
+            try:
+                video = _wait_for_clips(app, video_id, timeout)
+            finally:
+                pipeline.stop()
+        else:
+            video = _wait_for_clips(app, video_id, timeout)
+    if video.failed_stage is not None:
+        progress = video.stages[video.failed_stage]
+        raise click.ClickException(
+            f"{video.failed_stage} failed (attempt {progress.attempts}): {progress.last_error}"
+        )
+    click.echo(f"{len(video.layout)} clips pending review")
+
+
+@main.command()
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def shots(video: Path, as_json: bool) -> None:
+    """Print a video file's shot boundaries (first frame of each new shot); ingests nothing."""
+    from infra.media.ffmpeg import MediaError
+    from infra.media.shot_detection import detect_shots
+
+    try:
+        result = detect_shots(video)
+    except MediaError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        _print_json(
+            {
+                "video": str(video),
+                "frame_count": result.frame_count,
+                "fps": result.fps,
+                "cuts": result.cuts,
+                "shots": [{"start": s, "end": e} for s, e in result.shots],
+                "detector": result.detector,
+                "params": result.params,
+            }
+        )
+        return
+    click.echo(f"{video}: {result.frame_count} frames at {result.fps:.3f} fps, {len(result.shots)} shots")
+    for start, end in result.shots:
+        click.echo(f"{start:>8} {end:>8}  {start / result.fps:9.3f}s")
+
+
+@main.command()
+@click.option("--threads", default=2, show_default=True, help="Worker threads.")
+@pass_context
+def worker(obj: Context, threads: int) -> None:
+    """Run a Dramatiq worker for the pipeline's actors (production: with HEATERS_REDIS_URL)."""
+    import signal
+    import threading
+
+    from infra.object_storage import storage_from_settings
+    from infra.pipeline import build_pipeline
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with obj.session() as (app, address):
+        pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+        pipeline.start(worker=True, worker_threads=threads)
+        pipeline.manager.stop()  # workers only work; `heaters process-manager` dispatches
+        click.echo(f"worker running ({threads} threads); Ctrl+C stops")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            pipeline.stop()
+
+
+@main.command("process-manager")
+@pass_context
+def process_manager(obj: Context) -> None:
+    """Follow the event log and dispatch pipeline work (and reconcile stuck work)."""
+    import signal
+    import threading
+
+    from infra.object_storage import storage_from_settings
+    from infra.pipeline import build_pipeline
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with obj.session() as (app, address):
+        pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+        pipeline.start(worker=False)
+        click.echo("process manager running; Ctrl+C stops")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            pipeline.stop()

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; unset = in-process broker."
     )
+    redis_namespace: str = "heaters"
+    redis_heartbeat_timeout_ms: int = Field(
+        default=60_000, description="A worker silent this long is dead; its unacked messages are requeued."
+    )
 
     # Object storage.
     s3_endpoint: str | None = None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
@@ -50,7 +51,7 @@ class DatabaseAddress:
         )
 
 
-def connect(address: DatabaseAddress, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+def connect(address: DatabaseAddress, *, autocommit: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
     return psycopg.connect(address.conninfo(), autocommit=autocommit)
 
 

@@ -1,0 +1,268 @@
+"""The ffmpeg binary, probing and reduced-resolution decoding.
+
+Heaters uses the static ffmpeg shipped with ``imageio-ffmpeg`` (there is no system ffmpeg and no
+ffprobe). :func:`probe` reads the container header and counts video packets with a stream copy
+(no decoding, exact frame count). :func:`decode_frames` / :func:`decode_batches` decode through a
+rawvideo pipe at a reduced resolution, which is what makes frame analysis cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+logger = logging.getLogger(__name__)
+
+PixFmt = Literal["gray", "rgb24"]
+Frame = NDArray[np.uint8]
+
+__all__ = [
+    "Frame",
+    "MediaError",
+    "PixFmt",
+    "VideoInfo",
+    "decode_batches",
+    "decode_frames",
+    "ffmpeg_exe",
+    "probe",
+    "scaled_size",
+]
+
+
+class MediaError(Exception):
+    """A media file cannot be used. ``reason`` is a short human-readable explanation."""
+
+    def __init__(self, reason: str, path: Path | str | None = None) -> None:
+        self.reason = reason
+        self.path = Path(path) if path is not None else None
+        super().__init__(f"{reason}: {path}" if path is not None else reason)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What :func:`probe` knows about the first video stream of a file."""
+
+    duration: float  # seconds (frame_count / fps when the container has no duration)
+    fps: float
+    frame_count: int  # exact: video packets counted by a stream copy
+    width: int
+    height: int
+    codec: str
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:  # pragma: no cover - dependency of the project
+        raise MediaError("imageio-ffmpeg is not installed") from exc
+    exe: str = imageio_ffmpeg.get_ffmpeg_exe()
+    return exe
+
+
+_STREAM_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)")
+_SIZE_RE = re.compile(r"\b(?P<w>\d{2,5})x(?P<h>\d{2,5})\b")
+_FPS_RE = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) (?:fps|tbr)\b")
+_DURATION_RE = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
+_FRAME_RE = re.compile(r"frame=\s*(?P<n>\d+)")
+_TRUNCATION_MARKERS = (
+    "partial file",
+    "corrupt input packet",
+    "Invalid NAL unit size",
+    "error reading header",
+)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise MediaError("file does not exist", path)
+    if not path.is_file():
+        raise MediaError("not a regular file", path)
+    if path.stat().st_size == 0:
+        raise MediaError("file is empty", path)
+
+
+def _parse_fps(rest: str) -> float | None:
+    for match in _FPS_RE.finditer(rest):
+        value = float(match["v"]) * (1000.0 if match["k"] else 1.0)
+        if value > 0:
+            return value
+    return None
+
+
+def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
+    """Describe the first video stream of ``path``; raise :class:`MediaError` if it is unusable.
+
+    The frame count is exact for the packets present: ffmpeg stream-copies the video to a null
+    muxer (no decoding, I/O bound). A file whose data ends early ("partial file") is reported as
+    truncated.
+    """
+    path = Path(path)
+    _check_path(path)
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+        "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"probe timed out after {timeout:.0f} s", path) from exc
+    err = proc.stderr.decode("utf-8", "replace")
+    stream = _STREAM_RE.search(err)
+    if stream is None:
+        if "Invalid data found" in err or "moov atom not found" in err:
+            raise MediaError("not a readable video (invalid data or truncated container)", path)
+        if "Stream #" in err:
+            raise MediaError("no video stream", path)
+        raise MediaError(f"not a readable video ({_last_line(err)})", path)
+    if proc.returncode != 0 and "Stream map" in err:
+        raise MediaError("no video stream", path)
+    if any(marker in err for marker in _TRUNCATION_MARKERS):
+        raise MediaError("truncated or corrupt video data", path)
+    if proc.returncode != 0:
+        raise MediaError(f"ffmpeg failed ({_last_line(err)})", path)
+
+    codec = stream["codec"]
+    rest = stream["rest"]
+    size = _SIZE_RE.search(rest)
+    if size is None:
+        raise MediaError("video stream has no frame size", path)
+    width, height = int(size["w"]), int(size["h"])
+    fps = _parse_fps(rest)
+    frames = _FRAME_RE.findall(err)
+    frame_count = int(frames[-1]) if frames else 0
+    if frame_count <= 0:
+        raise MediaError("video stream has no frames", path)
+    if fps is None:
+        raise MediaError("video stream has no frame rate", path)
+    dur = _DURATION_RE.search(err)
+    duration = (
+        int(dur["h"]) * 3600 + int(dur["m"]) * 60 + float(dur["s"]) if dur is not None else frame_count / fps
+    )
+    info = VideoInfo(duration, fps, frame_count, width, height, codec)
+    logger.debug("probed %s: %s", path, info)
+    return info
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """(w, h) for decoding at ``target_width`` keeping the aspect ratio (even height, >= 2)."""
+    if width <= 0 or height <= 0:
+        raise ValueError("width and height must be positive")
+    h = max(2, round(height * target_width / width / 2) * 2)
+    return target_width, h
+
+
+def _drain(stream: IO[bytes], sink: list[bytes], limit: int = 64_000) -> None:
+    size = 0
+    for chunk in iter(lambda: stream.read(4096), b""):
+        if size < limit:
+            sink.append(chunk)
+            size += len(chunk)
+
+
+def decode_batches(
+    path: Path | str,
+    width: int,
+    height: int,
+    pix_fmt: PixFmt = "gray",
+    batch_size: int = 256,
+    *,
+    threads: int = 0,
+    fast: bool = True,
+    strict: bool = True,
+) -> Iterator[NDArray[np.uint8]]:
+    """Decode every frame of the first video stream, scaled to ``width``x``height``.
+
+    Yields arrays of shape ``(n, height, width)`` (gray) or ``(n, height, width, 3)`` (rgb24) with
+    ``1 <= n <= batch_size``, in presentation order, one entry per coded frame (no duplication or
+    dropping). ``fast`` skips the H.264 loop filter, which is invisible at analysis resolutions and
+    saves a good share of decode time. With ``strict``, any decode error (truncated or corrupt
+    data) raises :class:`MediaError` after the frames read so far were yielded.
+    """
+    path = Path(path)
+    _check_path(path)
+    if width <= 0 or height <= 0:
+        raise ValueError("width and height must be positive")
+    channels = 3 if pix_fmt == "rgb24" else 1
+    frame_bytes = width * height * channels
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", str(threads)]
+    if fast:
+        cmd += ["-skip_loop_filter", "all", "-flags2", "+fast"]
+    cmd += [
+        "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}",
+        "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    err_chunks: list[bytes] = []
+    err_thread = threading.Thread(target=_drain, args=(proc.stderr, err_chunks), daemon=True)
+    err_thread.start()
+    shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, 3)
+    total = 0
+    finished = False
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes * batch_size)
+            if not buf:
+                break
+            n = len(buf) // frame_bytes
+            if n * frame_bytes != len(buf):
+                # A short read only happens at EOF; ffmpeg never writes partial frames otherwise.
+                rest = proc.stdout.read(frame_bytes - (len(buf) - n * frame_bytes))
+                buf += rest
+                n = len(buf) // frame_bytes
+                buf = buf[: n * frame_bytes]
+            if n == 0:
+                break
+            total += n
+            yield np.frombuffer(buf, dtype=np.uint8).reshape((n, *shape))
+        finished = True
+    finally:
+        if not finished and proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        returncode = proc.wait()
+        err_thread.join(timeout=5)
+        proc.stderr.close()
+    err = b"".join(err_chunks).decode("utf-8", "replace")
+    if returncode != 0:
+        if total == 0:
+            raise MediaError(f"cannot decode video ({_last_line(err)})", path)
+        raise MediaError(f"decoding failed after {total} frames ({_last_line(err)})", path)
+    if total == 0:
+        raise MediaError("video has no decodable frames", path)
+    if strict and err.strip():
+        raise MediaError(f"truncated or corrupt video data after {total} frames ({_last_line(err)})", path)
+    logger.debug("decoded %d frames of %s at %dx%d %s", total, path, width, height, pix_fmt)
+
+
+def decode_frames(
+    path: Path | str,
+    width: int,
+    height: int,
+    pix_fmt: PixFmt = "gray",
+    *,
+    threads: int = 0,
+    fast: bool = True,
+    strict: bool = True,
+) -> Iterator[Frame]:
+    """Like :func:`decode_batches` but one ``(height, width[, 3])`` frame at a time."""
+    for batch in decode_batches(path, width, height, pix_fmt, threads=threads, fast=fast, strict=strict):
+        yield from batch

@@ -1,0 +1,123 @@
+"""Container and stream details beyond :class:`~infra.media.ffmpeg.VideoInfo`.
+
+:func:`inspect_media` combines :func:`infra.media.ffmpeg.probe` (exact frame count, truncation check)
+with the header facts that decide browser playability: container, brand, pixel format and audio
+codec. It reads the header only once more (``ffmpeg -i``), so it costs little beyond ``probe``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.media.ffmpeg import MediaError, VideoInfo, ffmpeg_exe, probe
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MediaInfo", "diagnose_unreadable", "inspect_media"]
+
+_INPUT_RE = re.compile(r"^Input #0, (?P<fmt>[^ ]+), from ", re.MULTILINE)
+_BRAND_RE = re.compile(r"^\s*major_brand\s*:\s*(?P<brand>.*)$", re.MULTILINE)
+_VIDEO_RE = re.compile(r"Stream #0:\d+[^:]*: Video: (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)")
+_AUDIO_RE = re.compile(r"Stream #0:\d+[^:]*: Audio: (?P<codec>[A-Za-z0-9_]+)")
+_PIXFMT_RE = re.compile(r"(?:^|, )(?P<pix>(?:yuv|yuvj|nv|gbr|rgb|bgr|gray|p0)[a-z0-9]*)(?:\(|,|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """Everything Heaters needs to decide what to do with a media file."""
+
+    video: VideoInfo
+    container: str  # ffmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "matroska,webm"
+    major_brand: str | None  # MP4 family only: "isom", "mp42", "qt" (QuickTime) ...
+    pix_fmt: str | None  # of the first video stream, e.g. "yuv420p"
+    audio_codec: str | None  # of the first audio stream; None when there is no audio
+
+    @property
+    def duration(self) -> float:
+        return self.video.duration
+
+    @property
+    def fps(self) -> float:
+        return self.video.fps
+
+    @property
+    def frame_count(self) -> int:
+        return self.video.frame_count
+
+    @property
+    def width(self) -> int:
+        return self.video.width
+
+    @property
+    def height(self) -> int:
+        return self.video.height
+
+    @property
+    def codec(self) -> str:
+        return self.video.codec
+
+
+def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
+    """Probe ``path`` (raises :class:`MediaError` if unusable) and read its container details."""
+    path = Path(path)
+    video = probe(path, timeout=timeout)
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60.0,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError("reading the container header timed out", path) from exc
+    header = proc.stderr.decode("utf-8", "replace")  # exit code 1 ("no output file") is expected
+    fmt = _INPUT_RE.search(header)
+    brand = _BRAND_RE.search(header)
+    vstream = _VIDEO_RE.search(header)
+    pix = _PIXFMT_RE.search(vstream["rest"]) if vstream else None
+    audio = _AUDIO_RE.search(header)
+    info = MediaInfo(
+        video=video,
+        container=fmt["fmt"] if fmt else "unknown",
+        major_brand=brand["brand"].strip() if brand else None,
+        pix_fmt=pix["pix"] if pix else None,
+        audio_codec=audio["codec"] if audio else None,
+    )
+    logger.debug("inspected %s: %s", path, info)
+    return info
+
+
+def diagnose_unreadable(path: Path | str) -> str:
+    """Why ffmpeg cannot open ``path``, in words a person can act on (for error messages)."""
+    path = Path(path)
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60.0,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "ffmpeg timed out reading the header"
+    err = proc.stderr.decode("utf-8", "replace")
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror or exc})"
+    if "misdetection possible" in err or ("moov atom not found" in err and head[4:8] != b"ftyp"):
+        return "not a video file: ffmpeg does not recognise its format"
+    if "moov atom not found" in err:
+        return "truncated MP4: the index (moov atom) is missing, the file is incomplete"
+    if "Invalid data found when processing input" in err:
+        return "not a video file: ffmpeg does not recognise its format"
+    if _VIDEO_RE.search(err) is None and "Stream #" in err:
+        return "no video stream (audio only?)"
+    lines = [line.strip() for line in err.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "ffmpeg cannot read it"

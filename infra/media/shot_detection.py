@@ -1,0 +1,476 @@
+"""Shot-boundary detection: hard cuts, dissolves and fades, quiet through motion, flicker and noise.
+
+Design (see ``bench/shot_detection.py`` for the measurements):
+
+* The video is decoded ONCE through an ffmpeg rawvideo pipe at a tiny gray resolution
+  (64 px wide by default). Decoding is the floor of any detector that reads every frame; the
+  tiny pipe is what makes this faster than detectors that decode at full size.
+* Each frame becomes a *contrast-normalised* thumbnail ``z = (gray - mean) / max(std, floor)``.
+  Global brightness changes (flicker, flashes, exposure) do not move ``z``; fades shrink it
+  linearly towards zero once the picture gets dark (or bright) and flat.
+* Per frame only a handful of scalars are kept: the RMS distance between ``z[t]`` and ``z[t-L]``
+  for a few lags ``L``, plus mean/std. Memory stays O(frames) scalars and decisions are made on
+  these signals at the end.
+* Hard cut at ``t``: a spike of the lag-1 distance, several times the motion level on either side,
+  with every frame before the cut still far from every frame after it (rejects single-frame
+  flashes).
+* Gradual transition at scale ``k``: ``D(t) = |z[t+k] - z[t-k]|`` peaks well above the same measure
+  one window earlier and later (a steady pan or zoom does not peak), and the path between
+  ``t-k`` and ``t+k`` is nearly straight: a dissolve is a straight line in pixel space, camera
+  and object motion wander (``D`` much smaller than the summed frame-to-frame distances).
+* Fades: runs of flat (near uniform) frames between two pictures give one boundary in their middle.
+* Candidates closer than ``min_shot_len`` frames are merged, preferring fades, then cuts, then the
+  strongest gradual candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from infra.media.ffmpeg import PixFmt, decode_batches, probe, scaled_size
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float32]
+FrameBatch = NDArray[np.uint8]
+FrameConsumer = Callable[[FrameBatch], None]
+
+__all__ = [
+    "FrameConsumer",
+    "HeatersDetector",
+    "ShotDetectionResult",
+    "ShotDetector",
+    "detect_shots",
+    "run_detector",
+]
+
+
+class ShotDetector(ABC):
+    """Consumes consecutive frames in batches and reports the first frame of every new shot.
+
+    ``analysis_width`` and ``pix_fmt`` tell :func:`detect_shots` how to decode for this detector;
+    batches have shape ``(n, h, w)`` (gray) or ``(n, h, w, 3)`` (rgb24). ``process`` may return cuts
+    already final; ``finish`` returns the rest. A detector instance is used for one video.
+    """
+
+    name: str = "detector"
+    analysis_width: int = 64
+    pix_fmt: PixFmt = "gray"
+
+    @property
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Every parameter that influences the result (recorded with the result)."""
+
+    @abstractmethod
+    def process(self, frames: FrameBatch) -> list[int]:
+        """Consume the next batch of frames; return cuts that are already final (maybe none)."""
+
+    @abstractmethod
+    def finish(self) -> list[int]:
+        """No more frames: return the remaining cuts."""
+
+
+@dataclass(frozen=True)
+class ShotDetectionResult:
+    cuts: list[int]  # first frame of each new shot, sorted, never 0
+    frame_count: int
+    fps: float
+    detector: str
+    params: dict[str, Any]
+    seconds: float = 0.0  # wall time of decode + detection
+    kinds: dict[int, str] = field(default_factory=dict)  # cut -> "cut" | "gradual" | "fade" (if known)
+
+    @property
+    def shots(self) -> list[tuple[int, int]]:
+        """Half-open ``[start, end)`` frame ranges covering the whole video."""
+        bounds = [0, *self.cuts, self.frame_count]
+        return [(a, b) for a, b in pairwise(bounds) if b > a]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    frame: int
+    priority: int  # 3 fade, 2 cut, 1 gradual
+    score: float
+    kind: str
+
+
+class HeatersDetector(ShotDetector):
+    """Heaters' detector: contrast-normalised tiny thumbnails + multi-scale straightness test."""
+
+    name = "heaters"
+
+    def __init__(
+        self,
+        *,
+        min_shot_len: int = 10,
+        analysis_width: int = 64,
+        contrast_floor: float = 12.0,
+        cut_threshold: float = 0.45,
+        cut_ratio: float = 2.2,
+        cut_ratio_busy: float = 1.4,
+        gradual_scales: Sequence[int] = (4, 8, 16),
+        gradual_threshold: float = 0.6,
+        gradual_ratio: float = 1.8,
+        straightness: float = 0.5,
+        flat_std: float = 5.0,
+        fade_max_similarity: float = 0.6,
+        max_similarity: float = 0.9,
+        fade_flank: int = 12,
+        fade_contrast: float = 2.0,
+    ) -> None:
+        if min_shot_len < 1:
+            raise ValueError("min_shot_len must be >= 1")
+        self.min_shot_len = min_shot_len
+        self.analysis_width = analysis_width
+        self.contrast_floor = contrast_floor
+        self.cut_threshold = cut_threshold
+        self.cut_ratio = cut_ratio
+        self.cut_ratio_busy = cut_ratio_busy
+        self.gradual_scales = tuple(sorted(gradual_scales))
+        self.gradual_threshold = gradual_threshold
+        self.gradual_ratio = gradual_ratio
+        self.straightness = straightness
+        self.flat_std = flat_std
+        self.fade_max_similarity = fade_max_similarity
+        self.max_similarity = max_similarity
+        self.fade_flank = fade_flank
+        self.fade_contrast = fade_contrast
+        self._lags = sorted({1, 2, 3, 4, 5, *(2 * k for k in self.gradual_scales)})
+        self._max_lag = max(self._lags)
+        self._tail: FloatArray | None = None  # last max_lag normalised thumbnails
+        self._dist: dict[int, list[FloatArray]] = {lag: [] for lag in self._lags}
+        self._std: list[FloatArray] = []
+        self._moco: list[FloatArray] = []  # motion-compensated lag-1 distance
+        self._thumbs: list[NDArray[np.int8]] = []  # 4x4-pooled z, int8 (z * 32), for validation
+        self._count = 0
+        self.kinds: dict[int, str] = {}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "min_shot_len": self.min_shot_len,
+            "analysis_width": self.analysis_width,
+            "contrast_floor": self.contrast_floor,
+            "cut_threshold": self.cut_threshold,
+            "cut_ratio": self.cut_ratio,
+            "cut_ratio_busy": self.cut_ratio_busy,
+            "gradual_scales": list(self.gradual_scales),
+            "gradual_threshold": self.gradual_threshold,
+            "gradual_ratio": self.gradual_ratio,
+            "straightness": self.straightness,
+            "flat_std": self.flat_std,
+            "fade_max_similarity": self.fade_max_similarity,
+            "max_similarity": self.max_similarity,
+            "fade_flank": self.fade_flank,
+            "fade_contrast": self.fade_contrast,
+        }
+
+    # ------------------------------------------------------------------------------------ features
+
+    def process(self, frames: FrameBatch) -> list[int]:
+        n = len(frames)
+        if n == 0:
+            return []
+        if frames.ndim == 4:  # rgb24 -> luma
+            g = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            g = g.reshape(n, -1)
+        else:
+            g = frames.reshape(n, -1).astype(np.float32)
+        mean = g.mean(axis=1, keepdims=True)
+        std = g.std(axis=1, keepdims=True)
+        z = (g - mean) / np.maximum(std, self.contrast_floor)
+        self._std.append(std[:, 0])
+        buf = z if self._tail is None else np.concatenate([self._tail, z])
+        offset = len(buf) - n  # index of the first new frame in buf
+        for lag in self._lags:
+            out = np.zeros(n, np.float32)
+            lo = max(0, lag - offset)  # new frames that have a partner lag frames back
+            if lo < n:
+                a = buf[offset + lo : offset + n]
+                b = buf[offset + lo - lag : offset + n - lag]
+                diff = a - b
+                out[lo:] = np.sqrt(np.einsum("ij,ij->i", diff, diff) / diff.shape[1])
+            self._dist[lag].append(out)
+        h, w = frames.shape[1], frames.shape[2]
+        moco = np.zeros(n, np.float32)
+        lo = 1 if offset == 0 else 0
+        if lo < n:
+            cur = buf[offset + lo : offset + n].reshape(-1, h, w)
+            prev = buf[offset + lo - 1 : offset + n - 1].reshape(-1, h, w)
+            moco[lo:] = np.minimum(_compensated_distance(prev, cur), self._dist[1][-1][lo:])
+        self._moco.append(moco)
+        zz = z.reshape(n, h, w)[:, : h // 4 * 4, : w // 4 * 4]
+        pooled = zz.reshape(n, h // 4, 4, w // 4, 4).mean(axis=(2, 4))
+        self._thumbs.append(np.clip(np.rint(pooled * 32), -127, 127).astype(np.int8))
+        self._tail = buf[-self._max_lag :].copy()
+        self._count += n
+        return []
+
+    # ----------------------------------------------------------------------------------- decisions
+
+    def finish(self) -> list[int]:
+        total = self._count
+        if total < 2:
+            return []
+        dist = {lag: np.concatenate(parts) for lag, parts in self._dist.items()}
+        std = np.concatenate(self._std)
+        moco = np.concatenate(self._moco)
+        thumbs = np.concatenate(self._thumbs).astype(np.float32)
+        candidates = (
+            self._cuts(dist, moco, thumbs, total)
+            + self._graduals(dist, moco, thumbs, total)
+            + self._fades(std, thumbs, total)
+        )
+        cuts = self._merge(candidates, total)
+        return cuts
+
+    def _cuts(
+        self, dist: dict[int, FloatArray], moco: FloatArray, thumbs: FloatArray, total: int
+    ) -> list[_Candidate]:
+        d1 = moco
+        out: list[_Candidate] = []
+        idx = np.flatnonzero(d1 >= self.cut_threshold)
+        for t in idx.tolist():
+            if t < 1:
+                continue
+            window = d1[max(1, t - 2) : t + 3]
+            if d1[t] < window.max():
+                continue
+            left = d1[max(1, t - 6) : t]
+            right = d1[t + 1 : t + 7]
+            med_l = float(np.median(left)) if len(left) else 0.0
+            med_r = float(np.median(right)) if len(right) else 0.0
+            # well above the motion level on the calmer side, and clearly above it on the busier one
+            if d1[t] < self.cut_ratio * max(min(med_l, med_r), 0.02):
+                continue
+            if d1[t] < self.cut_ratio_busy * max(med_l, med_r):
+                continue
+            # every frame just before must stay far from every frame just after (flash rejection)
+            cross = min(
+                float(dist[b - a][b])
+                for a in range(max(0, t - 3), t)
+                for b in range(t, min(total, t + 3))
+                if b - a in dist
+            )
+            if cross < max(self.cut_threshold, 0.5 * float(d1[t])):
+                continue
+            if _shift_similarity(thumbs[t - 1], thumbs[t]) > self.max_similarity:
+                continue
+            if _max_correlation(thumbs, (t - 8, t), (t, t + 8)) > self.max_similarity or any(
+                _shift_similarity(thumbs[t - 1], thumbs[u]) > self.max_similarity
+                for u in range(t + 1, min(total, t + 5))
+            ):
+                continue  # the picture before comes back after a few frames: a flash, not a cut
+            out.append(_Candidate(t, 2, float(d1[t]), "cut"))
+        return out
+
+    def _graduals(
+        self, dist: dict[int, FloatArray], moco: FloatArray, thumbs: FloatArray, total: int
+    ) -> list[_Candidate]:
+        d1 = dist[1]
+        csum = np.concatenate([[0.0], np.cumsum(d1, dtype=np.float64)])
+        out: list[_Candidate] = []
+        for k in self.gradual_scales:
+            lag = 2 * k
+            dk = np.zeros(total, np.float32)  # dk[t] = |z[t+k] - z[t-k]|
+            if total > lag:
+                dk[k : total - k] = dist[lag][lag:]
+            for t in np.flatnonzero(dk >= self.gradual_threshold).tolist():
+                lo, hi = max(0, t - k), min(total, t + k + 1)
+                if dk[t] < dk[lo:hi].max():
+                    continue
+                # the same measure one window earlier and later (only where it is defined)
+                sides = [float(dk[u]) for u in (t - 2 * k, t + 2 * k) if k <= u < total - k]
+                base = max(min(sides) if sides else 0.0, 0.05)
+                ratio = float(dk[t]) / base
+                if ratio < self.gradual_ratio:
+                    continue
+                path = float(csum[t + k + 1] - csum[t - k + 1])  # sum of d1 over (t-k, t+k]
+                straight = float(dk[t]) / max(path, 1e-6)
+                if straight < self.straightness:
+                    continue
+                a, b = thumbs[max(0, t - k - 1)], thumbs[min(total - 1, t + k + 1)]
+                if _shift_similarity(a, b) > self.max_similarity:
+                    continue
+                if _max_correlation(thumbs, (t - k - 8, t - k), (t + k + 1, t + k + 9)) > self.max_similarity:
+                    continue
+                # a sharp jump inside the window is where the shot really changes (a cut that
+                # the stricter cut test missed, e.g. next to motion): report that frame instead
+                window = moco[t - k + 1 : t + k + 1]
+                peak = int(np.argmax(window))
+                if window[peak] >= max(self.cut_threshold, 2.0 * float(np.median(window))):
+                    t = t - k + 1 + peak
+                out.append(_Candidate(t, 1, float(dk[t]) * straight, f"gradual{k}"))
+        return out
+
+    def _fades(self, std: FloatArray, thumbs: FloatArray, total: int) -> list[_Candidate]:
+        flat = std < self.flat_std
+        out: list[_Candidate] = []
+        t = 0
+        while t < total:
+            if not flat[t]:
+                t += 1
+                continue
+            s = t
+            while t < total and flat[t]:
+                t += 1
+            if s == 0 or t >= total:  # a fade at the very start or end is not a boundary
+                continue
+            # a fade is a dip: real contrast shortly before and after the flat run (a shot whose
+            # picture is flat at analysis resolution - fine texture, sky - is not a fade)
+            flank = self.fade_flank
+            if std[max(0, s - flank) : s].max() < self.fade_contrast * self.flat_std:
+                continue
+            if std[t : t + flank].max() < self.fade_contrast * self.flat_std:
+                continue
+            # a different picture after than before (an over-exposed flash comes back to the same)
+            sim = _shift_similarity(thumbs[max(0, s - 2)], thumbs[min(total - 1, t + 1)])
+            if sim < self.fade_max_similarity:
+                out.append(_Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
+        return out
+
+    def _merge(self, candidates: list[_Candidate], total: int) -> list[int]:
+        candidates.sort(key=lambda c: c.frame)
+        groups: list[list[_Candidate]] = []
+        for c in candidates:
+            if groups and c.frame - groups[-1][-1].frame < self.min_shot_len:
+                groups[-1].append(c)
+            else:
+                groups.append([c])
+        cuts: list[int] = []
+        self.kinds = {}
+        for group in groups:
+            best = max(group, key=lambda c: (c.priority, c.score))
+            frame = best.frame
+            if frame < self.min_shot_len or total - frame < 1:
+                continue
+            if cuts and frame - cuts[-1] < self.min_shot_len:
+                continue
+            cuts.append(frame)
+            self.kinds[frame] = best.kind
+        logger.debug("candidates %d -> cuts %d", len(candidates), len(cuts))
+        return cuts
+
+
+def _max_correlation(thumbs: FloatArray, a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Highest Pearson correlation between any thumbnail in range ``a`` and any in range ``b``."""
+    n = len(thumbs)
+    xa = thumbs[max(0, a[0]) : min(n, a[1])].reshape(-1, thumbs[0].size)
+    xb = thumbs[max(0, b[0]) : min(n, b[1])].reshape(-1, thumbs[0].size)
+    if len(xa) == 0 or len(xb) == 0:
+        return -1.0
+    xa = xa - xa.mean(axis=1, keepdims=True)
+    xb = xb - xb.mean(axis=1, keepdims=True)
+    xa /= np.maximum(np.linalg.norm(xa, axis=1, keepdims=True), 1e-3)
+    xb /= np.maximum(np.linalg.norm(xb, axis=1, keepdims=True), 1e-3)
+    return float((xa @ xb.T).max())
+
+
+def _shift_similarity(a: FloatArray, b: FloatArray, max_shift: int = 3) -> float:
+    """Best Pearson correlation of two small thumbnails over translations up to ``max_shift``."""
+    h, w = a.shape
+    best = -1.0
+    for dy in range(-min(max_shift, h // 3), min(max_shift, h // 3) + 1):
+        for dx in range(-min(max_shift, w // 3), min(max_shift, w // 3) + 1):
+            pa = a[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)].ravel()
+            pb = b[max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)].ravel()
+            pa, pb = pa - pa.mean(), pb - pb.mean()
+            den = float(np.sqrt((pa * pa).sum() * (pb * pb).sum()))
+            if den > 1e-6:
+                best = max(best, float((pa * pb).sum()) / den)
+    return best
+
+
+def _profile_shift(a: FloatArray, b: FloatArray, max_shift: int) -> NDArray[np.intp]:
+    """Per row, the shift s minimising |b[x] - a[x - s]| over the overlap (1-D profiles)."""
+    n, size = a.shape
+    max_shift = min(max_shift, size // 3)
+    errs = np.empty((n, 2 * max_shift + 1), np.float32)
+    for i, s in enumerate(range(-max_shift, max_shift + 1)):
+        d = b[:, s:] - a[:, : size - s] if s >= 0 else b[:, : size + s] - a[:, -s:]
+        errs[:, i] = np.mean(d * d, axis=1)
+    shifts: NDArray[np.intp] = np.argmin(errs, axis=1) - max_shift
+    return shifts
+
+
+def _compensated_distance(prev: FloatArray, cur: FloatArray, max_shift: int = 8) -> FloatArray:
+    """RMS distance of ``cur`` to ``prev`` translated by the global shift found from row and column
+    profiles (a cheap pan compensation), over the overlapping area."""
+    n, h, w = cur.shape
+    dx = _profile_shift(prev.mean(axis=1), cur.mean(axis=1), max_shift)
+    dy = _profile_shift(prev.mean(axis=2), cur.mean(axis=2), max(1, max_shift // 2))
+    ys = np.arange(h)[None, :] - dy[:, None]
+    xs = np.arange(w)[None, :] - dx[:, None]
+    vy, vx = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
+    ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
+    moved = prev[np.arange(n)[:, None, None], ys[:, :, None], xs[:, None, :]]
+    mask = (vy[:, :, None] & vx[:, None, :]).astype(np.float32)
+    diff = (cur - moved) * mask
+    area = np.maximum(mask.sum(axis=(1, 2)), 1.0)
+    out: FloatArray = np.sqrt((diff * diff).sum(axis=(1, 2)) / area).astype(np.float32)
+    return out
+
+
+def run_detector(
+    detector: ShotDetector, batches: Iterable[FrameBatch], consumers: Sequence[FrameConsumer] = ()
+) -> tuple[list[int], int]:
+    """Feed batches to ``detector`` (and ``consumers``); return (sorted cuts, frame count)."""
+    cuts: list[int] = []
+    count = 0
+    for batch in batches:
+        count += len(batch)
+        cuts.extend(detector.process(batch))
+        for consumer in consumers:
+            consumer(batch)
+    cuts.extend(detector.finish())
+    return sorted({c for c in cuts if 0 < c < count}), count
+
+
+def detect_shots(
+    path: Path | str,
+    detector: ShotDetector | None = None,
+    *,
+    min_shot_len: int | None = None,
+    consumers: Sequence[FrameConsumer] = (),
+) -> ShotDetectionResult:
+    """Detect shot boundaries of the video at ``path`` with one reduced-resolution decode.
+
+    ``detector`` defaults to :class:`HeatersDetector` (``min_shot_len`` frames, default 10).
+    ``consumers`` receive every decoded batch too (same reduced frames), so e.g. a thumbnail
+    step can share the decode. Raises :class:`infra.media.ffmpeg.MediaError` for unusable files.
+    """
+    t0 = time.perf_counter()
+    if detector is None:
+        detector = HeatersDetector() if min_shot_len is None else HeatersDetector(min_shot_len=min_shot_len)
+    elif min_shot_len is not None:
+        raise ValueError("pass min_shot_len to the detector you construct")
+    info = probe(path)
+    width, height = scaled_size(info.width, info.height, min(detector.analysis_width, info.width))
+    batches = decode_batches(path, width, height, detector.pix_fmt)
+    cuts, count = run_detector(detector, batches, consumers)
+    kinds = dict(getattr(detector, "kinds", {}))
+    seconds = time.perf_counter() - t0
+    logger.info(
+        "%s: %d frames, %d cuts in %.2f s (%.0f fps)",
+        path,
+        count,
+        len(cuts),
+        seconds,
+        count / max(seconds, 1e-9),
+    )
+    return ShotDetectionResult(
+        cuts=cuts, frame_count=count, fps=info.fps, detector=detector.name, params=detector.params,
+        seconds=seconds, kinds={c: kinds[c] for c in cuts if c in kinds},
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Wiring of the pipeline: broker, actors, an in-process worker and the process manager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import dramatiq
+
+from commands.service import HeatersApplication
+from infra.broker import make_broker, queue_depths
+from infra.config import Settings
+from infra.database import DatabaseAddress
+from infra.object_storage import ObjectStorage
+from processors.actors import PipelineActors
+from processors.process_manager import PipelineProcessManager
+from processors.stages import PipelineContext
+
+if TYPE_CHECKING:
+    from infra.clip_embedder import ClipEmbedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pipeline:
+    context: PipelineContext
+    broker: dramatiq.Broker
+    actors: PipelineActors
+    manager: PipelineProcessManager
+    worker: dramatiq.Worker | None = None
+
+    def start(self, *, worker: bool = True, worker_threads: int = 2, poll_seconds: float = 0.2) -> None:
+        if worker:
+            self.worker = dramatiq.Worker(self.broker, worker_threads=worker_threads, worker_timeout=100)
+            self.worker.start()
+        self.manager.start(poll_seconds=poll_seconds)
+
+    def stop(self) -> None:
+        self.manager.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        self.broker.close()
+
+    def queue_depths(self) -> dict[str, int]:
+        return queue_depths(self.broker)
+
+
+def build_pipeline(
+    settings: Settings,
+    app: HeatersApplication,
+    address: DatabaseAddress,
+    storage: ObjectStorage,
+    *,
+    embedder_factory: Callable[[], ClipEmbedder] | None = None,
+    broker: dramatiq.Broker | None = None,
+    min_backoff_ms: int = 1_000,
+) -> Pipeline:
+    context = PipelineContext(app, storage, settings, embedder_factory)
+    broker = broker or make_broker(settings)
+    actors = PipelineActors(broker, lambda: context, settings.max_attempts, min_backoff_ms=min_backoff_ms)
+    for queue in actors.queues:
+        broker.declare_queue(queue)
+
+    def dispatch(stage: str, aggregate_id: UUID, delay_ms: int | None) -> object:
+        return actors.dispatch(stage, aggregate_id, delay_ms)
+
+    manager = PipelineProcessManager(
+        app,
+        address,
+        settings.database_schema,
+        dispatch,
+        archive_grace_seconds=settings.archive_grace_seconds,
+        reconcile_after_seconds=settings.reconcile_after_seconds,
+    )
+    return Pipeline(context, broker, actors, manager)

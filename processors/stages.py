@@ -1,0 +1,334 @@
+"""The media work of each pipeline stage, reported back to the application as commands.
+
+Each function is idempotent: it returns at once when its stage is already done, and a result reported
+twice stores one event. A failure a person must act on (404, a non-video file, a forbidden scheme) is
+recorded at once as a ``…Failed`` event; anything else is raised so the broker retries it with backoff,
+and recorded as failed when the last attempt fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from commands.service import HeatersApplication
+from domain.base import stage_actor
+from domain.errors import DomainError
+from infra.config import Settings
+from infra.media.ffmpeg import MediaError
+from infra.object_storage import ObjectStorage
+
+if TYPE_CHECKING:
+    from infra.clip_embedder import ClipEmbedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineContext:
+    """What the stages need: the application, media storage, settings and (lazily) the embedder."""
+
+    app: HeatersApplication
+    storage: ObjectStorage
+    settings: Settings
+    embedder_factory: Callable[[], ClipEmbedder] | None = None
+    _embedder: ClipEmbedder | None = field(default=None, init=False, repr=False)
+
+    def embedder(self) -> ClipEmbedder:
+        if self._embedder is None:
+            if self.embedder_factory is not None:
+                self._embedder = self.embedder_factory()
+            else:
+                from infra.clip_embedder import ClipEmbedder
+
+                self._embedder = ClipEmbedder.from_settings(self.settings)
+        return self._embedder
+
+
+class PermanentFailure(Exception):
+    """The stage cannot succeed by retrying; the reason is recorded for a person to act on."""
+
+
+@contextmanager
+def _workdir(settings: Settings) -> Iterator[Path]:
+    base = settings.resolved_home / "work"
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        yield Path(tmp)
+
+
+def video_key(video_id: UUID, name: str) -> str:
+    return f"videos/{video_id}/{name}"
+
+
+def clip_prefix(clip_id: UUID) -> str:
+    return f"clips/{clip_id}/"
+
+
+# -- video stages ---------------------------------------------------------------------------------
+
+
+def _run_video_stage(
+    ctx: PipelineContext,
+    video_id: UUID,
+    stage: str,
+    work: Callable[[int, Path], None],
+    final_attempt: Callable[[int], bool],
+) -> None:
+    app, actor = ctx.app, stage_actor(stage)
+    video = app.get_video(video_id)
+    status = video.stages[stage].status
+    if status in ("done", "failed"):
+        log.info("video %s: %s already %s, nothing to do", video_id, stage, status)
+        return
+    try:
+        attempt = app.start_video_stage(video_id, stage, actor)
+    except DomainError as error:
+        log.info("video %s: %s not started: %s", video_id, stage, error)
+        return
+    log.info("video %s: %s attempt %d started", video_id, stage, attempt)
+    try:
+        with _workdir(ctx.settings) as workdir:
+            work(attempt, workdir)
+    except (MediaError, PermanentFailure) as error:
+        app.record_video_failure(video_id, stage, attempt, str(error), actor)
+    except Exception as error:
+        if final_attempt(attempt):
+            reason = f"{type(error).__name__}: {error} (gave up after {attempt} attempts)"
+            app.record_video_failure(video_id, stage, attempt, reason, actor)
+            return
+        log.warning("video %s: %s attempt %d failed, will retry: %s", video_id, stage, attempt, error)
+        raise
+    else:
+        log.info("video %s: %s done (attempt %d)", video_id, stage, attempt)
+
+
+def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+    from infra.media.download import fetch_source
+    from infra.media.transcode import normalise
+
+    video = ctx.app.get_video(video_id)
+
+    def work(attempt: int, workdir: Path) -> None:
+        fetched = fetch_source(video.source, workdir / "download", ctx.settings)
+        playable = normalise(fetched.path, workdir / "normalised.mp4")
+        info = playable.info.video
+        key = video_key(video_id, "source.mp4")
+        ctx.storage.put_file(key, playable.path, "video/mp4")
+        ctx.app.record_downloaded(
+            video_id,
+            attempt,
+            stage_actor("download"),
+            media_key=key,
+            title=fetched.title,
+            original_url=fetched.original_url,
+            checksum=fetched.checksum,
+            duration=info.duration,
+            fps=info.fps,
+            frame_count=info.frame_count,
+            width=info.width,
+            height=info.height,
+            codec="h264" if playable.transcoded else info.codec,
+        )
+
+    _run_video_stage(ctx, video_id, "download", work, final_attempt)
+
+
+def _fetch(ctx: PipelineContext, key: str, workdir: Path) -> Path:
+    local = ctx.storage.local_path(key)
+    if local is not None:
+        return local
+    return ctx.storage.get_to_path(key, workdir / Path(key).name)
+
+
+def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+    from infra.media.transcode import make_proxy
+
+    def work(attempt: int, workdir: Path) -> None:
+        video = ctx.app.get_video(video_id)
+        source = _fetch(ctx, video.media["source"], workdir)
+        out = workdir / "proxy.mp4"
+        info = make_proxy(source, out, ctx.settings.proxy_max_height)
+        if info.video.frame_count != video.frame_count:
+            log.warning(
+                "video %s: proxy has %d frames, source %d",
+                video_id,
+                info.video.frame_count,
+                video.frame_count,
+            )
+        key = video_key(video_id, "proxy.mp4")
+        ctx.storage.put_file(key, out, "video/mp4")
+        ctx.app.record_proxy(
+            video_id, attempt, key, info.video.width, info.video.height, stage_actor("proxy")
+        )
+
+    _run_video_stage(ctx, video_id, "proxy", work, final_attempt)
+
+
+def sprites(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+    from infra.media.sprites import make_sprites
+
+    def work(attempt: int, workdir: Path) -> None:
+        video = ctx.app.get_video(video_id)
+        proxy_path = _fetch(ctx, video.media["proxy"], workdir)
+        out = workdir / "sprites"
+        s = ctx.settings
+        make_sprites(proxy_path, out, s.sprite_fps, s.sprite_tile_width, s.sprite_columns, s.sprite_rows)
+        prefix = video_key(video_id, "sprites/")
+        for path in sorted(out.iterdir()):
+            content_type = "application/json" if path.suffix == ".json" else "image/jpeg"
+            ctx.storage.put_file(prefix + path.name, path, content_type)
+        ctx.app.record_sprites(video_id, attempt, prefix + "manifest.json", stage_actor("sprites"))
+
+    _run_video_stage(ctx, video_id, "sprites", work, final_attempt)
+
+
+def shots(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+    from infra.media.shot_detection import detect_shots
+
+    def work(attempt: int, workdir: Path) -> None:
+        video = ctx.app.get_video(video_id)
+        proxy_path = _fetch(ctx, video.media["proxy"], workdir)
+        result = detect_shots(proxy_path)
+        cuts = [c for c in result.cuts if 0 < c < video.frame_count]
+        clip_ids = ctx.app.record_shots(
+            video_id, attempt, cuts, result.detector, result.params, stage_actor("shots")
+        )
+        log.info("video %s: %d shots → %d clips", video_id, len(cuts) + 1, len(clip_ids))
+
+    _run_video_stage(ctx, video_id, "shots", work, final_attempt)
+
+
+VIDEO_STAGES: dict[str, Callable[[PipelineContext, UUID, Callable[[int], bool]], None]] = {
+    "download": download,
+    "proxy": proxy,
+    "sprites": sprites,
+    "shots": shots,
+}
+
+
+# -- clip stages ----------------------------------------------------------------------------------
+
+
+def _run_clip_stage(
+    ctx: PipelineContext,
+    clip_id: UUID,
+    stage: str,
+    needs: str | None,
+    work: Callable[[Path], None],
+    attempt: int,
+    final_attempt: Callable[[int], bool],
+) -> None:
+    app, actor = ctx.app, stage_actor(stage)
+    clip = app.get_clip(clip_id)
+    progress = clip.stages[stage]
+    if not clip.is_approved or progress.status in ("done", "failed"):
+        log.info("clip %s: %s skipped (state %s, stage %s)", clip_id, stage, clip.state, progress.status)
+        return
+    if needs is not None and clip.stages[needs].status != "done":
+        log.info("clip %s: %s waits for %s", clip_id, stage, needs)
+        return
+    try:
+        with _workdir(ctx.settings) as workdir:
+            work(workdir)
+    except DomainError as error:  # the clip changed meanwhile (e.g. approval undone): nothing to do
+        log.info("clip %s: %s result not recorded: %s", clip_id, stage, error)
+    except (MediaError, PermanentFailure) as error:
+        app.record_clip_failure(clip_id, stage, attempt, str(error), actor)
+    except Exception as error:
+        if final_attempt(attempt):
+            reason = f"{type(error).__name__}: {error} (gave up after {attempt} attempts)"
+            app.record_clip_failure(clip_id, stage, attempt, reason, actor)
+            return
+        log.warning("clip %s: %s attempt %d failed, will retry: %s", clip_id, stage, attempt, error)
+        raise
+    else:
+        log.info("clip %s: %s done", clip_id, stage)
+
+
+def keyframes(
+    ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Callable[[int], bool]
+) -> None:
+    from infra.media.keyframes import extract_keyframes, keyframe_frames
+
+    def work(workdir: Path) -> None:
+        clip = ctx.app.get_clip(clip_id)
+        video = ctx.app.get_video(clip.video_id)
+        proxy_path = _fetch(ctx, video.media["proxy"], workdir)
+        strategy = ctx.settings.keyframe_strategy
+        paths = extract_keyframes(proxy_path, workdir / "kf", clip.start, clip.end, video.fps, strategy)
+        frames = [frame for _, frame in keyframe_frames(clip.start, clip.end, strategy)]
+        keys = []
+        for path in paths:
+            key = clip_prefix(clip_id) + "keyframes/" + path.name
+            ctx.storage.put_file(key, path, "image/jpeg")
+            keys.append(key)
+        ctx.app.record_keyframes(clip_id, strategy, keys, frames, stage_actor("keyframes"))
+
+    _run_clip_stage(ctx, clip_id, "keyframes", None, work, attempt, final_attempt)
+
+
+def embedding(
+    ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Callable[[int], bool]
+) -> None:
+    from infra.clip_embedder import EmbeddingModelUnavailable
+
+    def work(workdir: Path) -> None:
+        clip = ctx.app.get_clip(clip_id)
+        images = [_fetch(ctx, key, workdir) for key in clip.keyframes["keys"]]
+        try:
+            embedder = ctx.embedder()
+        except EmbeddingModelUnavailable as error:
+            raise PermanentFailure(str(error)) from error
+        strategy = ctx.settings.embedding_strategy
+        vectors = embedder.embed_clip_keyframes(images, strategy)
+        ctx.app.record_embedding(
+            clip_id,
+            embedder.model_name,
+            embedder.pretrained or "random",
+            strategy,
+            [[float(x) for x in v] for v in vectors],
+            stage_actor("embedding"),
+        )
+
+    _run_clip_stage(ctx, clip_id, "embedding", "keyframes", work, attempt, final_attempt)
+
+
+def export(ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Callable[[int], bool]) -> None:
+    from infra.media.transcode import export_clip
+
+    def work(workdir: Path) -> None:
+        clip = ctx.app.get_clip(clip_id)
+        video = ctx.app.get_video(clip.video_id)
+        proxy_path = _fetch(ctx, video.media["proxy"], workdir)
+        out = export_clip(proxy_path, workdir / "clip.mp4", clip.start, clip.end, video.fps)
+        key = clip_prefix(clip_id) + "clip.mp4"
+        ctx.storage.put_file(key, out, "video/mp4")
+        ctx.app.record_export(clip_id, key, stage_actor("export"))
+
+    _run_clip_stage(ctx, clip_id, "export", "embedding", work, attempt, final_attempt)
+
+
+def purge_archived(ctx: PipelineContext, clip_id: UUID) -> None:
+    """Delete an archived clip's derived media (its events stay)."""
+    clip = ctx.app.get_clip(clip_id)
+    if clip.state != "archived" or clip.media_purged:
+        log.info("clip %s: purge skipped (state %s)", clip_id, clip.state)
+        return
+    prefix = clip_prefix(clip_id)
+    keys = ctx.storage.list(prefix)
+    ctx.storage.delete_prefix(prefix)
+    ctx.app.record_media_purged(clip_id, keys, stage_actor("purge"))
+
+
+CLIP_STAGES: dict[str, Callable[[PipelineContext, UUID, int, Callable[[int], bool]], None]] = {
+    "keyframes": keyframes,
+    "embedding": embedding,
+    "export": export,
+}

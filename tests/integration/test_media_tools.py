@@ -1,0 +1,471 @@
+"""Media tools against the real ffmpeg binary, on tiny generated videos.
+
+The "ramp" video encodes its frame index in its brightness (luma 20 + 2n, lossless), so a JPEG
+tile or keyframe tells which frame it shows.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+
+from infra.config import Settings
+from infra.media.download import DownloadError, fetch_source
+from infra.media.ffmpeg import ffmpeg_exe, probe
+from infra.media.inspect import inspect_media
+from infra.media.keyframes import extract_keyframes, keyframe_frames
+from infra.media.sprites import (
+    MANIFEST_NAME,
+    load_manifest,
+    make_sprites,
+    sprite_index,
+    sprite_position,
+    sprite_source_frame,
+)
+from infra.media.transcode import export_clip, is_browser_playable, make_proxy, normalise, proxy_size
+
+pytestmark = pytest.mark.integration
+
+FPS = 25
+FRAMES = 100  # 4 s
+
+
+def ffmpeg(*args: str) -> str:
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args], capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return proc.stderr.decode()
+
+
+def frame_md5s(path: Path) -> list[str]:
+    proc = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return [
+        line.rsplit(",", 1)[1].strip()
+        for line in proc.stdout.decode().splitlines()
+        if not line.startswith("#")
+    ]
+
+
+def key_flags(path: Path) -> list[bool]:
+    """Per decoded frame: is it a keyframe (showinfo's iskey)."""
+    err = ffmpeg("-i", str(path), "-map", "0:v:0", "-vf", "showinfo", "-f", "null", "-")
+    return [m == "1" for m in re.findall(r"iskey:(\d)", err)]
+
+
+def ramp_frame(image: Image.Image) -> int:
+    """Frame index encoded in a ramp-video image (JPEG is full range: Y' = (Y - 16) * 255 / 219)."""
+    mean = ImageStat.Stat(image.convert("L")).mean[0]
+    return round((mean * 219 / 255 + 16 - 20) / 2)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    files = {
+        "playable": d / "playable.mp4",
+        "ramp": d / "ramp.mp4",
+        "mkv": d / "mpeg4.mkv",
+        "ntsc": d / "ntsc.mp4",
+    }
+    sine = ["-f", "lavfi", "-i", f"sine=frequency=440:duration={FRAMES / FPS}"]
+    ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}:duration={FRAMES / FPS}", *sine,
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+        str(files["playable"]),
+    )  # fmt: skip
+    ffmpeg(
+        "-f", "lavfi", "-i",
+        f"color=c=black:s=160x120:r={FPS}:d={FRAMES / FPS},geq=lum='20+2*N':cb=128:cr=128", *sine,
+        "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", "-g", "50",
+        "-c:a", "aac", "-shortest", str(files["ramp"]),
+    )  # fmt: skip
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=1", "-f", "lavfi", "-i", "sine=duration=1",
+        "-c:v", "mpeg4", "-c:a", "libopus", str(files["mkv"]),
+    )  # fmt: skip
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30000/1001:duration=2",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(files["ntsc"]),
+    )  # fmt: skip
+    return files
+
+
+@pytest.fixture(scope="module")
+def ramp_proxy(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("proxy") / "proxy.mp4"
+    make_proxy(media["ramp"], dst)
+    return dst
+
+
+# ---------------------------------------------------------------- transcode
+
+
+def test_normalise_skipped_for_playable_input(media: dict[str, Path], tmp_path: Path) -> None:
+    info = inspect_media(media["playable"])
+    assert is_browser_playable(info)
+    result = normalise(media["playable"], tmp_path / "out.mp4")
+    assert result.transcoded is False
+    assert result.path == media["playable"]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_normalise_transcodes_other_codecs(media: dict[str, Path], tmp_path: Path) -> None:
+    before = inspect_media(media["mkv"])
+    assert not is_browser_playable(before)
+    result = normalise(media["mkv"], tmp_path / "out.mp4")
+    assert result.transcoded is True and result.path == tmp_path / "out.mp4"
+    assert is_browser_playable(result.info)
+    assert (result.info.codec, result.info.pix_fmt, result.info.audio_codec) == ("h264", "yuv420p", "aac")
+    assert result.info.frame_count == before.frame_count
+    data = result.path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart
+
+
+def test_proxy_size_fits_without_upscaling() -> None:
+    assert proxy_size(1920, 1080) == (1280, 720)
+    assert proxy_size(3840, 1600) == (1280, 532)
+    assert proxy_size(1080, 1920) == (404, 720)
+    assert proxy_size(320, 240) == (320, 240)
+    assert proxy_size(641, 361) == (640, 360)
+
+
+def test_proxy_is_all_intra_and_keeps_every_frame(media: dict[str, Path], tmp_path: Path) -> None:
+    src = media["playable"]
+    assert not all(key_flags(src))  # control: a normal encode has inter frames
+    info = make_proxy(src, tmp_path / "proxy.mp4")
+    flags = key_flags(tmp_path / "proxy.mp4")
+    assert len(flags) == FRAMES and all(flags)
+    assert (info.width, info.height, info.frame_count, info.fps) == (320, 240, FRAMES, FPS)
+    assert (info.codec, info.pix_fmt, info.audio_codec) == ("h264", "yuv420p", "aac")
+    assert is_browser_playable(info)
+    data = (tmp_path / "proxy.mp4").read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 100), (0, 1), (1, 14), (37, 50), (99, 100), (50, 51)])
+def test_export_is_frame_accurate(ramp_proxy: Path, tmp_path: Path, start: int, end: int) -> None:
+    reference = frame_md5s(ramp_proxy)
+    out = export_clip(ramp_proxy, tmp_path / "clip.mp4", start, end, FPS)
+    assert probe(out).frame_count == end - start
+    assert frame_md5s(out) == reference[start:end]
+
+
+def test_export_at_ntsc_rate(media: dict[str, Path], tmp_path: Path) -> None:
+    proxy = tmp_path / "proxy.mp4"
+    info = make_proxy(media["ntsc"], proxy)
+    assert abs(info.fps - 29.97) < 0.01 and info.frame_count == 60
+    reference = frame_md5s(proxy)
+    for start, end in [(1, 2), (17, 45), (59, 60)]:
+        out = export_clip(proxy, tmp_path / f"clip{start}.mp4", start, end, info.fps)
+        assert frame_md5s(out) == reference[start:end]
+
+
+def test_export_rejects_bad_ranges(ramp_proxy: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        export_clip(ramp_proxy, tmp_path / "x.mp4", 10, 10, FPS)
+    with pytest.raises(ValueError):
+        export_clip(ramp_proxy, tmp_path / "x.mp4", -1, 10, FPS)
+
+
+# ---------------------------------------------------------------- sprites
+
+
+def test_sprite_manifest_arithmetic(ramp_proxy: Path, tmp_path: Path) -> None:
+    manifest = make_sprites(ramp_proxy, tmp_path, fps=10, tile_width=80, columns=4, rows=3)
+    assert load_manifest(tmp_path / MANIFEST_NAME) == manifest
+    raw = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert raw["sprite_fps"] == "10" and raw["source_fps"] == "25"
+    assert (manifest.tile_width, manifest.tile_height, manifest.frames_per_sheet) == (80, 60, 12)
+    assert manifest.sprite_count == 40  # 4 s at 10 fps
+    assert manifest.sheets == [f"sheet_{i:05d}.jpg" for i in range(4)]  # 12 + 12 + 12 + 4
+    with Image.open(tmp_path / manifest.sheets[0]) as sheet:
+        assert sheet.size == (320, 180)
+
+    for frame in [0, 1, 2, 3, 5, 29, 30, 31, 62, 88, 97, 99]:
+        name, x, y = sprite_position(manifest, frame)
+        k = sprite_index(manifest, frame)
+        assert k == frame * 10 // 25
+        assert name == manifest.sheets[k // 12]
+        assert (x, y) == ((k % 12) % 4 * 80, (k % 12) // 4 * 60)
+        shown = sprite_source_frame(manifest, k)
+        assert shown <= frame < shown + 3  # a sprite covers 2.5 source frames
+        with Image.open(tmp_path / name) as sheet:
+            tile = sheet.crop((x + 8, y + 8, x + 72, y + 52))
+            assert ramp_frame(tile) == shown, frame
+    assert sprite_index(manifest, 10_000) == manifest.sprite_count - 1
+
+
+def test_sprites_at_source_rate_are_one_per_frame(ramp_proxy: Path, tmp_path: Path) -> None:
+    manifest = make_sprites(ramp_proxy, tmp_path, fps=24, tile_width=48, columns=10, rows=10)
+    assert manifest.sprite_fps == "24" and manifest.sprite_count == 96  # floor(99 * 24/25) + 1
+    assert len(manifest.sheets) == 1
+    for frame in [0, 24, 25, 26, 50, 99]:
+        name, x, y = sprite_position(manifest, frame)
+        with Image.open(tmp_path / name) as sheet:
+            tile = sheet.crop((x + 6, y + 6, x + 42, y + 30))
+            assert ramp_frame(tile) == sprite_source_frame(manifest, sprite_index(manifest, frame))
+    # A re-run replaces the sheets (no stale files).
+    again = make_sprites(ramp_proxy, tmp_path, fps=5, tile_width=48, columns=2, rows=2)
+    assert sorted(p.name for p in tmp_path.glob("sheet_*.jpg")) == again.sheets
+    assert len(again.sheets) == 5  # 20 sprites / 4
+
+
+# ---------------------------------------------------------------- keyframes
+
+
+def test_keyframes_per_strategy(ramp_proxy: Path, tmp_path: Path) -> None:
+    multi = extract_keyframes(ramp_proxy, tmp_path / "m", 10, 30, FPS, "multi")
+    assert [p.name for p in multi] == [
+        "keyframe_25_f0000015.jpg",
+        "keyframe_50_f0000020.jpg",
+        "keyframe_75_f0000025.jpg",
+    ]
+    for path, frame in zip(multi, (15, 20, 25), strict=True):
+        with Image.open(path) as image:
+            assert image.size == (160, 120)
+            assert ramp_frame(image) == frame
+    mid = extract_keyframes(ramp_proxy, tmp_path / "s", 97, 100, FPS, "midpoint")
+    assert len(mid) == 1
+    with Image.open(mid[0]) as image:
+        assert ramp_frame(image) == 98
+    assert keyframe_frames(0, 1, "multi") == [(25, 0), (50, 0), (75, 0)]
+    assert keyframe_frames(0, 4, "midpoint") == [(50, 2)]
+
+
+def test_keyframes_exact_on_long_gop_source(media: dict[str, Path], tmp_path: Path) -> None:
+    paths = extract_keyframes(media["ramp"], tmp_path, 40, 80, FPS, "multi")  # keyframes at 0, 50
+    with Image.open(paths[0]) as a, Image.open(paths[2]) as c:
+        assert (ramp_frame(a), ramp_frame(c)) == (50, 70)
+
+
+# ---------------------------------------------------------------- download
+
+
+@pytest.fixture(scope="module")
+def http_root(tmp_path_factory: pytest.TempPathFactory, media: dict[str, Path]) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("www")
+    (root / "video.mp4").write_bytes(media["playable"].read_bytes())
+    (root / "notes.mp4").write_text("this is not a video\n" * 20)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != "/stream.mp4":
+                super().do_GET()
+                return
+            self.send_response(200)  # HTTP/1.0, no Content-Length: the body ends when the socket closes
+            self.send_header("Content-Type", "video/mp4")
+            self.end_headers()
+            self.wfile.write((root / "video.mp4").read_bytes())
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+
+
+PRIVATE_OK = Settings(allow_private_hosts=True)
+
+
+def test_download_local_file(media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    monkeypatch.chdir(media["playable"].parent)
+    got = fetch_source("playable.mp4", tmp_path / "dl", Settings())  # relative path
+    assert got.path == tmp_path / "dl" / "source.mp4"
+    assert got.path.read_bytes() == media["playable"].read_bytes()
+    assert got.checksum == hashlib.sha256(media["playable"].read_bytes()).hexdigest()
+    assert (got.title, got.extractor, got.original_url) == ("playable", "local", str(media["playable"]))
+    assert (got.info.frame_count, got.info.width, got.info.height) == (FRAMES, 320, 240)
+    with pytest.raises(DownloadError, match="local files are not accepted"):
+        fetch_source(str(media["playable"]), tmp_path / "dl2", Settings(), allow_local_files=False)
+
+
+def test_download_rejects_bad_local_files(media: dict[str, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "a.mp4"
+    empty.touch()
+    with pytest.raises(DownloadError) as info:
+        fetch_source(str(empty), tmp_path / "dl", Settings())
+    assert info.value.reason == f"source file is empty (0 bytes): {empty}"
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello, I am a text file\n" * 10)
+    with pytest.raises(DownloadError, match=r"^not a video file: .*notes\.mp4$"):
+        fetch_source(str(text), tmp_path / "dl", Settings())
+
+    data = media["playable"].read_bytes()
+    cut_tail = tmp_path / "cut_tail.mp4"  # moov atom at the end: lost
+    cut_tail.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DownloadError, match=r"^truncated MP4: .*cut_tail\.mp4$"):
+        fetch_source(str(cut_tail), tmp_path / "dl", Settings())
+
+    faststart = tmp_path / "fs.mp4"
+    ffmpeg("-i", str(media["playable"]), "-c", "copy", "-movflags", "+faststart", str(faststart))
+    fs = faststart.read_bytes()
+    cut_data = tmp_path / "cut_data.mp4"  # index intact, media data missing
+    cut_data.write_bytes(fs[: len(fs) // 2])
+    with pytest.raises(DownloadError, match=r"truncated or corrupt .*cut_data\.mp4$"):
+        fetch_source(str(cut_data), tmp_path / "dl", Settings())
+
+    with pytest.raises(DownloadError, match="does not exist"):
+        fetch_source(str(tmp_path / "nope.mp4"), tmp_path / "dl", Settings())
+    with pytest.raises(DownloadError, match="not a regular file"):
+        fetch_source(str(tmp_path), tmp_path / "dl", Settings())
+    with pytest.raises(DownloadError, match="over the limit of 1000 bytes"):
+        fetch_source(str(media["playable"]), tmp_path / "dl", Settings(max_download_bytes=1000))
+    with pytest.raises(DownloadError, match=r"video is 4 s long, over the limit of 2 s"):
+        fetch_source(str(media["playable"]), tmp_path / "dl", Settings(max_duration_seconds=2))
+    assert not list((tmp_path / "dl").iterdir())  # nothing half-written left behind
+
+
+@pytest.mark.parametrize(
+    ("source", "scheme"),
+    [
+        ("ftp://example.com/a.mp4", "ftp"),
+        ("file:///etc/passwd", "file"),
+        ("FILE:/etc/passwd", "file"),
+        ("data:video/mp4;base64,AAAA", "data"),
+        ("javascript:alert(1)", "javascript"),
+        ("gopher://example.com/", "gopher"),
+    ],
+)
+def test_download_rejects_other_schemes(source: str, scheme: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError) as info:
+        fetch_source(source, tmp_path, PRIVATE_OK)
+    assert info.value.reason.startswith(f"scheme '{scheme}' is not allowed; use http(s) or a local path")
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://127.0.0.1:{port}/video.mp4", "loopback"),
+        ("http://localhost:{port}/video.mp4", "loopback"),
+        ("http://[::1]:{port}/video.mp4", "loopback"),
+        ("http://10.1.2.3/video.mp4", "private"),
+        ("http://192.168.0.10/video.mp4", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://0.0.0.0/video.mp4", "unspecified"),
+        ("http://[::ffff:127.0.0.1]/video.mp4", "loopback"),
+        ("http://100.64.0.1/video.mp4", "not globally routable"),
+    ],
+)
+def test_download_refuses_private_hosts(
+    url: str, kind: str, http_root: tuple[str, Path], tmp_path: Path
+) -> None:
+    port = http_root[0].rsplit(":", 1)[1]
+    with pytest.raises(DownloadError) as info:
+        fetch_source(url.format(port=port), tmp_path, Settings())
+    assert f"({kind}), which is not allowed" in info.value.reason
+    assert "HEATERS_ALLOW_PRIVATE_HOSTS" in info.value.reason
+
+
+def test_download_http_404(http_root: tuple[str, Path], tmp_path: Path) -> None:
+    url = f"{http_root[0]}/missing.mp4"
+    with pytest.raises(DownloadError) as info:
+        fetch_source(url, tmp_path, PRIVATE_OK)
+    assert info.value.reason == f"HTTP 404 from {url}"
+
+
+def test_download_served_video(http_root: tuple[str, Path], tmp_path: Path) -> None:
+    import hashlib
+
+    url = f"{http_root[0]}/video.mp4"
+    got = fetch_source(url, tmp_path / "dl", PRIVATE_OK)
+    expected = (http_root[1] / "video.mp4").read_bytes()
+    assert got.path.parent == tmp_path / "dl" and got.path.suffix == ".mp4"
+    assert got.path.read_bytes() == expected
+    assert got.checksum == hashlib.sha256(expected).hexdigest()
+    assert (got.original_url, got.title, got.extractor) == (url, "video", "generic")
+    assert got.info.frame_count == FRAMES
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["source.mp4"]  # work files cleaned up
+
+    small = Settings(allow_private_hosts=True, max_download_bytes=100_000)
+    with pytest.raises(DownloadError, match="larger than the limit of 100000 bytes"):
+        fetch_source(url, tmp_path / "small", small)  # Content-Length known: refused before downloading
+    with pytest.raises(DownloadError, match="larger than the limit of 100000 bytes"):
+        fetch_source(f"{http_root[0]}/stream.mp4", tmp_path / "small", small)  # no Content-Length
+    assert list((tmp_path / "small").iterdir()) == []
+
+    streamed = fetch_source(f"{http_root[0]}/stream.mp4", tmp_path / "streamed", PRIVATE_OK)
+    assert streamed.checksum == got.checksum
+
+
+def test_download_served_text_file(http_root: tuple[str, Path], tmp_path: Path) -> None:
+    url = f"{http_root[0]}/notes.mp4"
+    with pytest.raises(DownloadError) as info:
+        fetch_source(url, tmp_path, PRIVATE_OK)
+    assert "not a video" in info.value.reason or "no downloadable video" in info.value.reason
+    assert url in info.value.reason
+
+
+def test_download_redirect_to_refused_address(
+    http_root: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request yt-dlp makes is checked, including where redirects lead. Here 127.0.0.1
+    counts as public and 127.0.0.2 (a second loopback server) as private."""
+    import infra.media.download as download
+
+    root = http_root[1]
+
+    class Plain(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.2", 0), functools.partial(Plain, directory=str(root)))
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.2:{target.server_address[1]}/video.mp4")
+            self.end_headers()
+
+    redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    real = download._address_problem
+    monkeypatch.setattr(download, "_address_problem", lambda ip: None if str(ip) == "127.0.0.1" else real(ip))
+    try:
+        url = f"http://127.0.0.1:{redirector.server_address[1]}/video.mp4"
+        with pytest.raises(DownloadError) as info:
+            fetch_source(url, tmp_path / "dl", Settings())
+        assert "redirected to a refused address" in info.value.reason
+        assert "127.0.0.2 (loopback)" in info.value.reason
+        assert list((tmp_path / "dl").iterdir()) == []
+    finally:
+        for server in (redirector, target):
+            server.shutdown()
+            server.server_close()

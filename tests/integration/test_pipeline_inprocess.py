@@ -1,0 +1,94 @@
+"""The whole pipeline on the embedded default: in-process broker, local media storage, real ffmpeg."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commands.service import HeatersApplication
+from infra.config import Settings
+from infra.database import DatabaseAddress
+from infra.object_storage import LocalObjectStorage
+from infra.pipeline import Pipeline, build_pipeline
+from tests.integration.pipeline_support import (
+    CUTS,
+    known_cuts_video,
+    tiny_embedder,
+    video_settled,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pipeline(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
+) -> Iterator[Pipeline]:
+    settings = Settings(home=tmp_path / "home", database_schema=pg_schema, max_attempts=2)
+    storage = LocalObjectStorage(tmp_path / "media")
+    pipeline = build_pipeline(
+        settings, pg_app, pg_address, storage, embedder_factory=tiny_embedder, min_backoff_ms=10
+    )
+    pipeline.start(poll_seconds=0.05)
+    yield pipeline
+    pipeline.stop()
+
+
+def test_submit_to_pending_review_then_approve_to_export(
+    pipeline: Pipeline, pg_app: HeatersApplication, tmp_path: Path
+) -> None:
+    video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
+    wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
+    video = pg_app.get_video(video_id)
+    assert video.state == "clipped", video.stages
+    assert video.frame_count == 120
+    clips = pg_app.clips_of(video_id)
+    assert [(c.start, c.end) for c in clips] == [(0, 40), (40, 85), (85, 120)]
+    assert all(c.state == "pending_review" for c in clips)
+    assert video.cuts == CUTS
+
+    storage = pipeline.context.storage
+    assert storage.exists(video.media["proxy"]) and storage.exists(video.media["sprites"])
+
+    pg_app.approve(clips[1].id, "user:alice")
+    wait_until(lambda: pg_app.get_clip(clips[1].id).state == "exported", timeout=120)
+    clip = pg_app.get_clip(clips[1].id)
+    assert len(clip.keyframes["keys"]) == 3 and all(storage.exists(k) for k in clip.keyframes["keys"])
+    assert clip.embedding["dimension"] > 0
+    assert clip.export_key is not None and storage.exists(clip.export_key)
+
+    kinds = [e.event for e in pg_app.history(video_id)]
+    assert kinds == [
+        "Submitted", "DownloadStarted", "Downloaded", "ProxyStarted", "ProxyCreated",
+        "SpritesStarted", "SpritesCreated", "ShotDetectionStarted", "ShotsDetected",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make_source", "reason"),
+    [
+        (lambda tmp: str(_write(tmp / "empty.mp4", b"")), "empty"),
+        (lambda tmp: str(_write(tmp / "notes.mp4", b"just some text, not a video\n" * 50)), "not a video"),
+        (lambda tmp: "ftp://example.com/a.mp4", "scheme 'ftp' is not allowed"),
+        (lambda tmp: "file:///etc/passwd", "scheme 'file' is not allowed"),
+        (lambda tmp: "http://127.0.0.1:9/a.mp4", "not allowed"),
+    ],
+)
+def test_bad_sources_end_as_download_failures_with_reasons(
+    pipeline: Pipeline, pg_app: HeatersApplication, tmp_path: Path, make_source: object, reason: str
+) -> None:
+    assert callable(make_source)
+    video_id = pg_app.submit(make_source(tmp_path), "user:alice")
+    wait_until(lambda: video_settled(pg_app, video_id), timeout=60)
+    video = pg_app.get_video(video_id)
+    assert video.state == "download_failed"
+    assert reason in (video.stages["download"].last_error or "")
+    assert [e.event for e in pg_app.history(video_id)][-1] == "DownloadFailed"
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -1,0 +1,136 @@
+"""Shot detection on real ffmpeg-encoded generated videos, and MediaError on unusable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.corpus import Shot, Transition, make_video
+from infra.media.ffmpeg import MediaError, decode_batches, decode_frames, probe
+from infra.media.shot_detection import HeatersDetector, detect_shots
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shots")
+
+
+def test_probe_and_decode_agree_with_generation(media: Path) -> None:
+    path = media / "probe.mp4"
+    truth = make_video(path, [Shot("shapes", 30, speed=3), Shot("texture", 20)], fps=30, size=(320, 180))
+    info = probe(path)
+    assert (info.width, info.height, info.codec) == (320, 180, "h264")
+    assert info.fps == pytest.approx(30.0)
+    assert info.frame_count == truth.frame_count == 50
+    assert info.duration == pytest.approx(50 / 30, abs=0.05)
+    frames = list(decode_frames(path, 64, 36))
+    assert len(frames) == 50 and frames[0].shape == (36, 64) and frames[0].dtype == np.uint8
+    rgb = next(decode_batches(path, 32, 18, "rgb24", batch_size=8))
+    assert rgb.shape == (8, 18, 32, 3)
+
+
+def test_hard_cuts_within_two_frames(media: Path) -> None:
+    path = media / "cuts.mp4"
+    shots = [
+        Shot("landscape", 40, "handheld", scene=1),
+        Shot("shapes", 35, speed=4),
+        Shot("city", 45, "pan", speed=6, scene=2),
+        Shot("gradient", 30),
+    ]
+    truth = make_video(path, shots, fps=25, size=(320, 180), seed=3, noise=2.0)
+    result = detect_shots(path)
+    assert truth.cuts == [40, 75, 120]
+    assert len(result.cuts) == 3
+    for want, got in zip(truth.cuts, result.cuts, strict=True):
+        assert abs(want - got) <= 2
+    assert result.frame_count == truth.frame_count
+    assert result.fps == pytest.approx(25.0)
+    assert result.detector == "heaters" and result.params["min_shot_len"] == 10
+
+
+def test_dissolve_and_fade_found(media: Path) -> None:
+    path = media / "gradual.mp4"
+    shots = [Shot("landscape", 50, scene=1), Shot("city", 50, scene=2), Shot("texture", 50)]
+    transitions = [Transition("dissolve", 16), Transition("fade", 16, color=0, hold=4)]
+    truth = make_video(path, shots, transitions, fps=25, size=(320, 180), seed=4)
+    result = detect_shots(path)
+    assert len(result.cuts) == 2
+    for tr, got in zip(truth.transitions, result.cuts, strict=True):
+        assert tr.start - 2 <= got <= tr.end + 2, (tr, got)
+
+
+def test_pan_zoom_and_flicker_yield_no_cuts(media: Path) -> None:
+    path = media / "negatives.mp4"
+    shots = [Shot("landscape", 75, "pan", speed=12, flicker=0.06, scene=5)]
+    make_video(path, shots, fps=25, size=(320, 180), seed=5, noise=4.0)
+    assert detect_shots(path).cuts == []
+    path2 = media / "zoom.mp4"
+    make_video(
+        path2, [Shot("city", 75, "zoom", speed=0.02, flicker=0.05, noise=8.0)], fps=25, size=(320, 180)
+    )
+    assert detect_shots(path2).cuts == []
+
+
+def test_consumers_share_the_decode(media: Path) -> None:
+    path = media / "consumer.mp4"
+    make_video(path, [Shot("shapes", 20), Shot("gradient", 20)], fps=25, size=(320, 180))
+    seen: list[int] = []
+    result = detect_shots(path, HeatersDetector(min_shot_len=5), consumers=[lambda b: seen.append(len(b))])
+    assert sum(seen) == result.frame_count == 40
+    assert result.cuts == [20]
+
+
+def test_empty_file(media: Path) -> None:
+    path = media / "empty.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(MediaError, match="empty"):
+        probe(path)
+    with pytest.raises(MediaError, match="empty"):
+        detect_shots(path)
+
+
+def test_missing_file(media: Path) -> None:
+    with pytest.raises(MediaError, match="does not exist"):
+        probe(media / "nope.mp4")
+
+
+def test_not_a_video(media: Path) -> None:
+    path = media / "text.mp4"
+    path.write_text("this is not a video\n" * 100)
+    with pytest.raises(MediaError) as info:
+        detect_shots(path)
+    assert "not a readable video" in info.value.reason
+
+
+def test_audio_only_has_no_video_stream(media: Path) -> None:
+    import subprocess
+
+    from infra.media.ffmpeg import ffmpeg_exe
+
+    path = media / "tone.m4a"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(path)],
+        check=True,
+    )
+    with pytest.raises(MediaError, match="no video stream"):
+        probe(path)
+
+
+def test_truncated_file(media: Path) -> None:
+    path = media / "whole.mp4"
+    make_video(path, [Shot("texture", 60, speed=5)], fps=25, size=(320, 180), crf=10)
+    data = path.read_bytes()
+    cut = media / "truncated.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # faststart: header intact, frames missing
+    with pytest.raises(MediaError, match="truncated"):
+        probe(cut)
+    with pytest.raises(MediaError, match="truncated"):
+        list(decode_batches(cut, 64, 36))
+    no_header = media / "no_header.mp4"
+    no_header.write_bytes(data[len(data) // 2 :])
+    with pytest.raises(MediaError, match="not a readable video"):
+        probe(no_header)

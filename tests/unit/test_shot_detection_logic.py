@@ -1,0 +1,148 @@
+"""Pure-logic tests of Heaters' shot detector on synthetic numpy frames (no ffmpeg)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from bench.corpus import TruthTransition
+from bench.shot_detection import match
+from infra.media.shot_detection import HeatersDetector, ShotDetectionResult, run_detector
+
+H, W = 36, 64
+
+
+def _picture(seed: int, h: int = H * 4, w: int = W * 4) -> NDArray[np.float32]:
+    """A smooth random picture (low-pass noise), larger than the analysis size so we can pan."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2)).astype(np.float32)
+    big = np.kron(small, np.ones((8, 8), np.float32))
+    k = np.ones(9, np.float32) / 9
+    big = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, big)
+    big = np.apply_along_axis(lambda c: np.convolve(c, k, mode="same"), 0, big)
+    return big[:h, :w]
+
+
+def _view(pic: NDArray[np.float32], x: float, y: float = 20.0) -> NDArray[np.float32]:
+    xi, yi = int(x), int(y)
+    return pic[yi : yi + H, xi : xi + W]
+
+
+def _still(seed: int, n: int, rng: np.random.Generator, noise: float = 2.0) -> list[NDArray[np.float32]]:
+    pic = _picture(seed)
+    return [_view(pic, 40) + rng.normal(0, noise, (H, W)).astype(np.float32) for _ in range(n)]
+
+
+def _to_batch(frames: list[NDArray[np.float32]]) -> NDArray[np.uint8]:
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def _detect(frames: list[NDArray[np.float32]], batch: int = 37, **kwargs: object) -> list[int]:
+    arr = _to_batch(frames)
+    det = HeatersDetector(**kwargs)  # type: ignore[arg-type]
+    cuts, count = run_detector(det, (arr[i : i + batch] for i in range(0, len(arr), batch)))
+    assert count == len(frames)
+    return cuts
+
+
+def test_hard_cuts_found_exactly() -> None:
+    rng = np.random.default_rng(0)
+    frames = _still(1, 40, rng) + _still(2, 35, rng) + _still(3, 30, rng)
+    assert _detect(frames) == [40, 75]
+
+
+def test_batch_size_does_not_change_the_result() -> None:
+    rng = np.random.default_rng(1)
+    frames = _still(4, 50, rng) + _still(5, 50, rng) + _still(6, 50, rng)
+    assert _detect(frames, batch=1) == _detect(frames, batch=500) == [50, 100]
+
+
+def test_dissolve_reported_inside_the_transition() -> None:
+    rng = np.random.default_rng(2)
+    a, b = _still(7, 60, rng), _still(8, 60, rng)
+    length = 20
+    frames = a[: 60 - length]
+    for i in range(length):
+        w = (i + 1) / (length + 1)
+        frames.append(a[60 - length + i] * (1 - w) + b[i] * w)
+    frames += b[length:]
+    cuts = _detect(frames)
+    assert len(cuts) == 1
+    assert 40 - 2 <= cuts[0] <= 40 + length + 2
+
+
+def test_fade_through_black_gives_one_boundary() -> None:
+    rng = np.random.default_rng(3)
+    a, b = _still(9, 50, rng), _still(10, 50, rng)
+    frames = [f * (1 - (i + 1) / 11) for i, f in enumerate(a[40:])]
+    frames = (
+        a[:40]
+        + frames
+        + [np.zeros((H, W), np.float32)] * 6
+        + [f * (i + 1) / 11 for i, f in enumerate(b[:10])]
+    )
+    frames += b[10:]
+    cuts = _detect(frames)
+    assert len(cuts) == 1
+    assert 40 <= cuts[0] <= 66
+
+
+def test_fast_pan_is_not_a_cut() -> None:
+    pic = _picture(11, w=W * 12)
+    frames = [_view(pic, 3.0 * i) for i in range(180)]  # 3 px per frame at 64 px wide: a fast pan
+    assert _detect(frames) == []
+
+
+def test_flicker_and_single_frame_flashes_are_not_cuts() -> None:
+    rng = np.random.default_rng(4)
+    frames = _still(12, 150, rng)
+    for start, gain, length in ((20, 2.5, 1), (50, 1.8, 3), (90, 0.4, 2), (120, 3.0, 4)):
+        for j in range(start, start + length):
+            frames[j] = frames[j] * gain  # 3.0 saturates to white: a flat frame
+    assert _detect(frames) == []
+
+
+def test_heavy_noise_is_not_a_cut() -> None:
+    rng = np.random.default_rng(5)
+    assert _detect(_still(13, 150, rng, noise=25.0)) == []
+
+
+def test_min_shot_len_merges_close_boundaries() -> None:
+    rng = np.random.default_rng(6)
+    frames = _still(14, 40, rng) + _still(15, 12, rng) + _still(16, 40, rng)
+    assert _detect(frames, min_shot_len=15) == [40]
+    assert _detect(frames, min_shot_len=5) == [40, 52]
+
+
+def test_params_recorded_and_validated() -> None:
+    det = HeatersDetector(min_shot_len=7)
+    assert det.params["min_shot_len"] == 7
+    assert det.name == "heaters"
+    with pytest.raises(ValueError):
+        HeatersDetector(min_shot_len=0)
+
+
+def test_result_shots_cover_the_video() -> None:
+    res = ShotDetectionResult(cuts=[10, 30], frame_count=50, fps=25.0, detector="heaters", params={})
+    assert res.shots == [(0, 10), (10, 30), (30, 50)]
+
+
+def test_rgb_batches_accepted() -> None:
+    rng = np.random.default_rng(7)
+    gray = _to_batch(_still(17, 30, rng) + _still(18, 30, rng))
+    rgb = np.repeat(gray[..., None], 3, axis=3)
+    cuts, _ = run_detector(HeatersDetector(), [rgb])
+    assert cuts == [30]
+
+
+def test_benchmark_matching_rules() -> None:
+    truth = [
+        TruthTransition("cut", 100, 100),
+        TruthTransition("dissolve", 200, 220),
+        TruthTransition("fade", 300, 330),
+    ]
+    # within +-2 of the cut, inside the dissolve (with slack), a duplicate in the dissolve, a miss
+    score = match(truth, [102, 198, 210, 500])
+    assert (score.tp, score.fp, score.fn) == (2, 2, 1)
+    assert match(truth, [103]).tp == 0
