@@ -33,9 +33,18 @@ class Pipeline:
     manager: PipelineProcessManager
     worker: dramatiq.Worker | None = None
 
-    def start(self, *, worker: bool = True, worker_threads: int = 2, poll_seconds: float = 0.2) -> None:
+    def start(
+        self,
+        *,
+        worker: bool = True,
+        worker_threads: int = 2,
+        queues: set[str] | None = None,
+        poll_seconds: float = 0.2,
+    ) -> None:
         if worker:
-            self.worker = dramatiq.Worker(self.broker, worker_threads=worker_threads, worker_timeout=100)
+            self.worker = dramatiq.Worker(
+                self.broker, queues=queues, worker_threads=worker_threads, worker_timeout=100
+            )
             self.worker.start()
         self.manager.start(poll_seconds=poll_seconds)
 
