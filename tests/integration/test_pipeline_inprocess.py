@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 def pipeline(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
 ) -> Iterator[Pipeline]:
-    settings = Settings(home=tmp_path / "home", database_schema=pg_schema, max_attempts=2)
+    settings = Settings(
+        home=tmp_path / "home", database_schema=pg_schema, max_attempts=2, archive_grace_seconds=0.5
+    )
     storage = LocalObjectStorage(tmp_path / "media")
     pipeline = build_pipeline(
         settings, pg_app, pg_address, storage, embedder_factory=tiny_embedder, min_backoff_ms=10
@@ -92,3 +94,24 @@ def test_bad_sources_end_as_download_failures_with_reasons(
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_archived_clip_media_is_purged_after_the_grace_period(
+    pipeline: Pipeline, pg_app: HeatersApplication, tmp_path: Path
+) -> None:
+    video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
+    wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
+    clip_id = pg_app.clips_of(video_id)[0].id
+    pg_app.approve(clip_id, "user:alice")
+    wait_until(lambda: pg_app.get_clip(clip_id).state == "exported", timeout=120)
+    storage = pipeline.context.storage
+    derived = storage.list(f"clips/{clip_id}/")
+    assert len(derived) == 4  # three keyframes and the export
+
+    pg_app.undo(clip_id, "user:alice")  # the reviewer changes their mind
+    pg_app.archive(clip_id, "user:alice")
+    wait_until(lambda: pg_app.get_clip(clip_id).media_purged, timeout=60)
+    assert storage.list(f"clips/{clip_id}/") == []
+    purged = [e for e in pg_app.history(clip_id) if e.event == "MediaPurged"]
+    assert len(purged) == 1 and sorted(purged[0].payload["keys"]) == sorted(derived)
+    assert pg_app.get_clip(clip_id).state == "archived"
