@@ -115,3 +115,49 @@ def test_archived_clip_media_is_purged_after_the_grace_period(
     purged = [e for e in pg_app.history(clip_id) if e.event == "MediaPurged"]
     assert len(purged) == 1 and sorted(purged[0].payload["keys"]) == sorted(derived)
     assert pg_app.get_clip(clip_id).state == "archived"
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static HTTP server on loopback serving a directory."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_sources_download_or_fail_with_the_status(
+    pg_app: HeatersApplication,
+    pg_address: DatabaseAddress,
+    pg_schema: str,
+    tmp_path: Path,
+    http_root: tuple[Path, str],
+) -> None:
+    root, base = http_root
+    known_cuts_video(root / "a.mp4")
+    whole = (root / "a.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    settings = Settings(home=tmp_path / "home", database_schema=pg_schema, allow_private_hosts=True)
+    pipeline = build_pipeline(settings, pg_app, pg_address, LocalObjectStorage(tmp_path / "media"))
+    pipeline.start(poll_seconds=0.05)
+    try:
+        ok = pg_app.submit(f"{base}/a.mp4", "user:alice")
+        missing = pg_app.submit(f"{base}/missing.mp4", "user:alice")
+        truncated = pg_app.submit(f"{base}/truncated.mp4", "user:alice")
+        for video_id in (ok, missing, truncated):
+            wait_until(lambda v=video_id: video_settled(pg_app, v), timeout=120)
+    finally:
+        pipeline.stop()
+    assert pg_app.get_video(ok).state == "clipped"
+    assert pg_app.get_video(ok).metadata["original_url"] == f"{base}/a.mp4"
+    assert "404" in (pg_app.get_video(missing).stages["download"].last_error or "")
+    reason = pg_app.get_video(truncated).stages["download"].last_error or ""
+    assert pg_app.get_video(truncated).state == "download_failed" and "truncated" in reason.lower(), reason
