@@ -232,7 +232,8 @@ class HeatersApplication(Application[UUID]):
 
         def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], str]:
             clip = uow.clip(parse_id(clip_id, "clip id"))
-            target = uow.clip(review.undo_target(clip)) if review.undo_target(clip) != clip.id else clip
+            target_id = review.undo_target(clip)
+            target = clip if target_id == clip.id else uow.clip(target_id)
             decision = target.last_decision
             related = {cid: uow.clip(cid) for cid in review.related_clip_ids(target)}
             video = uow.video(target.video_id)

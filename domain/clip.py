@@ -312,12 +312,12 @@ class Clip(HeatersAggregate):
         other.trigger_event(other.GroupJoined, with_clip_id=self.id, actor=actor)
 
     def split_into(self, frame: int, left_id: UUID, right_id: UUID, actor: str) -> None:
-        self._require_live("split")
+        self.require_live("split")
         self.trigger_event(self.Split, frame=frame, into=[left_id, right_id], actor=actor)
 
     def merge_into(self, other: Clip, merged_id: UUID, actor: str) -> None:
-        self._require_live("merge")
-        other._require_live("merge")
+        self.require_live("merge")
+        other.require_live("merge")
         if other.video_id != self.video_id:
             raise DomainError(
                 f"cannot merge clip {self.id} with clip {other.id}: they belong to different videos"
@@ -339,7 +339,7 @@ class Clip(HeatersAggregate):
         return decision
 
     def retire(self, reason: str, actor: str) -> None:
-        self._require_live("retire")
+        self.require_live("retire")
         self.trigger_event(self.Retired, reason=reason, actor=actor)
 
     def leave_group(self, with_clip_id: UUID, actor: str) -> None:
@@ -436,12 +436,12 @@ class Clip(HeatersAggregate):
     def _refuse(self, action: str, why: str) -> None:
         raise DomainError(f"cannot {action} clip {self.id}: {why} (state: {self.state})")
 
-    def _require_live(self, action: str) -> None:
+    def require_live(self, action: str) -> None:
         if not self.is_live:
             self._refuse(action, "it was replaced by other clips")
 
     def _require_reviewable(self, action: str) -> None:
-        self._require_live(action)
+        self.require_live(action)
         if self.state == "created":
             self._refuse(action, "its sprites are not ready yet")
         if self.state not in REVIEWABLE:

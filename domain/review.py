@@ -45,7 +45,7 @@ def split_clip(
 ) -> list[HeatersAggregate]:
     """Split ``clip`` at ``frame`` (the first frame of the right-hand part)."""
     _check_belongs(video, clip)
-    clip._require_live("split")
+    clip.require_live("split")
     layout = split_layout(video.layout, video.frame_count, clip.id, frame, left_id, right_id, min_clip_frames)
     clip.split_into(frame, left_id, right_id, actor)
     video.change_layout("split", clip.id, layout, actor, frame=frame)
@@ -61,8 +61,8 @@ def merge_clips(video: Video, clip: Clip, other: Clip, merged_id: UUID, actor: s
             f"cannot merge clip {clip.id} with clip {other.id}: they belong to different videos"
         )
     _check_belongs(video, clip, other)
-    clip._require_live("merge")
-    other._require_live("merge")
+    clip.require_live("merge")
+    other.require_live("merge")
     layout = merge_layout(video.layout, video.frame_count, clip.id, other.id, merged_id)
     clip.merge_into(other, merged_id, actor)
     video.change_layout("merge", clip.id, layout, actor)
