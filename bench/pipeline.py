@@ -1,0 +1,415 @@
+"""End-to-end pipeline benchmark: Heaters (download → all-intra proxy → sprites → shots) versus
+PySceneDetect's CLI (``detect-adaptive split-video``) on the same generated videos.
+
+    /work/main/.venv/bin/python -m bench.pipeline [--seconds 60] [--out bench/results/pipeline.json]
+
+Generates (or reuses, cached under ``bench/results/pipeline-corpus``) a 1280x720 and a 640x360 video
+at 25 fps, twelve shots joined by hard cuts and one dissolve (see ``bench/corpus.py``). Heaters runs
+in this process the way ``heaters up`` does: an embedded PostgreSQL in a temporary directory, local
+media storage, the in-process broker with one worker (2 threads) and the process manager at its
+default poll interval. The timed span is from ``app.submit`` until the video's state is ``clipped``
+(every clip pending review), polled every 50 ms; per-stage seconds come from the timestamps of the
+video's events (``DownloadStarted`` → ``Downloaded``, ...), and the time between one stage's result
+and the next stage's start is reported as dispatch overhead. PySceneDetect is timed as a subprocess
+(``scenedetect -i VIDEO detect-adaptive split-video -o OUTDIR``, which re-encodes every scene with
+ffmpeg: libx264 veryfast crf 22), with imageio-ffmpeg's binary on ``PATH``.
+
+Both are warmed up once (untimed) on a 2 s video, so imports and page-ins are not charged to the
+first row. The two tools do different work: Heaters normalises the source, encodes an all-intra
+review proxy, renders sprite sheets and detects shots (its clips are frame ranges; clip files are
+only exported after approval), while PySceneDetect detects and cuts one MP4 per scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from bench.corpus import CORPUS_VERSION, Motion, Shot, ShotKind, Transition, Truth, load_truth, make_video
+from bench.shot_detection import match
+from commands.service import HeatersApplication
+from infra.config import Settings
+from infra.database import embedded_postgres, eventsourcing_env, prepare_schema
+from infra.media.ffmpeg import ffmpeg_exe
+from infra.object_storage import LocalObjectStorage
+from infra.pipeline import Pipeline, build_pipeline
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the generated program changes (invalidates the cached videos).
+PROGRAM_VERSION = 1
+POLL_SECONDS = 0.05
+#: What ``heaters up`` uses (``Pipeline.start`` defaults).
+WORKER_THREADS = 2
+MANAGER_POLL_SECONDS = 0.2
+#: (stage, start event, result event) in pipeline order.
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("download", "DownloadStarted", "Downloaded"),
+    ("proxy", "ProxyStarted", "ProxyCreated"),
+    ("sprites", "SpritesStarted", "SpritesCreated"),
+    ("shots", "ShotDetectionStarted", "ShotsDetected"),
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One benchmark video: ``seconds`` long (before the dissolve's overlap) at ``width`` x ``height``."""
+
+    name: str
+    width: int
+    height: int
+    fps: float
+    seed: int
+    noise: float = 2.0
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("edit_720p25", 1280, 720, 25.0, 31),
+    Source("edit_360p25", 640, 360, 25.0, 32),
+)
+WARMUP = Source("warmup_180p25", 320, 180, 25.0, 33, noise=0.0)
+
+#: (kind, relative length, motion, speed in px/frame at 640 wide or zoom rate, scene). Shot 7 enters
+#: through a dissolve; shots 2 and 12 look at the same world (shot / reverse shot).
+_PROGRAM: tuple[tuple[ShotKind, float, Motion, float, int], ...] = (
+    ("landscape", 1.1, "pan", 6.0, 0),
+    ("city", 0.8, "static", 0.0, 1),
+    ("shapes", 0.9, "static", 3.0, 0),
+    ("landscape", 1.2, "zoom", 0.006, 2),
+    ("gradient", 0.7, "static", 2.0, 0),
+    ("city", 1.3, "handheld", 0.0, 2),
+    ("texture", 0.9, "static", 2.0, 0),
+    ("landscape", 1.0, "static", 0.0, 1),
+    ("city", 1.2, "pan", 10.0, 3),
+    ("shapes", 0.8, "static", 5.0, 0),
+    ("landscape", 1.1, "whip", 30.0, 3),
+    ("city", 0.9, "static", 0.0, 1),
+)
+_DISSOLVE_INTO = 6  # index of the shot entered through a dissolve
+_DISSOLVE_FRAMES = 20
+
+
+def program(source: Source, seconds: float) -> tuple[list[Shot], list[Transition]]:
+    """Twelve shots filling ``seconds`` (lengths by weight), cuts everywhere but one dissolve."""
+    total = max(round(seconds * source.fps), 6 * len(_PROGRAM))
+    weight = sum(p[1] for p in _PROGRAM)
+    lengths = [max(6, round(total * p[1] / weight)) for p in _PROGRAM]
+    lengths[-1] = max(6, total - sum(lengths[:-1]))
+    scale = source.width / 640
+    shots: list[Shot] = []
+    for (kind, _, motion, speed, scene), frames in zip(_PROGRAM, lengths, strict=True):
+        px = speed if motion == "zoom" else speed * scale
+        shots.append(Shot(kind, frames, motion, px, scene=scene))
+    transitions = [Transition("cut") for _ in range(len(shots) - 1)]
+    limit = min(lengths[_DISSOLVE_INTO - 1], lengths[_DISSOLVE_INTO]) // 3
+    transitions[_DISSOLVE_INTO - 1] = Transition("dissolve", min(_DISSOLVE_FRAMES, limit))
+    return shots, transitions
+
+
+def ensure_video(source: Source, seconds: float, cache: Path) -> tuple[Path, Truth]:
+    """The cached video for ``source`` (generated when missing or stale) and its truth."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{source.name}_{seconds:g}s.mp4"
+    stamp = path.with_suffix(".stamp")
+    shots, transitions = program(source, seconds)
+    want = json.dumps(
+        {
+            "corpus_version": CORPUS_VERSION,
+            "program_version": PROGRAM_VERSION,
+            "source": asdict(source),
+            "shots": [asdict(s) for s in shots],
+            "transitions": [asdict(t) for t in transitions],
+        },
+        sort_keys=True,
+    )
+    if path.exists() and path.with_suffix(".json").exists() and stamp.exists() and stamp.read_text() == want:
+        return path, load_truth(path)
+    t0 = time.perf_counter()
+    truth = make_video(
+        path,
+        shots,
+        transitions,
+        source.fps,
+        (source.width, source.height),
+        seed=source.seed,
+        noise=source.noise,
+        render_scale=2 if source.height >= 720 else 1,
+    )
+    stamp.write_text(want)
+    print(f"generated {path} ({truth.frame_count} frames) in {time.perf_counter() - t0:.1f} s", flush=True)
+    return path, truth
+
+
+# ---------------------------------------------------------------------------------------------- Heaters
+
+
+@dataclass
+class HeatersRun:
+    wall_seconds: float
+    state: str
+    clips: int
+    cuts: list[int]
+    stages: dict[str, float]
+    attempts: dict[str, int]
+    dispatch_overhead: float
+    events_span: float
+    timeline: list[tuple[str, float]] = field(default_factory=list)
+
+
+@contextmanager
+def heaters(tmp: Path) -> Iterator[tuple[HeatersApplication, Pipeline]]:
+    """Heaters on an embedded PostgreSQL under ``tmp``: local media, in-process broker and worker."""
+    with ExitStack() as stack:
+        address = stack.enter_context(embedded_postgres(tmp / "pg"))
+        schema = "bench"
+        prepare_schema(address, schema)
+        app = HeatersApplication(env=eventsourcing_env(address, schema, pool_size=10))
+        stack.callback(app.close)
+        # explicit redis_url/s3 settings: a HEATERS_* variable in the environment must not redirect the run
+        settings = Settings(
+            home=tmp / "home", database_schema=schema, redis_url=None, s3_bucket=None, media_dir=None
+        )
+        storage = LocalObjectStorage(tmp / "media")
+        pipeline = build_pipeline(settings, app, address, storage)
+        pipeline.start(worker=True, worker_threads=WORKER_THREADS, poll_seconds=MANAGER_POLL_SECONDS)
+        stack.callback(pipeline.stop)
+        yield app, pipeline
+
+
+def run_heaters(app: HeatersApplication, video: Path, timeout: float) -> HeatersRun:
+    t0 = time.perf_counter()
+    video_id = app.submit(str(video), "user:bench")
+    state = ""
+    while True:
+        state = app.get_video(video_id).state
+        if state == "clipped" or state.endswith("_failed"):
+            break
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"Heaters did not finish {video.name} within {timeout:.0f} s (state {state})")
+        time.sleep(POLL_SECONDS)
+    wall = time.perf_counter() - t0
+    if state != "clipped":
+        stage = app.get_video(video_id).failed_stage or "?"
+        reason = app.get_video(video_id).stages[stage].last_error if stage != "?" else None
+        raise RuntimeError(f"Heaters failed on {video.name}: {state}: {reason}")
+    return _heaters_result(app, video_id, wall)
+
+
+def _heaters_result(app: HeatersApplication, video_id: UUID, wall: float) -> HeatersRun:
+    history = app.history(video_id)
+    first: dict[str, datetime] = {}
+    last: dict[str, datetime] = {}
+    counts: dict[str, int] = {}
+    for entry in history:
+        first.setdefault(entry.event, entry.timestamp)
+        last[entry.event] = entry.timestamp
+        counts[entry.event] = counts.get(entry.event, 0) + 1
+    submitted = first["Submitted"]
+    stages: dict[str, float] = {}
+    attempts: dict[str, int] = {}
+    overhead = 0.0
+    previous = submitted
+    for stage, started, done in STAGES:
+        stages[stage] = (last[done] - first[started]).total_seconds()
+        attempts[stage] = counts.get(started, 0)
+        overhead += (first[started] - previous).total_seconds()
+        previous = last[done]
+    clips = app.clips_of(video_id)
+    not_pending = [c.state for c in clips if c.state != "pending_review"]
+    if not_pending:
+        logger.warning("clips not pending review: %s", not_pending)
+    return HeatersRun(
+        wall_seconds=wall,
+        state=app.get_video(video_id).state,
+        clips=len(clips),
+        cuts=list(app.get_video(video_id).cuts),
+        stages=stages,
+        attempts=attempts,
+        dispatch_overhead=overhead,
+        events_span=(previous - submitted).total_seconds(),
+        timeline=[(e.event, (e.timestamp - submitted).total_seconds()) for e in history],
+    )
+
+
+# -------------------------------------------------------------------------------------- PySceneDetect
+
+
+@dataclass
+class SceneDetectRun:
+    wall_seconds: float
+    scenes: int
+    command: list[str]
+
+
+def scenedetect_exe() -> str:
+    beside = Path(sys.executable).parent / "scenedetect"  # the venv's console script
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("scenedetect")
+    if found is None:
+        raise RuntimeError("the scenedetect console script is not installed")
+    return found
+
+
+def ffmpeg_path_env(bin_dir: Path) -> dict[str, str]:
+    """The environment with a directory holding ``ffmpeg`` (imageio-ffmpeg's binary) first on PATH."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    link = bin_dir / "ffmpeg"
+    if not link.exists():
+        link.symlink_to(ffmpeg_exe())
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def run_scenedetect(video: Path, out_dir: Path, env: dict[str, str], timeout: float) -> SceneDetectRun:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [scenedetect_exe(), "-i", str(video), "detect-adaptive", "split-video", "-o", str(out_dir)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"scenedetect failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    scenes = len([p for p in out_dir.iterdir() if p.suffix == ".mp4"])
+    return SceneDetectRun(wall_seconds=wall, scenes=scenes, command=cmd)
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    head = (
+        f"{'video':<16} {'src s':>6} {'Heaters s/s':>11} {'PSD s/s':>8} {'H/PSD':>6} "
+        f"{'truth':>5} {'H clips':>7} {'PSD':>4} {'H wall':>7} {'PSD wall':>8} "
+        f"{'download':>8} {'proxy':>6} {'sprites':>7} {'shots':>6} {'dispatch':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        h, p, st = r["heaters"], r["pyscenedetect"], r["heaters"]["stages"]
+        lines.append(
+            f"{r['video']:<16} {r['source_seconds']:6.1f} {h['source_seconds_per_second']:11.2f} "
+            f"{p['source_seconds_per_second']:8.2f} {r['ratio_heaters_over_pyscenedetect']:6.2f} "
+            f"{r['truth_shots']:5d} {h['clips']:7d} {p['scenes']:4d} {h['wall_seconds']:7.2f} "
+            f"{p['wall_seconds']:8.2f} {st['download']:8.2f} {st['proxy']:6.2f} {st['sprites']:7.2f} "
+            f"{st['shots']:6.2f} {h['dispatch_overhead']:8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each source video")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline.json"))
+    parser.add_argument("--corpus", type=Path, default=Path("bench/results/pipeline-corpus"))
+    parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("pyscenedetect").setLevel(logging.ERROR)
+
+    videos = [ensure_video(s, args.seconds, args.corpus) for s in SOURCES]
+    warmup_video, _ = ensure_video(WARMUP, 2.0, args.corpus)
+    rows: list[dict[str, Any]] = []
+    warmup: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="heaters-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = ffmpeg_path_env(tmp / "bin")
+        t0 = time.perf_counter()
+        with heaters(tmp / "heaters") as (app, _pipeline):
+            warmup["heaters_startup_seconds"] = time.perf_counter() - t0
+            warmup["heaters_seconds"] = run_heaters(app, warmup_video, args.timeout).wall_seconds
+            warmup["pyscenedetect_seconds"] = run_scenedetect(
+                warmup_video, tmp / "psd-warmup", env, args.timeout
+            ).wall_seconds
+            for path, truth in videos:
+                source_seconds = truth.frame_count / truth.fps
+                load_before = _load()
+                h = run_heaters(app, path, args.timeout)
+                p = run_scenedetect(path, tmp / f"psd-{path.stem}", env, args.timeout)
+                h_rate = source_seconds / h.wall_seconds
+                p_rate = source_seconds / p.wall_seconds
+                score = match(truth.transitions, h.cuts)
+                rows.append(
+                    {
+                        "video": path.stem.rsplit("_", 1)[0],
+                        "file": str(path),
+                        "width": truth.width,
+                        "height": truth.height,
+                        "fps": truth.fps,
+                        "frames": truth.frame_count,
+                        "source_seconds": source_seconds,
+                        "truth_shots": len(truth.transitions) + 1,
+                        "truth_transitions": [asdict(t) for t in truth.transitions],
+                        "load_average_before": load_before,
+                        "heaters": {
+                            **asdict(h),
+                            "source_seconds_per_second": h_rate,
+                            "cut_score": score.to_json(),
+                        },
+                        "pyscenedetect": {**asdict(p), "source_seconds_per_second": p_rate},
+                        "ratio_heaters_over_pyscenedetect": h_rate / p_rate,
+                    }
+                )
+                print(
+                    f"{path.name}: Heaters {h.wall_seconds:.2f} s ({h.clips} clips), "
+                    f"PySceneDetect {p.wall_seconds:.2f} s ({p.scenes} scenes)",
+                    flush=True,
+                )
+
+    print()
+    print(_table(rows))
+    print(
+        "\ns/s = source seconds per wall second; stage columns are seconds between each stage's "
+        "Started and result events; dispatch = time between stages (process manager + broker)."
+    )
+    print("warm-up (untimed above): " + ", ".join(f"{k} {v:.2f}" for k, v in warmup.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "seconds": args.seconds,
+                "machine": {
+                    "python": platform.python_version(),
+                    "processor": platform.processor(),
+                    "cpus": os.cpu_count(),
+                },
+                "heaters_config": {
+                    "broker": "in-process (StubBroker)",
+                    "worker_threads": WORKER_THREADS,
+                    "process_manager_poll_seconds": MANAGER_POLL_SECONDS,
+                    "state_poll_seconds": POLL_SECONDS,
+                },
+                "pyscenedetect_command": "scenedetect -i VIDEO detect-adaptive split-video -o OUTDIR",
+                "warmup": warmup,
+                "videos": rows,
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
