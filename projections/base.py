@@ -1,0 +1,314 @@
+"""What every projection shares: the decoded event record, the projection interface the runner drives,
+and a small row cache that loads a batch's rows in one query, lets handlers change them in memory
+(undoably, event by event) and writes the changed ones back in one pipelined statement.
+
+A projection never keeps state between batches: every batch loads what it needs from its own tables, so
+a crash, a second runner or a rebuild can never leave stale memory behind.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from projections.schema import PROJECTION_TABLES, TABLE_DDL
+
+ErrorPolicy = Literal["stop", "skip"]
+
+#: Suffix of the tables a rebuild fills beside the live ones.
+REBUILD_SUFFIX = "__rebuild"
+
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One notification of the event log, decoded (``event`` is None when it could not be decoded,
+    and ``decode_error`` says why)."""
+
+    position: int
+    topic: str
+    originator_id: UUID
+    originator_version: int
+    event: Any | None
+    decode_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The topic's name part, e.g. ``Approved``."""
+        return self.topic.rpartition(":")[2]
+
+    @property
+    def kind(self) -> str:
+        """``video`` or ``clip`` (from the topic's prefix ``heaters.video:`` / ``heaters.clip:``)."""
+        prefix = self.topic.partition(":")[0]
+        return prefix.rpartition(".")[2] or prefix
+
+
+class UndecodableEvent(Exception):
+    """A stored event the mapper could not turn into a domain event."""
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-serialisable copy: UUIDs as strings, datetimes as ISO 8601, sets sorted, tuples as lists."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(json_safe(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def render_ddl(ddl: str, table: str) -> str:
+    """``ddl`` with ``{t}`` replaced by ``table`` (SQL comments dropped first: they may hold braces)."""
+    return re.sub(r"--[^\n]*", "", ddl).format(t=table)
+
+
+def _shallow(row: Row | None) -> Row | None:
+    return None if row is None else dict(row)
+
+
+class RowCache:
+    """Rows of one table keyed by a single column, loaded per batch and written back when changed.
+
+    Handlers call :meth:`get` to read and :meth:`edit` / :meth:`put` / :meth:`delete` to change; the
+    runner brackets each event with :meth:`begin` and :meth:`commit` / :meth:`rollback`, so an event whose
+    handler raises leaves no partial change behind.
+
+    Convention (it keeps undo cheap: rows are copied shallowly): handlers never change a nested value
+    (a jsonb dict, an array) in place; they assign a changed copy, e.g. ``row["media"] = {**row["media"], …}``.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        key: str,
+        columns: Sequence[str],
+        *,
+        casts: Mapping[str, str] | None = None,
+        jsonb: Iterable[str] = (),
+    ) -> None:
+        self.table = table
+        self.key = key
+        self.columns = list(columns)
+        self.casts = dict(casts or {})
+        self.jsonb = frozenset(jsonb)
+        self.original: dict[Any, Row | None] = {}
+        self.rows: dict[Any, Row | None] = {}
+        self.dirty: set[Any] = set()
+        self._journal: dict[Any, Row | None] | None = None
+
+    def clear(self) -> None:
+        self.original.clear()
+        self.rows.clear()
+        self.dirty.clear()
+        self._journal = None
+
+    def load(self, cur: Cursor, keys: Iterable[Any]) -> None:
+        wanted = [k for k in set(keys) if k not in self.rows]
+        if not wanted:
+            return
+        query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s)").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
+            table=sql.Identifier(self.table),
+            key=sql.Identifier(self.key),
+        )
+        for k in wanted:
+            self.original[k] = None
+            self.rows[k] = None
+        for values in cur.execute(query, (wanted,)):
+            row = dict(zip(self.columns, values, strict=True))
+            self.original[row[self.key]] = dict(row)
+            self.rows[row[self.key]] = row
+
+    # -- reading and changing (inside an event) ----------------------------------------------------
+
+    def get(self, key: Any) -> Row | None:
+        """The current row (read only: use :meth:`edit` to change it)."""
+        if key not in self.rows:
+            raise KeyError(f"{self.table}: row {key} was not loaded for this batch")
+        return self.rows[key]
+
+    def edit(self, key: Any) -> Row:
+        """The row, to be changed in place; raises ``LookupError`` when there is none."""
+        row = self.get(key)
+        if row is None:
+            raise LookupError(f"{self.table}: no row {key}")
+        self._remember(key)
+        self.dirty.add(key)
+        return row
+
+    def put(self, key: Any, row: Row) -> None:
+        self._remember(key)
+        self.original.setdefault(key, None)
+        self.rows[key] = row
+        self.dirty.add(key)
+
+    def delete(self, key: Any) -> None:
+        self._remember(key)
+        self.original.setdefault(key, None)
+        self.rows[key] = None
+        self.dirty.add(key)
+
+    def _remember(self, key: Any) -> None:
+        if self._journal is not None and key not in self._journal:
+            self._journal[key] = _shallow(self.rows.get(key))
+
+    def begin(self) -> None:
+        self._journal = {}
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        for key, row in (self._journal or {}).items():
+            self.rows[key] = row
+        self._journal = None
+
+    # -- writing back ------------------------------------------------------------------------------
+
+    def changes(self) -> list[tuple[Row | None, Row | None]]:
+        """(as loaded, as now) of every changed key."""
+        return [(self.original.get(k), self.rows.get(k)) for k in self.dirty]
+
+    def flush(self, cur: Cursor) -> None:
+        upserts: list[list[Any]] = []
+        deletes: list[Any] = []
+        for key in self.dirty:
+            row = self.rows.get(key)
+            if row is None:
+                if self.original.get(key) is not None:
+                    deletes.append(key)
+                continue
+            upserts.append([Jsonb(row[c]) if c in self.jsonb else row[c] for c in self.columns])
+        if deletes:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                    sql.Identifier(self.table), sql.Identifier(self.key)
+                ),
+                (deletes,),
+            )
+        if upserts:
+            cur.executemany(self._upsert_statement(), upserts)
+        for key in self.dirty:
+            self.original[key] = _shallow(self.rows.get(key))
+        self.dirty.clear()
+
+    def _upsert_statement(self) -> sql.Composed:
+        placeholders = [
+            sql.SQL("%s::{}").format(sql.SQL(self.casts[c])) if c in self.casts else sql.SQL("%s")
+            for c in self.columns
+        ]
+        updates = [
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in self.columns if c != self.key
+        ]
+        return sql.SQL(
+            "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {upd}"
+        ).format(
+            table=sql.Identifier(self.table),
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
+            vals=sql.SQL(", ").join(placeholders),
+            key=sql.Identifier(self.key),
+            upd=sql.SQL(", ").join(updates),
+        )
+
+
+class Projection(ABC):
+    """A read model built from the event log.
+
+    The runner calls, per batch and inside one transaction: :meth:`load` (fetch the rows the batch
+    needs), then for each event :meth:`begin_event`, :meth:`apply`, :meth:`commit_event` (or
+    :meth:`rollback_event` when ``apply`` raised), then :meth:`flush` (write back).
+    ``apply`` must only change memory; all writing happens in ``flush``.
+    """
+
+    #: The name in ``projection_positions`` and :data:`projections.schema.PROJECTION_TABLES`.
+    name: ClassVar[str]
+    #: What to do when a handler raises: ``stop`` (state stopped, position before the event) or ``skip``.
+    error_policy: ClassVar[ErrorPolicy] = "stop"
+    #: Private tables of this projection beside its contract tables (name → DDL with ``{t}``); they are
+    #: rebuilt with it.
+    private_tables: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, suffix: str = "") -> None:
+        self.suffix = suffix
+        #: During a rebuild, indexes that are slow to maintain row by row are created at the end.
+        self.defer_indexes = bool(suffix)
+        self.caches: list[RowCache] = []
+
+    # -- tables ------------------------------------------------------------------------------------
+
+    @classmethod
+    def contract_tables(cls) -> tuple[str, ...]:
+        return PROJECTION_TABLES.get(cls.name, ())
+
+    @classmethod
+    def base_tables(cls) -> tuple[str, ...]:
+        """Every table this projection owns, without a suffix."""
+        return (*cls.contract_tables(), *cls.private_tables)
+
+    def table(self, base: str) -> str:
+        return base + self.suffix
+
+    def ddl(self) -> list[str]:
+        statements = [render_ddl(TABLE_DDL[t], self.table(t)) for t in self.contract_tables()]
+        statements += [render_ddl(ddl, self.table(t)) for t, ddl in self.private_tables.items()]
+        return statements
+
+    def create_deferred_indexes(self, cur: Cursor) -> None:  # noqa: B027
+        """Build the indexes skipped while rebuilding (called just before the swap)."""
+
+    # -- the batch protocol --------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        for cache in self.caches:
+            cache.clear()
+
+    def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:  # noqa: B027
+        """Load what the batch needs from this projection's tables."""
+
+    def begin_event(self) -> None:
+        for cache in self.caches:
+            cache.begin()
+
+    def commit_event(self) -> None:
+        for cache in self.caches:
+            cache.commit()
+
+    def rollback_event(self) -> None:
+        for cache in self.caches:
+            cache.rollback()
+
+    def apply(self, record: EventRecord) -> None:
+        """Apply one event in memory; ignores topics this projection does not follow."""
+        if record.event is None:
+            raise UndecodableEvent(record.decode_error or f"cannot decode event with topic {record.topic}")
+        handler = self.handlers().get(record.topic)
+        if handler is not None:
+            handler(record)
+
+    @abstractmethod
+    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
+        """Topic → handler."""
+
+    @abstractmethod
+    def flush(self, cur: Cursor) -> None:
+        """Write the batch's changes."""

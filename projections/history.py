@@ -1,0 +1,77 @@
+"""``rm_history``: every event of every video and clip, for the audit pages (payload as JSON, UUIDs as
+strings). The vectors of ``Embedded`` are summarised (``{"count", "dimension"}``): they are in
+``rm_embeddings`` and in the event log, and would make the audit table hundreds of times bigger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from domain.clip import Clip
+from projections.base import Cursor, EventRecord, Projection, json_safe
+
+#: Envelope fields that have their own columns.
+ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "actor", "originator_topic"})
+
+
+def payload_of(record: EventRecord) -> dict[str, Any]:
+    payload: dict[str, Any] = {k: json_safe(v) for k, v in vars(record.event).items() if k not in ENVELOPE}
+    if record.topic == Clip.Embedded.TOPIC and isinstance(payload.get("vectors"), list):
+        vectors = payload["vectors"]
+        payload["vectors"] = {"count": len(vectors), "dimension": len(vectors[0]) if vectors else 0}
+    return payload
+
+
+class HistoryProjection(Projection):
+    name = "history"
+
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__(suffix)
+        self.pending: list[tuple[Any, ...]] = []
+        self._mark = 0
+
+    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
+        return {}
+
+    def reset(self) -> None:
+        self.pending.clear()
+
+    def begin_event(self) -> None:
+        self._mark = len(self.pending)
+
+    def rollback_event(self) -> None:
+        del self.pending[self._mark :]
+
+    def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
+        pass
+
+    def apply(self, record: EventRecord) -> None:
+        super().apply(record)  # raises for an event that cannot be decoded
+        e: Any = record.event
+        self.pending.append(
+            (
+                record.originator_id,
+                record.originator_version,
+                record.kind,
+                record.name,
+                getattr(e, "actor", None) or "unknown",
+                e.timestamp,
+                Jsonb(payload_of(record)),
+                record.position,
+            )
+        )
+
+    def flush(self, cur: Cursor) -> None:
+        if not self.pending:
+            return
+        cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} (aggregate_id, version, kind, event, actor, at, payload, position) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (aggregate_id, version) DO NOTHING"
+            ).format(sql.Identifier(self.table("rm_history"))),
+            self.pending,
+        )
+        self.pending.clear()

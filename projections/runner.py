@@ -1,0 +1,571 @@
+"""The projection runner: reads the event log from each projection's tracked position in batches and
+applies each batch in ONE transaction together with the projection's row in ``projection_positions``,
+so rows and position commit together (exactly once). A crash mid-batch rolls the batch back; the next
+run simply reads it again.
+
+Gap safety: the log is read in notification-id order. That is safe because eventsourcing's PostgreSQL
+recorder (with ``POSTGRES_ENABLE_DB_FUNCTIONS`` off, as Heaters configures it) takes an EXCLUSIVE lock on
+the events table before a transaction is given notification ids, so ids are handed out in commit order:
+a reader that has seen id N can never later see a smaller id commit. (With DB functions enabled that
+lock is gone and this runner would need gap detection, like Marten's high-water mark.)
+
+Errors never pass silently: an event whose handler raises is recorded in ``projection_errors``
+(position, topic, error) and, by the projection's error policy, either ``stop`` s it (state
+``stopped``, ``last_error`` set, position left before the event) or is ``skip`` ped. A database error
+while writing a batch makes the runner re-apply that batch event by event (each in a savepoint) to find
+the event responsible. Status: :func:`projections.status.projection_status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    Notification,
+    UUIDAsHex,
+)
+from psycopg import sql
+
+import domain.clip
+import domain.video
+from infra.database import DatabaseAddress, connect
+from projections.base import Cursor, ErrorPolicy, EventRecord, Projection
+from projections.clips import ClipsProjection
+from projections.history import HistoryProjection
+from projections.schema import RUNNER_DDL
+from projections.similarity import SimilarityProjection
+from projections.stats import StatsProjection
+from projections.videos import VideosProjection
+
+log = logging.getLogger(__name__)
+
+#: The events table eventsourcing creates for the application named ``Heaters``.
+EVENTS_TABLE = "heaters_events"
+#: The channel eventsourcing NOTIFYs on every insert into it (channels are database-wide).
+EVENTS_CHANNEL = "heaters_events"
+
+BATCH_SIZE = 500
+
+#: Position-row states the runner applies events in (``rebuilding``: the tables beside the live ones).
+RUNNABLE = ("running", "rebuilding")
+
+#: Every projection, by name (the order they are applied in a round).
+PROJECTIONS: dict[str, type[Projection]] = {
+    p.name: p
+    for p in (VideosProjection, ClipsProjection, HistoryProjection, SimilarityProjection, StatsProjection)
+}
+
+assert domain.clip and domain.video  # their import registers the event topics
+
+
+class ProjectionError(RuntimeError):
+    """A projection could not be brought up to date."""
+
+
+def make_mapper() -> Mapper[Any]:
+    """A mapper decoding stored events like :class:`commands.service.HeatersApplication` encodes them
+    (eventsourcing's JSON transcoder with its default UUID, Decimal and datetime transcodings)."""
+    transcoder = JSONTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DecimalAsStr())
+    transcoder.register(DatetimeAsISO())
+    return Mapper(transcoder=transcoder)
+
+
+def build_projections(
+    names: Sequence[str] | None = None, policies: Mapping[str, ErrorPolicy] | None = None, suffix: str = ""
+) -> list[Projection]:
+    unknown = sorted(set(names or ()) - set(PROJECTIONS))
+    if unknown:
+        raise ValueError(f"unknown projection {', '.join(unknown)}; projections are {', '.join(PROJECTIONS)}")
+    projections = [PROJECTIONS[n](suffix) for n in (names or PROJECTIONS)]
+    for p in projections:
+        if policies and p.name in policies:
+            p.error_policy = policies[p.name]  # type: ignore[misc]
+    return projections
+
+
+def set_search_path(conn: psycopg.Connection[Any], schema: str) -> None:
+    conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+    conn.commit()
+
+
+@contextmanager
+def schema_connection(address: DatabaseAddress, schema: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection whose ``search_path`` is the schema (then ``public``, where pgvector lives)."""
+    with connect(address) as conn:
+        set_search_path(conn, schema)
+        yield conn
+
+
+def ensure_schema(conn: psycopg.Connection[Any], projections: Sequence[Projection]) -> None:
+    """Create pgvector, the runner's tables, the projections' tables and their position rows."""
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.errors.UniqueViolation:  # another process created it at the same instant
+        pass
+    names = ["projection_positions", "projection_errors", "review_leases"]
+    names += [p.table(t) for p in projections for t in p.base_tables()]
+    with conn.transaction():
+        present = conn.execute(
+            "SELECT count(to_regclass(n)) FROM unnest(%s::text[]) AS n", (names,)
+        ).fetchone()
+        rows = (
+            conn.execute(
+                "SELECT count(*) FROM projection_positions WHERE name = ANY(%s)",
+                ([p.name + p.suffix for p in projections],),
+            ).fetchone()
+            if present and present[0] == len(names)
+            else None
+        )
+    if rows is not None and rows[0] == len(projections):
+        return  # all there: no DDL (it would take locks that wait for a running batch)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.projections'))")
+        for statement in RUNNER_DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)  # type: ignore[call-overload]
+        for projection in projections:
+            for ddl in projection.ddl():
+                for statement in ddl.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute(
+                "INSERT INTO projection_positions (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                (projection.name + projection.suffix,),
+            )
+
+
+@dataclass
+class _Position:
+    position: int
+    state: str
+
+
+class ProjectionRunner:
+    """Brings projections up to the head of the log, batch by batch, on one connection."""
+
+    def __init__(
+        self,
+        address: DatabaseAddress,
+        schema: str,
+        projections: Sequence[Projection] | None = None,
+        *,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.address = address
+        self.schema = schema
+        self.projections = list(projections if projections is not None else build_projections())
+        self.batch_size = batch_size
+        self.mapper = make_mapper()
+        self.conn = connect(address)
+        set_search_path(self.conn, schema)
+        ensure_schema(self.conn, self.projections)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> ProjectionRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading the log -------------------------------------------------------------------------------
+
+    def head(self) -> int:
+        """The last notification id of the log (0 when empty)."""
+        with self.conn.transaction():
+            if not self._has_events_table():
+                return 0
+            row = self.conn.execute(
+                sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+                    sql.Identifier(EVENTS_TABLE)
+                )
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _has_events_table(self) -> bool:
+        row = self.conn.execute("SELECT to_regclass(%s)", (EVENTS_TABLE,)).fetchone()
+        return bool(row and row[0])
+
+    def read(self, after: int, limit: int) -> list[EventRecord]:
+        """Decoded events with ids > ``after`` (at most ``limit``), in id order."""
+        with self.conn.transaction():
+            if not self._has_events_table():
+                return []
+            rows = self.conn.execute(
+                sql.SQL(
+                    "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                    "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+                ).format(sql.Identifier(EVENTS_TABLE)),
+                (after, limit),
+            ).fetchall()
+        return [self.decode(*row) for row in rows]
+
+    def decode(
+        self, position: int, originator_id: Any, version: int, topic: str, state: bytes
+    ) -> EventRecord:
+        notification = Notification(
+            id=position,
+            originator_id=originator_id,
+            originator_version=version,
+            topic=topic,
+            state=bytes(state),
+        )
+        try:
+            event = self.mapper.to_domain_event(notification)
+        except Exception as error:
+            return EventRecord(
+                position, topic, originator_id, version, None, f"{type(error).__name__}: {error}"
+            )
+        return EventRecord(position, topic, originator_id, version, event)
+
+    # -- applying --------------------------------------------------------------------------------------
+
+    def positions(self) -> dict[str, _Position]:
+        with self.conn.transaction():
+            rows = self.conn.execute(
+                "SELECT name, position, state FROM projection_positions WHERE name = ANY(%s)",
+                ([p.name + p.suffix for p in self.projections],),
+            ).fetchall()
+        return {name: _Position(int(position), state) for name, position, state in rows}
+
+    def step(self) -> int:
+        """Apply one batch to every running projection that is behind; returns events applied."""
+        positions = self.positions()
+        behind = [
+            p
+            for p in self.projections
+            if positions.get(p.name + p.suffix, _Position(0, "stopped")).state in RUNNABLE
+        ]
+        if not behind:
+            return 0
+        low = min(positions[p.name + p.suffix].position for p in behind)
+        events = self.read(low, self.batch_size)
+        if not events:
+            return 0
+        applied = 0
+        for projection in behind:
+            if positions[projection.name + projection.suffix].position < events[-1].position:
+                applied += self.apply_batch(projection, events, low)
+        return applied
+
+    def catch_up(self, until: int | None = None) -> int:
+        """Apply batches until every running projection reached ``until`` (default: the head now);
+        returns the number of (event, projection) applications."""
+        target = self.head() if until is None else until
+        applied = 0
+        while True:
+            positions = self.positions()
+            running = [
+                positions[p.name + p.suffix].position
+                for p in self.projections
+                if positions.get(p.name + p.suffix, _Position(0, "stopped")).state in RUNNABLE
+            ]
+            if not running or min(running) >= target:
+                return applied
+            done = self.step()
+            applied += done
+            if done == 0 and not self._progressed(positions):
+                return applied
+
+    def _progressed(self, before: dict[str, _Position]) -> bool:
+        return self.positions() != before
+
+    def apply_batch(self, projection: Projection, events: Sequence[EventRecord], read_after: int) -> int:
+        """Apply ``events`` (read after ``read_after``) to one projection in one transaction."""
+        name = projection.name + projection.suffix
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            row = cur.execute(
+                "SELECT position, state FROM projection_positions WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone()
+            if row is None or row[1] not in RUNNABLE or int(row[0]) < read_after:
+                return 0  # stopped meanwhile, or moved back (a rebuild swapped): the next round re-reads
+            todo = [e for e in events if e.position > int(row[0])]
+            if not todo:
+                return 0
+            try:
+                with self.conn.transaction():
+                    outcome = self._apply(cur, projection, todo)
+            except psycopg.Error as error:
+                if isinstance(error, psycopg.OperationalError) or self.conn.broken:
+                    raise
+                log.warning(
+                    "projection %s: batch failed on write (%s); re-applying event by event", name, error
+                )
+                outcome = self._apply_one_by_one(cur, projection, todo)
+            position, stopped, errors = outcome
+            for record, message, skipped in errors:
+                cur.execute(
+                    "INSERT INTO projection_errors (name, position, topic, error, skipped) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (name, position) DO UPDATE SET topic = EXCLUDED.topic, error = EXCLUDED.error, "
+                    "skipped = EXCLUDED.skipped, at = now()",
+                    (name, record.position, record.topic, message, skipped),
+                )
+            if stopped is not None:
+                cur.execute(
+                    "UPDATE projection_positions SET position = %s, state = 'stopped', last_error = %s, "
+                    "error_position = %s, updated_at = now() WHERE name = %s",
+                    (max(position, int(row[0])), stopped[1], stopped[0].position, name),
+                )
+                log.error(
+                    "projection %s stopped at event %d (%s): %s",
+                    name,
+                    stopped[0].position,
+                    stopped[0].topic,
+                    stopped[1],
+                )
+            else:
+                cur.execute(
+                    "UPDATE projection_positions SET position = %s, updated_at = now() WHERE name = %s",
+                    (position, name),
+                )
+            applied = sum(1 for e in todo if e.position <= position)
+        return applied
+
+    def _apply(
+        self, cur: Cursor, projection: Projection, todo: Sequence[EventRecord]
+    ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
+        """Apply in memory, then flush; returns (position reached, stop, errors)."""
+        projection.reset()
+        projection.load(cur, todo)
+        position = todo[0].position - 1
+        errors: list[tuple[EventRecord, str, bool]] = []
+        stopped: tuple[EventRecord, str] | None = None
+        for record in todo:
+            projection.begin_event()
+            try:
+                projection.apply(record)
+            except Exception as error:
+                projection.rollback_event()
+                message = _describe(error)
+                skip = projection.error_policy == "skip"
+                errors.append((record, message, skip))
+                log.warning(
+                    "projection %s: event %d (%s) failed: %s%s",
+                    projection.name + projection.suffix,
+                    record.position,
+                    record.topic,
+                    message.splitlines()[0],
+                    " (skipped)" if skip else "",
+                )
+                if not skip:
+                    stopped = (record, message)
+                    break
+            else:
+                projection.commit_event()
+            position = record.position
+        projection.flush(cur)
+        return position, stopped, errors
+
+    def _apply_one_by_one(
+        self, cur: Cursor, projection: Projection, todo: Sequence[EventRecord]
+    ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
+        position = todo[0].position - 1
+        errors: list[tuple[EventRecord, str, bool]] = []
+        for record in todo:
+            try:
+                with self.conn.transaction():
+                    _, stopped, event_errors = self._apply(cur, projection, [record])
+            except psycopg.Error as error:
+                if isinstance(error, psycopg.OperationalError) or self.conn.broken:
+                    raise
+                stopped, event_errors = None, [(record, _describe(error), projection.error_policy == "skip")]
+                if projection.error_policy == "stop":
+                    stopped = (record, event_errors[0][1])
+            errors += event_errors
+            if stopped is not None:
+                return position, stopped, errors
+            position = record.position
+        return position, None, errors
+
+
+def _describe(error: BaseException) -> str:
+    lines = traceback.format_exception_only(type(error), error)
+    tb = traceback.extract_tb(error.__traceback__)
+    where = f" (at {tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return "".join(lines).strip() + where
+
+
+# -- the entry points --------------------------------------------------------------------------------------
+
+
+def catch_up(
+    address: DatabaseAddress,
+    schema: str,
+    names: Sequence[str] | None = None,
+    *,
+    policies: Mapping[str, ErrorPolicy] | None = None,
+    projections: Sequence[Projection] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> int:
+    """Bring the named projections (default: all) up to the head of the log as it is now.
+
+    Returns the head position they were brought to. Stopped projections are left as they are (see
+    :func:`projections.status.projection_status`). ``projections`` replaces the built-in ones (tests)."""
+    chosen = list(projections) if projections is not None else build_projections(names, policies)
+    with ProjectionRunner(address, schema, chosen, batch_size=batch_size) as runner:
+        head = runner.head()
+        runner.catch_up(head)
+        return head
+
+
+def wait_for(
+    address: DatabaseAddress,
+    schema: str,
+    position: int,
+    names: Sequence[str] | None = None,
+    timeout: float = 5.0,
+) -> bool:
+    """Block until the named projections (default: all) have applied the log up to ``position``;
+    False on timeout (e.g. no daemon running, or a projection stopped)."""
+    wanted = list(names or PROJECTIONS)
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    with schema_connection(address, schema) as conn:
+        conn.autocommit = True
+        while True:
+            try:
+                rows = conn.execute(
+                    "SELECT name, position FROM projection_positions WHERE name = ANY(%s)", (wanted,)
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:
+                rows = []
+            reached = {name: int(p) for name, p in rows}
+            if all(reached.get(n, -1) >= position for n in wanted):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.05)
+
+
+class ProjectionDaemon:
+    """Keeps projections caught up continuously in a background thread: applies batches while there
+    is work, then waits for eventsourcing's NOTIFY on the events channel (or 100 ms, whichever comes
+    first). Errors of the database are logged and retried with backoff; it never dies silently
+    (``last_error`` and the log say what is wrong)."""
+
+    def __init__(
+        self,
+        address: DatabaseAddress,
+        schema: str,
+        names: Sequence[str] | None = None,
+        *,
+        policies: Mapping[str, ErrorPolicy] | None = None,
+        poll_interval: float = 0.1,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.address = address
+        self.schema = schema
+        self.names = list(names) if names else None
+        self.policies = dict(policies or {})
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"projections-{self.schema}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> ProjectionDaemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._loop()
+                return
+            except Exception as error:
+                self.last_error = _describe(error)
+                log.exception(
+                    "projection daemon (schema %s) failed; retrying in %.1f s", self.schema, backoff
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _loop(self) -> None:
+        projections = build_projections(self.names, self.policies)
+        with (
+            ProjectionRunner(self.address, self.schema, projections, batch_size=self.batch_size) as runner,
+            connect(self.address, autocommit=True) as listener,
+        ):
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_CHANNEL)))
+            log.info("projection daemon running for schema %s", self.schema)
+            while not self._stop.is_set():
+                if runner.step():
+                    self.last_error = None
+                    continue
+                for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                    pass
+
+
+def resume(address: DatabaseAddress, schema: str, name: str, *, skip: bool = False) -> int:
+    """Restart a stopped projection: it retries the event it stopped at, or with ``skip`` marks that
+    event skipped and goes on after it. Returns its position."""
+    if name not in PROJECTIONS:
+        raise ValueError(f"unknown projection {name}; projections are {', '.join(PROJECTIONS)}")
+    with schema_connection(address, schema) as conn, conn.transaction():
+        row = conn.execute(
+            "SELECT position, state, error_position FROM projection_positions WHERE name = %s FOR UPDATE",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"projection {name} has not run yet")
+        position, state, error_position = int(row[0]), row[1], row[2]
+        if state != "stopped":
+            return position
+        if skip and error_position is not None:
+            position = int(error_position)
+            conn.execute(
+                "UPDATE projection_errors SET skipped = true WHERE name = %s AND position = %s",
+                (name, position),
+            )
+        conn.execute(
+            "UPDATE projection_positions SET state = 'running', position = %s, last_error = NULL, "
+            "error_position = NULL, updated_at = now() WHERE name = %s",
+            (position, name),
+        )
+        log.info(
+            "projection %s resumed at position %d%s",
+            name,
+            position,
+            " (skipping the failed event)" if skip else "",
+        )
+        return position

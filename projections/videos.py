@@ -1,0 +1,212 @@
+"""``rm_videos``: one row per video, where it is in the pipeline, and how many live clips it has and how
+many of them wait for review.
+
+Clip events do not carry their video id, so this projection keeps a private table
+``rm_videos_clip_state`` (clip → video, state) from which ``clip_count`` and ``pending_count`` are
+kept right through splits, merges and undo: at the end of each batch, every clip whose liveness or
+pending-ness changed moves its video's counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from domain.clip import Clip
+from domain.video import Video
+from projections.base import Cursor, EventRecord, Projection, RowCache
+from projections.lifecycle import (
+    VIDEO_STAGE_EVENTS,
+    change_stage,
+    is_live,
+    next_clip_state,
+    video_stages,
+    video_state,
+)
+
+COLUMNS = (
+    "id",
+    "source",
+    "title",
+    "state",
+    "current_stage",
+    "failed_stage",
+    "failure_reason",
+    "stages",
+    "media",
+    "frame_count",
+    "fps",
+    "width",
+    "height",
+    "duration",
+    "clip_count",
+    "pending_count",
+    "submitted_by",
+    "submitted_at",
+    "updated_at",
+    "version",
+)
+
+CLIP_STATE_DDL = """
+    CREATE TABLE IF NOT EXISTS {t} (
+        clip_id uuid PRIMARY KEY,
+        video_id uuid NOT NULL,
+        state text NOT NULL
+    )"""
+
+_MEDIA = {
+    Video.Downloaded.TOPIC: "source",
+    Video.ProxyCreated.TOPIC: "proxy",
+    Video.SpritesCreated.TOPIC: "sprites",
+}
+
+#: Clip topics that can change a clip's state.
+_CLIP_TOPICS = frozenset(
+    {
+        Clip.SpriteReady.TOPIC,
+        Clip.Approved.TOPIC,
+        Clip.Skipped.TOPIC,
+        Clip.Archived.TOPIC,
+        Clip.Grouped.TOPIC,
+        Clip.Split.TOPIC,
+        Clip.Merged.TOPIC,
+        Clip.Retired.TOPIC,
+        Clip.DecisionUndone.TOPIC,
+        Clip.KeyframesExtracted.TOPIC,
+        Clip.Embedded.TOPIC,
+        Clip.Exported.TOPIC,
+    }
+)
+
+
+def _counts(clip: dict[str, Any] | None) -> tuple[int, int]:
+    if clip is None or not is_live(clip["state"]):
+        return 0, 0
+    return 1, int(clip["state"] == "pending_review")
+
+
+class VideosProjection(Projection):
+    name = "videos"
+    private_tables = {"rm_videos_clip_state": CLIP_STATE_DDL}
+
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__(suffix)
+        self.videos = RowCache(self.table("rm_videos"), "id", COLUMNS, jsonb=("stages", "media"))
+        self.clips = RowCache(self.table("rm_videos_clip_state"), "clip_id", ("clip_id", "video_id", "state"))
+        self.caches = [self.videos, self.clips]
+        self._handlers: dict[str, Callable[[EventRecord], None]] = {
+            Video.Created.TOPIC: self._submitted,
+            Video.RetryRequested.TOPIC: self._video_changed,
+            Video.LayoutChanged.TOPIC: self._video_changed,
+            Clip.Created.TOPIC: self._clip_created,
+        }
+        for topic in VIDEO_STAGE_EVENTS:
+            self._handlers[topic] = self._video_changed
+        for topic in _CLIP_TOPICS:
+            self._handlers[topic] = self._clip_changed
+
+    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
+        return self._handlers
+
+    def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
+        clip_ids = {e.originator_id for e in events if e.topic in _CLIP_TOPICS}
+        self.clips.load(cur, clip_ids)
+        video_ids = {e.originator_id for e in events if e.kind == "video"}
+        video_ids |= {c["video_id"] for c in self.clips.rows.values() if c is not None}
+        video_ids |= {
+            e.event.video_id for e in events if e.topic == Clip.Created.TOPIC and e.event is not None
+        }
+        self.videos.load(cur, video_ids)
+
+    def flush(self, cur: Cursor) -> None:
+        for before, after in self.clips.changes():
+            clip = after or before
+            assert clip is not None
+            (live_before, pending_before), (live_after, pending_after) = _counts(before), _counts(after)
+            if (live_before, pending_before) == (live_after, pending_after):
+                continue
+            video = self.videos.edit(clip["video_id"])
+            video["clip_count"] += live_after - live_before
+            video["pending_count"] += pending_after - pending_before
+        self.clips.flush(cur)
+        self.videos.flush(cur)
+
+    # -- handlers --------------------------------------------------------------------------------------
+
+    def _submitted(self, record: EventRecord) -> None:
+        e: Any = record.event
+        stages = video_stages()
+        state, current, failed, reason = video_state(stages)
+        self.videos.put(
+            record.originator_id,
+            {
+                "id": record.originator_id,
+                "source": e.source,
+                "title": None,
+                "state": state,
+                "current_stage": current,
+                "failed_stage": failed,
+                "failure_reason": reason,
+                "stages": stages,
+                "media": {},
+                "frame_count": None,
+                "fps": None,
+                "width": None,
+                "height": None,
+                "duration": None,
+                "clip_count": 0,
+                "pending_count": 0,
+                "submitted_by": e.actor,
+                "submitted_at": e.timestamp,
+                "updated_at": e.timestamp,
+                "version": record.originator_version,
+            },
+        )
+
+    def _video_changed(self, record: EventRecord) -> None:
+        e: Any = record.event
+        row = self.videos.edit(record.originator_id)
+        stages = dict(row["stages"])
+        if record.topic in VIDEO_STAGE_EVENTS:
+            stage, op = VIDEO_STAGE_EVENTS[record.topic]
+            change_stage(stages, stage, op, e)
+        elif record.topic == Video.RetryRequested.TOPIC:
+            change_stage(stages, e.stage, "retry", e)
+        row["stages"] = stages
+        row["state"], row["current_stage"], row["failed_stage"], row["failure_reason"] = video_state(stages)
+        if record.topic in _MEDIA:
+            row["media"] = {
+                **row["media"],
+                _MEDIA[record.topic]: e.media_key if hasattr(e, "media_key") else e.manifest_key,
+            }
+        if record.topic == Video.Downloaded.TOPIC:
+            row.update(
+                title=e.title,
+                frame_count=e.frame_count,
+                fps=e.fps,
+                width=e.width,
+                height=e.height,
+                duration=e.duration,
+            )
+        row["updated_at"] = e.timestamp
+        row["version"] = record.originator_version
+
+    def _clip_created(self, record: EventRecord) -> None:
+        e: Any = record.event
+        self.clips.put(
+            record.originator_id,
+            {"clip_id": record.originator_id, "video_id": e.video_id, "state": "created"},
+        )
+        self._touch(e.video_id, e.timestamp)
+
+    def _clip_changed(self, record: EventRecord) -> None:
+        e: Any = record.event
+        clip = self.clips.edit(record.originator_id)
+        state = next_clip_state(clip["state"], record.topic, e)
+        if state != clip["state"]:
+            clip["state"] = state
+            self._touch(clip["video_id"], e.timestamp)
+
+    def _touch(self, video_id: Any, timestamp: Any) -> None:
+        video = self.videos.edit(video_id)
+        video["updated_at"] = max(video["updated_at"], timestamp)

@@ -1,0 +1,227 @@
+"""On real PostgreSQL: every read model reflects the commands (review decisions and pipeline results)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from commands.service import HeatersApplication
+from infra.database import DatabaseAddress
+from projections.runner import catch_up, schema_connection
+from tests.helpers import PIPELINE, clipped_video
+
+pytestmark = pytest.mark.integration
+
+REVIEWER = "user:reviewer"
+
+
+def rows(address: DatabaseAddress, schema: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with schema_connection(address, schema) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[call-overload, no-any-return]
+
+
+def clip_row(address: DatabaseAddress, schema: str, clip_id: UUID) -> dict[str, Any]:
+    with schema_connection(address, schema) as conn:
+        cur = conn.execute("SELECT * FROM rm_clips WHERE id = %s", (clip_id,))
+        names = [d.name for d in cur.description or ()]
+        row = cur.fetchone()
+    assert row is not None, f"no rm_clips row for {clip_id}"
+    return dict(zip(names, row, strict=True))
+
+
+def video_counts(address: DatabaseAddress, schema: str, video_id: UUID) -> tuple[int, int]:
+    ((clip_count, pending_count),) = rows(
+        address, schema, "SELECT clip_count, pending_count FROM rm_videos WHERE id = %s", video_id
+    )
+    return clip_count, pending_count
+
+
+def stats(address: DatabaseAddress, schema: str) -> dict[tuple[str, str], int]:
+    return {(k, s): n for k, s, n in rows(address, schema, "SELECT kind, state, count FROM rm_stage_stats")}
+
+
+def pipeline_results(app: HeatersApplication, clip_id: UUID, vector: list[float]) -> None:
+    app.record_keyframes(clip_id, "multi", [f"k/{clip_id}/0.jpg"], [app.get_clip(clip_id).start], PIPELINE)
+    app.record_embedding(clip_id, "ViT-T", "test", "keyframe_multi_avg", [vector], PIPELINE)
+    app.record_export(clip_id, f"exports/{clip_id}.mp4", PIPELINE)
+
+
+def test_video_and_clips_after_shots(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    video_id, clip_ids = clipped_video(pg_app)
+    catch_up(pg_address, pg_schema)
+    ((state, stage, title, frames, media, stages, by),) = rows(
+        pg_address,
+        pg_schema,
+        "SELECT state, current_stage, title, frame_count, media, stages, submitted_by FROM rm_videos WHERE id = %s",
+        video_id,
+    )
+    assert (state, stage, title, frames, by) == ("clipped", None, "test video", 300, "user:tester")
+    assert set(media) == {"source", "proxy", "sprites"}
+    assert all(s["status"] == "done" for s in stages.values())
+    assert video_counts(pg_address, pg_schema, video_id) == (3, 3)
+    live = rows(
+        pg_address,
+        pg_schema,
+        "SELECT id, start_frame, end_frame, state, origin FROM rm_clips WHERE video_id = %s AND live ORDER BY start_frame",
+        video_id,
+    )
+    assert live == [
+        (clip_ids[0], 0, 100, "pending_review", "shots"),
+        (clip_ids[1], 100, 200, "pending_review", "shots"),
+        (clip_ids[2], 200, 300, "pending_review", "shots"),
+    ]
+    assert stats(pg_address, pg_schema)[("clip", "pending_review")] == 3
+    assert stats(pg_address, pg_schema)[("video", "clipped")] == 1
+
+
+def test_review_decisions_split_merge_group_and_undo(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    video_id, (a, b, c) = clipped_video(pg_app)
+    pg_app.approve(a, REVIEWER)
+    pg_app.skip(b, REVIEWER)
+    left, right = pg_app.split(c, 250, REVIEWER)
+    catch_up(pg_address, pg_schema)
+    assert clip_row(pg_address, pg_schema, a)["state"] == "approved"
+    assert clip_row(pg_address, pg_schema, b)["state"] == "skipped"
+    split = clip_row(pg_address, pg_schema, c)
+    assert (split["state"], split["live"]) == ("split", False)
+    child = clip_row(pg_address, pg_schema, left)
+    assert (child["origin"], child["parent_ids"], child["start_frame"], child["end_frame"]) == (
+        "split",
+        [c],
+        200,
+        250,
+    )
+    assert video_counts(pg_address, pg_schema, video_id) == (4, 2)  # a approved, b skipped
+
+    merged = pg_app.merge(right, left, REVIEWER)
+    pg_app.group(b, a, "user:grouper")
+    catch_up(pg_address, pg_schema)
+    assert video_counts(pg_address, pg_schema, video_id) == (3, 1)
+    m = clip_row(pg_address, pg_schema, merged)
+    assert (m["origin"], sorted(m["parent_ids"]), m["state"]) == (
+        "merge",
+        sorted([left, right]),
+        "pending_review",
+    )
+    assert clip_row(pg_address, pg_schema, left)["live"] is False
+    grouped = clip_row(pg_address, pg_schema, b)
+    assert (grouped["state"], grouped["grouped_with"], grouped["last_actor"]) == (
+        "approved",
+        [a],
+        "user:grouper",
+    )
+    assert clip_row(pg_address, pg_schema, a)["grouped_with"] == [b]
+
+    pg_app.undo(b, REVIEWER)  # the grouping
+    pg_app.undo(merged, REVIEWER)  # the merge
+    pg_app.undo(left, REVIEWER)  # the split (left has no decision of its own)
+    catch_up(pg_address, pg_schema)
+    assert (
+        clip_row(pg_address, pg_schema, b)["state"],
+        clip_row(pg_address, pg_schema, b)["grouped_with"],
+    ) == (
+        "skipped",
+        [],
+    )
+    assert clip_row(pg_address, pg_schema, a)["grouped_with"] == []
+    assert clip_row(pg_address, pg_schema, merged)["state"] == "retired"
+    assert (clip_row(pg_address, pg_schema, c)["state"], clip_row(pg_address, pg_schema, c)["live"]) == (
+        "pending_review",
+        True,
+    )
+    assert clip_row(pg_address, pg_schema, left)["state"] == "retired"
+    assert video_counts(pg_address, pg_schema, video_id) == (3, 1)
+    live = rows(
+        pg_address,
+        pg_schema,
+        "SELECT id FROM rm_clips WHERE video_id = %s AND live ORDER BY start_frame",
+        video_id,
+    )
+    assert [r[0] for r in live] == [a, b, c]
+    s = stats(pg_address, pg_schema)
+    assert s[("clip", "approved")] == 1 and s[("clip", "skipped")] == 1 and s[("clip", "pending_review")] == 1
+    assert s[("clip", "retired")] == 3 and ("clip", "split") not in s and ("clip", "merged") not in s
+
+
+def test_pipeline_results_failures_retry_and_undo_of_approval(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    video_id, (a, b, _) = clipped_video(pg_app)
+    pg_app.approve(a, REVIEWER)
+    pg_app.approve(b, REVIEWER)
+    pg_app.record_clip_failure(b, "keyframes", 1, "ffmpeg exploded", PIPELINE)
+    pipeline_results(pg_app, a, [1.0, 0.0, 0.0])
+    catch_up(pg_address, pg_schema)
+    ra = clip_row(pg_address, pg_schema, a)
+    assert ra["state"] == "exported" and ra["export_key"] == f"exports/{a}.mp4"
+    assert ra["keyframes"]["keys"] == [f"k/{a}/0.jpg"]
+    rb = clip_row(pg_address, pg_schema, b)
+    assert (rb["failed_stage"], rb["failure_reason"]) == ("keyframes", "ffmpeg exploded")
+    assert stats(pg_address, pg_schema)[("clip_stage_failed", "keyframes")] == 1
+    assert stats(pg_address, pg_schema)[("clip_failures", "keyframes")] == 1
+    assert rows(pg_address, pg_schema, "SELECT clip_id, video_id, dimension, live FROM rm_embeddings") == [
+        (a, video_id, 3, True)
+    ]
+
+    pg_app.request_retry(b, REVIEWER)
+    pg_app.undo(a, REVIEWER)  # undo the approval: keyframes, embedding and export are cleared
+    catch_up(pg_address, pg_schema)
+    rb = clip_row(pg_address, pg_schema, b)
+    assert (rb["failed_stage"], rb["failure_reason"]) == (None, None)
+    assert ("clip_stage_failed", "keyframes") not in stats(pg_address, pg_schema)
+    ra = clip_row(pg_address, pg_schema, a)
+    assert (ra["state"], ra["keyframes"], ra["export_key"]) == ("pending_review", {}, None)
+    assert rows(pg_address, pg_schema, "SELECT count(*) FROM rm_embeddings") == [(0,)]
+    assert video_counts(pg_address, pg_schema, video_id) == (3, 2)
+
+
+def test_embeddings_follow_split_and_its_undo(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    _, (a, _, _) = clipped_video(pg_app)
+    pg_app.approve(a, REVIEWER)
+    pipeline_results(pg_app, a, [0.0, 1.0])
+    pg_app.split(a, 50, REVIEWER)
+    catch_up(pg_address, pg_schema)
+    assert rows(pg_address, pg_schema, "SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(False,)]
+    pg_app.undo(a, REVIEWER)
+    catch_up(pg_address, pg_schema)
+    assert rows(pg_address, pg_schema, "SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(True,)]
+    indexes = rows(pg_address, pg_schema, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema)
+    assert ("rm_embeddings_hnsw_2",) in indexes
+
+
+def test_history_has_every_event_with_json_payloads(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    video_id, (a, b, _) = clipped_video(pg_app)
+    pg_app.group(b, a, REVIEWER)
+    catch_up(pg_address, pg_schema)
+    total = sum(1 for _ in pg_app.iter_events())
+    assert rows(pg_address, pg_schema, "SELECT count(*), max(position) FROM rm_history") == [(total, total)]
+    ((kind, event, actor, payload),) = rows(
+        pg_address,
+        pg_schema,
+        "SELECT kind, event, actor, payload FROM rm_history WHERE aggregate_id = %s AND event = 'Grouped'",
+        b,
+    )
+    assert (kind, event, actor, payload) == ("clip", "Grouped", REVIEWER, {"with_clip_id": str(a)})
+    ((shots,),) = rows(
+        pg_address,
+        pg_schema,
+        "SELECT payload FROM rm_history WHERE aggregate_id = %s AND event = 'ShotsDetected'",
+        video_id,
+    )
+    assert shots["clips"][0]["clip_id"] == str(a)
+    assert [e.event for e in pg_app.history(a)] == [
+        r[0]
+        for r in rows(
+            pg_address, pg_schema, "SELECT event FROM rm_history WHERE aggregate_id = %s ORDER BY version", a
+        )
+    ]
