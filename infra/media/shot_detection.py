@@ -2,7 +2,7 @@
 
 Design (see ``bench/shot_detection.py`` for the measurements):
 
-* The video is decoded ONCE through an ffmpeg rawvideo pipe at a tiny gray resolution
+* The video is decoded ONCE through an ffmpeg rawvideo pipe at a tiny rgb24 resolution
   (64 px wide by default). Decoding is the floor of any detector that reads every frame; the
   tiny pipe is what makes this faster than detectors that decode at full size.
 * Each frame becomes a *contrast-normalised* thumbnail ``z = (gray - mean) / max(std, floor)``.
@@ -18,7 +18,13 @@ Design (see ``bench/shot_detection.py`` for the measurements):
   one window earlier and later (a steady pan or zoom does not peak), and the path between
   ``t-k`` and ``t+k`` is nearly straight: a dissolve is a straight line in pixel space, camera
   and object motion wander (``D`` much smaller than the summed frame-to-frame distances).
-* Fades: runs of flat (near uniform) frames between two pictures give one boundary in their middle.
+* Gradual transition in colour (decode is rgb24): when both shots move fast, structure decorrelates
+  within a shot and the straightness test is blind; a gain-normalised joint colour histogram stays
+  put through pans and zooms, so a peaked, spread-out, non-returning histogram change that a
+  global translation does not explain (pan-compensated residual) is a dissolve too.
+* Fades: runs of flat (near uniform) frames between two pictures give one boundary in their middle;
+  a flat run entered and left at full contrast (no ramp) is a shot that looks flat at analysis
+  resolution (fine texture) and gives two cuts instead.
 * Candidates closer than ``min_shot_len`` frames are merged, preferring fades, then cuts, then the
   strongest gradual candidate.
 """
@@ -110,6 +116,7 @@ class HeatersDetector(ShotDetector):
     """Heaters' detector: contrast-normalised tiny thumbnails + multi-scale straightness test."""
 
     name = "heaters"
+    pix_fmt: PixFmt = "rgb24"
 
     def __init__(
         self,
@@ -129,6 +136,11 @@ class HeatersDetector(ShotDetector):
         max_similarity: float = 0.9,
         fade_flank: int = 12,
         fade_contrast: float = 2.0,
+        colour_levels: int = 4,
+        colour_threshold: float = 0.3,
+        colour_ratio: float = 2.0,
+        colour_min_residual: float = 0.4,
+        colour_max_similarity: float = 0.5,
     ) -> None:
         if min_shot_len < 1:
             raise ValueError("min_shot_len must be >= 1")
@@ -147,6 +159,13 @@ class HeatersDetector(ShotDetector):
         self.max_similarity = max_similarity
         self.fade_flank = fade_flank
         self.fade_contrast = fade_contrast
+        if not 2 <= colour_levels <= 16:
+            raise ValueError("colour_levels must be in 2..16")
+        self.colour_levels = colour_levels
+        self.colour_threshold = colour_threshold
+        self.colour_ratio = colour_ratio
+        self.colour_min_residual = colour_min_residual
+        self.colour_max_similarity = colour_max_similarity
         self._lags = sorted({1, 2, 3, 4, 5, *(2 * k for k in self.gradual_scales)})
         self._max_lag = max(self._lags)
         self._tail: FloatArray | None = None  # last max_lag normalised thumbnails
@@ -154,6 +173,7 @@ class HeatersDetector(ShotDetector):
         self._std: list[FloatArray] = []
         self._moco: list[FloatArray] = []  # motion-compensated lag-1 distance
         self._thumbs: list[NDArray[np.int8]] = []  # 4x4-pooled z, int8 (z * 32), for validation
+        self._hists: list[NDArray[np.uint16]] = []  # gain-normalised joint colour histograms
         self._count = 0
         self.kinds: dict[int, str] = {}
 
@@ -175,6 +195,11 @@ class HeatersDetector(ShotDetector):
             "max_similarity": self.max_similarity,
             "fade_flank": self.fade_flank,
             "fade_contrast": self.fade_contrast,
+            "colour_levels": self.colour_levels,
+            "colour_threshold": self.colour_threshold,
+            "colour_ratio": self.colour_ratio,
+            "colour_min_residual": self.colour_min_residual,
+            "colour_max_similarity": self.colour_max_similarity,
         }
 
     # ------------------------------------------------------------------------------------ features
@@ -184,11 +209,13 @@ class HeatersDetector(ShotDetector):
         if n == 0:
             return []
         if frames.ndim == 4:  # rgb24 -> luma
-            g = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-            g = g.reshape(n, -1)
+            rgb = frames.reshape(n, -1, 3).astype(np.float32)
+            g = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
         else:
             g = frames.reshape(n, -1).astype(np.float32)
+            rgb = g[:, :, None]
         mean = g.mean(axis=1, keepdims=True)
+        self._hists.append(_colour_histograms(rgb, mean, self.colour_levels))
         std = g.std(axis=1, keepdims=True)
         z = (g - mean) / np.maximum(std, self.contrast_floor)
         self._std.append(std[:, 0])
@@ -228,11 +255,14 @@ class HeatersDetector(ShotDetector):
         std = np.concatenate(self._std)
         moco = np.concatenate(self._moco)
         thumbs = np.concatenate(self._thumbs).astype(np.float32)
+        hists = np.concatenate(self._hists).astype(np.float32)
+        hists /= np.maximum(hists.sum(axis=1, keepdims=True), 1.0)
         candidates = (
             self._cuts(dist, moco, thumbs, total)
             + self._graduals(dist, moco, thumbs, total)
             + self._fades(std, thumbs, total)
         )
+        candidates += self._colour_graduals(hists, dist[1], moco, thumbs, total, candidates)
         cuts = self._merge(candidates, total)
         return cuts
 
@@ -315,6 +345,71 @@ class HeatersDetector(ShotDetector):
                 out.append(_Candidate(t, 1, float(dk[t]) * straight, f"gradual{k}"))
         return out
 
+    def _colour_graduals(
+        self,
+        hists: FloatArray,
+        d1: FloatArray,
+        moco: FloatArray,
+        thumbs: FloatArray,
+        total: int,
+        found: Sequence[_Candidate],
+    ) -> list[_Candidate]:
+        """Gradual transitions seen in the colour distribution, which camera motion barely moves.
+
+        When both shots move fast, every frame is far from every other one in structure and the
+        straightness test cannot see the dissolve; the colour histogram however stays put within a
+        shot (pans and zooms re-arrange pixels, they do not recolour them) and travels from one
+        shot's distribution to the other's during the transition. A candidate at ``t`` (scale
+        ``k``) needs: the histogram distance between ``t-k`` and ``t+k`` above ``colour_threshold``
+        and ``colour_ratio`` times the same measure one window earlier and later; no single frame
+        carrying most of that change (that is a cut, or a flash); the colours of the frames just
+        before never reappearing just after (flashes and flicker come back); the frame-to-frame
+        change not explained by a global translation (a whip pan also sweeps to new colours, but
+        pan compensation removes most of its change); and the picture before not reappearing
+        after. Windows that already hold a structural candidate are left to it.
+        """
+        out: list[_Candidate] = []
+        taken = np.array(sorted(c.frame for c in found), dtype=np.int64)
+        h1 = np.zeros(total, np.float32)
+        if total > 1:
+            h1[1:] = 0.5 * np.abs(hists[1:] - hists[:-1]).sum(axis=1)
+        for k in self.gradual_scales:
+            lag = 2 * k
+            if total <= lag + 1:
+                continue
+            hk = np.zeros(total, np.float32)  # hk[t] = histogram distance of t-k and t+k
+            hk[k : total - k] = 0.5 * np.abs(hists[lag:] - hists[:-lag]).sum(axis=1)
+            for t in np.flatnonzero(hk >= self.colour_threshold).tolist():
+                lo, hi = t - k, t + k + 1
+                if hk[t] < hk[max(0, lo) : hi].max():
+                    continue
+                if len(taken) and np.any(np.abs(taken - t) <= k):
+                    continue
+                sides = [float(hk[u]) for u in (t - lag, t + lag) if k <= u < total - k]
+                base = max(min(sides) if sides else 0.0, 0.02)
+                if float(hk[t]) < self.colour_ratio * base:
+                    continue
+                if float(h1[lo + 1 : hi].max()) > 0.5 * float(hk[t]):
+                    continue  # one frame holds most of the change: not gradual
+                before = hists[max(0, lo - 8) : lo + 1]
+                after = hists[t + k : min(total, hi + 8)]
+                back = 0.5 * np.abs(before[:, None, :] - after[None, :, :]).sum(axis=2).min()
+                if float(back) < self.colour_threshold:
+                    continue  # the colours come back: a flash or flicker
+                residual = float(moco[lo + 1 : hi].sum()) / max(float(d1[lo + 1 : hi].sum()), 1e-6)
+                if residual < self.colour_min_residual:
+                    continue  # a pan or whip: a translation explains the change
+                if _max_correlation(thumbs, (lo - 8, lo + 1), (t + k, hi + 8)) > self.colour_max_similarity:
+                    continue
+                out.append(_Candidate(t, 1, float(hk[t]), f"colour{k}"))
+        # several scales see the same transition: keep the strongest of overlapping windows
+        kept: list[tuple[_Candidate, int]] = []
+        for c in sorted(out, key=lambda c: -c.score):
+            k = int(c.kind.removeprefix("colour"))
+            if all(abs(c.frame - o.frame) > max(k, ko) for o, ko in kept):
+                kept.append((c, k))
+        return [c for c, _ in kept]
+
     def _fades(self, std: FloatArray, thumbs: FloatArray, total: int) -> list[_Candidate]:
         flat = std < self.flat_std
         out: list[_Candidate] = []
@@ -337,9 +432,24 @@ class HeatersDetector(ShotDetector):
                 continue
             # a different picture after than before (an over-exposed flash comes back to the same)
             sim = _shift_similarity(thumbs[max(0, s - 2)], thumbs[min(total - 1, t + 1)])
-            if sim < self.fade_max_similarity:
+            if sim >= self.fade_max_similarity:
+                continue
+            if self._abrupt(std[max(0, s - 4) : s][::-1]) and self._abrupt(std[t : t + 4]):
+                # full contrast right up to the flat run and right after it: no fade ramps, a
+                # shot that looks flat at analysis resolution (fine texture) between two cuts
+                out.append(_Candidate(s, 2, 1.0 - sim, "cut"))
+                out.append(_Candidate(t, 2, 1.0 - sim, "cut"))
+            else:
                 out.append(_Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
         return out
+
+    def _abrupt(self, side: FloatArray) -> bool:
+        """``side``: contrast of the frames next to a flat run, nearest first. A fade ramps the
+        contrast down (or up) over several frames; a cut leaves the nearest frame at full level."""
+        if len(side) == 0:
+            return False
+        near = float(side[0])
+        return near >= self.fade_contrast * self.flat_std and near >= 0.7 * float(side.max())
 
     def _merge(self, candidates: list[_Candidate], total: int) -> list[int]:
         candidates.sort(key=lambda c: c.frame)
@@ -362,6 +472,25 @@ class HeatersDetector(ShotDetector):
             self.kinds[frame] = best.kind
         logger.debug("candidates %d -> cuts %d", len(candidates), len(cuts))
         return cuts
+
+
+def _colour_histograms(rgb: FloatArray, luma_mean: FloatArray, levels: int) -> NDArray[np.uint16]:
+    """Joint colour histograms (``levels`` per channel) of gain-normalised frames.
+
+    ``rgb`` is ``(n, pixels, c)`` with c = 3 (or 1 for gray input); every frame is scaled so its
+    mean luma is mid-grey first, so flicker, flashes and exposure changes barely move it.
+    """
+    n, _, c = rgb.shape
+    gain = 128.0 / np.maximum(luma_mean[:, 0], 8.0)
+    q = np.clip(rgb * gain[:, None, None] * (levels / 256.0), 0, levels - 1).astype(np.int32)
+    idx = q[:, :, 0]
+    for ch in range(1, c):
+        idx = idx * levels + q[:, :, ch]
+    bins = levels**c
+    idx += (np.arange(n, dtype=np.int32) * bins)[:, None]
+    counts = np.bincount(idx.ravel(), minlength=n * bins).reshape(n, bins)
+    out: NDArray[np.uint16] = np.minimum(counts, 65535).astype(np.uint16)
+    return out
 
 
 def _max_correlation(thumbs: FloatArray, a: tuple[int, int], b: tuple[int, int]) -> float:

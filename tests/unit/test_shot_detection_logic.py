@@ -146,3 +146,83 @@ def test_benchmark_matching_rules() -> None:
     score = match(truth, [102, 198, 210, 500])
     assert (score.tp, score.fp, score.fn) == (2, 2, 1)
     assert match(truth, [103]).tp == 0
+
+
+def _colour_picture(seed: int, tint: tuple[float, float, float], w: int) -> NDArray[np.float32]:
+    """A wide colour picture: a smooth random luma pattern in one colour cast."""
+    pic = _picture(seed, w=w)
+    out: NDArray[np.float32] = np.clip(pic[..., None] * np.array(tint, np.float32)[None, None, :], 0, 255)
+    return out
+
+
+def _colour_pan(pic: NDArray[np.float32], n: int, speed: float, x0: float = 0.0) -> list[NDArray[np.float32]]:
+    return [pic[20 : 20 + H, int(x0 + speed * i) : int(x0 + speed * i) + W] for i in range(n)]
+
+
+def _detect_rgb(frames: list[NDArray[np.float32]], batch: int = 37) -> tuple[list[int], HeatersDetector]:
+    arr = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+    det = HeatersDetector()
+    cuts, count = run_detector(det, (arr[i : i + batch] for i in range(0, len(arr), batch)))
+    assert count == len(frames)
+    return cuts, det
+
+
+def test_dissolve_between_fast_pans_found_by_colour() -> None:
+    # both shots pan fast in opposite directions (structure decorrelates within a few frames)
+    a = _colour_pan(_colour_picture(21, (1.2, 0.7, 0.4), W * 16), 70, 5.0)
+    b = _colour_pan(_colour_picture(22, (0.4, 0.8, 1.3), W * 16), 70, -5.0, x0=700.0)
+    length = 16
+    frames = a[: 70 - length]
+    for i in range(length):
+        w = (i + 1) / (length + 1)
+        frames.append(a[70 - length + i] * (1 - w) + b[i] * w)
+    frames += b[length:]
+    cuts, _ = _detect_rgb(frames)
+    assert len(cuts) == 1
+    assert 54 - 2 <= cuts[0] <= 54 + length + 2
+
+
+def test_pan_across_changing_colours_is_not_a_boundary() -> None:
+    # a fast pan from a warm half of the world into a cool half: the colours change, but a
+    # translation explains the change
+    warm = _colour_picture(23, (1.2, 0.7, 0.4), W * 8)
+    cool = _colour_picture(24, (0.4, 0.8, 1.3), W * 8)
+    world = np.concatenate([warm, cool], axis=1)
+    frames = _colour_pan(world, 120, 5.0, x0=W * 4)
+    cuts, _ = _detect_rgb(frames)
+    assert cuts == []
+
+
+def test_colour_flicker_is_not_a_boundary() -> None:
+    pic = _colour_picture(25, (1.1, 0.8, 0.6), W * 4)
+    rng = np.random.default_rng(8)
+    frames = [
+        pic[20 : 20 + H, 40 : 40 + W] + rng.normal(0, 2, (H, W, 1)).astype(np.float32) for _ in range(120)
+    ]
+    for start, gain, length in ((20, 1.8, 2), (60, 0.5, 3), (95, 2.2, 4)):
+        for j in range(start, start + length):
+            frames[j] = frames[j] * gain
+    cuts, _ = _detect_rgb(frames)
+    assert cuts == []
+
+
+def test_flat_looking_shot_gives_two_cuts_not_a_fade() -> None:
+    # a fine texture averages to a flat grey at analysis resolution: cut in, cut out, no fade
+    rng = np.random.default_rng(9)
+    flat = [
+        np.full((H, W), 150.0, np.float32) + rng.normal(0, 0.5, (H, W)).astype(np.float32) for _ in range(40)
+    ]
+    frames = _still(26, 40, rng) + flat + _still(27, 40, rng)
+    arr = _to_batch(frames)
+    det = HeatersDetector()
+    cuts, _ = run_detector(det, [arr])
+    assert cuts == [40, 80]
+    assert {det.kinds[c] for c in cuts} == {"cut"}
+
+
+def test_colour_params_recorded_and_validated() -> None:
+    det = HeatersDetector(colour_threshold=0.25)
+    assert det.params["colour_threshold"] == 0.25
+    assert det.pix_fmt == "rgb24"
+    with pytest.raises(ValueError):
+        HeatersDetector(colour_levels=1)
