@@ -376,8 +376,15 @@ def shots(video: Path, as_json: bool) -> None:
 
 @main.command()
 @click.option("--threads", default=2, show_default=True, help="Worker threads.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    type=click.Choice(["ingest", "media", "embeddings"]),
+    help="Only these queues (repeatable; default all).",
+)
 @pass_context
-def worker(obj: Context, threads: int) -> None:
+def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     """Run a Dramatiq worker for the pipeline's actors (production: with HEATERS_REDIS_URL)."""
     import signal
     import threading
@@ -389,7 +396,7 @@ def worker(obj: Context, threads: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with obj.session() as (app, address):
         pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
-        pipeline.start(worker=True, worker_threads=threads)
+        pipeline.start(worker=True, worker_threads=threads, queues=set(queues) or None)
         pipeline.manager.stop()  # workers only work; `heaters process-manager` dispatches
         click.echo(f"worker running ({threads} threads); Ctrl+C stops")
         try:
@@ -422,3 +429,79 @@ def process_manager(obj: Context) -> None:
             pass
         finally:
             pipeline.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the web app listens on.")
+@click.option("--port", default=8000, show_default=True, help="Port the web app listens on.")
+@click.option("--web/--no-web", default=True, help="Serve the review, search, audit and ops pages.")
+@click.option("--pipeline/--no-pipeline", default=True, help="Run the process manager (and reconciler).")
+@click.option("--worker/--no-worker", default=True, help="Run pipeline actors in this process.")
+@click.option("--projections/--no-projections", default=True, help="Keep the read models caught up.")
+@pass_context
+def up(
+    obj: Context, host: str, port: int, web: bool, pipeline: bool, worker: bool, projections: bool
+) -> None:
+    """Run Heaters: web app, pipeline and projections (all embedded by default).
+
+    With no HEATERS_* settings this needs no servers: PostgreSQL with pgvector runs embedded under
+    HEATERS_HOME, media goes to HEATERS_HOME/media and the broker runs in-process.
+    """
+    import signal
+    import threading
+
+    import uvicorn
+
+    from infra.object_storage import storage_from_settings
+    from infra.pipeline import build_pipeline
+    from projections.runner import ProjectionDaemon, catch_up
+    from web.app import create_app
+
+    configure_logging(logging.INFO)
+    settings = obj.settings
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with obj.session() as (app, address), _up_lock(settings) as alone:
+        if not alone and pipeline:
+            raise click.ClickException(f"another `heaters up` is running on {settings.resolved_home}")
+        storage = storage_from_settings(settings, base_url="/media")
+        running = build_pipeline(settings, app, address, storage)
+        daemon = ProjectionDaemon(address, settings.database_schema)
+        catch_up(address, settings.database_schema)
+        if projections:
+            daemon.start()
+        if pipeline or worker:
+            running.start(worker=worker)
+            if not pipeline:
+                running.manager.stop()
+        try:
+            if web:
+                web_app = create_app(
+                    settings,
+                    app,
+                    address,
+                    storage,
+                    queue_depths=running.queue_depths,
+                    secret=settings.web_secret,
+                )
+                click.echo(f"Heaters is up: http://{host}:{port}/review  (Ctrl+C stops)")
+                uvicorn.run(web_app, host=host, port=port, log_level="info")
+            else:
+                click.echo("Heaters is up (no web); Ctrl+C stops")
+                stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            running.stop()
+            daemon.stop()
+
+
+def _register_groups() -> None:
+    from infra.cli_projections import projections
+    from infra.cli_users import user
+
+    main.add_command(projections)
+    main.add_command(user)
+
+
+_register_groups()

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         default=None, description="Local media directory; default HEATERS_HOME/media."
     )
 
+    # Web.
+    web_secret: str | None = Field(
+        default=None, description="Secret for CSRF tokens; set it when several web processes share a site."
+    )
+
     # Review rules.
     min_clip_frames: int = Field(default=3, ge=1, description="Shortest clip a split may leave.")
 

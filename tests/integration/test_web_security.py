@@ -1,0 +1,140 @@
+"""Sessions, roles, CSRF, escaping and the login rate limit of the web app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from commands.service import HeatersApplication
+from infra.database import DatabaseAddress, connect
+from tests.helpers import PIPELINE, clipped_video
+from tests.integration.test_web_app import PASSWORD, Web, open_web
+from web.auth import hash_password
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def web(
+    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
+) -> Iterator[Web]:
+    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
+        yield opened
+
+
+ZERO = "00000000-0000-0000-0000-000000000000"
+HTML_ROUTES = [
+    "/", "/review", f"/review?clip={ZERO}", "/search", "/videos", f"/videos/{ZERO}/history",
+    f"/clips/{ZERO}/history", "/ops", "/media/videos/x.jpg",
+]  # fmt: skip
+API_GETS = [
+    "/api/review/next",
+    "/api/review/pending",
+    f"/api/clips/{ZERO}",
+    f"/api/clips/{ZERO}/siblings",
+    "/api/projections",
+]
+API_POSTS = [
+    *(f"/api/clips/{ZERO}/{a}" for a in ("approve", "skip", "archive", "undo", "split", "merge", "group")),
+    f"/api/retry/{ZERO}", "/api/projections/clips/rebuild", "/api/review/leases/renew",
+]  # fmt: skip
+
+
+def test_without_a_session_pages_redirect_and_the_api_says_401(web: Web) -> None:
+    for url in HTML_ROUTES:
+        r = web.client.get(url, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), url
+    for url in API_GETS:
+        assert web.client.get(url).status_code == 401, url
+    web.client.get("/login")
+    for url in API_POSTS:
+        r = web.post(url, {"frame": 5} if url.endswith("split") else None)
+        assert r.status_code == 401 and r.json()["error"], url
+    for url in ("/ops/retry/" + ZERO, "/ops/rebuild/clips"):
+        r = web.client.post(url, data={"_csrf_token": web.token}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login"), url
+
+
+@pytest.mark.parametrize(
+    ("who", "allowed", "refused"),
+    [
+        ("rita", ["/review", "/search", "/api/review/pending"], ["/ops", "/videos", f"/videos/{ZERO}/history", "/api/projections"]),
+        ("aldo", ["/videos", "/search"], ["/review", "/ops", "/api/review/next", "/api/projections"]),
+        ("olga", ["/review", "/videos", "/ops", "/search", "/api/projections"], []),
+    ],
+)  # fmt: skip
+def test_roles(web: Web, who: str, allowed: list[str], refused: list[str]) -> None:
+    assert web.login(who).status_code == 303
+    for url in allowed:
+        assert web.client.get(url).status_code == 200, url
+    for url in refused:
+        assert web.client.get(url).status_code == 403, url
+    if who == "aldo":
+        assert web.post(f"/api/clips/{ZERO}/approve").status_code == 403
+    if who == "rita":
+        assert web.post(f"/api/retry/{ZERO}").status_code == 403
+        assert web.post("/api/projections/clips/rebuild").status_code == 403
+
+
+def test_csrf_is_required_on_every_state_change(web: Web) -> None:
+    _video_id, clips = clipped_video(web.heaters)
+    web.client.get("/login")
+    no_token = web.client.post("/login", data={"name": "rita", "password": PASSWORD})
+    assert no_token.status_code == 403
+    assert web.login("rita").status_code == 303
+    url = f"/api/clips/{clips[0]}/approve"
+    assert web.client.post(url).status_code == 403
+    assert web.client.post(url, headers={"x-csrftoken": "forged"}).status_code == 403
+    assert web.client.post("/logout").status_code == 403
+    assert web.heaters.get_clip(clips[0]).state == "pending_review"
+    assert web.post(url).status_code == 200
+
+
+def test_titles_and_user_names_are_escaped(web: Web) -> None:
+    evil = "<script>alert('x')</script>"
+    video_id = web.heaters.submit("/videos/evil.mp4", f"user:{evil}")
+    attempt = web.heaters.start_video_stage(video_id, "download", PIPELINE)
+    web.heaters.record_downloaded(
+        video_id, attempt, PIPELINE, media_key=f"videos/{video_id}/source.mp4", title=evil,
+        original_url=None, checksum="0" * 64, duration=12.0, fps=25.0, frame_count=300, width=320,
+        height=240, codec="h264",
+    )  # fmt: skip
+    attempt = web.heaters.start_video_stage(video_id, "proxy", PIPELINE)
+    web.heaters.record_proxy(video_id, attempt, "p.mp4", 320, 240, PIPELINE)
+    attempt = web.heaters.start_video_stage(video_id, "sprites", PIPELINE)
+    web.heaters.record_sprites(video_id, attempt, f"videos/{video_id}/sprites/manifest.json", PIPELINE)
+    attempt = web.heaters.start_video_stage(video_id, "shots", PIPELINE)
+    web.heaters.record_shots(video_id, attempt, [100], "test", {}, PIPELINE)
+    with connect(web.address, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (name, role, password_hash) VALUES (%s, 'ops', %s)").format(
+                sql.Identifier(web.schema, "users")
+            ),
+            (evil, hash_password(PASSWORD)),
+        )
+    assert web.login(evil).status_code == 303
+    from projections.runner import catch_up
+
+    catch_up(web.address, web.schema)
+    for url in ("/review", "/videos", f"/videos/{video_id}/history", "/ops", "/search"):
+        page = web.client.get(url)
+        assert page.status_code == 200, url
+        assert evil not in page.text, url
+    assert (
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+        in web.client.get(f"/videos/{video_id}/history").text
+    )
+    review = web.client.get("/review").text
+    assert "\\u003cscript\\u003e" in review  # the queue's JSON is HTML-safe too
+
+
+def test_login_is_rate_limited(web: Web) -> None:
+    for _ in range(5):
+        assert web.login("rita", "wrong password").status_code == 401
+    limited = web.login("rita", "wrong password")
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert web.login("rita").status_code == 429  # even the right password waits
+    assert web.login("aldo").status_code == 303  # other users are not locked out

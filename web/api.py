@@ -1,0 +1,181 @@
+"""The JSON API under ``/api``: review queue and actions, retries and rebuilds (OpenAPI at ``/schema``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from commands.errors import parse_id
+from commands.service import HeatersApplication
+from projections.schema import PROJECTION_TABLES
+from web.auth import User, require
+from web.dto import (
+    ActionResult,
+    ClipView,
+    LeaseRenewal,
+    NextClips,
+    Pending,
+    RebuildResult,
+    RetryResult,
+    Siblings,
+    SplitBody,
+    TargetBody,
+)
+from web.readmodels import ReadModels
+from web.review import Projections, Review
+
+log = logging.getLogger(__name__)
+
+REVIEW = require("reviewer")
+
+
+class ReviewApi(Controller):
+    path = "/api"
+    tags = ["review"]
+
+    @get("/review/next", guards=[REVIEW], sync_to_thread=True)
+    def next_clips(
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        count: Annotated[int, QueryParameter(ge=1, le=10)] = 4,
+        exclude: Annotated[
+            str | None, QueryParameter(description="comma-separated clip ids to leave out")
+        ] = None,
+    ) -> NextClips:
+        """The next clips to review, leased to the caller (up to ``count``, in review order)."""
+        skip = [parse_id(part, "excluded clip id") for part in (exclude or "").split(",") if part.strip()]
+        return review.next(user, count, skip)
+
+    @get("/review/pending", guards=[require()], sync_to_thread=True)
+    def pending(self, rm: NamedDependency[ReadModels]) -> Pending:
+        """How many clips wait for review."""
+        return Pending(pending=rm.pending_count())
+
+    @post("/review/leases/renew", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def renew(
+        self, review: NamedDependency[Review], rm: NamedDependency[ReadModels], user: NamedDependency[User]
+    ) -> LeaseRenewal:
+        """Keep the caller's clip leases (5 minutes from now)."""
+        return LeaseRenewal(renewed=rm.renew_leases(user.name, review.lease_ttl))
+
+    @get("/clips/{clip_id:str}", guards=[require("reviewer", "auditor")], sync_to_thread=True)
+    def clip(
+        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+    ) -> ClipView:
+        """One clip with what the player needs (leased to a reviewer when pending and free)."""
+        if user.may("reviewer"):
+            return review.open(clip_id, user)
+        return review.view(parse_id(clip_id, "clip id"))
+
+    @get("/clips/{clip_id:str}/siblings", guards=[REVIEW], sync_to_thread=True)
+    def siblings(self, review: NamedDependency[Review], clip_id: FromPath[str]) -> Siblings:
+        """The live clips of the clip's video, in frame order, with sprite thumbnails (ID mode)."""
+        return review.siblings(clip_id)
+
+    @post("/clips/{clip_id:str}/approve", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def approve(
+        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+    ) -> ActionResult:
+        return review.act(user, clip_id, "approve")
+
+    @post("/clips/{clip_id:str}/skip", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def skip(
+        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+    ) -> ActionResult:
+        return review.act(user, clip_id, "skip")
+
+    @post("/clips/{clip_id:str}/archive", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def archive(
+        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+    ) -> ActionResult:
+        return review.act(user, clip_id, "archive")
+
+    @post("/clips/{clip_id:str}/undo", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def undo(
+        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+    ) -> ActionResult:
+        """Undo the last decision on the clip (split and merge included)."""
+        return review.act(user, clip_id, "undo")
+
+    @post("/clips/{clip_id:str}/split", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def split(
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[SplitBody],
+    ) -> ActionResult:
+        """Split at ``frame``: the first source frame of the right-hand clip."""
+        return review.act(user, clip_id, "split", frame=data.frame)
+
+    @post("/clips/{clip_id:str}/merge", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def merge(
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[TargetBody | None] = None,
+    ) -> ActionResult:
+        """Merge with an adjacent clip (by default the previous one)."""
+        return review.act(user, clip_id, "merge", with_clip_id=data.with_clip_id if data else None)
+
+    @post("/clips/{clip_id:str}/group", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def group(
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[TargetBody | None] = None,
+    ) -> ActionResult:
+        """Approve as grouped with another clip of the same video (by default the previous one)."""
+        return review.act(user, clip_id, "group", with_clip_id=data.with_clip_id if data else None)
+
+
+class OpsApi(Controller):
+    path = "/api"
+    tags = ["ops"]
+    guards = [require("ops")]
+
+    @post("/retry/{ident:str}", status_code=200, sync_to_thread=True)
+    def retry(
+        self,
+        heaters: NamedDependency[HeatersApplication],
+        projections: NamedDependency[Projections],
+        user: NamedDependency[User],
+        ident: FromPath[str],
+    ) -> RetryResult:
+        """Re-open the failed stage of a video or clip."""
+        stage = heaters.request_retry(parse_id(ident, "video or clip id"), user.actor)
+        caught_up = projections.settle(None)
+        return RetryResult(id=ident, stage=stage, message=f"{stage} will be retried", caught_up=caught_up)
+
+    @get("/projections", sync_to_thread=True)
+    def projections_status(self, projections: NamedDependency[Projections]) -> list[dict[str, Any]]:
+        """Every projection: position, lag, state and last error."""
+        return projections.status()
+
+    @post("/projections/{name:str}/rebuild", status_code=200, sync_to_thread=True)
+    def rebuild(
+        self, projections: NamedDependency[Projections], user: NamedDependency[User], name: FromPath[str]
+    ) -> RebuildResult:
+        """Rebuild one projection's read models from the whole log (swapped in when caught up)."""
+        if name not in PROJECTION_TABLES:
+            raise ValueError(f"no projection named {name!r}; known: {', '.join(sorted(PROJECTION_TABLES))}")
+        log.info("%s rebuilds projection %s", user.name, name)
+        detail = projections.rebuild(name)
+        return RebuildResult(name=name, message=f"projection {name} rebuilt", detail=_plain(detail))
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)

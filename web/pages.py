@@ -1,0 +1,315 @@
+"""The HTML pages: login, review, search, audit (history) and ops."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.response import Redirect, Response, Template
+
+from commands.errors import NotFound, parse_id
+from commands.service import HeatersApplication
+from infra.config import Settings
+from infra.database import DatabaseAddress
+from web.auth import LoginLimiter, User, authenticate, require, rotate_session, session_user
+from web.readmodels import Manifests, ReadModels
+from web.review import Projections, Review
+from web.search import search_page
+
+log = logging.getLogger(__name__)
+
+
+def page(request: Request[Any, Any, Any], rm: ReadModels | None, template: str, **context: Any) -> Template:
+    """A page with what the layout needs: the user, the pending badge and a one-shot flash message."""
+    user = session_user(request)
+    flash = request.session.pop("flash", None) if "session" in request.scope else None
+    pending: int | None = None
+    if user is not None and rm is not None:
+        try:
+            pending = rm.pending_count()
+        except Exception:  # the read models may not exist yet; the badge is not worth a 500
+            log.warning("pending count unavailable", exc_info=True)
+    return Template(
+        template_name=template,
+        context={"user": user, "pending": pending, "flash": flash, **context},
+        status_code=int(context.pop("status_code", 200)) if "status_code" in context else 200,
+    )
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _flash(request: Request[Any, Any, Any], message: str) -> None:
+    request.session["flash"] = message
+
+
+@dataclass
+class LoginForm:
+    name: str
+    password: str
+    next: str = "/"
+
+
+def _client(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class AuthPages(Controller):
+    @get("/login", sync_to_thread=False)
+    def login_form(
+        self,
+        request: Request[Any, Any, Any],
+        next_url: Annotated[str | None, QueryParameter(name="next")] = None,
+    ) -> Template:
+        return page(request, None, "login.html", next=_safe_next(next_url), error=None)
+
+    @post("/login", status_code=200, sync_to_thread=True)
+    def login(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        limiter: NamedDependency[LoginLimiter],
+        address: NamedDependency[DatabaseAddress],
+        settings: NamedDependency[Settings],
+    ) -> Template | Redirect:
+        client, name = _client(request), data.name.strip()
+        wait = limiter.retry_after(client, name)
+        if wait:
+            log.warning("login of %r from %s refused: too many failures", name, client)
+            response = page(
+                request, None, "login.html", next=_safe_next(data.next),
+                error=f"Too many failed logins. Try again in {wait} seconds.",
+            )  # fmt: skip
+            response.status_code = 429
+            response.headers["Retry-After"] = str(wait)
+            return response
+        user = authenticate(address, settings.database_schema, name, data.password)
+        if user is None:
+            limiter.failed(client, name)
+            log.info("failed login for %r from %s", name, client)
+            response = page(
+                request, None, "login.html", next=_safe_next(data.next), error="Wrong name or password."
+            )
+            response.status_code = 401
+            return response
+        limiter.succeeded(client, name)
+        rotate_session(request)
+        request.set_session({"user": user.name, "role": user.role})
+        log.info("%s (%s) logged in from %s", user.name, user.role, client)
+        return Redirect(_safe_next(data.next), status_code=303)
+
+    @post("/logout", status_code=303, sync_to_thread=False)
+    def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        request.clear_session()
+        return Redirect("/login", status_code=303)
+
+    @get("/", guards=[require()], sync_to_thread=False)
+    def home(self, user: NamedDependency[User]) -> Redirect:
+        target = {"reviewer": "/review", "auditor": "/videos", "ops": "/ops"}[user.role]
+        return Redirect(target, status_code=303)
+
+
+class ReviewPages(Controller):
+    @get("/review", guards=[require("reviewer")], sync_to_thread=True)
+    def review_page(
+        self,
+        request: Request[Any, Any, Any],
+        review: NamedDependency[Review],
+        rm: NamedDependency[ReadModels],
+        user: NamedDependency[User],
+        clip: Annotated[str | None, QueryParameter(name="clip")] = None,
+    ) -> Template:
+        """The review page; ``?clip=ID`` opens that clip first (bookmarkable)."""
+        queue = review.next(user, 4)
+        clips = list(queue.clips)
+        focus = None
+        if clip:
+            focus = review.open(clip, user)
+            clips = [focus, *[c for c in clips if c.id != focus.id]]
+        initial = {"clips": clips, "pending": queue.pending, "focus": focus.id if focus else None}
+        return page(
+            request, rm, "review.html",
+            current=clips[0] if clips else None,
+            initial=msgspec.to_builtins(initial),
+            lease_seconds=int(review.lease_ttl),
+        )  # fmt: skip
+
+
+class SearchPages(Controller):
+    @get("/search", guards=[require("reviewer", "auditor")], sync_to_thread=True)
+    def search(
+        self,
+        request: Request[Any, Any, Any],
+        rm: NamedDependency[ReadModels],
+        manifests: NamedDependency[Manifests],
+        clip: FromQuery[str | None] = None,
+        model: FromQuery[str | None] = None,
+        strategy: FromQuery[str | None] = None,
+        video: FromQuery[str | None] = None,
+        page_number: Annotated[int, QueryParameter(name="page", ge=1, le=10_000)] = 1,
+    ) -> Template:
+        """Clips similar to one clip (or a random one), by cosine distance of their embeddings."""
+        context = search_page(
+            rm, manifests, clip, model or None, strategy or None, video or None, page_number
+        )
+        return page(request, rm, "search.html", **context)
+
+
+def _state_rows(aggregate: object) -> list[tuple[str, str]]:
+    state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
+    state["state"] = getattr(aggregate, "state", None)
+    return [(k, _show(v)) for k, v in sorted(state.items())]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=_default, sort_keys=True)
+
+
+def _default(value: object) -> object:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(str(v) for v in value)
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if hasattr(value, "__dict__"):
+        return {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    return str(value)
+
+
+class AuditPages(Controller):
+    guards = [require("auditor")]
+
+    @get("/videos", sync_to_thread=True)
+    def videos(self, request: Request[Any, Any, Any], rm: NamedDependency[ReadModels]) -> Template:
+        return page(request, rm, "videos.html", videos=rm.videos())
+
+    @get("/videos/{video_id:str}/history", sync_to_thread=True)
+    def video_history(
+        self,
+        request: Request[Any, Any, Any],
+        rm: NamedDependency[ReadModels],
+        heaters: NamedDependency[HeatersApplication],
+        video_id: FromPath[str],
+        as_of: FromQuery[int | None] = None,
+    ) -> Template:
+        vid = parse_id(video_id, "video id")
+        row = rm.video(vid)
+        if row is None:
+            raise NotFound("video", vid)
+        clips = rm.live_clips(vid)
+        return self._history(request, rm, heaters, "video", vid, row, as_of, clips=clips)
+
+    @get("/clips/{clip_id:str}/history", sync_to_thread=True)
+    def clip_history(
+        self,
+        request: Request[Any, Any, Any],
+        rm: NamedDependency[ReadModels],
+        heaters: NamedDependency[HeatersApplication],
+        clip_id: FromPath[str],
+        as_of: FromQuery[int | None] = None,
+    ) -> Template:
+        cid = parse_id(clip_id, "clip id")
+        row = rm.clip(cid)
+        if row is None:
+            raise NotFound("clip", cid)
+        return self._history(request, rm, heaters, "clip", cid, row, as_of, clips=[])
+
+    @staticmethod
+    def _history(
+        request: Request[Any, Any, Any],
+        rm: NamedDependency[ReadModels],
+        heaters: NamedDependency[HeatersApplication],
+        kind: str,
+        ident: UUID,
+        row: dict[str, Any],
+        as_of: int | None,
+        clips: list[dict[str, Any]],
+    ) -> Template:
+        events = [
+            {**e, "payload_text": json.dumps(e["payload"], indent=1, sort_keys=True, default=str)}
+            for e in rm.history(ident)
+        ]
+        state_rows = _state_rows(heaters.state_at(ident, as_of)) if as_of is not None else None
+        return page(
+            request, rm, "history.html",
+            kind=kind, ident=str(ident), row=row, events=events, as_of=as_of, state_rows=state_rows,
+            clips=clips,
+        )  # fmt: skip
+
+
+class OpsPages(Controller):
+    guards = [require("ops")]
+
+    @get("/ops", sync_to_thread=True)
+    def ops(
+        self,
+        request: Request[Any, Any, Any],
+        rm: NamedDependency[ReadModels],
+        projections: NamedDependency[Projections],
+        queue_depths: NamedDependency[dict[str, int] | None],
+    ) -> Template:
+        try:
+            status = projections.status()
+            status_error = None
+        except Exception as error:  # shown on the page: ops must see a broken runner, not a 500
+            log.exception("projection status unavailable")
+            status, status_error = [], str(error)
+        return page(
+            request, rm, "ops.html",
+            stats=rm.stage_stats(), failed_videos=rm.failed_videos(), failed_clips=rm.failed_clips(),
+            projections=status, status_error=status_error, queue_depths=queue_depths,
+        )  # fmt: skip
+
+    @post("/ops/retry/{ident:str}", status_code=303, sync_to_thread=True)
+    def retry(
+        self,
+        request: Request[Any, Any, Any],
+        heaters: NamedDependency[HeatersApplication],
+        projections: NamedDependency[Projections],
+        user: NamedDependency[User],
+        ident: FromPath[str],
+    ) -> Redirect:
+        stage = heaters.request_retry(parse_id(ident, "video or clip id"), user.actor)
+        projections.settle(None)
+        _flash(request, f"{ident}: {stage} will be retried")
+        return Redirect("/ops", status_code=303)
+
+    @post("/ops/rebuild/{name:str}", status_code=303, sync_to_thread=True)
+    def rebuild(
+        self,
+        request: Request[Any, Any, Any],
+        projections: NamedDependency[Projections],
+        user: NamedDependency[User],
+        name: FromPath[str],
+    ) -> Redirect:
+        from projections.schema import PROJECTION_TABLES
+
+        if name not in PROJECTION_TABLES:
+            raise ValueError(f"no projection named {name!r}")
+        log.info("%s rebuilds projection %s", user.name, name)
+        projections.rebuild(name)
+        _flash(request, f"projection {name} rebuilt")
+        return Redirect("/ops", status_code=303)
+
+
+def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Response[Any]:
+    response = page(request, None, "error.html", status=status, message=message)
+    response.status_code = status
+    return response

@@ -1,0 +1,510 @@
+// Heaters review page: a sprite-sheet scrubber player and keyboard-first review actions.
+// No dependencies. Everything user-provided is written with textContent, never innerHTML.
+(function () {
+  "use strict";
+
+  const $ = (id) => document.getElementById(id);
+  const csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  const initial = JSON.parse($("initial-data").textContent);
+  const root = $("review");
+  const ACTION_KEYS = { a: "approve", s: "skip", d: "archive", f: "merge", g: "group" };
+  const QUEUE_SIZE = 4;
+
+  const state = {
+    queue: initial.clips || [], // queue[0] is the clip on screen
+    frame: 0,
+    playing: false,
+    speed: 1,
+    t0: 0,
+    f0: 0,
+    raf: 0,
+    split: false,
+    repeat: 0,
+    held: new Set(),
+    history: JSON.parse(sessionStorage.getItem("heaters.undo") || "[]"),
+    chain: Promise.resolve(),
+    inflight: new Set(),
+    idMode: false,
+    lastActivity: Date.now(),
+    images: new Map(),
+  };
+
+  // -- small helpers -------------------------------------------------------------------------------
+
+  function frac(text) {
+    const parts = String(text).split("/");
+    return [Number(parts[0]), parts.length > 1 ? Number(parts[1]) : 1];
+  }
+
+  function spriteIndex(sprite, frame) {
+    // k = floor(frame * sprite_fps / source_fps), in exact integer arithmetic
+    const [sn, sd] = frac(sprite.sprite_fps);
+    const [fn, fd] = frac(sprite.source_fps);
+    const num = frame * sn * fd;
+    const den = sd * fn;
+    const k = (num - (num % den)) / den;
+    return Math.min(k, sprite.sprite_count - 1);
+  }
+
+  function flash(message, kind) {
+    const el = $("flash");
+    el.textContent = message;
+    el.className = "flash " + (kind || "ok");
+    clearTimeout(flash.timer);
+    flash.timer = setTimeout(() => el.classList.add("hidden"), kind === "err" ? 6000 : 2000);
+  }
+
+  async function api(method, url, body) {
+    const options = { method, headers: { "x-csrftoken": csrf, accept: "application/json" } };
+    if (body !== undefined) {
+      options.headers["content-type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    const response = await fetch(url, options);
+    if (response.status === 401) {
+      window.location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+      throw new Error("log in again");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (e) {
+      data = null;
+    }
+    if (!response.ok) {
+      throw new Error((data && data.error) || "request failed (" + response.status + ")");
+    }
+    return data;
+  }
+
+  function setPending(n) {
+    const badge = $("pending-badge");
+    if (badge && typeof n === "number") badge.textContent = String(n);
+  }
+
+  function saveHistory() {
+    sessionStorage.setItem("heaters.undo", JSON.stringify(state.history.slice(-50)));
+  }
+
+  // -- player --------------------------------------------------------------------------------------
+
+  function current() {
+    return state.queue[0] || null;
+  }
+
+  function prefetch(clip) {
+    if (!clip || !clip.sprite) return;
+    const first = Math.floor(spriteIndex(clip.sprite, clip.start_frame) / clip.sprite.per_sheet);
+    const last = Math.floor(spriteIndex(clip.sprite, Math.max(clip.start_frame, clip.end_frame - 1)) / clip.sprite.per_sheet);
+    for (let s = first; s <= last; s++) {
+      const url = clip.sprite.sheets[s];
+      if (url && !state.images.has(url)) {
+        const img = new Image();
+        img.src = url;
+        state.images.set(url, img);
+      }
+    }
+    if (state.images.size > 200) state.images.clear();
+  }
+
+  function scale(sprite) {
+    const maxWidth = Math.min(960, root.clientWidth || 960);
+    return Math.min(2, maxWidth / sprite.tile_width);
+  }
+
+  function draw() {
+    const clip = current();
+    const player = $("player");
+    if (!clip) return;
+    const length = clip.end_frame - clip.start_frame;
+    $("frame-counter").textContent =
+      "frame " + (state.frame - clip.start_frame + 1) + " / " + length + " · source " + state.frame;
+    $("scrub").value = String(state.frame);
+    if (!clip.sprite) {
+      player.textContent = "no sprites for this clip";
+      player.style.backgroundImage = "none";
+      return;
+    }
+    player.textContent = "";
+    const sp = clip.sprite;
+    const k = spriteIndex(sp, state.frame);
+    const sheet = Math.floor(k / sp.per_sheet);
+    const slot = k % sp.per_sheet;
+    const col = slot % sp.columns;
+    const row = Math.floor(slot / sp.columns);
+    const z = scale(sp);
+    player.style.width = Math.round(sp.tile_width * z) + "px";
+    player.style.height = Math.round(sp.tile_height * z) + "px";
+    player.style.backgroundImage = 'url("' + sp.sheets[sheet] + '")';
+    player.style.backgroundSize = Math.round(sp.columns * sp.tile_width * z) + "px " + Math.round(sp.rows * sp.tile_height * z) + "px";
+    player.style.backgroundPosition = -Math.round(col * sp.tile_width * z) + "px " + -Math.round(row * sp.tile_height * z) + "px";
+    player.dataset.sheet = String(sheet);
+    player.dataset.sprite = String(k);
+    player.dataset.frame = String(state.frame);
+  }
+
+  function seek(frame) {
+    const clip = current();
+    if (!clip) return;
+    state.frame = Math.max(clip.start_frame, Math.min(clip.end_frame - 1, frame));
+    if (state.playing) {
+      state.t0 = performance.now();
+      state.f0 = state.frame;
+    }
+    draw();
+  }
+
+  function tick(now) {
+    const clip = current();
+    if (!state.playing || !clip) return;
+    const [fn, fd] = frac(clip.sprite ? clip.sprite.source_fps : clip.fps || 25);
+    const length = clip.end_frame - clip.start_frame;
+    const elapsed = ((now - state.t0) / 1000) * state.speed;
+    const offset = Math.floor((elapsed * fn) / fd) + (state.f0 - clip.start_frame);
+    state.frame = clip.start_frame + (offset % length);
+    draw();
+    state.raf = requestAnimationFrame(tick);
+  }
+
+  function play(on) {
+    state.playing = on;
+    $("play").textContent = on ? "Pause" : "Play";
+    cancelAnimationFrame(state.raf);
+    if (on) {
+      leaveSplit();
+      state.t0 = performance.now();
+      state.f0 = state.frame;
+      state.raf = requestAnimationFrame(tick);
+    }
+  }
+
+  function setSpeed(speed) {
+    state.speed = speed;
+    for (const b of document.querySelectorAll(".speed")) {
+      b.classList.toggle("active", Number(b.dataset.speed) === speed);
+    }
+    if (state.playing) play(true);
+  }
+
+  // -- showing a clip ------------------------------------------------------------------------------
+
+  function show() {
+    const clip = current();
+    play(false);
+    leaveSplit();
+    closeIdMode();
+    $("done").classList.toggle("hidden", !!clip);
+    $("reviewer").classList.toggle("hidden", !clip);
+    if (!clip) {
+      history.replaceState(null, "", "/review");
+      return;
+    }
+    $("clip-title").textContent = clip.video_title || "(untitled)";
+    $("clip-pos").textContent = "clip " + (clip.index + 1) + " of " + clip.clip_count + " · frames " + clip.start_frame + "-" + clip.end_frame;
+    $("clip-state").textContent = clip.state;
+    $("clip-link").textContent = clip.id;
+    $("clip-link").href = "/review?clip=" + encodeURIComponent(clip.id);
+    $("clip-history").href = "/clips/" + encodeURIComponent(clip.id) + "/history";
+    const warning = $("lease-warning");
+    if (clip.leased_by) {
+      warning.textContent = "Clip being reviewed by " + clip.leased_by + " right now.";
+      warning.classList.remove("hidden");
+    } else if (clip.state !== "pending_review") {
+      warning.textContent = "This clip is " + clip.state + " (not pending review).";
+      warning.classList.remove("hidden");
+    } else {
+      warning.classList.add("hidden");
+    }
+    const scrub = $("scrub");
+    scrub.min = String(clip.start_frame);
+    scrub.max = String(clip.end_frame - 1);
+    state.frame = clip.start_frame;
+    history.replaceState(null, "", "/review?clip=" + encodeURIComponent(clip.id));
+    root.dataset.clip = clip.id;
+    state.queue.forEach(prefetch);
+    draw();
+  }
+
+  // -- split mode ----------------------------------------------------------------------------------
+
+  function enterSplit() {
+    if (!current()) return;
+    play(false);
+    state.split = true;
+    $("split-marker").classList.remove("hidden");
+    root.classList.add("splitting");
+  }
+
+  function leaveSplit() {
+    state.split = false;
+    state.repeat = 0;
+    $("split-marker").classList.add("hidden");
+    root.classList.remove("splitting");
+  }
+
+  function step(direction, repeat) {
+    if (!state.split) enterSplit();
+    state.repeat = repeat ? state.repeat + 1 : 0;
+    const size = Math.min(16, 1 << Math.floor(state.repeat / 3)); // 1, 2, 4, 8, 16 while held
+    seek(state.frame + direction * size);
+  }
+
+  // -- ID mode -------------------------------------------------------------------------------------
+
+  async function openIdMode() {
+    const clip = current();
+    if (!clip) return;
+    play(false);
+    state.idMode = true;
+    $("id-mode").classList.remove("hidden");
+    const grid = $("siblings");
+    grid.textContent = "loading…";
+    try {
+      const data = await api("GET", "/api/clips/" + encodeURIComponent(clip.id) + "/siblings");
+      grid.textContent = "";
+      for (const s of data.clips) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "sibling" + (s.id === clip.id ? " self" : "");
+        button.dataset.id = s.id;
+        const thumb = document.createElement("div");
+        thumb.className = "thumb";
+        if (s.thumb_style) thumb.setAttribute("style", s.thumb_style);
+        const label = document.createElement("div");
+        label.className = "small";
+        label.textContent = "#" + (s.index + 1) + " · " + s.start_frame + "–" + s.end_frame + " · " + s.state;
+        const ident = document.createElement("div");
+        ident.className = "mono tiny";
+        ident.textContent = s.id;
+        button.append(thumb, label, ident);
+        button.disabled = s.id === clip.id;
+        button.addEventListener("click", () => {
+          $("target-id").value = s.id;
+          for (const b of grid.querySelectorAll(".sibling")) b.classList.toggle("chosen", b === button);
+          button.blur();
+        });
+        grid.append(button);
+      }
+    } catch (error) {
+      grid.textContent = error.message;
+    }
+  }
+
+  function closeIdMode() {
+    state.idMode = false;
+    $("id-mode").classList.add("hidden");
+  }
+
+  // -- actions -------------------------------------------------------------------------------------
+
+  function run(task) {
+    state.chain = state.chain.then(task).catch((error) => flash(error.message, "err"));
+    return state.chain;
+  }
+
+  async function refill(front) {
+    const exclude = [...state.inflight].join(",");
+    const data = await api("GET", "/api/review/next?count=" + QUEUE_SIZE + (exclude ? "&exclude=" + exclude : ""));
+    setPending(data.pending);
+    const shown = current();
+    let queue = data.clips;
+    const ids = new Set((front || []).map((c) => c.id));
+    queue = [...(front || []), ...queue.filter((c) => !ids.has(c.id))];
+    if (!front && shown && !state.inflight.has(shown.id)) {
+      const fresh = queue.find((c) => c.id === shown.id);
+      if (fresh) {
+        queue = [fresh, ...queue.filter((c) => c.id !== shown.id)];
+      } else if (shown.state === "pending_review" && !shown.leased_by) {
+        flash("Clip " + shown.id + " was reviewed elsewhere meanwhile", "err");
+      } else {
+        queue = [shown, ...queue.filter((c) => c.id !== shown.id)];
+      }
+    }
+    const changed = !shown || !queue[0] || queue[0].id !== shown.id || (front && front.length);
+    state.queue = queue;
+    if (changed) show();
+    else state.queue.forEach(prefetch);
+  }
+
+  async function fetchViews(ids) {
+    const views = [];
+    for (const id of ids) views.push(await api("GET", "/api/clips/" + encodeURIComponent(id)));
+    return views;
+  }
+
+  function act(action, target) {
+    const clip = current();
+    if (!clip) return;
+    const id = clip.id;
+    const url = "/api/clips/" + encodeURIComponent(id) + "/" + action;
+    if (action === "approve" || action === "skip" || action === "archive" || (action === "group" && !target)) {
+      // optimistic: the next clip (already prefetched) shows at once
+      state.inflight.add(id);
+      state.queue.shift();
+      show();
+      run(async () => {
+        try {
+          const result = await api("POST", url, action === "group" ? {} : undefined);
+          state.history.push({ action, clipId: id });
+          saveHistory();
+          setPending(result.pending);
+          flash(result.message + " · clip " + (clip.index + 1) + " of " + (clip.video_title || "untitled"), "ok");
+        } catch (error) {
+          state.queue.unshift(clip); // put it back: nothing was stored
+          show();
+          throw error;
+        } finally {
+          state.inflight.delete(id);
+        }
+        await refill();
+      });
+      return;
+    }
+    run(async () => {
+      let body;
+      if (action === "split") body = { frame: state.frame };
+      if (action === "merge" || action === "group") body = target ? { with_clip_id: target } : {};
+      const result = await api("POST", url, body);
+      state.history.push({ action, clipId: id });
+      saveHistory();
+      setPending(result.pending);
+      flash(result.message, "ok");
+      const front = await fetchViews(result.new_clip_ids || []);
+      await refill(front);
+    });
+  }
+
+  function undo() {
+    const last = state.history.pop();
+    saveHistory();
+    if (!last) {
+      flash("Nothing to undo", "err");
+      return;
+    }
+    run(async () => {
+      try {
+        const result = await api("POST", "/api/clips/" + encodeURIComponent(last.clipId) + "/undo");
+        setPending(result.pending);
+        flash(result.message, "ok");
+      } catch (error) {
+        state.history.push(last);
+        saveHistory();
+        throw error;
+      }
+      const front = await fetchViews([last.clipId]);
+      await refill(front.filter((c) => c.live));
+    });
+  }
+
+  // -- keyboard ------------------------------------------------------------------------------------
+
+  function typing(event) {
+    const t = event.target;
+    if (!t) return false;
+    if (t.tagName === "INPUT") return t.type !== "range"; // the scrubber keeps the hotkeys
+    return t.tagName === "TEXTAREA" || t.tagName === "SELECT";
+  }
+
+  document.addEventListener("keydown", (event) => {
+    state.lastActivity = Date.now();
+    const key = event.key;
+    if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "z") {
+      event.preventDefault();
+      undo();
+      return;
+    }
+    if (key === "Escape") {
+      leaveSplit();
+      closeIdMode();
+      if (typing(event)) event.target.blur();
+      return;
+    }
+    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const lower = key.length === 1 ? key.toLowerCase() : key;
+    if (ACTION_KEYS[lower]) {
+      state.held.add(lower);
+      event.preventDefault();
+      return;
+    }
+    if (key === " " || key === "Spacebar") {
+      event.preventDefault();
+      if (event.shiftKey) {
+        if (state.idMode) closeIdMode();
+        else openIdMode();
+      } else {
+        play(!state.playing);
+      }
+      return;
+    }
+    if (key === "ArrowLeft" || key === "ArrowRight") {
+      event.preventDefault();
+      step(key === "ArrowLeft" ? -1 : 1, event.repeat);
+      return;
+    }
+    if (key === "Enter") {
+      event.preventDefault();
+      if (event.repeat) return;
+      const held = [...state.held];
+      if (held.length === 1) {
+        const action = ACTION_KEYS[held[0]];
+        if (state.idMode && (action === "merge" || action === "group")) {
+          const target = $("target-id").value.trim();
+          if (!target) flash("Pick a target clip first", "err");
+          else act(action, target);
+        } else {
+          act(action);
+        }
+      } else if (held.length > 1) {
+        flash("Hold only one of A/S/D/F/G", "err");
+      } else if (state.split) {
+        act("split");
+      }
+    }
+  });
+
+  document.addEventListener("keyup", (event) => {
+    const lower = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    state.held.delete(lower);
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") state.repeat = 0;
+  });
+  window.addEventListener("blur", () => state.held.clear());
+
+  // -- mouse ---------------------------------------------------------------------------------------
+
+  $("player").addEventListener("click", () => play(!state.playing));
+  $("play").addEventListener("click", () => play(!state.playing));
+  $("scrub").addEventListener("input", (e) => {
+    play(false);
+    seek(Number(e.target.value));
+  });
+  for (const b of document.querySelectorAll(".speed")) {
+    b.addEventListener("click", () => setSpeed(Number(b.dataset.speed)));
+  }
+  for (const b of document.querySelectorAll("[data-action]")) {
+    b.addEventListener("click", () => {
+      const action = b.dataset.action;
+      if (action === "undo") undo();
+      else if (action === "merge-id" || action === "group-id") {
+        const target = $("target-id").value.trim();
+        if (!target) flash("Pick a target clip first", "err");
+        else act(action.split("-")[0], target);
+      } else act(action);
+      b.blur();
+    });
+  }
+  $("id-mode-button").addEventListener("click", () => (state.idMode ? closeIdMode() : openIdMode()));
+
+  // -- leases: renewed while the reviewer is active ------------------------------------------------
+
+  const renewEvery = Math.max(20, Number(root.dataset.leaseSeconds || 300) / 3) * 1000;
+  document.addEventListener("mousemove", () => (state.lastActivity = Date.now()), { passive: true });
+  setInterval(() => {
+    if (Date.now() - state.lastActivity < renewEvery && current()) {
+      api("POST", "/api/review/leases/renew").catch(() => {});
+    }
+  }, renewEvery);
+
+  setPending(initial.pending);
+  show();
+  window.heatersReview = { state, spriteIndex }; // for tests and debugging
+})();
