@@ -456,6 +456,7 @@ def up(
     from infra.pipeline import build_pipeline
     from projections.runner import ProjectionDaemon, catch_up
     from web.app import create_app
+    from web.auth import user_count
 
     configure_logging(logging.INFO)
     settings = obj.settings
@@ -485,6 +486,10 @@ def up(
                     secret=settings.web_secret,
                 )
                 click.echo(f"Heaters is up: http://{host}:{port}/review  (Ctrl+C stops)")
+                if user_count(address, settings.database_schema) == 0:
+                    click.echo(
+                        "No accounts yet: create one with `heaters user add NAME --role reviewer|auditor|ops`"
+                    )
                 uvicorn.run(web_app, host=host, port=port, log_level="info")
             else:
                 click.echo("Heaters is up (no web); Ctrl+C stops")

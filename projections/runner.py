@@ -114,7 +114,7 @@ def ensure_schema(conn: psycopg.Connection[Any], projections: Sequence[Projectio
     """Create pgvector, the runner's tables, the projections' tables and their position rows."""
     try:
         with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public")
     except psycopg.errors.UniqueViolation:  # another process created it at the same instant
         pass
     names = ["projection_positions", "projection_errors", "review_leases"]

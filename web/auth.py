@@ -105,6 +105,15 @@ def add_user(address: DatabaseAddress, schema: str, name: str, role: str, passwo
     return created
 
 
+def user_count(address: DatabaseAddress, schema: str) -> int:
+    ensure_tables(address, schema)
+    with connect(address) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "users"))
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 @dataclass(frozen=True)
 class User:
     name: str

@@ -13,12 +13,14 @@ from uuid import uuid4
 import pytest
 import redis
 import torch
+from psycopg import sql
 
 from commands.service import HeatersApplication
 from infra.config import Settings
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, connect
 from infra.object_storage import S3ObjectStorage
 from infra.pipeline import Pipeline, build_pipeline
+from projections.runner import catch_up
 from tests.integration.pipeline_support import known_cuts_video, tiny_embedder, video_settled, wait_until
 
 pytestmark = pytest.mark.integration
@@ -83,7 +85,11 @@ def manager(
 
 
 def test_worker_killed_mid_job_loses_and_duplicates_nothing(
-    settings: Settings, manager: Pipeline, pg_app: HeatersApplication, tmp_path: Path
+    settings: Settings,
+    manager: Pipeline,
+    pg_app: HeatersApplication,
+    pg_address: DatabaseAddress,
+    tmp_path: Path,
 ) -> None:
     log = tmp_path / "worker.log"
     worker = start_worker(settings, log)
@@ -116,6 +122,20 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(
             clip.embedding["model"] == "ViT-S-32" and clip.embedding["pretrained"] == settings.clip_pretrained
         )
         assert storage.exists(clip.export_key or "")
+
+        # The similarity read model holds one L2-normalised pgvector row per (clip, model, strategy).
+        catch_up(pg_address, settings.database_schema)
+        with connect(pg_address) as conn:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT model, strategy, dimension, vector_norm(embedding) FROM {} WHERE clip_id = %s AND live"
+                ).format(sql.Identifier(settings.database_schema, "rm_embeddings")),
+                (clip.id,),
+            ).fetchall()
+        assert [(m, s, d) for m, s, d, _ in rows] == [
+            ("ViT-S-32", "keyframe_multi_avg", clip.embedding["dimension"])
+        ]
+        assert abs(rows[0][3] - 1.0) < 1e-4
     finally:
         worker.kill()
         worker.wait(10)
