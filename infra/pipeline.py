@@ -16,6 +16,7 @@ from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import ObjectStorage
 from processors.actors import PipelineActors
+from processors.middleware import StageTiming
 from processors.process_manager import PipelineProcessManager
 from processors.stages import PipelineContext
 
@@ -70,6 +71,7 @@ def build_pipeline(
 ) -> Pipeline:
     context = PipelineContext(app, storage, settings, embedder_factory)
     broker = broker or make_broker(settings)
+    broker.add_middleware(StageTiming())
     actors = PipelineActors(broker, lambda: context, settings.max_attempts, min_backoff_ms=min_backoff_ms)
     for queue in actors.queues:
         broker.declare_queue(queue)
