@@ -47,6 +47,7 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, action: str, seconds: float, outcome: str, detail: str = "") -> None:
@@ -55,6 +56,8 @@ class Tally:
             self.outcomes[(action, outcome)] += 1
             if outcome == "error":
                 self.errors.append(f"{action}: {detail}")
+            elif outcome in ("conflict", "refused") and len(self.refusals) < 200:
+                self.refusals.append(f"{action} {outcome}: {detail}")
 
 
 def _free_port() -> int:
@@ -118,11 +121,14 @@ def _reviewer(base: str, name: str, deadline: float, tally: Tally, seed: int) ->
             seconds = time.perf_counter() - started
             if response.is_success:
                 tally.record(action, seconds, "ok")
-                done.append(target)
+                if action == "undo":
+                    done.pop()
+                else:
+                    done.append(target)
             elif response.status_code == 409:
-                tally.record(action, seconds, "conflict")
-            elif response.status_code == 422:
-                tally.record(action, seconds, "refused")  # a rule said no (e.g. merge of a first clip)
+                tally.record(action, seconds, "conflict", response.json().get("error", ""))
+            elif response.status_code == 422:  # a rule said no (e.g. merge of a first clip)
+                tally.record(action, seconds, "refused", response.json().get("error", ""))
             else:
                 tally.record(action, seconds, "error", f"HTTP {response.status_code}: {response.text[:200]}")
 
@@ -226,6 +232,7 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
         "rows": rows,
         "baseline_approve_ms": {"p50": b50, "p95": b95, "p99": b99},
         "errors": tally.errors[:50],
+        "conflicts_and_refusals": tally.refusals,
         "events_stored_by_reviewers": user_events,
         "events_implied_min": expected_min,
         "event_count_consistent": consistent,

@@ -177,6 +177,13 @@ class Review:
 
     # -- acting ------------------------------------------------------------------------------------
 
+    def _previous(self, clip_id: UUID) -> UUID | None:
+        clip = self.rm.clip(clip_id)
+        if clip is None:
+            return None
+        earlier = [c for c in self.rm.live_clips(clip["video_id"]) if c["end_frame"] <= clip["start_frame"]]
+        return earlier[-1]["id"] if earlier else None
+
     def act(
         self,
         user: User,
@@ -191,6 +198,11 @@ class Review:
         holder = self.rm.lease_holder(cid, user.name)
         if holder is not None:
             raise LeaseHeld(cid, holder)
+        if action in ("merge", "group"):  # the other clip must not be in another reviewer's hands
+            partner = other or self._previous(cid)
+            partner_holder = self.rm.lease_holder(partner, user.name) if partner else None
+            if partner is not None and partner_holder is not None:
+                raise LeaseHeld(partner, partner_holder)
         actor = user.actor
         new_ids: list[UUID] = []
         other_id: UUID | None = None
@@ -219,13 +231,15 @@ class Review:
             message = f"Undid {undone}"
         else:
             raise ValueError(f"unknown action {action!r}")
+        for new_id in new_ids:  # the reviewer reviews what they just made
+            self.rm.take_lease(new_id, user.name, self.lease_ttl)
+        # Release the lease only once the read models show the decision: released earlier, another
+        # reviewer's next-clip query could still see the clip as pending and take it.
+        caught_up = self.projections.settle()
         if action == "undo":
             self.rm.take_lease(cid, user.name, self.lease_ttl)
         else:
             self.rm.release([cid], user.name)
-        for new_id in new_ids:  # the reviewer reviews what they just made
-            self.rm.take_lease(new_id, user.name, self.lease_ttl)
-        caught_up = self.projections.settle()
         log.info("%s: %s on clip %s", user.name, action, cid)
         return ActionResult(
             action=action,
