@@ -269,7 +269,7 @@ class HeatersApplication(Application[UUID]):
     def record_video_failure(
         self, video_id: object, stage: str, attempt: int, reason: str, actor: str
     ) -> bool:
-        recorded = self._record_video(video_id, lambda v: v.record_failure(stage, actor, attempt, reason))
+        recorded = self._record_video(video_id, lambda v: v.record_failure(stage, attempt, reason, actor))
         if recorded:
             log.warning("video %s: %s failed (attempt %d): %s", video_id, stage, attempt, reason)
         return recorded

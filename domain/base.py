@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from eventsourcing.domain import Aggregate
 
+from domain.errors import DomainError
+
 StageStatus = Literal["pending", "running", "done", "failed"]
 
 #: Actor of events recorded by the pipeline: ``stage:<name>``; people are ``user:<name>``.
@@ -38,6 +40,14 @@ class StageProgress:
 
     def failed(self, reason: str, attempt: int) -> StageProgress:
         return replace(self, status="failed", last_error=reason, attempts=max(self.attempts, attempt))
+
+    def takes_failure(self, attempt: int, reason: str) -> bool:
+        """Whether a failure report of ``attempt`` is news: not once the stage is done, not twice."""
+        if self.status == "done" or (self.status == "failed" and self.attempts >= attempt):
+            return False
+        if not reason.strip():
+            raise DomainError("a failure needs a reason a person can act on")
+        return True
 
     def retried(self) -> StageProgress:
         return replace(self, status="pending")

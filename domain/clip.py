@@ -397,11 +397,8 @@ class Clip(HeatersAggregate):
     def record_failure(self, stage: str, attempt: int, reason: str, actor: str) -> bool:
         if stage not in CLIP_STAGES:
             raise DomainError(f"unknown clip stage {stage!r}; stages are {', '.join(CLIP_STAGES)}")
-        progress = self.stages[stage]
-        if progress.status == "done" or (progress.status == "failed" and progress.attempts >= attempt):
+        if not self.stages[stage].takes_failure(attempt, reason):
             return False
-        if not reason.strip():
-            raise DomainError("a failure needs a reason a person can act on")
         self.trigger_event(self.StageFailed, stage=stage, attempt=attempt, reason=reason, actor=actor)
         return True
 

@@ -307,14 +307,11 @@ class Video(HeatersAggregate):
         )
         return layout
 
-    def record_failure(self, stage: str, actor: str, attempt: int, reason: str) -> bool:
+    def record_failure(self, stage: str, attempt: int, reason: str, actor: str) -> bool:
         if stage not in PIPELINE_STAGES:
             raise DomainError(f"unknown video stage {stage!r}; stages are {', '.join(PIPELINE_STAGES)}")
-        progress = self.stages[stage]
-        if progress.status == "done" or (progress.status == "failed" and progress.attempts >= attempt):
+        if not self.stages[stage].takes_failure(attempt, reason):
             return False
-        if not reason.strip():
-            raise DomainError("a failure needs a reason a person can act on")
         failed = {
             "download": self.DownloadFailed,
             "proxy": self.ProxyFailed,

@@ -93,20 +93,46 @@ def _run_video_stage(
         log.info("video %s: %s not started: %s", video_id, stage, error)
         return
     log.info("video %s: %s attempt %d started", video_id, stage, attempt)
+
+    def attempt_work(workdir: Path) -> None:
+        try:
+            work(attempt, workdir)
+        except DomainError as error:  # the result broke a rule (e.g. a video without frames)
+            raise PermanentFailure(str(error)) from error
+
+    _attempt(
+        ctx,
+        f"video {video_id}: {stage}",
+        attempt_work,
+        lambda reason: app.record_video_failure(video_id, stage, attempt, reason, actor),
+        attempt,
+        final_attempt,
+    )
+
+
+def _attempt(
+    ctx: PipelineContext,
+    what: str,
+    work: Callable[[Path], None],
+    record_failure: Callable[[str], object],
+    attempt: int,
+    final_attempt: Callable[[int], bool],
+) -> None:
+    """Run one attempt of a stage: a reason a person must act on is recorded at once; other errors
+    are raised for the broker to retry, and recorded when the last attempt fails."""
     try:
         with _workdir(ctx.settings) as workdir:
-            work(attempt, workdir)
+            work(workdir)
     except (MediaError, PermanentFailure) as error:
-        app.record_video_failure(video_id, stage, attempt, str(error), actor)
+        record_failure(str(error))
     except Exception as error:
         if final_attempt(attempt):
-            reason = f"{type(error).__name__}: {error} (gave up after {attempt} attempts)"
-            app.record_video_failure(video_id, stage, attempt, reason, actor)
+            record_failure(f"{type(error).__name__}: {error} (gave up after {attempt} attempts)")
             return
-        log.warning("video %s: %s attempt %d failed, will retry: %s", video_id, stage, attempt, error)
+        log.warning("%s attempt %d failed, will retry: %s", what, attempt, error)
         raise
     else:
-        log.info("video %s: %s done (attempt %d)", video_id, stage, attempt)
+        log.info("%s done (attempt %d)", what, attempt)
 
 
 def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
@@ -235,21 +261,16 @@ def _run_clip_stage(
         log.info("clip %s: %s waits for %s", clip_id, stage, needs)
         return
     try:
-        with _workdir(ctx.settings) as workdir:
-            work(workdir)
+        _attempt(
+            ctx,
+            f"clip {clip_id}: {stage}",
+            work,
+            lambda reason: app.record_clip_failure(clip_id, stage, attempt, reason, actor),
+            attempt,
+            final_attempt,
+        )
     except DomainError as error:  # the clip changed meanwhile (e.g. approval undone): nothing to do
         log.info("clip %s: %s result not recorded: %s", clip_id, stage, error)
-    except (MediaError, PermanentFailure) as error:
-        app.record_clip_failure(clip_id, stage, attempt, str(error), actor)
-    except Exception as error:
-        if final_attempt(attempt):
-            reason = f"{type(error).__name__}: {error} (gave up after {attempt} attempts)"
-            app.record_clip_failure(clip_id, stage, attempt, reason, actor)
-            return
-        log.warning("clip %s: %s attempt %d failed, will retry: %s", clip_id, stage, attempt, error)
-        raise
-    else:
-        log.info("clip %s: %s done", clip_id, stage)
 
 
 def keyframes(

@@ -51,7 +51,7 @@ def test_stages_run_in_order_and_count_attempts() -> None:
     assert video.start_stage("download", ACTOR) == 1
     assert video.state == "download_running"
     assert video.start_stage("download", ACTOR) == 2  # a redelivered job is a new attempt
-    assert video.record_failure("download", ACTOR, 2, "HTTP 404 from https://x") is True
+    assert video.record_failure("download", 2, "HTTP 404 from https://x", ACTOR) is True
     assert video.state == "download_failed"
     assert video.stages["download"].last_error == "HTTP 404 from https://x"
     with pytest.raises(DomainError, match="heaters retry video"):
@@ -80,7 +80,7 @@ def test_reporting_a_result_twice_stores_one_event() -> None:
     )
     assert again is False
     assert len(video.pending_events) == before
-    assert video.record_failure("download", ACTOR, 1, "late failure report") is False
+    assert video.record_failure("download", 1, "late failure report", ACTOR) is False
 
 
 def test_shots_make_the_layout_once() -> None:
@@ -101,8 +101,8 @@ def test_shots_make_the_layout_once() -> None:
 def test_failure_needs_a_reason_and_a_known_stage() -> None:
     video = Video.submit(uuid4(), "/a.mp4", "user:a")
     with pytest.raises(DomainError, match="reason"):
-        video.record_failure("download", ACTOR, 1, " ")
+        video.record_failure("download", 1, " ", ACTOR)
     with pytest.raises(DomainError, match="unknown video stage"):
-        video.record_failure("teleport", ACTOR, 1, "x")
+        video.record_failure("teleport", 1, "x", ACTOR)
     with pytest.raises(DomainError, match="no failed stage"):
         video.request_retry("user:ops")
