@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
 from commands.service import HeatersApplication
@@ -25,8 +25,9 @@ from web.dto import (
     SplitBody,
     TargetBody,
 )
-from web.readmodels import ReadModels
+from web.readmodels import Manifests, ReadModels
 from web.review import Projections, Review
+from web.search import search_page
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,34 @@ class ReviewApi(Controller):
     ) -> ActionResult:
         """Approve as grouped with another clip of the same video (by default the previous one)."""
         return review.act(user, clip_id, "group", with_clip_id=data.with_clip_id if data else None)
+
+
+class SearchApi(Controller):
+    path = "/api"
+    tags = ["search"]
+
+    @get("/search", guards=[require("reviewer", "auditor")], sync_to_thread=True)
+    def search(
+        self,
+        rm: NamedDependency[ReadModels],
+        manifests: NamedDependency[Manifests],
+        clip: Annotated[
+            str | None, QueryParameter(description="clip id; empty or 'random' picks one")
+        ] = None,
+        model: FromQuery[str | None] = None,
+        strategy: FromQuery[str | None] = None,
+        video: FromQuery[str | None] = None,
+        sort: Annotated[
+            str | None, QueryParameter(description="desc: most similar first (default); asc: least similar")
+        ] = None,
+        page_number: Annotated[int, QueryParameter(name="page", ge=1, le=10_000)] = 1,
+    ) -> dict[str, Any]:
+        """The similarity search page's data: the main clip and a page of 12 results with scores (%)."""
+        found = search_page(
+            rm, manifests, clip, model or None, strategy or None, video or None, page_number, sort or None
+        )
+        keys = ("clip", "model", "strategy", "video", "sort", "page_number", "has_more", "main", "results")
+        return {key: found[key] for key in keys}
 
 
 class OpsApi(Controller):

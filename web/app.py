@@ -2,8 +2,9 @@
 
 :func:`create_app` wires everything by dependency injection (no globals): the settings, the
 application service (commands), the database address (read models, users, leases) and the object
-storage (media). Sessions are server-side, every state-changing request needs the CSRF token, and
-every route checks the user's role.
+storage (media). Sessions are server-side in the ``web_sessions`` table (shared by every web process
+on the schema, kept across restarts), every state-changing request needs the CSRF token, and every
+route checks the user's role.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
-from litestar.stores.memory import MemoryStore
 from litestar.template.config import TemplateConfig
 
 from commands.errors import Conflict, NotFound
@@ -40,11 +40,12 @@ from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
-from web.api import OpsApi, ReviewApi
+from web.api import OpsApi, ReviewApi, SearchApi
 from web.auth import LoginLimiter, RotatingSessionConfig, current_user, ensure_tables, require
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
 from web.readmodels import Manifests, ReadModels
 from web.review import LeaseHeld, Projections, Review
+from web.sessions import PostgresSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -161,22 +162,26 @@ def create_app(
     debug: bool = False,
 ) -> Litestar:
     """The web app. ``queue_depths`` reports broker queue depths for the ops page ("n/a" without it);
-    ``secret`` signs CSRF tokens (random per process by default)."""
+    ``secret`` signs CSRF tokens (random per process by default: set it when several processes serve
+    one site, or a form loaded from one process is refused by another)."""
     schema = settings.database_schema
     rm = ReadModels(address, schema)
     manifests = Manifests(storage)
     projections = Projections(app, address, schema, timeout=settle_timeout)
     review = Review(app, rm, manifests, projections, lease_ttl=lease_seconds)
     limiter = LoginLimiter(limit=login_limit)
+    sessions = PostgresSessionStore(address, schema)
     csrf_secret = secret or secrets.token_hex(32)
 
     def startup() -> None:
         ensure_tables(address, schema)
+        sessions.open()
         rm.open()
         log.info("web app ready on schema %s", schema)
 
     def shutdown() -> None:
         rm.close()
+        sessions.close()
 
     def depths() -> dict[str, int] | None:
         if queue_depths is None:
@@ -209,6 +214,7 @@ def create_app(
             AuditPages,
             OpsPages,
             ReviewApi,
+            SearchApi,
             OpsApi,
             media,
             create_static_files_router(
@@ -230,8 +236,12 @@ def create_app(
         },
         on_startup=[startup],
         on_shutdown=[shutdown],
-        middleware=[RotatingSessionConfig(max_age=SESSION_SECONDS, renew_on_access=True).middleware],
-        stores={"sessions": MemoryStore()},
+        middleware=[
+            RotatingSessionConfig(
+                max_age=SESSION_SECONDS, renew_on_access=True, exclude=["^/static/"]
+            ).middleware
+        ],
+        stores={"sessions": sessions},
         csrf_config=CSRFConfig(secret=csrf_secret, cookie_httponly=False, cookie_samesite="strict"),
         template_config=engine_config,
         openapi_config=OpenAPIConfig(title="Heaters", version="1.0.0"),

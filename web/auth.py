@@ -25,6 +25,7 @@ from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
+from litestar.types import Empty, Message, ScopeSession
 from psycopg import sql
 
 from infra.database import DatabaseAddress, connect
@@ -206,6 +207,27 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         if isinstance(new_id, str):
             return new_id
         return super().get_session_id(connection)
+
+    async def store_in_message(
+        self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> None:
+        """Like Litestar's, but an empty session of a visitor without a session cookie stores nothing
+        (no row per anonymous request), an emptied session is deleted, and on login (rotation) the
+        session under the old id is deleted."""
+        old_id = connection.cookies.get(self.config.key)
+        if old_id == "null":
+            old_id = None
+        if scope_session is None:
+            return
+        if scope_session is not Empty and not scope_session:
+            if old_id is None:
+                return
+            scope_session = Empty
+        await super().store_in_message(scope_session, message, connection)
+        state: dict[str, Any] = connection.scope.get("state", {})  # type: ignore[assignment]
+        new_id = state.get(ROTATE_KEY)
+        if old_id and isinstance(new_id, str) and new_id != old_id:
+            await self.delete(old_id, store=self.config.get_store_from_app(connection.scope["app"]))
 
 
 @dataclass

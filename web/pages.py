@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from litestar.response import Redirect, Response, Template
 
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
+from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from web.auth import LoginLimiter, User, authenticate, require, rotate_session, session_user
@@ -158,11 +160,13 @@ class SearchPages(Controller):
         model: FromQuery[str | None] = None,
         strategy: FromQuery[str | None] = None,
         video: FromQuery[str | None] = None,
+        sort: FromQuery[str | None] = None,
         page_number: Annotated[int, QueryParameter(name="page", ge=1, le=10_000)] = 1,
     ) -> Template:
-        """Clips similar to one clip (or a random one), by cosine distance of their embeddings."""
+        """Clips similar to one clip (or a random one), by cosine distance of their embeddings;
+        ``sort=desc`` (default) shows the most similar first, ``sort=asc`` the least similar."""
         context = search_page(
-            rm, manifests, clip, model or None, strategy or None, video or None, page_number
+            rm, manifests, clip, model or None, strategy or None, video or None, page_number, sort or None
         )
         return page(request, rm, "search.html", **context)
 
@@ -193,6 +197,31 @@ def _default(value: object) -> object:
     return str(value)
 
 
+_SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+def parse_as_of_time(text: str) -> datetime:
+    """An ISO-8601 time with a timezone (``2026-01-31T12:00:00+01:00``, ``…Z``). A ``+`` left
+    unescaped in a typed URL arrives as a space and is put back."""
+    value = _SPACED_OFFSET.sub(r"\1+\2", text.strip())
+    example = "e.g. 2026-01-31T12:00:00+00:00 or 2026-01-31T12:00:00Z"
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"as_of_time must be an ISO-8601 time with a timezone ({example}), got {text!r}"
+        ) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"as_of_time needs a timezone ({example}), got {text!r}")
+    return when
+
+
+def _time_default(events: list[dict[str, Any]]) -> str:
+    """The form's default: the time of the latest event (or now), in UTC, to the second."""
+    at = events[-1]["at"] if events and isinstance(events[-1].get("at"), datetime) else datetime.now(UTC)
+    return str(at.astimezone(UTC).replace(microsecond=0).isoformat())
+
+
 class AuditPages(Controller):
     guards = [require("auditor")]
 
@@ -208,13 +237,16 @@ class AuditPages(Controller):
         heaters: NamedDependency[HeatersApplication],
         video_id: FromPath[str],
         as_of: FromQuery[int | None] = None,
+        as_of_time: FromQuery[str | None] = None,
     ) -> Template:
+        """Every event of a video; ``?as_of=VERSION`` or ``?as_of_time=ISO-8601`` also shows its state
+        then."""
         vid = parse_id(video_id, "video id")
         row = rm.video(vid)
         if row is None:
             raise NotFound("video", vid)
         clips = rm.live_clips(vid)
-        return self._history(request, rm, heaters, "video", vid, row, as_of, clips=clips)
+        return self._history(request, rm, heaters, "video", vid, row, as_of, as_of_time, clips=clips)
 
     @get("/clips/{clip_id:str}/history", sync_to_thread=True)
     def clip_history(
@@ -224,12 +256,15 @@ class AuditPages(Controller):
         heaters: NamedDependency[HeatersApplication],
         clip_id: FromPath[str],
         as_of: FromQuery[int | None] = None,
+        as_of_time: FromQuery[str | None] = None,
     ) -> Template:
+        """Every event of a clip; ``?as_of=VERSION`` or ``?as_of_time=ISO-8601`` also shows its state
+        then."""
         cid = parse_id(clip_id, "clip id")
         row = rm.clip(cid)
         if row is None:
             raise NotFound("clip", cid)
-        return self._history(request, rm, heaters, "clip", cid, row, as_of, clips=[])
+        return self._history(request, rm, heaters, "clip", cid, row, as_of, as_of_time, clips=[])
 
     @staticmethod
     def _history(
@@ -240,16 +275,28 @@ class AuditPages(Controller):
         ident: UUID,
         row: dict[str, Any],
         as_of: int | None,
+        as_of_time: str | None,
         clips: list[dict[str, Any]],
     ) -> Template:
         events = [
             {**e, "payload_text": json.dumps(e["payload"], indent=1, sort_keys=True, default=str)}
             for e in rm.history(ident)
         ]
+        when: datetime | None = None
+        if as_of_time and as_of_time.strip():
+            if as_of is not None:
+                raise ValueError("give as_of (a version) or as_of_time (a time), not both")
+            when = parse_as_of_time(as_of_time)
+            try:
+                as_of = heaters.version_at(ident, when)
+            except DomainError as error:  # before the aggregate existed: a bad time for it
+                raise ValueError(f"bad as_of_time: {error}") from None
         state_rows = _state_rows(heaters.state_at(ident, as_of)) if as_of is not None else None
         return page(
             request, rm, "history.html",
             kind=kind, ident=str(ident), row=row, events=events, as_of=as_of, state_rows=state_rows,
+            as_of_time=when.isoformat() if when else None,
+            time_value=when.isoformat() if when else _time_default(events),
             clips=clips,
         )  # fmt: skip
 

@@ -1,4 +1,5 @@
-"""The similarity search page: neighbours of a clip by cosine distance, with filters and pages of 12."""
+"""The similarity search page: neighbours of a clip by cosine distance, with filters, a sort order
+(most similar first, or least) and pages of 12. Result cards carry what the hover player needs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ from web.readmodels import Manifests, ReadModels
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 12
+#: ``desc``: most similar first (nearest neighbours, through the HNSW index); ``asc``: least similar first.
+SORTS = ("desc", "asc")
+#: Width in pixels of a result's sprite thumbnail.
+THUMB_WIDTH = 200
+
+
+def parse_sort(sort: str | None) -> str:
+    if not sort:
+        return "desc"
+    if sort not in SORTS:
+        raise ValueError(f"sort must be desc (most similar first) or asc (least similar first), got {sort!r}")
+    return sort
 
 
 def _field(row: Any, *names: str) -> Any:
@@ -39,10 +52,12 @@ def search_page(
     strategy: str | None,
     video: str | None,
     page_number: int,
+    sort: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the search template shows."""
+    """Everything the search template (and ``GET /api/search``) shows."""
     from projections.queries import similar_clips
 
+    order = parse_sort(sort)
     models, strategies = rm.embedding_options()
     video_id: UUID | None = parse_id(video, "video id") if video else None
     random_pick = not clip or clip == "random"
@@ -52,10 +67,14 @@ def search_page(
     main: dict[str, Any] | None = None
     if clip_id is not None:
         offset = (page_number - 1) * PAGE_SIZE
-        with rm.tuple_connection() as conn:
-            found: list[Any] = list(
-                similar_clips(conn, rm.schema, clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
-            )
+        found: list[Any]
+        if order == "asc":
+            found = rm.least_similar(clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
+        else:
+            with rm.tuple_connection() as conn:
+                found = list(
+                    similar_clips(conn, rm.schema, clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
+                )
         has_more = len(found) > PAGE_SIZE
         found = found[:PAGE_SIZE]
         ids = [parse_id(_field(r, "clip_id", "id"), "clip id") for r in found]
@@ -76,6 +95,7 @@ def search_page(
         "results": results,
         "page_number": page_number,
         "has_more": has_more,
+        "sort": order,
     }
 
 
@@ -83,8 +103,16 @@ def _card(
     manifests: Manifests, row: dict[str, Any] | None, clip_id: UUID, score: float | None, video_id: Any
 ) -> dict[str, Any]:
     thumb = None
+    play: dict[str, Any] | None = None
     if row is not None:
-        thumb = manifests.thumb(row.get("sprite_manifest"), (row["start_frame"] + row["end_frame"]) // 2, 200)
+        key = row.get("sprite_manifest")
+        thumb = manifests.thumb(key, (row["start_frame"] + row["end_frame"]) // 2, THUMB_WIDTH)
+        player = manifests.player(key)
+        if player is not None and thumb is not None:
+            play = {
+                **player, "start": int(row["start_frame"]), "end": int(row["end_frame"]),
+                "width": thumb.width, "height": thumb.height,
+            }  # fmt: skip
     return {
         "id": str(clip_id),
         "title": (row or {}).get("video_title"),
@@ -93,4 +121,5 @@ def _card(
         "state": (row or {}).get("state"),
         "score": None if score is None else round(max(0.0, min(1.0, score)) * 100, 1),
         "thumb_style": thumb.style if thumb else None,
+        "play": play,
     }

@@ -207,3 +207,49 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
         finally:
             browser.close()
     log.info("screenshots in %s", shots)
+
+
+def test_search_thumbnails_play_on_hover(
+    server: tuple[str, list[UUID]], pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from projections.runner import catch_up
+
+    base, clips = server
+    for i, clip in enumerate(clips):
+        pg_app.approve(clip, "user:rita")
+        start = pg_app.get_clip(clip).start
+        frames = [start + 1, start + 2, start + 3]
+        pg_app.record_keyframes(clip, "multi", [f"k/{clip}/{f}.jpg" for f in frames], frames, PIPELINE)
+        vector = [1.0, float(i), 0.5] + [0.0] * 509
+        pg_app.record_embedding(clip, "ViT-B-32", "openai", "keyframe_multi_avg", [vector], PIPELINE)
+    catch_up(pg_address, pg_schema)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(10_000)
+            page.goto(f"{base}/search?clip={clips[0]}&sort=asc")
+            page.fill("input[name=name]", "aldo")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            cards = page.locator("#results .card.result")
+            expect(cards).to_have_count(2)
+            assert cards.first.get_attribute("data-id") == str(clips[2])  # least similar first
+            thumb = cards.first.locator(".thumb")
+            resting = thumb.get_attribute("style")
+            cards.first.hover()
+            expect(thumb).to_have_class("thumb playable playing")
+            seen = set()
+            deadline = time.monotonic() + 5
+            while len(seen) < 3 and time.monotonic() < deadline:
+                seen.add(thumb.get_attribute("data-sprite"))
+                time.sleep(0.03)
+            assert len(seen - {None}) >= 3, seen  # it steps through the clip's sprites (70-100)
+            assert all(70 <= int(k) < 100 for k in seen if k is not None)
+            page.mouse.move(5, 5)
+            expect(thumb).to_have_class("thumb playable")
+            assert thumb.get_attribute("style") == resting
+        finally:
+            browser.close()

@@ -224,3 +224,175 @@ def test_search_page(web: Web) -> None:
     assert "%" in page.text
     assert web.client.get("/search").status_code == 200  # a random clip
     assert web.client.get("/search?clip=bad").status_code == 400
+
+
+def test_history_as_of_a_time(web: Web) -> None:
+    from datetime import UTC, timedelta, timezone
+
+    video_id, clips = clipped_video(web.heaters)
+    web.heaters.approve(clips[0], "user:rita")
+    web.login("aldo")
+    entries = web.heaters.history(clips[0])
+    assert [e.event for e in entries][-1] == "Approved" and len(entries) >= 2
+    created, approved = entries[0].timestamp, entries[-1].timestamp
+    url = f"/clips/{clips[0]}/history"
+
+    page = web.client.get(url)
+    assert page.status_code == 200 and 'name="as_of_time"' in page.text  # the form
+    first = web.client.get(url, params={"as_of_time": created.isoformat()})
+    assert first.status_code == 200, first.text
+    assert f"version {entries[0].version} " in first.text
+    assert '<th>state</th><td class="mono small">created</td>' in first.text
+    # in another timezone, and with a "+" that a typed URL turned into a space
+    later = approved.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+    last = web.client.get(f"{url}?as_of_time={later.replace('+', '%20')}")
+    assert last.status_code == 200, last.text
+    assert f"version {entries[-1].version} " in last.text
+    assert '<th>state</th><td class="mono small">approved</td>' in last.text
+    zulu = (approved + timedelta(days=1)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert f"version {entries[-1].version} " in web.client.get(url, params={"as_of_time": zulu}).text
+
+    video = web.client.get(
+        f"/videos/{video_id}/history", params={"as_of_time": (approved + timedelta(seconds=1)).isoformat()}
+    )
+    assert video.status_code == 200 and f"version {web.heaters.get_video(video_id).version} " in video.text
+
+    for value, words in (
+        ("yesterday", "ISO-8601"),
+        ("2026-01-31T12:00:00", "needs a timezone"),
+        ((created - timedelta(hours=1)).isoformat(), "did not exist yet"),
+        ("2026-13-01T00:00:00+00:00", "ISO-8601"),
+    ):
+        bad = web.client.get(url, params={"as_of_time": value})
+        assert bad.status_code == 400 and words in bad.text, (value, bad.text)
+        assert '<p class="error">' in bad.text  # the error page, not JSON
+    both = web.client.get(url, params={"as_of": 1, "as_of_time": created.isoformat()})
+    assert both.status_code == 400 and "not both" in both.text
+    assert web.client.get(url, params={"as_of_time": ""}).status_code == 200  # an empty form field
+
+
+def test_search_sorts_by_similarity_both_ways_and_cards_can_play(web: Web) -> None:
+    import html
+    import json
+    import re
+
+    from infra.media.sprites import SpriteManifest
+    from projections.runner import catch_up
+
+    video_id, clips = clipped_video(web.heaters, frame_count=500, cuts=(100, 200, 300, 400))
+    manifest = SpriteManifest(
+        source_fps="25", sprite_fps="25", source_frame_count=500, sprite_count=500, tile_width=320,
+        tile_height=180, columns=5, rows=5, frames_per_sheet=25,
+        sheets=[f"sheet_{i:05d}.jpg" for i in range(20)],
+    )  # fmt: skip
+    web.storage.put_bytes(f"videos/{video_id}/sprites/manifest.json", manifest.to_json().encode())
+    for i, clip in enumerate(clips):
+        web.heaters.approve(clip, "user:rita")
+        frames = [i * 100 + j for j in (25, 50, 75)]
+        web.heaters.record_keyframes(clip, "multi", [f"k/{clip}/{j}.jpg" for j in frames], frames, PIPELINE)
+        vector = [1.0, float(i), 0.5] + [0.0] * 509  # farther from clip 0 as i grows
+        web.heaters.record_embedding(clip, "ViT-B-32", "openai", "keyframe_multi_avg", [vector], PIPELINE)
+    catch_up(web.address, web.schema)
+    web.login("aldo")
+
+    def api(sort: str | None) -> list[tuple[str, float]]:
+        params = {"clip": str(clips[0]), "model": "ViT-B-32", **({"sort": sort} if sort else {})}
+        r = web.client.get("/api/search", params=params)
+        assert r.status_code == 200, r.text
+        assert r.json()["sort"] == (sort or "desc")
+        return [(c["id"], c["score"]) for c in r.json()["results"]]
+
+    nearest = api(None)
+    assert [cid for cid, _ in nearest] == [str(c) for c in clips[1:]]
+    assert [s for _, s in nearest] == sorted((s for _, s in nearest), reverse=True)
+    assert api("desc") == nearest
+    assert api("asc") == nearest[::-1]
+
+    page = web.client.get("/search", params={"clip": str(clips[0]), "model": "ViT-B-32", "sort": "asc"})
+    assert page.status_code == 200
+    shown = re.findall(r'class="card result" data-id="([^"]+)"', page.text)
+    assert shown == [str(c) for c in reversed(clips[1:])]
+    assert '<option value="asc" selected>' in page.text and "sort=asc" in page.text  # links keep it
+    assert web.client.get("/search", params={"clip": str(clips[0]), "sort": "sideways"}).status_code == 400
+    assert web.client.get("/api/search", params={"sort": "up"}).status_code == 400
+
+    # every card carries the sprite geometry the hover player needs, escaped into the attribute
+    plays = [json.loads(html.unescape(p)) for p in re.findall(r'data-play="([^"]+)"', page.text)]
+    assert len(plays) == len(clips)  # the main clip and the four results
+    last = plays[1]  # the least similar: clip 4, frames 400-500
+    assert (last["start"], last["end"], last["width"], last["per_sheet"]) == (400, 500, 200, 25)
+    assert last["sheets"][0] == f"/media/videos/{video_id}/sprites/sheet_00000.jpg"
+    assert '<script src="/static/search.js' in page.text
+    script = web.client.get("/static/search.js")
+    assert script.status_code == 200 and "mouseenter" in script.text
+
+
+def test_two_web_processes_racing_on_one_clip_store_one_decision(
+    web: Web, pg_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rita and Rob, each on their own web process (app, application service, pool), approve the same
+    unleased clip at the same moment: one wins, the other is told who changed what, and one
+    ``Approved`` event is stored. The first round forces the interleaving (both decide, then both
+    save); the next rounds race freely (the loser gets 409, or 422 if it loaded the clip already
+    approved)."""
+    import threading
+
+    _video_id, clips = clipped_video(web.heaters)
+    add_user(web.address, web.schema, "rob", "reviewer", PASSWORD)
+    other_heaters = HeatersApplication(env=pg_env)
+    settings = Settings(database_schema=web.schema, home=tmp_path, media_dir=tmp_path / "media")
+    other_app = create_app(settings, other_heaters, web.address, web.storage, secret="test-secret")
+
+    barrier = threading.Barrier(2)
+    gated = {"on": True}
+    for heaters in (web.heaters, other_heaters):
+        original = heaters.save
+
+        def save(*aggregates: Any, _original: Any = original, **kwargs: Any) -> Any:
+            if gated["on"]:  # both commands have loaded and decided: now both save
+                barrier.wait(timeout=20)
+            return _original(*aggregates, **kwargs)
+
+        monkeypatch.setattr(heaters, "save", save)
+
+    def race(rita: Web, rob: Web, clip: Any) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+
+        def act(name: str, who: Web) -> None:
+            results[name] = who.post(f"/api/clips/{clip}/approve")
+
+        threads = [threading.Thread(target=act, args=(n, w)) for n, w in (("rita", rita), ("rob", rob))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert set(results) == {"rita", "rob"}
+        return results
+
+    try:
+        with TestClient(other_app, base_url="http://testserver.local") as other_client:
+            rob = Web(other_heaters, web.address, web.schema, web.storage, other_client)
+            assert web.login("rita").status_code == 303 and rob.login("rob").status_code == 303
+
+            results = race(web, rob, clips[0])
+            codes = sorted(r.status_code for r in results.values())
+            assert codes == [200, 409], {k: (r.status_code, r.text) for k, r in results.items()}
+            winner = next(k for k, r in results.items() if r.status_code == 200)
+            lost = next(r for r in results.values() if r.status_code == 409).json()
+            assert lost["kind"] == "conflict" and lost["clip_id"] == str(clips[0])
+            assert lost["state"] == "approved" and f"clip {clips[0]}" in lost["error"]
+            assert "now approved" in lost["error"]
+            approved = [e for e in web.heaters.history(clips[0]) if e.event == "Approved"]
+            assert [e.actor for e in approved] == [f"user:{winner}"]
+
+            gated["on"] = False
+            for clip in clips[1:]:
+                results = race(web, rob, clip)
+                codes = sorted(r.status_code for r in results.values())
+                assert codes in ([200, 409], [200, 422]), {
+                    k: (r.status_code, r.text) for k, r in results.items()
+                }
+                assert len([e for e in web.heaters.history(clip) if e.event == "Approved"]) == 1
+            assert web.client.get("/api/review/pending").json()["pending"] == 0
+    finally:
+        other_heaters.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,7 @@ API_GETS = [
     f"/api/clips/{ZERO}",
     f"/api/clips/{ZERO}/siblings",
     "/api/projections",
+    "/api/search",
 ]
 API_POSTS = [
     *(f"/api/clips/{ZERO}/{a}" for a in ("approve", "skip", "archive", "undo", "split", "merge", "group")),
@@ -138,3 +140,79 @@ def test_login_is_rate_limited(web: Web) -> None:
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert web.login("rita").status_code == 429  # even the right password waits
     assert web.login("aldo").status_code == 303  # other users are not locked out
+
+
+def test_sessions_live_in_postgres_shared_by_processes_and_kept_across_restarts(
+    web: Web, tmp_path: Path
+) -> None:
+    from litestar.testing import TestClient
+
+    from infra.config import Settings
+    from web.app import create_app
+
+    def rows() -> list[tuple[bytes, bool]]:
+        with connect(web.address, autocommit=True) as conn:
+            return [
+                (bytes(r[0]), bool(r[1]))
+                for r in conn.execute(
+                    sql.SQL("SELECT key_digest, expires_at > now() FROM {}").format(
+                        sql.Identifier(web.schema, "web_sessions")
+                    )
+                ).fetchall()
+            ]
+
+    web.client.get("/login")
+    assert rows() == []  # an anonymous visit stores no session
+    assert web.login("rita").status_code == 303
+    cookie = str(web.client.cookies.get("session"))
+    assert len(rows()) == 1 and rows()[0][1]
+    assert rows()[0][0] == hashlib.sha256(cookie.encode()).digest()  # the id itself is not stored
+    assert web.login("rita").status_code == 303  # a new login rotates the id and drops the old row
+    assert str(web.client.cookies.get("session")) != cookie and len(rows()) == 1
+
+    # a second web process on the same schema (or this one after a restart) knows the session
+    settings = Settings(database_schema=web.schema, home=tmp_path, media_dir=tmp_path / "media")
+    other = create_app(settings, web.heaters, web.address, web.storage, secret="test-secret")
+    with TestClient(other, base_url="http://testserver.local") as second:
+        second.cookies.update(web.client.cookies)
+        assert second.get("/api/review/pending").status_code == 200
+        assert second.get("/review").status_code == 200
+        out = second.post("/logout", headers={"x-csrftoken": web.token}, follow_redirects=False)
+        assert out.status_code == 303
+        assert rows() == []
+        assert second.get("/api/review/pending").status_code == 401
+    assert web.client.get("/api/review/pending").status_code == 401  # logged out everywhere
+
+
+def test_the_session_store_expires_renews_and_purges(web: Web) -> None:
+    import asyncio
+
+    from web.sessions import PostgresSessionStore
+
+    store = PostgresSessionStore(web.address, web.schema)
+    store.open()
+    try:
+
+        async def scenario() -> None:
+            await store.set("a", b"one", expires_in=60)
+            await store.set("b", "two")
+            assert await store.get("a") == b"one" and await store.exists("b")
+            assert 55 <= (await store.expires_in("a") or 0) <= 60 and await store.expires_in("b") is None
+            assert await store.get("a", renew_for=3600) == b"one"
+            assert (await store.expires_in("a") or 0) > 3500
+            with connect(web.address, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET expires_at = now() - interval '1 second' WHERE expires_at IS NOT NULL"
+                    ).format(sql.Identifier(web.schema, "web_sessions"))
+                )
+            assert await store.get("a") is None and not await store.exists("a")
+            assert await store.get("a", renew_for=60) is None  # an expired session is not revived
+            assert await store.get("b") == b"two"  # no expiry
+            await store.delete("b")
+            assert not await store.exists("b")
+
+        asyncio.run(scenario())
+        assert store.purge() == 1 and store.count() == 0
+    finally:
+        store.close()

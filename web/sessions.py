@@ -1,0 +1,229 @@
+"""Server-side sessions in PostgreSQL: Litestar's :class:`~litestar.stores.base.Store` over the
+``web_sessions`` table of the Heaters schema.
+
+Every web process on the schema sees the same sessions, and a restart keeps reviewers logged in. Keys
+are stored as SHA-256 digests, so someone who can read the table cannot replay a session cookie.
+Expired rows are never returned and are purged at startup and, at most once a minute, when sessions
+are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import psycopg
+from litestar.stores.base import Store
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from infra.database import DatabaseAddress, connect
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TABLE = "web_sessions"
+
+SESSIONS_DDL = """
+    CREATE TABLE IF NOT EXISTS {t} (
+        key_digest bytea PRIMARY KEY,
+        data bytea NOT NULL,
+        expires_at timestamptz,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )"""
+SESSIONS_INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _seconds(value: int | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return seconds if seconds > 0 else None
+
+
+def ensure_sessions_table(address: DatabaseAddress, schema: str) -> None:
+    """Create ``web_sessions`` (and its expiry index) if missing."""
+    with connect(address, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL(SESSIONS_DDL).format(t=sql.Identifier(schema, TABLE)))  # type: ignore[arg-type]
+        conn.execute(
+            sql.SQL(SESSIONS_INDEX).format(  # type: ignore[arg-type]
+                i=sql.Identifier(f"{TABLE}_expires_idx"), t=sql.Identifier(schema, TABLE)
+            )
+        )
+
+
+class PostgresSessionStore(Store):
+    """A thread- and process-safe key/value store in ``<schema>.web_sessions``.
+
+    The async methods run their (short) queries on a small pool of synchronous connections in worker
+    threads, so the store works from any event loop (each Litestar ``TestClient`` has its own).
+    """
+
+    __slots__ = ("_lock", "_next_purge", "_pool", "_t", "address", "max_size", "purge_every", "schema")
+
+    def __init__(
+        self, address: DatabaseAddress, schema: str, *, max_size: int = 4, purge_every: float = 60.0
+    ) -> None:
+        self.address = address
+        self.schema = schema
+        self.max_size = max_size
+        self.purge_every = purge_every
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._lock = threading.Lock()
+        self._next_purge = 0.0
+        self._t = sql.Identifier(schema, TABLE)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the table if needed, purge expired sessions and open the pool (idempotent)."""
+        ensure_sessions_table(self.address, self.schema)
+        self._get_pool()
+        self.purge()
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _get_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.address.conninfo(),
+                    min_size=1,
+                    max_size=self.max_size,
+                    kwargs={"autocommit": True},
+                    open=False,
+                    name="heaters-web-sessions",
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._get_pool().connection(timeout=10.0) as conn:
+            yield conn
+
+    async def _run(self, function: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(function)
+
+    # -- synchronous operations --------------------------------------------------------------------
+
+    def purge(self) -> int:
+        """Delete expired sessions; the number deleted."""
+        self._next_purge = time.monotonic() + self.purge_every
+        with self._connection() as conn:
+            cur = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE expires_at <= now()").format(self._t)  # type: ignore[arg-type]
+            )
+            if cur.rowcount:
+                log.info("purged %d expired web sessions", cur.rowcount)
+            return int(cur.rowcount)
+
+    def set_sync(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        with self._connection() as conn:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (key_digest, data, expires_at, updated_at) "
+                    "VALUES (%(k)s, %(d)s, now() + make_interval(secs => %(s)s), now()) "
+                    "ON CONFLICT (key_digest) DO UPDATE SET data = EXCLUDED.data, "
+                    "expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at"
+                ).format(self._t),  # type: ignore[arg-type]
+                {"k": _digest(key), "d": data, "s": _seconds(expires_in)},
+            )
+        if time.monotonic() >= self._next_purge:
+            try:
+                self.purge()
+            except psycopg.Error:
+                log.warning("purging expired web sessions failed", exc_info=True)
+
+    def get_sync(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
+        renew = _seconds(renew_for)
+        with self._connection() as conn:
+            if renew is None:
+                row = conn.execute(
+                    sql.SQL(
+                        "SELECT data FROM {} WHERE key_digest = %s AND (expires_at IS NULL OR expires_at > now())"
+                    ).format(self._t),  # type: ignore[arg-type]
+                    (_digest(key),),
+                ).fetchone()
+            else:  # only sessions set with an expiry are renewed (the Store protocol)
+                row = conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL "
+                        "ELSE now() + make_interval(secs => %(s)s) END "
+                        "WHERE key_digest = %(k)s AND (expires_at IS NULL OR expires_at > now()) "
+                        "RETURNING data"
+                    ).format(self._t),  # type: ignore[arg-type]
+                    {"k": _digest(key), "s": renew},
+                ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def delete_sync(self, key: str) -> None:
+        with self._connection() as conn:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE key_digest = %s").format(self._t),  # type: ignore[arg-type]
+                (_digest(key),),
+            )
+
+    def delete_all_sync(self) -> None:
+        with self._connection() as conn:
+            conn.execute(sql.SQL("DELETE FROM {}").format(self._t))  # type: ignore[arg-type]
+
+    def expires_in_sync(self, key: str) -> int | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT floor(extract(epoch FROM expires_at - now()))::bigint FROM {} "
+                    "WHERE key_digest = %s AND expires_at > now()"
+                ).format(self._t),  # type: ignore[arg-type]
+                (_digest(key),),
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def count(self) -> int:
+        """Live sessions (for tests and ops)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE expires_at IS NULL OR expires_at > now()").format(
+                    self._t  # type: ignore[arg-type]
+                )
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- the Store protocol ------------------------------------------------------------------------
+
+    async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
+        await self._run(partial(self.set_sync, key, value, expires_in))
+
+    async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
+        return await self._run(partial(self.get_sync, key, renew_for))
+
+    async def delete(self, key: str) -> None:
+        await self._run(partial(self.delete_sync, key))
+
+    async def delete_all(self) -> None:
+        await self._run(self.delete_all_sync)
+
+    async def exists(self, key: str) -> bool:
+        return await self._run(partial(self.get_sync, key)) is not None
+
+    async def expires_in(self, key: str) -> int | None:
+        return await self._run(partial(self.expires_in_sync, key))
