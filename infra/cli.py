@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -24,6 +23,8 @@ from domain.base import StageProgress, user_actor
 from domain.clip import Clip
 from domain.errors import DomainError
 from domain.video import Video
+from infra.cli_projections import projections
+from infra.cli_users import user
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.runtime import configure_logging, open_application
@@ -255,14 +256,6 @@ def retry(obj: Context, kind: str, ident: str, who: str | None) -> None:
         aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
         stage = app.request_retry(aggregate.id, user_actor(who or getpass.getuser()))
     click.echo(f"{kind} {ident}: {stage} will be retried")
-
-
-def run() -> None:
-    """Entry point that never shows a traceback for an expected error."""
-    try:
-        main(standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(130)
 
 
 # -- pipeline and serving ---------------------------------------------------------------------------
@@ -501,12 +494,5 @@ def up(
             daemon.stop()
 
 
-def _register_groups() -> None:
-    from infra.cli_projections import projections
-    from infra.cli_users import user
-
-    main.add_command(projections)
-    main.add_command(user)
-
-
-_register_groups()
+main.add_command(projections)
+main.add_command(user)
