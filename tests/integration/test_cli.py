@@ -81,3 +81,23 @@ def test_every_command_has_help(home: Path) -> None:
         assert command in top.stdout
         sub = heaters(home, command, "--help")
         assert sub.returncode == 0 and "Usage:" in sub.stdout
+
+
+def test_user_add_creates_and_updates_accounts(home: Path) -> None:
+    created = heaters(home, "user", "add", "rita", "--role", "reviewer", "--password", "a-long-password")
+    assert created.returncode == 0, created.stderr
+    assert "added" in created.stdout
+    updated = heaters(home, "user", "add", "rita", "--role", "ops", "--password", "another-password")
+    assert updated.returncode == 0 and "updated" in updated.stdout
+    bad = heaters(home, "user", "add", "bob", "--role", "admin", "--password", "a-long-password")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_projections_status_reports_every_read_model(home: Path) -> None:
+    caught = heaters(home, "projections", "catch-up")
+    assert caught.returncode == 0, caught.stderr
+    status = heaters(home, "projections", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)
+    assert {r["name"] for r in rows} == {"videos", "clips", "history", "similarity", "stats"}
+    assert all(r["lag_events"] == 0 and r["state"] == "running" for r in rows)
