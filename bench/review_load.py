@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import multiprocessing.queues
 import random
 import socket
 import statistics
@@ -50,6 +52,22 @@ class Tally:
     refusals: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "latencies": dict(self.latencies),
+            "outcomes": [[a, o, n] for (a, o), n in self.outcomes.items()],
+            "errors": self.errors,
+            "refusals": self.refusals,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tally:
+        tally = cls()
+        tally.latencies.update(data["latencies"])
+        tally.outcomes.update({(a, o): n for a, o, n in data["outcomes"]})
+        tally.errors, tally.refusals = list(data["errors"]), list(data["refusals"])
+        return tally
+
     def record(self, action: str, seconds: float, outcome: str, detail: str = "") -> None:
         with self.lock:
             self.latencies[action].append(seconds)
@@ -84,6 +102,21 @@ def _fill_queue(app: HeatersApplication, videos: int, clips_per_video: int) -> N
         app.record_sprites(video_id, app.start_video_stage(video_id, "sprites", actor), "bench/m.json", actor)
         cuts = list(range(100, frames, 100))
         app.record_shots(video_id, app.start_video_stage(video_id, "shots", actor), cuts, "bench", {}, actor)
+
+
+def _reviewers(base: str, names: list[str], seconds: float, results: Any) -> None:
+    """The client process: one thread per reviewer; sends the tally back when time is up."""
+    tally = Tally()
+    deadline = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=_reviewer, args=(base, name, deadline, tally, i))
+        for i, name in enumerate(names)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(tally.as_dict())
 
 
 def _reviewer(base: str, name: str, deadline: float, tally: Tally, seed: int) -> None:
@@ -178,16 +211,13 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
     while not server.started:
         time.sleep(0.05)
     events_before = app.recorder.max_notification_id() or 0
-    tally = Tally()
-    deadline = time.monotonic() + seconds
-    workers = [
-        threading.Thread(target=_reviewer, args=(f"http://127.0.0.1:{port}", name, deadline, tally, i))
-        for i, name in enumerate(names)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    # The reviewers run in another process, so that they do not share the server's interpreter lock.
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
+    clients = context.Process(target=_reviewers, args=(f"http://127.0.0.1:{port}", names, seconds, results))
+    clients.start()
+    tally = Tally.from_dict(results.get(timeout=seconds + 120))
+    clients.join(30)
     server.should_exit = True
     thread.join(10)
     daemon.stop()

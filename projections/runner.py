@@ -426,6 +426,41 @@ def catch_up(
         return head
 
 
+class _LocalPositions:
+    """Positions published by the daemons running in this process, so that read-your-writes waits on a
+    condition instead of polling the database (one query per batch instead of one per request)."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.positions: dict[str, int] = {}
+        self.daemons = 0
+
+    def publish(self, positions: Mapping[str, int]) -> None:
+        with self.condition:
+            self.positions.update(positions)
+            self.condition.notify_all()
+
+    def wait(self, wanted: Sequence[str], position: int, deadline: float) -> bool:
+        with self.condition:
+            while True:
+                if all(self.positions.get(n, -1) >= position for n in wanted):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.daemons == 0:
+                    return False
+                self.condition.wait(min(remaining, 0.25))
+
+
+_local_positions: dict[tuple[str, str], _LocalPositions] = {}
+_local_lock = threading.Lock()
+
+
+def _local(address: DatabaseAddress, schema: str) -> _LocalPositions:
+    key = (address.conninfo(), schema)
+    with _local_lock:
+        return _local_positions.setdefault(key, _LocalPositions())
+
+
 def wait_for(
     address: DatabaseAddress,
     schema: str,
@@ -437,6 +472,9 @@ def wait_for(
     False on timeout (e.g. no daemon running, or a projection stopped)."""
     wanted = list(names or PROJECTIONS)
     deadline = time.monotonic() + timeout
+    local = _local(address, schema)
+    if local.daemons > 0 and local.wait(wanted, position, deadline):
+        return True
     delay = 0.005
     with schema_connection(address, schema) as conn:
         conn.autocommit = True
@@ -528,12 +566,22 @@ class ProjectionDaemon:
         ):
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_CHANNEL)))
             log.info("projection daemon running for schema %s", self.schema)
-            while not self._stop.is_set():
-                if runner.step():
-                    self.last_error = None
-                    continue
-                for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
-                    pass
+            local = _local(self.address, self.schema)
+            with _local_lock:
+                local.daemons += 1
+            try:
+                while not self._stop.is_set():
+                    applied = runner.step()
+                    local.publish({name: p.position for name, p in runner.positions().items()})
+                    if applied:
+                        self.last_error = None
+                        continue
+                    for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                        pass
+            finally:
+                with _local_lock:
+                    local.daemons -= 1
+                local.publish({})
 
 
 def resume(address: DatabaseAddress, schema: str, name: str, *, skip: bool = False) -> int:
