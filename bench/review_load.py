@@ -195,7 +195,7 @@ def run(reviewers: int, seconds: float, out: Path) -> dict[str, Any]:
 def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, out: Path) -> dict[str, Any]:
     settings = Settings(home=tmp / "home", database_schema=SCHEMA)
     app = HeatersApplication(env=eventsourcing_env(address, SCHEMA, pool_size=reviewers + 5))
-    _fill_queue(app, videos=reviewers, clips_per_video=40)
+    _fill_queue(app, videos=reviewers, clips_per_video=150)
     baseline = _baseline(app, 200)
     names = [f"reviewer{i}" for i in range(reviewers)]
     web = create_app(settings, app, address, LocalObjectStorage(tmp / "media"))
