@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
@@ -61,25 +62,12 @@ class Projections:
     def status(self) -> list[dict[str, Any]]:
         from projections.status import projection_status
 
-        result: Any = projection_status(self.address, self.schema)
-        return [_as_dict(item) for item in (result.values() if isinstance(result, dict) else result)]
+        return [asdict(item) for item in projection_status(self.address, self.schema)]
 
     def rebuild(self, name: str) -> Any:
         from projections.rebuild import rebuild
 
         return rebuild(self.address, self.schema, name)
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
-    if isinstance(item, dict):
-        return dict(item)
-    if hasattr(item, "_asdict"):
-        return dict(item._asdict())
-    if hasattr(item, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(item)
-    return {k: v for k, v in vars(item).items() if not k.startswith("_")}
 
 
 class Review:

@@ -176,6 +176,9 @@ def test_ops_page_retry_and_rebuild(web: Web) -> None:
     assert "403" not in web.client.get("/ops").text.split("Failures")[1]
     status = web.client.get("/api/projections").json()
     assert {s["name"] for s in status} >= {"clips", "videos", "history"}
+    assert all({"lag_events", "lag_seconds", "error_count", "last_error"} <= set(s) for s in status)
+    projections_table = web.client.get("/ops").text.split('id="projections"')[1].split("</table>")[0]
+    assert projections_table.count(" events · ") == len(status)  # the lag of every projection is shown
     r = web.post("/api/projections/clips/rebuild")
     assert r.status_code == 200, r.text
     assert web.post("/api/projections/nope/rebuild").status_code == 400
