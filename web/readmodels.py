@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from infra.database import DatabaseAddress
 from infra.media.sprites import SpriteManifest, sprite_position
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
+from projections.queries import SimilarClip
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +247,11 @@ class ReadModels:
         video_id: UUID | None,
         limit: int,
         offset: int,
-    ) -> list[Row]:
+    ) -> list[SimilarClip]:
         """Live clips farthest from ``clip_id`` first (the reverse of ``projections.queries.similar_clips``:
         same probe, one distance per clip by its nearest vector, ties by clip id). No index finds the
         farthest vectors, so this is an exact scan of the clips embedded with that model and strategy."""
-        return self.all(
+        rows = self.all(
             """WITH probe AS (
                    SELECT model, strategy, dimension FROM rm_embeddings
                    WHERE clip_id = %(clip)s AND (%(model)s::text IS NULL OR model = %(model)s)
@@ -279,6 +280,12 @@ class ReadModels:
                 "limit": limit, "offset": offset,
             },
         )  # fmt: skip
+        return [
+            SimilarClip(
+                r["clip_id"], r["video_id"], r["start_frame"], r["end_frame"], r["distance"], r["similarity"]
+            )
+            for r in rows
+        ]
 
     def clips_by_id(self, ids: Sequence[UUID]) -> dict[UUID, Row]:
         rows = self.all(

@@ -27,23 +27,6 @@ def parse_sort(sort: str | None) -> str:
     return sort
 
 
-def _field(row: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(row, dict) and name in row:
-            return row[name]
-        if hasattr(row, name):
-            return getattr(row, name)
-    return None
-
-
-def _score(row: Any) -> float | None:
-    similarity = _field(row, "similarity", "score")
-    if similarity is not None:
-        return float(similarity)
-    distance = _field(row, "distance", "cosine_distance")
-    return None if distance is None else 1.0 - float(distance)
-
-
 def search_page(
     rm: ReadModels,
     manifests: Manifests,
@@ -55,7 +38,7 @@ def search_page(
     sort: str | None = None,
 ) -> dict[str, Any]:
     """Everything the search template (and ``GET /api/search``) shows."""
-    from projections.queries import similar_clips
+    from projections.queries import SimilarClip, similar_clips
 
     order = parse_sort(sort)
     models, strategies = rm.embedding_options()
@@ -67,7 +50,7 @@ def search_page(
     main: dict[str, Any] | None = None
     if clip_id is not None:
         offset = (page_number - 1) * PAGE_SIZE
-        found: list[Any]
+        found: list[SimilarClip]
         if order == "asc":
             found = rm.least_similar(clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
         else:
@@ -77,12 +60,13 @@ def search_page(
                 )
         has_more = len(found) > PAGE_SIZE
         found = found[:PAGE_SIZE]
-        ids = [parse_id(_field(r, "clip_id", "id"), "clip id") for r in found]
+        ids = [r.clip_id for r in found]
         rows = rm.clips_by_id([clip_id, *ids])
         main = _card(manifests, rows.get(clip_id), clip_id, None, None)
-        for row, cid in zip(found, ids, strict=True):
-            score = _score(row)
-            results.append(_card(manifests, rows.get(cid), cid, score, _field(row, "video_id")))
+        for similar in found:
+            results.append(
+                _card(manifests, rows.get(similar.clip_id), similar.clip_id, similar.score, similar.video_id)
+            )
     return {
         "models": models,
         "strategies": strategies,
