@@ -498,7 +498,11 @@ class ProjectionDaemon:
     """Keeps projections caught up continuously in a background thread: applies batches while there
     is work, then waits for eventsourcing's NOTIFY on the events channel (or 100 ms, whichever comes
     first). Errors of the database are logged and retried with backoff; it never dies silently
-    (``last_error`` and the log say what is wrong)."""
+    (``last_error`` and the log say what is wrong).
+
+    Leader election: a daemon works only while it holds a PostgreSQL advisory lock for its schema and
+    projection set; a second daemon waits as a standby (``leader`` is False) and takes over when the
+    first stops or its connection dies."""
 
     def __init__(
         self,
@@ -517,8 +521,13 @@ class ProjectionDaemon:
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.last_error: str | None = None
+        self.leader = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def lock_key(self) -> str:
+        return f"heaters-projections:{self.schema}:{','.join(sorted(self.names or PROJECTIONS))}"
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -564,6 +573,8 @@ class ProjectionDaemon:
             ProjectionRunner(self.address, self.schema, projections, batch_size=self.batch_size) as runner,
             connect(self.address, autocommit=True) as listener,
         ):
+            if not self._become_leader(listener):
+                return
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_CHANNEL)))
             log.info("projection daemon running for schema %s", self.schema)
             local = _local(self.address, self.schema)
@@ -579,9 +590,29 @@ class ProjectionDaemon:
                     for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
                         pass
             finally:
+                self.leader = False
                 with _local_lock:
                     local.daemons -= 1
                 local.publish({})
+
+    def _become_leader(self, conn: psycopg.Connection[Any]) -> bool:
+        """Wait until this daemon holds the advisory lock (released with the connection); False if
+        stopped first."""
+        announced = False
+        while not self._stop.is_set():
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self.lock_key,)
+            ).fetchone()
+            if row and row[0]:
+                self.leader = True
+                if announced:
+                    log.info("projection daemon for schema %s took over as leader", self.schema)
+                return True
+            if not announced:
+                log.info("another projection daemon leads schema %s; this one stands by", self.schema)
+                announced = True
+            self._stop.wait(max(self.poll_interval * 5, 0.25))
+        return False
 
 
 def resume(address: DatabaseAddress, schema: str, name: str, *, skip: bool = False) -> int:

@@ -166,3 +166,32 @@ def test_the_daemon_follows_the_log_and_wait_for_sees_it(
     assert {s.name for s in status} == {"videos", "clips", "history", "similarity", "stats"}
     assert all(s.lag_events == 0 and s.lag_seconds == 0 and s.state == "running" for s in status)
     assert not wait_for(pg_address, pg_schema, head + 1, timeout=0.2)
+
+
+def test_one_daemon_leads_a_schema_and_a_standby_takes_over(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    _, (a, b, _) = clipped_video(pg_app)
+    first = ProjectionDaemon(pg_address, pg_schema, poll_interval=0.05)
+    second = ProjectionDaemon(pg_address, pg_schema, poll_interval=0.05)
+    first.start()
+    deadline = time.monotonic() + 10
+    while not first.leader and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second.start()
+    try:
+        assert first.leader
+        pg_app.approve(a, REVIEWER)
+        assert wait_for(pg_address, pg_schema, pg_app.recorder.max_notification_id() or 0, timeout=10)
+        assert second.running and not second.leader  # standing by, doing no work twice
+
+        first.stop()
+        pg_app.skip(b, REVIEWER)
+        head = pg_app.recorder.max_notification_id() or 0
+        assert wait_for(pg_address, pg_schema, head, names=["clips"], timeout=10)
+        assert second.leader
+        with schema_connection(pg_address, pg_schema) as conn:
+            assert conn.execute("SELECT state FROM rm_clips WHERE id = %s", (b,)).fetchone() == ("skipped",)
+    finally:
+        first.stop()
+        second.stop()
