@@ -64,6 +64,7 @@ class Settings(BaseSettings):
 
     # Media.
     proxy_max_height: int = 720
+    proxy_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
     sprite_fps: float = 24.0
     sprite_tile_width: int = 480
     sprite_columns: int = 5

@@ -180,7 +180,7 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
         video = ctx.app.get_video(video_id)
         source = _fetch(ctx, video.media["source"], workdir)
         out = workdir / "proxy.mp4"
-        info = make_proxy(source, out, ctx.settings.proxy_max_height)
+        info = make_proxy(source, out, ctx.settings.proxy_max_height, preset=ctx.settings.proxy_preset)
         if info.video.frame_count != video.frame_count:
             log.warning(
                 "video %s: proxy has %d frames, source %d",

@@ -152,10 +152,13 @@ def make_proxy(
     max_height: int = 720,
     *,
     crf: int = 28,
+    preset: str = "ultrafast",
     timeout: float | None = None,
 ) -> MediaInfo:
     """Encode the review proxy: all-intra H.264 (every frame a keyframe), fit within 1280x720
     (for ``max_height=720``), even dimensions, ``-tune fastdecode``, AAC 64k, +faststart.
+    ``ultrafast`` encodes about twice as fast as ``veryfast`` for files about a quarter larger, and
+    decodes faster too: the right trade for a review proxy.
 
     The frame rate is kept and made constant, so frame ``n`` is at ``n / fps``; the proxy has the
     same frames as ``src`` and starts at time 0. Returns the proxy's :class:`MediaInfo`.
@@ -171,7 +174,7 @@ def make_proxy(
             [
                 "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
                 "-vf", vf, "-fps_mode", "cfr", "-r", f"{fps.numerator}/{fps.denominator}",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-tune", "fastdecode",
+                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-tune", "fastdecode",
                 "-g", "1", "-keyint_min", "1", "-bf", "0", "-sc_threshold", "0",
                 "-af", "asetpts=PTS-STARTPTS", "-c:a", "aac", "-b:a", "64k", "-ac", "2",
                 "-movflags", "+faststart", "-f", "mp4", str(tmp),
