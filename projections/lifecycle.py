@@ -134,3 +134,22 @@ def clip_stage_change(stages: Stages, topic: str, event: Any) -> bool:
     else:
         return False
     return True
+
+
+#: Clip topics that can change a clip's state (what read models counting clips by state follow).
+CLIP_STATE_TOPICS: frozenset[str] = frozenset(
+    {
+        Clip.SpriteReady.TOPIC,
+        Clip.Approved.TOPIC,
+        Clip.Skipped.TOPIC,
+        Clip.Archived.TOPIC,
+        Clip.Grouped.TOPIC,
+        Clip.Split.TOPIC,
+        Clip.Merged.TOPIC,
+        Clip.Retired.TOPIC,
+        Clip.DecisionUndone.TOPIC,
+        Clip.KeyframesExtracted.TOPIC,
+        Clip.Embedded.TOPIC,
+        Clip.Exported.TOPIC,
+    }
+)

@@ -23,6 +23,7 @@ from domain.clip import Clip
 from domain.video import Video
 from projections.base import Cursor, EventRecord, Projection, RowCache
 from projections.lifecycle import (
+    CLIP_STATE_TOPICS,
     VIDEO_STAGE_EVENTS,
     change_stage,
     clip_stage_change,
@@ -40,24 +41,8 @@ MEMBERS_DDL = """
         stages jsonb NOT NULL
     )"""
 
-_CLIP_TOPICS = frozenset(
-    {
-        Clip.SpriteReady.TOPIC,
-        Clip.Approved.TOPIC,
-        Clip.Skipped.TOPIC,
-        Clip.Archived.TOPIC,
-        Clip.Grouped.TOPIC,
-        Clip.Split.TOPIC,
-        Clip.Merged.TOPIC,
-        Clip.Retired.TOPIC,
-        Clip.DecisionUndone.TOPIC,
-        Clip.KeyframesExtracted.TOPIC,
-        Clip.Embedded.TOPIC,
-        Clip.Exported.TOPIC,
-        Clip.StageFailed.TOPIC,
-        Clip.RetryRequested.TOPIC,
-    }
-)
+#: The clip topics this projection follows: state changes, and failures and retries for the counts.
+_CLIP_TOPICS = CLIP_STATE_TOPICS | {Clip.StageFailed.TOPIC, Clip.RetryRequested.TOPIC}
 
 
 def _keys(member: dict[str, Any] | None) -> list[tuple[str, str]]:

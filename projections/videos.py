@@ -16,6 +16,7 @@ from domain.clip import Clip
 from domain.video import Video
 from projections.base import Cursor, EventRecord, Projection, RowCache
 from projections.lifecycle import (
+    CLIP_STATE_TOPICS,
     VIDEO_STAGE_EVENTS,
     change_stage,
     is_live,
@@ -60,24 +61,6 @@ _MEDIA = {
     Video.SpritesCreated.TOPIC: "sprites",
 }
 
-#: Clip topics that can change a clip's state.
-_CLIP_TOPICS = frozenset(
-    {
-        Clip.SpriteReady.TOPIC,
-        Clip.Approved.TOPIC,
-        Clip.Skipped.TOPIC,
-        Clip.Archived.TOPIC,
-        Clip.Grouped.TOPIC,
-        Clip.Split.TOPIC,
-        Clip.Merged.TOPIC,
-        Clip.Retired.TOPIC,
-        Clip.DecisionUndone.TOPIC,
-        Clip.KeyframesExtracted.TOPIC,
-        Clip.Embedded.TOPIC,
-        Clip.Exported.TOPIC,
-    }
-)
-
 
 def _counts(clip: dict[str, Any] | None) -> tuple[int, int]:
     if clip is None or not is_live(clip["state"]):
@@ -102,14 +85,14 @@ class VideosProjection(Projection):
         }
         for topic in VIDEO_STAGE_EVENTS:
             self._handlers[topic] = self._video_changed
-        for topic in _CLIP_TOPICS:
+        for topic in CLIP_STATE_TOPICS:
             self._handlers[topic] = self._clip_changed
 
     def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
         return self._handlers
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
-        clip_ids = {e.originator_id for e in events if e.topic in _CLIP_TOPICS}
+        clip_ids = {e.originator_id for e in events if e.topic in CLIP_STATE_TOPICS}
         self.clips.load(cur, clip_ids)
         video_ids = {e.originator_id for e in events if e.kind == "video"}
         video_ids |= {c["video_id"] for c in self.clips.rows.values() if c is not None}
