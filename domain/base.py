@@ -31,6 +31,8 @@ class StageProgress:
     status: StageStatus = "pending"
     attempts: int = 0
     last_error: str | None = None
+    #: ``attempts`` when a person last asked for a retry: each retry gets a fresh budget of attempts.
+    retry_base: int = 0
 
     def started(self, attempt: int) -> StageProgress:
         return replace(self, status="running", attempts=max(self.attempts, attempt))
@@ -50,7 +52,7 @@ class StageProgress:
         return True
 
     def retried(self) -> StageProgress:
-        return replace(self, status="pending")
+        return replace(self, status="pending", retry_base=self.attempts)
 
     def as_dict(self) -> dict[str, Any]:
         return {"status": self.status, "attempts": self.attempts, "last_error": self.last_error}

@@ -83,7 +83,7 @@ def _run_video_stage(
 ) -> None:
     app, actor = ctx.app, stage_actor(stage)
     video = app.get_video(video_id)
-    status = video.stages[stage].status
+    status, retry_base = video.stages[stage].status, video.stages[stage].retry_base
     if status in ("done", "failed"):
         log.info("video %s: %s already %s, nothing to do", video_id, stage, status)
         return
@@ -106,7 +106,7 @@ def _run_video_stage(
         attempt_work,
         lambda reason: app.record_video_failure(video_id, stage, attempt, reason, actor),
         attempt,
-        final_attempt,
+        lambda n: final_attempt(n - retry_base),  # attempts since the last retry a person asked for
     )
 
 

@@ -57,6 +57,7 @@ def test_stages_run_in_order_and_count_attempts() -> None:
     with pytest.raises(DomainError, match="heaters retry video"):
         video.start_stage("download", ACTOR)
     assert video.request_retry("user:ops") == "download"
+    assert video.stages["download"].retry_base == 2  # the retry gets a fresh budget of attempts
     assert video.start_stage("download", ACTOR) == 3
 
 
