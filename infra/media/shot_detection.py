@@ -342,6 +342,13 @@ class HeatersDetector(ShotDetector):
                 peak = int(np.argmax(window))
                 if window[peak] >= max(self.cut_threshold, 2.0 * float(np.median(window))):
                     t = t - k + 1 + peak
+                else:
+                    j = t - k + 1 + int(np.argmax(d1[t - k + 1 : t + k + 1]))
+                    if float(d1[j]) > 0.5 * float(dk[t]):
+                        # one frame carries most of the change, yet neither the cut test nor the
+                        # jump check above took it (too small or too local once pan-compensated):
+                        # an object jumping or entering inside a shot, a step, not a gradual
+                        continue
                 out.append(_Candidate(t, 1, float(dk[t]) * straight, f"gradual{k}"))
         return out
 

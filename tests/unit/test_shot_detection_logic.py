@@ -226,3 +226,26 @@ def test_colour_params_recorded_and_validated() -> None:
     assert det.pix_fmt == "rgb24"
     with pytest.raises(ValueError):
         HeatersDetector(colour_levels=1)
+
+
+def _gradient_with_wrapping_blob(n: int, wrap_at: int) -> list[NDArray[np.float32]]:
+    """A slowly turning, brightening gradient with a bright blob drifting left that leaves at the
+    left edge and re-enters at the right edge at frame ``wrap_at`` (a local jump, not a cut)."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames = []
+    for j in range(n):
+        ang = 1.3 + 0.01 * j
+        t = (xx / W * np.cos(ang) + yy / H * np.sin(ang) + 1) / 2
+        img = 60 + 0.4 * j + 120 * t
+        bx = (0.05 - 0.012 * (j - wrap_at)) % 1.0 * W
+        d = np.exp(-((xx - bx) ** 2 + (yy - 0.8 * H) ** 2) / (2 * (0.3 * H) ** 2))
+        frames.append((img * (1 - 0.6 * d) + 0.6 * d * 240).astype(np.float32))
+    return frames
+
+
+def test_object_jumping_inside_a_smooth_shot_is_not_a_boundary() -> None:
+    # a step inside a shot (one frame carries the whole change, but too local for the cut test)
+    # used to pass the straightness test as a "gradual transition"
+    rng = np.random.default_rng(12)
+    frames = _still(31, 40, rng) + _gradient_with_wrapping_blob(80, wrap_at=42) + _still(32, 40, rng)
+    assert _detect(frames) == [40, 120]
