@@ -257,10 +257,17 @@ class HeatersApplication(Application[UUID]):
         return self._record_video(video_id, lambda v: v.record_downloaded(actor, attempt, **metadata))
 
     def record_proxy(
-        self, video_id: object, attempt: int, media_key: str, width: int, height: int, actor: str
+        self,
+        video_id: object,
+        attempt: int,
+        media_key: str,
+        width: int,
+        height: int,
+        actor: str,
+        frame_count: int | None = None,
     ) -> bool:
         return self._record_video(
-            video_id, lambda v: v.record_proxy(actor, attempt, media_key, width, height)
+            video_id, lambda v: v.record_proxy(actor, attempt, media_key, width, height, frame_count)
         )
 
     def record_sprites(self, video_id: object, attempt: int, manifest_key: str, actor: str) -> bool:

@@ -82,16 +82,28 @@ class Video(HeatersAggregate):
             video._start("proxy", self.attempt)
 
     class ProxyCreated(HeatersAggregate.Event):
-        """An all-intra proxy (every frame a keyframe) for frame-accurate review and export."""
+        """An all-intra proxy (every frame a keyframe) for frame-accurate review and export.
+
+        ``frame_count`` is the proxy's own count when it differs from the source's (a variable frame
+        rate source made constant): clips, sprites and exports all index the proxy, so it is the truth."""
 
         TOPIC = "heaters.video:ProxyCreated"
+        class_version = 2
         attempt: int
         media_key: str
         width: int
         height: int
+        frame_count: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 proxies had the source's frame count."""
+            state["frame_count"] = None
 
         def apply(self, video: Video) -> None:
             video.media["proxy"] = self.media_key
+            if self.frame_count is not None:
+                video.metadata["proxy_frame_count"] = self.frame_count
             video._succeed("proxy")
 
     class ProxyFailed(HeatersAggregate.Event):
@@ -206,7 +218,8 @@ class Video(HeatersAggregate):
 
     @property
     def frame_count(self) -> int:
-        return int(self.metadata.get("frame_count", 0))
+        """Frames of the video as clips index them: the proxy's count once it differs from the source's."""
+        return int(self.metadata.get("proxy_frame_count") or self.metadata.get("frame_count", 0))
 
     @property
     def fps(self) -> float:
@@ -266,12 +279,29 @@ class Video(HeatersAggregate):
         self.trigger_event(self.Downloaded, attempt=attempt, actor=actor, **metadata)
         return True
 
-    def record_proxy(self, actor: str, attempt: int, media_key: str, width: int, height: int) -> bool:
+    def record_proxy(
+        self,
+        actor: str,
+        attempt: int,
+        media_key: str,
+        width: int,
+        height: int,
+        frame_count: int | None = None,
+    ) -> bool:
         self._require_done("download", before="proxy")
         if self._already_done("proxy"):
             return False
+        if frame_count is not None and frame_count <= 0:
+            raise DomainError(f"video {self.id}: a proxy must have frames, not {frame_count}")
+        differs = frame_count if frame_count is not None and frame_count != self.frame_count else None
         self.trigger_event(
-            self.ProxyCreated, attempt=attempt, media_key=media_key, width=width, height=height, actor=actor
+            self.ProxyCreated,
+            attempt=attempt,
+            media_key=media_key,
+            width=width,
+            height=height,
+            frame_count=differs,
+            actor=actor,
         )
         return True
 

@@ -183,7 +183,7 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
         info = make_proxy(source, out, ctx.settings.proxy_max_height, preset=ctx.settings.proxy_preset)
         if info.video.frame_count != video.frame_count:
             log.warning(
-                "video %s: proxy has %d frames, source %d",
+                "video %s: proxy has %d frames, source %d; clips follow the proxy",
                 video_id,
                 info.video.frame_count,
                 video.frame_count,
@@ -191,7 +191,13 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
         key = video_key(video_id, "proxy.mp4")
         ctx.storage.put_file(key, out, "video/mp4")
         ctx.app.record_proxy(
-            video_id, attempt, key, info.video.width, info.video.height, stage_actor("proxy")
+            video_id,
+            attempt,
+            key,
+            info.video.width,
+            info.video.height,
+            stage_actor("proxy"),
+            frame_count=info.video.frame_count,
         )
 
     _run_video_stage(ctx, video_id, "proxy", work, final_attempt)

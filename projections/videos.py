@@ -171,6 +171,8 @@ class VideosProjection(Projection):
                 height=e.height,
                 duration=e.duration,
             )
+        if record.topic == Video.ProxyCreated.TOPIC and e.frame_count is not None:
+            row["frame_count"] = e.frame_count  # clips index the proxy when its count differs
         row["updated_at"] = e.timestamp
         row["version"] = record.originator_version
 

@@ -71,3 +71,21 @@ def test_history_as_of_a_version_and_a_time(memory_app: HeatersApplication) -> N
     assert memory_app.state_at(a, 3).state == "approved"
     assert memory_app.version_at(a, approved_at) == 3
     assert memory_app.get_clip(a).state == "archived"
+
+
+def test_version_one_proxy_created_events_upcast(memory_app: HeatersApplication) -> None:
+    """Proxies stored before the proxy's own frame count existed had the source's count."""
+    video_id = clipped_video(memory_app)[0]
+    stored = list(memory_app.recorder.select_events(video_id))
+    proxy = next(e for e in stored if e.topic == "heaters.video:ProxyCreated")
+    state = json.loads(proxy.state)
+    assert state.pop("class_version") == 2
+    del state["frame_count"]
+    legacy = StoredEvent(
+        proxy.originator_id, proxy.originator_version, proxy.topic, json.dumps(state).encode()
+    )
+    other = HeatersApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    other.recorder.insert_events([e if e is not proxy else legacy for e in stored])
+    video = other.get_video(video_id)
+    assert video.frame_count == 300 and video.state == "clipped"
+    other.close()

@@ -107,3 +107,26 @@ def test_failure_needs_a_reason_and_a_known_stage() -> None:
         video.record_failure("teleport", 1, "x", ACTOR)
     with pytest.raises(DomainError, match="no failed stage"):
         video.request_retry("user:ops")
+
+
+def test_clips_follow_the_proxy_when_its_frame_count_differs() -> None:
+    """A variable-frame-rate source made constant can gain or lose frames: clips index the proxy."""
+    video = Video.submit(uuid4(), "/vfr.mp4", "user:a")
+    downloaded(video, frames=100)
+    video.record_proxy(ACTOR, video.start_stage("proxy", ACTOR), "p", 320, 240, frame_count=103)
+    assert video.frame_count == 103
+    video.record_sprites(ACTOR, video.start_stage("sprites", ACTOR), "s")
+    video.record_shots(ACTOR, video.start_stage("shots", ACTOR), [50], "det", {}, [uuid4(), uuid4()])
+    assert [(s.start, s.end) for s in video.layout] == [(0, 50), (50, 103)]
+
+
+def test_a_proxy_with_the_source_frame_count_records_none() -> None:
+    video = Video.submit(uuid4(), "/a.mp4", "user:a")
+    downloaded(video, frames=100)
+    video.record_proxy(ACTOR, video.start_stage("proxy", ACTOR), "p", 320, 240, frame_count=100)
+    created = [e for e in video.pending_events if isinstance(e, Video.ProxyCreated)]
+    assert created[0].frame_count is None and video.frame_count == 100
+    with pytest.raises(DomainError, match="must have frames"):
+        other = Video.submit(uuid4(), "/b.mp4", "user:a")
+        downloaded(other)
+        other.record_proxy(ACTOR, other.start_stage("proxy", ACTOR), "p", 320, 240, frame_count=0)
