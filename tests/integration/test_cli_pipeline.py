@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 def test_submit_wait_runs_the_pipeline_alone_and_reports_clips(tmp_path: Path) -> None:
     video = known_cuts_video(tmp_path / "a.mp4")
-    result = heaters(tmp_path / "home", "submit", str(video), "--wait")
+    result = heaters(tmp_path / "home", "-v", "submit", str(video), "--wait")
     assert result.returncode == 0, result.stderr
+    assert "running the pipeline in this process" in result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "3 clips pending review"
     clips = json.loads(heaters(tmp_path / "home", "clips", "--video", lines[0], "--json").stdout)
