@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -112,6 +112,9 @@ class _Candidate:
     kind: str
 
 
+SUBPIXEL_MAX = 1.0  # largest sub-pixel correction (analysis pixels) after the whole-pixel shift
+
+
 class HeatersDetector(ShotDetector):
     """Heaters' detector: contrast-normalised tiny thumbnails + multi-scale straightness test."""
 
@@ -136,6 +139,8 @@ class HeatersDetector(ShotDetector):
         max_similarity: float = 0.9,
         fade_flank: int = 12,
         fade_contrast: float = 2.0,
+        fade_dark: float = 48.0,
+        fade_bright: float = 200.0,
         colour_levels: int = 4,
         colour_threshold: float = 0.3,
         colour_ratio: float = 2.0,
@@ -159,6 +164,8 @@ class HeatersDetector(ShotDetector):
         self.max_similarity = max_similarity
         self.fade_flank = fade_flank
         self.fade_contrast = fade_contrast
+        self.fade_dark = fade_dark
+        self.fade_bright = fade_bright
         if not 2 <= colour_levels <= 16:
             raise ValueError("colour_levels must be in 2..16")
         self.colour_levels = colour_levels
@@ -171,7 +178,9 @@ class HeatersDetector(ShotDetector):
         self._tail: FloatArray | None = None  # last max_lag normalised thumbnails
         self._dist: dict[int, list[FloatArray]] = {lag: [] for lag in self._lags}
         self._std: list[FloatArray] = []
+        self._luma: list[FloatArray] = []  # mean luma per frame
         self._moco: list[FloatArray] = []  # motion-compensated lag-1 distance
+        self._moco_sub: list[FloatArray] = []  # the same with sub-pixel compensation (colour test)
         self._thumbs: list[NDArray[np.int8]] = []  # 4x4-pooled z, int8 (z * 32), for validation
         self._hists: list[NDArray[np.uint16]] = []  # gain-normalised joint colour histograms
         self._count = 0
@@ -195,6 +204,8 @@ class HeatersDetector(ShotDetector):
             "max_similarity": self.max_similarity,
             "fade_flank": self.fade_flank,
             "fade_contrast": self.fade_contrast,
+            "fade_dark": self.fade_dark,
+            "fade_bright": self.fade_bright,
             "colour_levels": self.colour_levels,
             "colour_threshold": self.colour_threshold,
             "colour_ratio": self.colour_ratio,
@@ -219,6 +230,7 @@ class HeatersDetector(ShotDetector):
         std = g.std(axis=1, keepdims=True)
         z = (g - mean) / np.maximum(std, self.contrast_floor)
         self._std.append(std[:, 0])
+        self._luma.append(mean[:, 0])
         buf = z if self._tail is None else np.concatenate([self._tail, z])
         offset = len(buf) - n  # index of the first new frame in buf
         for lag in self._lags:
@@ -232,12 +244,16 @@ class HeatersDetector(ShotDetector):
             self._dist[lag].append(out)
         h, w = frames.shape[1], frames.shape[2]
         moco = np.zeros(n, np.float32)
+        moco_sub = np.zeros(n, np.float32)
         lo = 1 if offset == 0 else 0
         if lo < n:
             cur = buf[offset + lo : offset + n].reshape(-1, h, w)
             prev = buf[offset + lo - 1 : offset + n - 1].reshape(-1, h, w)
-            moco[lo:] = np.minimum(_compensated_distance(prev, cur), self._dist[1][-1][lo:])
+            whole, sub = _compensated_distance(prev, cur, subpixel=True)
+            moco[lo:] = np.minimum(whole, self._dist[1][-1][lo:])
+            moco_sub[lo:] = np.minimum(sub, moco[lo:])
         self._moco.append(moco)
+        self._moco_sub.append(moco_sub)
         zz = z.reshape(n, h, w)[:, : h // 4 * 4, : w // 4 * 4]
         pooled = zz.reshape(n, h // 4, 4, w // 4, 4).mean(axis=(2, 4))
         self._thumbs.append(np.clip(np.rint(pooled * 32), -127, 127).astype(np.int8))
@@ -253,16 +269,18 @@ class HeatersDetector(ShotDetector):
             return []
         dist = {lag: np.concatenate(parts) for lag, parts in self._dist.items()}
         std = np.concatenate(self._std)
+        luma = np.concatenate(self._luma)
         moco = np.concatenate(self._moco)
+        moco_sub = np.concatenate(self._moco_sub)
         thumbs = np.concatenate(self._thumbs).astype(np.float32)
         hists = np.concatenate(self._hists).astype(np.float32)
         hists /= np.maximum(hists.sum(axis=1, keepdims=True), 1.0)
         candidates = (
             self._cuts(dist, moco, thumbs, total)
             + self._graduals(dist, moco, thumbs, total)
-            + self._fades(std, thumbs, total)
+            + self._fades(std, luma, thumbs, total)
         )
-        candidates += self._colour_graduals(hists, dist[1], moco, thumbs, total, candidates)
+        candidates += self._colour_graduals(hists, dist[1], moco_sub, thumbs, total, candidates)
         cuts = self._merge(candidates, total)
         return cuts
 
@@ -417,7 +435,7 @@ class HeatersDetector(ShotDetector):
                 kept.append((c, k))
         return [c for c, _ in kept]
 
-    def _fades(self, std: FloatArray, thumbs: FloatArray, total: int) -> list[_Candidate]:
+    def _fades(self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int) -> list[_Candidate]:
         flat = std < self.flat_std
         out: list[_Candidate] = []
         t = 0
@@ -446,6 +464,11 @@ class HeatersDetector(ShotDetector):
                 # shot that looks flat at analysis resolution (fine texture) between two cuts
                 out.append(_Candidate(s, 2, 1.0 - sim, "cut"))
                 out.append(_Candidate(t, 2, 1.0 - sim, "cut"))
+            elif self.fade_dark < float(luma[s:t].min()) and float(luma[s:t].max()) < self.fade_bright:
+                # a fade goes through black or white; a flat run that stays mid-grey is a shot
+                # that looks flat at analysis resolution, entered or left by a gradual transition
+                # that the other tests report
+                continue
             else:
                 out.append(_Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
         return out
@@ -541,9 +564,25 @@ def _profile_shift(a: FloatArray, b: FloatArray, max_shift: int) -> NDArray[np.i
     return shifts
 
 
-def _compensated_distance(prev: FloatArray, cur: FloatArray, max_shift: int = 8) -> FloatArray:
+@overload
+def _compensated_distance(
+    prev: FloatArray, cur: FloatArray, max_shift: int = ..., *, subpixel: Literal[False] = ...
+) -> FloatArray: ...
+@overload
+def _compensated_distance(
+    prev: FloatArray, cur: FloatArray, max_shift: int = ..., *, subpixel: Literal[True]
+) -> tuple[FloatArray, FloatArray]: ...
+def _compensated_distance(
+    prev: FloatArray, cur: FloatArray, max_shift: int = 8, *, subpixel: bool = False
+) -> FloatArray | tuple[FloatArray, FloatArray]:
     """RMS distance of ``cur`` to ``prev`` translated by the global shift found from row and column
-    profiles (a cheap pan compensation), over the overlapping area."""
+    profiles (a cheap pan compensation), over the overlapping area.
+
+    With ``subpixel``, also the distance left once a further sub-pixel translation is taken out:
+    one linearised (Lucas-Kanade) least-squares step on the whole-pixel residual, the change
+    ``gx * ux + gy * uy`` of a shift by (ux, uy) of at most ``SUBPIXEL_MAX`` pixels. Slow pans move
+    the 64-px analysis frame by a fraction of a pixel per frame, which a whole shift cannot remove.
+    """
     n, h, w = cur.shape
     dx = _profile_shift(prev.mean(axis=1), cur.mean(axis=1), max_shift)
     dy = _profile_shift(prev.mean(axis=2), cur.mean(axis=2), max(1, max_shift // 2))
@@ -556,7 +595,35 @@ def _compensated_distance(prev: FloatArray, cur: FloatArray, max_shift: int = 8)
     diff = (cur - moved) * mask
     area = np.maximum(mask.sum(axis=(1, 2)), 1.0)
     out: FloatArray = np.sqrt((diff * diff).sum(axis=(1, 2)) / area).astype(np.float32)
-    return out
+    if not subpixel:
+        return out
+    # central-difference gradients of the shifted frame, only where both neighbours are valid
+    inner = mask.copy()
+    inner[:, 1:-1, :] *= mask[:, :-2, :] * mask[:, 2:, :]
+    inner[:, :, 1:-1] *= mask[:, :, :-2] * mask[:, :, 2:]
+    inner[:, [0, -1], :] = 0.0
+    inner[:, :, [0, -1]] = 0.0
+    gy = np.zeros_like(moved)
+    gx = np.zeros_like(moved)
+    gy[:, 1:-1, :] = 0.5 * (moved[:, 2:, :] - moved[:, :-2, :])
+    gx[:, :, 1:-1] = 0.5 * (moved[:, :, 2:] - moved[:, :, :-2])
+    gy *= inner
+    gx *= inner
+    r = diff * inner
+    sxx = np.einsum("nij,nij->n", gx, gx)
+    syy = np.einsum("nij,nij->n", gy, gy)
+    sxy = np.einsum("nij,nij->n", gx, gy)
+    bx = np.einsum("nij,nij->n", gx, r)
+    by = np.einsum("nij,nij->n", gy, r)
+    det = sxx * syy - sxy * sxy
+    ok = det > 1e-6 * np.maximum(sxx * syy, 1e-12)
+    safe = np.where(ok, det, 1.0)
+    ux = np.clip(np.where(ok, (syy * bx - sxy * by) / safe, 0.0), -SUBPIXEL_MAX, SUBPIXEL_MAX)
+    uy = np.clip(np.where(ok, (sxx * by - sxy * bx) / safe, 0.0), -SUBPIXEL_MAX, SUBPIXEL_MAX)
+    rest = r - gx * ux[:, None, None].astype(np.float32) - gy * uy[:, None, None].astype(np.float32)
+    inner_area = np.maximum(inner.sum(axis=(1, 2)), 1.0)
+    sub: FloatArray = np.sqrt(np.einsum("nij,nij->n", rest, rest) / inner_area).astype(np.float32)
+    return out, np.minimum(sub, out)
 
 
 def run_detector(

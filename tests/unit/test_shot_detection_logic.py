@@ -8,7 +8,12 @@ from numpy.typing import NDArray
 
 from bench.corpus import TruthTransition
 from bench.shot_detection import match
-from infra.media.shot_detection import HeatersDetector, ShotDetectionResult, run_detector
+from infra.media.shot_detection import (
+    HeatersDetector,
+    ShotDetectionResult,
+    _compensated_distance,
+    run_detector,
+)
 
 H, W = 36, 64
 
@@ -249,3 +254,63 @@ def test_object_jumping_inside_a_smooth_shot_is_not_a_boundary() -> None:
     rng = np.random.default_rng(12)
     frames = _still(31, 40, rng) + _gradient_with_wrapping_blob(80, wrap_at=42) + _still(32, 40, rng)
     assert _detect(frames) == [40, 120]
+
+
+def _subpixel_view(pic: NDArray[np.float32], x: float, y: float = 20.0) -> NDArray[np.float32]:
+    """``_view`` at a fractional position (bilinear), as a slow pan samples the scene."""
+    xi, yi = int(x), int(y)
+    fx, fy = x - xi, y - yi
+    p = pic[yi : yi + H + 1, xi : xi + W + 1]
+    rows = p[:-1] * (1 - fy) + p[1:] * fy
+    out: NDArray[np.float32] = (rows[:, :-1] * (1 - fx) + rows[:, 1:] * fx).astype(np.float32)
+    return out
+
+
+def test_subpixel_compensation_removes_slow_pans_only() -> None:
+    pic = _picture(33)
+    z = [
+        (v - v.mean()) / v.std()
+        for v in (_view(pic, 40), _subpixel_view(pic, 40.6, 20.3), _view(_picture(34), 40))
+    ]
+    still, moved, other = (f[None] for f in z)
+    whole, sub = _compensated_distance(still, moved, subpixel=True)
+    assert np.allclose(whole, _compensated_distance(still, moved))
+    assert sub[0] < 0.35 * whole[0]  # a whole-pixel shift leaves most of a 0.6 px pan
+    whole, sub = _compensated_distance(still, other, subpixel=True)
+    assert sub[0] > 0.9 * whole[0]  # a different picture stays different
+
+
+def test_slow_pan_across_changing_colours_is_not_a_boundary() -> None:
+    # 0.7 px per frame at analysis size (a slow pan at full resolution): whole-pixel compensation
+    # alone leaves most of the frame-to-frame change, and the colours drift warm to cool
+    warm = _colour_picture(23, (1.2, 0.7, 0.4), W * 4)
+    cool = _colour_picture(24, (0.4, 0.8, 1.3), W * 4)
+    world = np.concatenate([warm, cool], axis=1)
+    frames = [
+        np.stack([_subpixel_view(world[..., c], W * 3 + 0.7 * i) for c in range(3)], axis=-1)
+        for i in range(150)
+    ]
+    cuts, _ = _detect_rgb(frames)
+    assert cuts == []
+
+
+def test_mid_grey_flat_shot_after_a_dissolve_is_not_a_fade() -> None:
+    # a fine texture that averages to a flat light grey, entered by a dissolve and left by a cut:
+    # a fade goes through black or white, so the flat run is no boundary of its own
+    rng = np.random.default_rng(13)
+    a = _still(35, 60, rng)
+    flat = [
+        np.full((H, W), 176.0, np.float32) + rng.normal(0, 0.5, (H, W)).astype(np.float32) for _ in range(60)
+    ]
+    length = 20
+    frames = a[: 60 - length]
+    for i in range(length):
+        w = (i + 1) / (length + 1)
+        frames.append(a[60 - length + i] * (1 - w) + flat[i] * w)
+    frames += flat[length:] + _still(36, 40, rng)
+    arr = _to_batch(frames)
+    det = HeatersDetector()
+    cuts, _ = run_detector(det, [arr])
+    assert "fade" not in det.kinds.values()
+    assert cuts[-1] == 100
+    assert all(40 - 2 <= c <= 60 + 2 for c in cuts[:-1])
