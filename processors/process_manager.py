@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from commands.service import HeatersApplication
 from domain.clip import Clip
@@ -162,6 +163,8 @@ class PipelineProcessManager:
         self.batch_size = batch_size
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The loop reads its position every poll: pooled connections, not a new backend each time.
+        self._pool = ConnectionPool(address.conninfo(), min_size=1, max_size=4, open=True)
         with connect(address, autocommit=True) as conn:
             conn.execute(sql.SQL(DDL).format(schema=sql.Identifier(schema)))
             conn.execute(
@@ -175,7 +178,7 @@ class PipelineProcessManager:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
     def position(self) -> int:
-        with connect(self.address) as conn:
+        with self._pool.connection() as conn:
             row = conn.execute(
                 sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._table("pipeline_tracking")),
                 (NAME,),
@@ -192,7 +195,7 @@ class PipelineProcessManager:
             return 0
         to_send: list[tuple[str, UUID, int | None]] = []
         last = notifications[-1].id
-        with connect(self.address) as conn, conn.transaction():
+        with self._pool.connection() as conn, conn.transaction():
             current = conn.execute(
                 sql.SQL("SELECT position FROM {} WHERE name = %s FOR UPDATE").format(
                     self._table("pipeline_tracking")
@@ -250,7 +253,7 @@ class PipelineProcessManager:
     def reconcile(self, older_than_seconds: float | None = None) -> list[tuple[str, UUID]]:
         """Re-dispatch work still 'dispatched' past its stage's timeout (a lost message)."""
         resent: list[tuple[str, UUID]] = []
-        with connect(self.address) as conn, conn.transaction():
+        with self._pool.connection() as conn, conn.transaction():
             rows = conn.execute(
                 sql.SQL(
                     "SELECT aggregate_id, stage, extract(epoch FROM now() - dispatched_at) FROM {}"
@@ -300,3 +303,4 @@ class PipelineProcessManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._pool.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
@@ -22,10 +23,22 @@ class Recorder:
         self.sent.append((stage, aggregate_id, delay_ms))
 
 
+_started: list[PipelineProcessManager] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_managers() -> Iterator[None]:
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 def manager(
     app: HeatersApplication, address: DatabaseAddress, schema: str, sent: Recorder
 ) -> PipelineProcessManager:
-    return PipelineProcessManager(app, address, schema, sent, archive_grace_seconds=3600, batch_size=3)
+    pm = PipelineProcessManager(app, address, schema, sent, archive_grace_seconds=3600, batch_size=3)
+    _started.append(pm)
+    return pm
 
 
 def test_each_event_dispatches_once_across_restarts(
