@@ -61,6 +61,21 @@ class Settings(BaseSettings):
     allow_private_hosts: bool = False
     max_download_bytes: int = 4 * 1024**3
     max_duration_seconds: float = 4 * 3600.0
+    download_deadline: float = Field(
+        default=2 * 3600.0, gt=0, description="Seconds one download may take in all before it is stopped."
+    )
+    download_min_rate: float = Field(
+        default=10_000.0,
+        ge=0,
+        description="Bytes per second a download must average over HEATERS_DOWNLOAD_MIN_RATE_WINDOW; 0 = no floor.",
+    )
+    download_min_rate_window: float = Field(
+        default=60.0, gt=0, description="Seconds over which the minimum download rate is measured."
+    )
+    download_test_public_endpoints: tuple[str, ...] = Field(
+        default=(),
+        description="Tests only: ip:port endpoints the address guard treats as public (never set in production).",
+    )
 
     # Media.
     proxy_max_height: int = 720

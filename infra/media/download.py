@@ -3,29 +3,29 @@
 :func:`fetch_source` returns a verified file (probed: a readable, complete video within the size
 and duration limits) or raises :class:`DownloadError` whose ``reason`` tells a person what to do.
 
-SSRF guard: unless ``settings.allow_private_hosts``, the URL's host is resolved here and every
-address must be globally routable (no private, loopback, link-local, reserved, multicast...).
-Every request yt-dlp makes goes through the same check, and so does the final URL of each
-response after redirects. Known limit: a hostile DNS server can answer differently to yt-dlp's own
-lookup (DNS rebinding), and a redirect to a private address is refused only after it was followed.
+URLs are fetched inside the bounds of :mod:`infra.media.fetch_guard`: unless
+``settings.allow_private_hosts``, every connection (each redirect too) goes only to public addresses,
+checked and pinned at connect time; only native downloaders run (a live stream or a format that needs
+ffmpeg to fetch it is refused); an overall deadline, a minimum rate and a cancellation callback stop
+a download that would never end.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import re
 import shutil
-import socket
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from infra.config import Settings
+from infra.media.fetch_guard import FFMPEG_LOCAL_INPUT, Refused, Transfer, guarded_ydl_class, resolve_public
 from infra.media.ffmpeg import MediaError
 from infra.media.inspect import MediaInfo, diagnose_unreadable, inspect_media
 
@@ -85,11 +85,14 @@ def fetch_source(
     settings: Settings,
     *,
     allow_local_files: bool = True,
+    should_stop: Callable[[], str | None] | None = None,
 ) -> DownloadedSource:
     """Fetch ``source`` (an http(s) URL or a local file path) into ``dest_dir`` and verify it.
 
     The file is written as ``dest_dir/source.<ext>``. ``allow_local_files=False`` refuses paths,
-    for callers that take sources from untrusted users. Raises :class:`DownloadError`.
+    for callers that take sources from untrusted users. ``should_stop`` is asked every few seconds
+    during a URL download; a reason it returns stops the download with that reason (a cancellation).
+    Raises :class:`DownloadError`.
     """
     source = source.strip()
     if not source:
@@ -105,7 +108,7 @@ def fetch_source(
                 "(write ./name for a file whose name contains ':')",
                 source,
             )
-        return _fetch_url(source, dest_dir, settings)
+        return _fetch_url(source, dest_dir, settings, should_stop)
     if not allow_local_files:
         raise DownloadError("local files are not accepted here; submit an http(s) URL", source)
     return _fetch_local(source, dest_dir, settings)
@@ -207,26 +210,10 @@ def _sha256(path: Path) -> str:
 # SSRF guard
 
 
-def _address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for label, flag in (
-        ("loopback", ip.is_loopback),
-        ("unspecified", ip.is_unspecified),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("private", ip.is_private),
-        ("reserved", ip.is_reserved),
-        ("not globally routable", not ip.is_global),
-    ):
-        if flag:
-            return label
-    return None
-
-
 def check_url_host(url: str, settings: Settings) -> None:
     """Raise :class:`DownloadError` unless ``url`` is http(s) with a host whose every address is
-    public (skipped when ``settings.allow_private_hosts``)."""
+    public (skipped when ``settings.allow_private_hosts``). Every connection is checked again when
+    it is made (:mod:`infra.media.fetch_guard`); this early check gives the clearest message."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -238,32 +225,10 @@ def check_url_host(url: str, settings: Settings) -> None:
     host = parts.hostname
     if not host:
         raise DownloadError(f"URL has no host: {url}", url)
-    if settings.allow_private_hosts:
-        return
     try:
-        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            infos = socket.getaddrinfo(
-                host, port or (443 if scheme == "https" else 80), type=socket.SOCK_STREAM
-            )
-        except (socket.gaierror, UnicodeError) as exc:
-            raise DownloadError(f"cannot resolve host '{host}' ({exc}): {url}", url) from exc
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-        if not addresses:
-            raise DownloadError(f"host '{host}' has no addresses: {url}", url)
-    for ip in addresses:
-        problem = _address_problem(ip)
-        if problem is not None:
-            raise DownloadError(
-                f"host '{host}' resolves to {ip} ({problem}), which is not allowed; "
-                "only public addresses can be fetched (HEATERS_ALLOW_PRIVATE_HOSTS=true allows others)",
-                url,
-            )
+        resolve_public(host, port or (443 if scheme == "https" else 80), settings)
+    except Refused as exc:
+        raise DownloadError(f"{exc.reason}: {url}", url) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,28 +265,6 @@ class _YdlLogger:
         logger.warning("yt-dlp: %s", msg)  # fetch_source raises DownloadError with the reason
 
 
-def _make_ydl(params: dict[str, Any], settings: Settings, source: str) -> Any:
-    import yt_dlp
-
-    class GuardedYoutubeDL(yt_dlp.YoutubeDL):  # type: ignore[misc]
-        """Checks the host of every request and of every redirected response."""
-
-        def urlopen(self, req: Any) -> Any:
-            url = req if isinstance(req, str) else req.url
-            check_url_host(url, settings)
-            response = super().urlopen(req)
-            final = getattr(response, "url", None)
-            if isinstance(final, str) and final != url:
-                try:
-                    check_url_host(final, settings)
-                except DownloadError as exc:
-                    response.close()
-                    raise DownloadError(f"redirected to a refused address: {exc.reason}", source) from None
-            return response
-
-    return GuardedYoutubeDL(params)
-
-
 def _http_status(exc: BaseException) -> int | None:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -342,132 +285,155 @@ def _clean(msg: str) -> str:
     return msg.removeprefix("ERROR: ").strip()[:300]
 
 
-def _fetch_url(url: str, dest_dir: Path, settings: Settings) -> DownloadedSource:
+def _fetch_url(
+    url: str, dest_dir: Path, settings: Settings, should_stop: Callable[[], str | None] | None = None
+) -> DownloadedSource:
     check_url_host(url, settings)
+    work = Path(tempfile.mkdtemp(prefix=".download-", dir=dest_dir))
+    try:
+        with Transfer(settings, url, should_stop) as transfer:
+            return _download_with_fallbacks(url, dest_dir, work, settings, transfer)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _too_large(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, _TooLargeError)
+        or isinstance(exc.__context__, _TooLargeError)
+        or any(isinstance(e, _TooLargeError) for e in getattr(exc, "exc_info", None) or ())
+    )
+
+
+def _download_with_fallbacks(
+    url: str, dest_dir: Path, work: Path, settings: Settings, transfer: Transfer
+) -> DownloadedSource:
     from yt_dlp.utils import DownloadError as YtDlpDownloadError
     from yt_dlp.utils import YoutubeDLError
 
     from infra.media.ffmpeg import ffmpeg_exe
 
     max_bytes = settings.max_download_bytes
-    work = Path(tempfile.mkdtemp(prefix=".download-", dir=dest_dir))
+    too_large = f"download is larger than the limit of {max_bytes} bytes (HEATERS_MAX_DOWNLOAD_BYTES): {url}"
     last_reason = "no attempt made"
-    try:
-        for attempt, selector in enumerate(FORMAT_FALLBACKS, start=1):
-            ylog = _YdlLogger()
+    ydl_class = guarded_ydl_class(transfer)
+    for attempt, selector in enumerate(FORMAT_FALLBACKS, start=1):
+        ylog = _YdlLogger()
 
-            def progress(status: dict[str, Any]) -> None:
-                done = status.get("downloaded_bytes") or 0
-                if done > max_bytes:
-                    raise _TooLargeError(f"download passed {max_bytes} bytes")
+        def progress(status: dict[str, Any]) -> None:
+            done = status.get("downloaded_bytes") or 0
+            transfer.progress(str(status.get("filename") or status.get("tmpfilename") or ""), int(done))
+            transfer.check()
+            if done > max_bytes:
+                raise _TooLargeError(f"download passed {max_bytes} bytes")
 
-            attempt_dir = work / f"attempt{attempt}"
-            params: dict[str, Any] = {
-                "format": selector,
-                "noplaylist": True,
-                "merge_output_format": "mp4",
-                "outtmpl": {"default": "source.%(ext)s"},
-                "paths": {"home": str(attempt_dir), "temp": str(attempt_dir)},
-                "restrictfilenames": True,
-                "max_filesize": max_bytes,
-                "retries": 3,
-                "fragment_retries": 3,
-                "extractor_retries": 2,
-                "file_access_retries": 2,
-                "socket_timeout": 30,
-                "ffmpeg_location": ffmpeg_exe(),
-                "logger": ylog,
-                "quiet": True,
-                "no_warnings": False,
-                "noprogress": True,
-                "cachedir": False,
-                "updatetime": False,
-                "overwrites": True,
-                "progress_hooks": [progress],
-            }
-            try:
-                with _make_ydl(params, settings, url) as ydl:
-                    meta = ydl.extract_info(url, download=False)
-                    if meta is None:
-                        raise DownloadError(f"no video found at {url}", url)
-                    if meta.get("_type") in ("playlist", "multi_video"):
-                        raise DownloadError(
-                            f"URL is a playlist, not a single video; submit one video's URL: {url}", url
-                        )
-                    duration = meta.get("duration")
-                    if isinstance(duration, int | float) and duration > settings.max_duration_seconds:
-                        raise DownloadError(
-                            f"video is {duration:.0f} s long, over the limit of "
-                            f"{settings.max_duration_seconds:.0f} s (HEATERS_MAX_DURATION_SECONDS): {url}",
-                            url,
-                        )
-                    result = ydl.process_ie_result(meta, download=True)
-            except _TooLargeError:
-                raise DownloadError(
-                    f"download is larger than the limit of {max_bytes} bytes (HEATERS_MAX_DOWNLOAD_BYTES): {url}",
-                    url,
-                ) from None
-            except YoutubeDLError as exc:
-                if isinstance(exc.__context__, _TooLargeError) or any(
-                    isinstance(e, _TooLargeError) for e in getattr(exc, "exc_info", None) or ()
-                ):
+        attempt_dir = work / f"attempt{attempt}"
+        params: dict[str, Any] = {
+            "format": selector,
+            "noplaylist": True,
+            "merge_output_format": "mp4",
+            "outtmpl": {"default": "source.%(ext)s"},
+            "paths": {"home": str(attempt_dir), "temp": str(attempt_dir)},
+            "restrictfilenames": True,
+            "max_filesize": max_bytes,
+            "retries": 3,
+            "fragment_retries": 3,
+            "extractor_retries": 2,
+            "file_access_retries": 2,
+            "socket_timeout": 30,
+            "ffmpeg_location": ffmpeg_exe(),
+            # Native downloaders only: they fetch through the guarded connections. ffmpeg merges
+            # local files and may not open anything else; yt-dlp's ffmpeg fixups are not run.
+            "external_downloader": {"default": "native"},
+            "hls_prefer_native": True,
+            "fixup": "never",
+            "postprocessor_args": {"merger+ffmpeg_i": list(FFMPEG_LOCAL_INPUT)},
+            "logger": ylog,
+            "quiet": True,
+            "no_warnings": False,
+            "noprogress": True,
+            "cachedir": False,
+            "updatetime": False,
+            "overwrites": True,
+            "progress_hooks": [progress],
+        }
+        try:
+            with ydl_class(params) as ydl:
+                meta = ydl.extract_info(url, download=False)
+                if meta is None:
+                    raise DownloadError(f"no video found at {url}", url)
+                if meta.get("_type") in ("playlist", "multi_video"):
                     raise DownloadError(
-                        f"download is larger than the limit of {max_bytes} bytes "
-                        f"(HEATERS_MAX_DOWNLOAD_BYTES): {url}",
+                        f"URL is a playlist, not a single video; submit one video's URL: {url}", url
+                    )
+                if meta.get("is_live") or meta.get("live_status") in ("is_live", "is_upcoming"):
+                    raise DownloadError(f"it is a live stream; live streams are not accepted: {url}", url)
+                duration = meta.get("duration")
+                if isinstance(duration, int | float) and duration > settings.max_duration_seconds:
+                    raise DownloadError(
+                        f"video is {duration:.0f} s long, over the limit of "
+                        f"{settings.max_duration_seconds:.0f} s (HEATERS_MAX_DURATION_SECONDS): {url}",
                         url,
-                    ) from None
-                status = _http_status(exc)
-                message = _clean(str(exc))
-                if status is not None and status in _PERMANENT_HTTP:
-                    raise DownloadError(f"HTTP {status} from {url}", url) from None
-                if "Unsupported URL" in message:
-                    raise DownloadError(f"no downloadable video found at {url} ({message})", url) from None
-                last_reason = f"HTTP {status} from {url}" if status else message
-                retryable = isinstance(exc, YtDlpDownloadError)
-                logger.warning("download attempt %d (%s) of %s failed: %s", attempt, selector, url, message)
-                if not retryable:
-                    break
-                continue
-            if any("max-filesize" in note for note in ylog.notes):
-                raise DownloadError(
-                    f"download is larger than the limit of {max_bytes} bytes (HEATERS_MAX_DOWNLOAD_BYTES): {url}",
-                    url,
-                )
-            produced = _downloaded_file(result, attempt_dir)
-            if produced is None:
-                last_reason = "yt-dlp finished without producing a file" + (
-                    f" ({ylog.notes[-1]})" if ylog.notes else ""
-                )
-                logger.warning("download attempt %d (%s) of %s: %s", attempt, selector, url, last_reason)
-                continue
-            size = produced.stat().st_size
-            if size == 0:
-                raise DownloadError(f"downloaded file is empty (0 bytes) from {url}", url)
-            if size > max_bytes:
-                raise DownloadError(
-                    f"download is {size} bytes, over the limit of {max_bytes} bytes "
-                    f"(HEATERS_MAX_DOWNLOAD_BYTES): {url}",
-                    url,
-                )
-            info = _verify(produced, url, settings, shown=url)
-            dest = dest_dir / f"source{_safe_suffix(produced.name)}"
-            produced.replace(dest)
-            checksum = _sha256(dest)
-            title = str(result.get("title") or meta.get("title") or dest.stem)
-            logger.info("downloaded %s to %s (%d bytes, format %s)", url, dest, size, selector)
-            return DownloadedSource(
-                path=dest,
-                title=title,
-                original_url=url,
-                checksum=checksum,
-                size_bytes=size,
-                info=info,
-                extractor=str(result.get("extractor_key") or result.get("extractor") or "unknown").lower(),
-                source_id=str(result["id"]) if result.get("id") is not None else None,
+                    )
+                result = ydl.process_ie_result(meta, download=True)
+        except DownloadError:
+            raise
+        except Exception as exc:
+            stopped = transfer.stopped or transfer.refused
+            if stopped is not None:
+                raise DownloadError(f"{stopped}: {url}", url) from None
+            if _too_large(exc):
+                raise DownloadError(too_large, url) from None
+            if not isinstance(exc, YoutubeDLError):
+                raise
+            status = _http_status(exc)
+            message = _clean(str(exc))
+            if status is not None and status in _PERMANENT_HTTP:
+                raise DownloadError(f"HTTP {status} from {url}", url) from None
+            if "Unsupported URL" in message:
+                raise DownloadError(f"no downloadable video found at {url} ({message})", url) from None
+            last_reason = f"HTTP {status} from {url}" if status else message
+            logger.warning("download attempt %d (%s) of %s failed: %s", attempt, selector, url, message)
+            if not isinstance(exc, YtDlpDownloadError):
+                break
+            continue
+        stopped = transfer.stopped or transfer.refused
+        if stopped is not None:  # yt-dlp reported the failure and carried on
+            raise DownloadError(f"{stopped}: {url}", url)
+        if any("max-filesize" in note for note in ylog.notes):
+            raise DownloadError(too_large, url)
+        produced = _downloaded_file(result, attempt_dir)
+        if produced is None:
+            last_reason = "yt-dlp finished without producing a file" + (
+                f" ({ylog.notes[-1]})" if ylog.notes else ""
             )
-        raise DownloadError(f"download failed after {len(FORMAT_FALLBACKS)} attempts: {last_reason}", url)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            logger.warning("download attempt %d (%s) of %s: %s", attempt, selector, url, last_reason)
+            continue
+        size = produced.stat().st_size
+        if size == 0:
+            raise DownloadError(f"downloaded file is empty (0 bytes) from {url}", url)
+        if size > max_bytes:
+            raise DownloadError(
+                f"download is {size} bytes, over the limit of {max_bytes} bytes (HEATERS_MAX_DOWNLOAD_BYTES): {url}",
+                url,
+            )
+        info = _verify(produced, url, settings, shown=url)
+        dest = dest_dir / f"source{_safe_suffix(produced.name)}"
+        produced.replace(dest)
+        checksum = _sha256(dest)
+        title = str(result.get("title") or meta.get("title") or dest.stem)
+        logger.info("downloaded %s to %s (%d bytes, format %s)", url, dest, size, selector)
+        return DownloadedSource(
+            path=dest,
+            title=title,
+            original_url=url,
+            checksum=checksum,
+            size_bytes=size,
+            info=info,
+            extractor=str(result.get("extractor_key") or result.get("extractor") or "unknown").lower(),
+            source_id=str(result["id"]) if result.get("id") is not None else None,
+        )
+    raise DownloadError(f"download failed after {len(FORMAT_FALLBACKS)} attempts: {last_reason}", url)
 
 
 def _downloaded_file(result: dict[str, Any], attempt_dir: Path) -> Path | None:
