@@ -311,6 +311,18 @@ class HeatersApplication(Application[UUID]):
 
         return self._run(command, "record shots")
 
+    def cancel_download(self, video_id: object, actor: str, reason: str | None = None) -> str:
+        """Stop a video's waiting or running download; it ends ``DownloadFailed`` with the returned reason.
+        A worker running it notices within seconds and drops the connection."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], str]:
+            video = uow.video(parse_id(video_id, "video id"))
+            return [video], video.cancel_download(actor, reason)
+
+        text = self._run(command, "cancel download")
+        log.warning("video %s: download %s", video_id, text)
+        return text
+
     def request_retry(self, ident: object, actor: str) -> str:
         """Re-open the failed stage of a video or clip; returns the stage."""
 

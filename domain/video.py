@@ -274,6 +274,9 @@ class Video(HeatersAggregate):
     def record_downloaded(self, actor: str, attempt: int, **metadata: Any) -> bool:
         if self._already_done("download"):
             return False
+        progress = self.stages["download"]
+        if progress.status == "failed" and progress.attempts >= attempt:
+            return False  # the result of an attempt that was cancelled or given up on meanwhile
         if int(metadata.get("frame_count", 0)) <= 0:
             raise DomainError(f"video {self.id}: a downloaded video must have frames")
         self.trigger_event(self.Downloaded, attempt=attempt, actor=actor, **metadata)
@@ -350,6 +353,20 @@ class Video(HeatersAggregate):
         }[stage]
         self.trigger_event(failed, attempt=attempt, reason=reason, actor=actor)
         return True
+
+    def cancel_download(self, actor: str, reason: str | None = None) -> str:
+        """A person stops a download that is waiting or running: it ends as ``DownloadFailed`` whose
+        reason says who cancelled it and why (``heaters retry`` starts it again). Returns the reason."""
+        progress = self.stages["download"]
+        if progress.status not in ("pending", "running"):
+            raise DomainError(
+                f"video {self.id}: there is no download to cancel (download is {progress.status}, state: {self.state})"
+            )
+        name = actor.removeprefix("user:")
+        why = " ".join((reason or "").split())[:300]
+        text = f"cancelled by {name}" + (f": {why}" if why else "")
+        self.trigger_event(self.DownloadFailed, attempt=progress.attempts, reason=text, actor=actor)
+        return text
 
     def request_retry(self, actor: str) -> str:
         stage = self.failed_stage

@@ -258,6 +258,20 @@ def retry(obj: Context, kind: str, ident: str, who: str | None) -> None:
     click.echo(f"{kind} {ident}: {stage} will be retried")
 
 
+@main.command()
+@click.argument("kind", type=click.Choice(["video"]))
+@click.argument("ident")
+@click.option("--reason", default=None, help="Why, recorded in the DownloadFailed event.")
+@click.option("--as", "who", default=None, help="Who cancels (default: the OS user).")
+@pass_context
+def cancel(obj: Context, kind: str, ident: str, reason: str | None, who: str | None) -> None:
+    """Cancel a video's waiting or running download (it ends DownloadFailed; `heaters retry` restarts it)."""
+    with _clear_errors(), obj.app() as app:
+        video = app.get_video(ident)
+        text = app.cancel_download(video.id, user_actor(who or getpass.getuser()), reason)
+    click.echo(f"{kind} {ident}: download {text}")
+
+
 # -- pipeline and serving ---------------------------------------------------------------------------
 
 
@@ -368,7 +382,12 @@ def shots(video: Path, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--threads", default=2, show_default=True, help="Worker threads.")
+@click.option(
+    "--threads",
+    default=2,
+    show_default=True,
+    help="Worker threads (for the queues other than ingest; downloads get HEATERS_INGEST_WORKER_THREADS).",
+)
 @click.option(
     "--queue",
     "queues",

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     embedding_batch_size: int = 32
 
     # Pipeline.
+    ingest_worker_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Download threads of a worker, apart from the threads of the other queues.",
+    )
     max_attempts: int = 3
     reconcile_after_seconds: float = 900.0
     archive_grace_seconds: float = 7 * 24 * 3600.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -32,7 +32,7 @@ class Pipeline:
     broker: dramatiq.Broker
     actors: PipelineActors
     manager: PipelineProcessManager
-    worker: dramatiq.Worker | None = None
+    workers: list[dramatiq.Worker] = field(default_factory=list)
 
     def start(
         self,
@@ -42,17 +42,30 @@ class Pipeline:
         queues: set[str] | None = None,
         poll_seconds: float = 0.2,
     ) -> None:
+        """Start the process manager and, with ``worker``, the actors of ``queues`` (default all).
+
+        Downloads get a worker of their own (``HEATERS_INGEST_WORKER_THREADS`` threads) beside the one
+        for the other queues (``worker_threads``), so a slow download never holds up proxies, shots or
+        embeddings of videos already downloaded."""
         if worker:
-            self.worker = dramatiq.Worker(
-                self.broker, queues=queues, worker_threads=worker_threads, worker_timeout=100
-            )
-            self.worker.start()
+            wanted = set(queues or self.actors.queues)
+            groups: list[tuple[set[str], int]] = [(wanted, worker_threads)]
+            if "ingest" in wanted and len(wanted) > 1:
+                ingest_threads = self.context.settings.ingest_worker_threads
+                groups = [({"ingest"}, ingest_threads), (wanted - {"ingest"}, worker_threads)]
+            for group, threads in groups:
+                started = dramatiq.Worker(
+                    self.broker, queues=group, worker_threads=threads, worker_timeout=100
+                )
+                started.start()
+                self.workers.append(started)
+                log.info("worker for %s: %d threads", ", ".join(sorted(group)), threads)
         self.manager.start(poll_seconds=poll_seconds)
 
     def stop(self) -> None:
         self.manager.stop()
-        if self.worker is not None:
-            self.worker.stop()
+        for started in self.workers:
+            started.stop()
         self.broker.close()
 
     def queue_depths(self) -> dict[str, int]:

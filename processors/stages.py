@@ -142,7 +142,15 @@ def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int]
     video = ctx.app.get_video(video_id)
 
     def work(attempt: int, workdir: Path) -> None:
-        fetched = fetch_source(video.source, workdir / "download", ctx.settings)
+        def cancelled() -> str | None:
+            progress = ctx.app.get_video(video_id).stages["download"]
+            if progress.status == "running" and progress.attempts == attempt:
+                return None
+            return (
+                progress.last_error or f"download attempt {attempt} is no longer running ({progress.status})"
+            )
+
+        fetched = fetch_source(video.source, workdir / "download", ctx.settings, should_stop=cancelled)
         playable = normalise(fetched.path, workdir / "normalised.mp4")
         info = playable.info.video
         key = video_key(video_id, "source.mp4")

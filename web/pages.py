@@ -58,6 +58,11 @@ def _flash(request: Request[Any, Any, Any], message: str) -> None:
 
 
 @dataclass
+class CancelForm:
+    reason: str = ""
+
+
+@dataclass
 class LoginForm:
     name: str
     password: str
@@ -321,6 +326,7 @@ class OpsPages(Controller):
         return page(
             request, rm, "ops.html",
             stats=rm.stage_stats(), failed_videos=rm.failed_videos(), failed_clips=rm.failed_clips(),
+            downloads=rm.waiting_downloads(),
             projections=status, status_error=status_error, queue_depths=queue_depths,
         )  # fmt: skip
 
@@ -336,6 +342,21 @@ class OpsPages(Controller):
         stage = heaters.request_retry(parse_id(ident, "video or clip id"), user.actor)
         projections.settle(None)
         _flash(request, f"{ident}: {stage} will be retried")
+        return Redirect("/ops", status_code=303)
+
+    @post("/ops/cancel/{ident:str}", status_code=303, sync_to_thread=True)
+    def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        heaters: NamedDependency[HeatersApplication],
+        projections: NamedDependency[Projections],
+        user: NamedDependency[User],
+        ident: FromPath[str],
+        data: Annotated[CancelForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Redirect:
+        text = heaters.cancel_download(parse_id(ident, "video id"), user.actor, data.reason or None)
+        projections.settle(None)
+        _flash(request, f"{ident}: download {text}")
         return Redirect("/ops", status_code=303)
 
     @post("/ops/rebuild/{name:str}", status_code=303, sync_to_thread=True)

@@ -214,6 +214,13 @@ class ReadModels:
                FROM rm_videos WHERE failed_stage IS NOT NULL ORDER BY updated_at DESC LIMIT 200"""
         )
 
+    def waiting_downloads(self) -> list[Row]:
+        """Videos whose download is queued or running (ops can cancel them)."""
+        return self.all(
+            """SELECT id, title, source, state, stages, updated_at
+               FROM rm_videos WHERE state IN ('submitted', 'download_running') ORDER BY updated_at LIMIT 200"""
+        )
+
     def failed_clips(self) -> list[Row]:
         return self.all(
             """SELECT id, video_id, state, failed_stage, failure_reason, updated_at

@@ -130,3 +130,31 @@ def test_a_proxy_with_the_source_frame_count_records_none() -> None:
         other = Video.submit(uuid4(), "/b.mp4", "user:a")
         downloaded(other)
         other.record_proxy(ACTOR, other.start_stage("proxy", ACTOR), "p", 320, 240, frame_count=0)
+
+
+def test_a_person_cancels_a_download_and_a_late_result_of_that_attempt_is_dropped() -> None:
+    video = Video.submit(uuid4(), "https://example.com/v.mp4", "user:a")
+    attempt = video.start_stage("download", ACTOR)
+    assert video.cancel_download("user:ops1", "  endless\n stream ") == "cancelled by ops1: endless stream"
+    assert video.state == "download_failed"
+    event = video.collect_events()[-1]
+    assert isinstance(event, Video.DownloadFailed) and event.actor == "user:ops1"
+    assert (event.attempt, event.reason) == (attempt, "cancelled by ops1: endless stream")
+    # the worker finishes just after the cancel: its result and its failure are no news
+    assert not video.record_failure("download", attempt, "stopped", ACTOR)
+    assert not video.record_downloaded(ACTOR, attempt, frame_count=10)
+    assert video.state == "download_failed" and not video.collect_events()
+    with pytest.raises(DomainError, match="there is no download to cancel"):
+        video.cancel_download("user:ops1")
+    video.request_retry("user:ops1")
+    assert video.start_stage("download", ACTOR) == attempt + 1
+
+
+def test_a_waiting_download_can_be_cancelled_but_not_a_finished_one() -> None:
+    video = Video.submit(uuid4(), "/a.mp4", "user:a")
+    assert video.cancel_download("user:ops1") == "cancelled by ops1"
+    assert video.state == "download_failed"
+    done = Video.submit(uuid4(), "/b.mp4", "user:a")
+    downloaded(done)
+    with pytest.raises(DomainError, match=r"no download to cancel \(download is done"):
+        done.cancel_download("user:ops1")
