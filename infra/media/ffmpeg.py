@@ -58,6 +58,9 @@ class VideoInfo:
     width: int
     height: int
     codec: str
+    # The container's timing was unusable (an invalid or absurd media time scale): frame_count and
+    # fps come from the packets themselves, and the file must be re-timed before use (normalise does).
+    timing_repaired: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +75,7 @@ def ffmpeg_exe() -> str:
 
 
 _STREAM_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)")
-_SIZE_RE = re.compile(r"\b(?P<w>\d{2,5})x(?P<h>\d{2,5})\b")
+_SIZE_RE = re.compile(r"\b(?P<w>[1-9]\d{0,4})x(?P<h>[1-9]\d{0,4})\b")
 _FPS_RE = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) (?:fps|tbr)\b")
 _DURATION_RE = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
 _FRAME_RE = re.compile(r"frame=\s*(?P<n>\d+)")
@@ -101,12 +104,34 @@ def _parse_fps(rest: str) -> float | None:
     return None
 
 
+#: Frame rates outside this range mean the container's time scale lies (see :func:`probe`).
+PLAUSIBLE_FPS = (1.0, 1000.0)
+DEFAULT_FPS = 25.0
+
+
+def _count_packets(path: Path, timeout: float, *, ignore_editlist: bool = False) -> int:
+    """Packets of the first video stream, counted by a stream copy to the null muxer."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
+    if ignore_editlist:
+        cmd += ["-ignore_editlist", "1"]
+    cmd += ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"probe timed out after {timeout:.0f} s", path) from exc
+    frames = _FRAME_RE.findall(proc.stderr.decode("utf-8", "replace"))
+    return int(frames[-1]) if frames else 0
+
+
 def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     """Describe the first video stream of ``path``; raise :class:`MediaError` if it is unusable.
 
     The frame count is exact for the packets present: ffmpeg stream-copies the video to a null
     muxer (no decoding, I/O bound). A file whose data ends early ("partial file") is reported as
-    truncated.
+    truncated. A header can lie: when the stream's time scale is invalid or gives an absurd frame
+    rate, the container's edit list (in those units) may hide all but one frame, so the packets are
+    counted again ignoring it, the rate is taken from that count and the container's duration, and
+    ``timing_repaired`` is set.
     """
     path = Path(path)
     _check_path(path)
@@ -147,10 +172,24 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     if fps is None:
         raise MediaError("video stream has no frame rate", path)
     dur = _DURATION_RE.search(err)
-    duration = (
-        int(dur["h"]) * 3600 + int(dur["m"]) * 60 + float(dur["s"]) if dur is not None else frame_count / fps
+    container_duration = (
+        int(dur["h"]) * 3600 + int(dur["m"]) * 60 + float(dur["s"]) if dur is not None else None
     )
-    info = VideoInfo(duration, fps, frame_count, width, height, codec)
+    low, high = PLAUSIBLE_FPS
+    repaired = False
+    if "Invalid mdhd time scale" in err or not low <= fps <= high:
+        packets = _count_packets(path, timeout, ignore_editlist=True)
+        if packets > frame_count:
+            logger.warning(
+                "%s: the container's timing is unusable (%.4g fps, %d frame(s) shown of %d packets); "
+                "counting the packets",
+                path, fps, frame_count, packets,
+            )  # fmt: skip
+            frame_count, repaired = packets, True
+            rate = frame_count / container_duration if container_duration else 0.0
+            fps = rate if low <= rate <= high else DEFAULT_FPS
+    duration = container_duration if container_duration is not None and not repaired else frame_count / fps
+    info = VideoInfo(duration, fps, frame_count, width, height, codec, repaired)
     logger.debug("probed %s: %s", path, info)
     return info
 

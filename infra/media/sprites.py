@@ -116,7 +116,7 @@ def make_sprites(
     """Render JPEG sprite sheets of the whole of ``src`` into ``out_dir`` plus ``manifest.json``.
 
     The sprite rate is ``min(fps, source fps)``; tiles are ``tile_width`` wide, height by aspect
-    ratio (even). Sheets are named ``sheet_00000.jpg``... Existing sheets in ``out_dir`` from an
+    ratio (even), at most twice ``tile_width`` tall (a narrower tile for taller pictures). Sheets are named ``sheet_00000.jpg``... Existing sheets in ``out_dir`` from an
     earlier run are replaced (all files are written to a temporary directory first).
     """
     src, out_dir = Path(src), Path(out_dir)
@@ -129,6 +129,8 @@ def make_sprites(
     sprite_fps = min(Fraction(fps).limit_denominator(1001), source_fps)
     ratio = sprite_fps / source_fps
     tile_w, tile_h = scaled_size(info.width, info.height, tile_width // 2 * 2)
+    if tile_h > 2 * tile_w:  # taller than 1:2 (a 16x4096 strip): the tile is bounded by its height
+        tile_h, tile_w = scaled_size(info.height, info.width, 2 * (tile_width // 2 * 2))
     if rows * tile_h > _MAX_JPEG_SIDE:
         raise ValueError(f"sheet height {rows * tile_h} exceeds the JPEG limit")
     sprite_count = math.floor((info.frame_count - 1) * ratio) + 1

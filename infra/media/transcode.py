@@ -103,11 +103,14 @@ def normalise(src: Path, dst: Path, *, timeout: float | None = None) -> Normalis
     """
     src, dst = Path(src), Path(dst)
     info = inspect_media(src)
-    if is_browser_playable(info):
+    if is_browser_playable(info) and not info.video.timing_repaired:
         logger.info("%s is browser-playable; not normalising", src)
         return NormaliseResult(src, False, info)
     _check_distinct(src, dst)
-    copy_video = info.codec == "h264" and info.pix_fmt in _PLAYABLE_PIX_FMTS
+    # A stream copy would keep a lying time scale: re-timed video is re-encoded.
+    copy_video = (
+        info.codec == "h264" and info.pix_fmt in _PLAYABLE_PIX_FMTS and not info.video.timing_repaired
+    )
     video_args = (
         ["-c:v", "copy"]
         if copy_video
@@ -122,7 +125,7 @@ def normalise(src: Path, dst: Path, *, timeout: float | None = None) -> Normalis
     with _atomic_output(dst) as tmp:
         run_ffmpeg(
             [
-                "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
+                *_retime(info), "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
                 *video_args, *audio_args, "-movflags", "+faststart", "-f", "mp4", str(tmp),
             ],
             what="normalising to H.264/AAC MP4",
@@ -134,16 +137,39 @@ def normalise(src: Path, dst: Path, *, timeout: float | None = None) -> Normalis
     return NormaliseResult(dst, True, out)
 
 
+def _retime(info: MediaInfo) -> list[str]:
+    """Input options that replace a lying container timing by a constant rate (see ``probe``)."""
+    if not info.video.timing_repaired:
+        return []
+    rate = exact_fps(info.fps)
+    return ["-ignore_editlist", "1", "-r", f"{rate.numerator}/{rate.denominator}"]
+
+
+PROXY_MIN_SIDE = 16
+
+
 def proxy_size(width: int, height: int, max_height: int = 720) -> tuple[int, int]:
     """Largest even (w, h) within ``round(max_height*16/9)`` x ``max_height`` keeping the aspect
-    ratio; never upscales."""
+    ratio; never upscales. A side is never under :data:`PROXY_MIN_SIDE` pixels (or the source's
+    own, rounded up to even), so extreme aspect ratios (4096x16) still get a usable proxy; the
+    proxy's sample aspect ratio then keeps the picture's shape (see :func:`proxy_sar`)."""
     if width <= 0 or height <= 0 or max_height <= 0:
         raise ValueError("width, height and max_height must be positive")
     max_width = round(max_height * 16 / 9)
     scale = min(1.0, max_width / width, max_height / height)
-    w = max(2, int(width * scale) // 2 * 2)
-    h = max(2, int(height * scale) // 2 * 2)
-    return w, h
+
+    def side(source: int) -> int:
+        floor = min(PROXY_MIN_SIDE, (source + 1) // 2 * 2)
+        return max(floor, 2, int(source * scale) // 2 * 2)
+
+    return side(width), side(height)
+
+
+def proxy_sar(width: int, height: int, w: int, h: int) -> Fraction:
+    """Sample aspect ratio that shows a ``w`` x ``h`` proxy in the source's shape (square pixels
+    assumed in the source); 1 unless a minimum side bent the proportions by more than 1 %."""
+    sar = Fraction(width * h, height * w)
+    return sar.limit_denominator(1000) if abs(sar - 1) > Fraction(1, 100) else Fraction(1)
 
 
 def make_proxy(
@@ -167,12 +193,13 @@ def make_proxy(
     _check_distinct(src, dst)
     info = inspect_media(src)
     w, h = proxy_size(info.width, info.height, max_height)
+    sar = proxy_sar(info.width, info.height, w, h)
     fps = exact_fps(info.fps)
-    vf = f"setpts=PTS-STARTPTS,scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
+    vf = f"setpts=PTS-STARTPTS,scale={w}:{h}:flags=bicubic,setsar={sar.numerator}/{sar.denominator},format=yuv420p"
     with _atomic_output(dst) as tmp:
         run_ffmpeg(
             [
-                "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
+                *_retime(info), "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
                 "-vf", vf, "-fps_mode", "cfr", "-r", f"{fps.numerator}/{fps.denominator}",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-tune", "fastdecode",
                 "-g", "1", "-keyint_min", "1", "-bf", "0", "-sc_threshold", "0",

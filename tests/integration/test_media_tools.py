@@ -154,6 +154,9 @@ def test_proxy_size_fits_without_upscaling() -> None:
     assert proxy_size(1080, 1920) == (404, 720)
     assert proxy_size(320, 240) == (320, 240)
     assert proxy_size(641, 361) == (640, 360)
+    assert proxy_size(4096, 16) == (1280, 16)  # a side never under 16 px: extreme ratios still get a proxy
+    assert proxy_size(16, 4096) == (16, 720)
+    assert proxy_size(7, 5) == (8, 6)  # tiny sources: even, never below their own size
 
 
 def test_proxy_is_all_intra_and_keeps_every_frame(media: dict[str, Path], tmp_path: Path) -> None:

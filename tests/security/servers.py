@@ -81,12 +81,20 @@ def serving(routes: dict[str, Route] | None = None) -> Iterator[LoopbackServer]:
         server.server_close()
 
 
-def make_video(path: Path, *args: str, size: str = "160x120", frames: int = 48, fmt: str = "mp4") -> Path:
-    """A small H.264 test video made with ffmpeg (``args`` are extra output options)."""
+def make_video(
+    path: Path,
+    *args: str,
+    size: str = "160x120",
+    frames: int = 48,
+    fmt: str = "mp4",
+    inputs: tuple[str, ...] = (),
+) -> Path:
+    """A small 24 fps H.264 test video made with ffmpeg (``inputs`` are more inputs, such as audio;
+    ``args`` are extra output options)."""
     subprocess.run(
         [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-f", "lavfi",
-            "-i", f"testsrc2=size={size}:rate=24", "-frames:v", str(frames),
+            "-i", f"testsrc2=size={size}:rate=24", *inputs, "-frames:v", str(frames),
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *args, "-f", fmt, str(path),
         ],
         check=True,
