@@ -20,12 +20,13 @@ Route = bytes | Callable[[http.server.BaseHTTPRequestHandler], None]
 class LoopbackServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, routes: dict[str, Route]) -> None:
+    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes = routes
+        self.host = host
         self.connections = 0
         self.paths: list[str] = []
         self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((host, port), _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         request = super().get_request()
@@ -39,10 +40,10 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -70,8 +71,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serving(routes: dict[str, Route] | None = None) -> Iterator[LoopbackServer]:
-    server = LoopbackServer(routes or {})
+def serving(
+    routes: dict[str, Route] | None = None, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[LoopbackServer]:
+    server = LoopbackServer(routes or {}, host, port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

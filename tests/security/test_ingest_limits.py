@@ -131,6 +131,11 @@ def test_a_stuck_download_delays_no_other_video_and_ops_can_cancel_it(
         except OSError:
             gone.set()  # the worker dropped the connection
 
+    # downloads have a worker of their own: the stuck one cannot take the media queue's only thread
+    assert sorted((sorted(w.consumer_whitelist), w.worker_threads) for w in pipeline.workers) == [
+        (["embeddings", "media"], 1),
+        (["ingest"], 2),
+    ]
     with serving({"/video.mp4": endless}) as server:
         stuck = pg_app.submit(server.url("/video.mp4"), "user:alice")
         wait_until(lambda: pg_app.get_video(stuck).state == "download_running", timeout=30)

@@ -8,8 +8,10 @@ download succeed and the count non-zero.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,4 +146,35 @@ def test_the_video_ends_download_failed_with_the_reason(
         "DownloadStarted",
         "DownloadFailed",
     ]
+    assert internal.connections == 0
+
+
+def test_dns_rebinding_cannot_move_a_checked_host_to_an_internal_address(
+    segment: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile DNS server answers the public address to one lookup and an internal one to the
+    next. Every connection connects to the very address it checked, so whatever the order of the
+    answers, the internal server (127.0.0.2, same port) sees no connection."""
+    video = make_video(tmp_path / "v.mp4").read_bytes()
+    with (
+        serving({"/video.mp4": video}) as public,
+        serving({"/video.mp4": segment}, host="127.0.0.2", port=public.port) as internal,
+    ):
+        real = socket.getaddrinfo
+        lookups: list[str] = []
+
+        def rebinding(host: str, port: object, *args: object, **kwargs: object) -> Any:
+            if host != "rebind.example":
+                return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+            lookups.append(host)
+            address = "127.0.0.1" if len(lookups) % 2 == 1 else "127.0.0.2"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        with pytest.raises(DownloadError) as info:
+            fetch_source(
+                f"http://rebind.example:{public.port}/video.mp4", tmp_path / "dl", _settings(public, tmp_path)
+            )
+    assert "resolves to 127.0.0.2 (loopback), which is not allowed" in info.value.reason
+    assert len(lookups) >= 2  # the early check and the connection's own lookup
     assert internal.connections == 0
