@@ -72,9 +72,10 @@ class Settings(BaseSettings):
     download_min_rate_window: float = Field(
         default=60.0, gt=0, description="Seconds over which the minimum download rate is measured."
     )
-    download_test_public_endpoints: tuple[str, ...] = Field(
-        default=(),
-        description="Tests only: ip:port endpoints the address guard treats as public (never set in production).",
+    download_test_public_endpoints: str = Field(
+        default="",
+        description="Tests only: comma-separated ip:port endpoints the address guard treats as public "
+        "(never set in production).",
     )
 
     # Media.

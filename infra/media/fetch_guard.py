@@ -71,8 +71,10 @@ def address_problem(ip: IPAddress) -> str | None:
 
 
 def _treated_as_public(ip: IPAddress, port: int, settings: Settings) -> bool:
-    endpoints = settings.download_test_public_endpoints
-    return bool(endpoints) and (f"{ip}:{port}" in endpoints or f"[{ip}]:{port}" in endpoints)
+    if not settings.download_test_public_endpoints:
+        return False
+    endpoints = {e.strip() for e in settings.download_test_public_endpoints.split(",")}
+    return f"{ip}:{port}" in endpoints or f"[{ip}]:{port}" in endpoints
 
 
 def resolve_public(host: str, port: int, settings: Settings) -> list[tuple[socket.AddressFamily, IPAddress]]:

@@ -46,7 +46,7 @@ def public(segment: bytes) -> Iterator[LoopbackServer]:
 
 
 def _settings(public: LoopbackServer, tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", download_test_public_endpoints=(public.endpoint,))
+    return Settings(home=tmp_path / "home", download_test_public_endpoints=public.endpoint)
 
 
 def _playlist(*lines: str, end: bool = True) -> bytes:
