@@ -41,8 +41,8 @@ def test_ops_cancel_a_download_from_the_ops_page(web: Web) -> None:  # noqa: F81
     assert video.state == "download_failed"
     assert video.stages["download"].last_error == "cancelled by olga: endless stream"
     assert web.heaters.history(video_id)[-1].actor == "user:olga"
-    page = web.client.get("/ops").text
-    assert "cancelled by olga: endless stream" in page.split("Failures")[1]
+    ops_text = web.client.get("/ops").text
+    assert "cancelled by olga: endless stream" in ops_text.split("Failures")[1]
     again = web.client.post(
         f"/ops/cancel/{video_id}", data={"_csrf_token": web.token}, follow_redirects=False
     )

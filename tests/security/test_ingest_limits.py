@@ -132,7 +132,7 @@ def test_a_stuck_download_delays_no_other_video_and_ops_can_cancel_it(
             gone.set()  # the worker dropped the connection
 
     # downloads have a worker of their own: the stuck one cannot take the media queue's only thread
-    assert sorted((sorted(w.consumer_whitelist), w.worker_threads) for w in pipeline.workers) == [
+    assert sorted((sorted(w.consumer_whitelist or ()), w.worker_threads) for w in pipeline.workers) == [
         (["embeddings", "media"], 1),
         (["ingest"], 2),
     ]
