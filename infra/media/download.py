@@ -397,12 +397,13 @@ def _download_with_fallbacks(
             if not isinstance(exc, YtDlpDownloadError):
                 break
             continue
-        stopped = transfer.stopped or transfer.refused
-        if stopped is not None:  # yt-dlp reported the failure and carried on
-            raise DownloadError(f"{stopped}: {url}", url)
+        if transfer.stopped is not None:  # yt-dlp reported the failure and carried on
+            raise DownloadError(f"{transfer.stopped}: {url}", url)
         if any("max-filesize" in note for note in ylog.notes):
             raise DownloadError(too_large, url)
         produced = _downloaded_file(result, attempt_dir)
+        if produced is None and transfer.refused is not None:  # what the guard refused was the video
+            raise DownloadError(f"{transfer.refused}: {url}", url)
         if produced is None:
             last_reason = "yt-dlp finished without producing a file" + (
                 f" ({ylog.notes[-1]})" if ylog.notes else ""

@@ -184,14 +184,12 @@ class Transfer:
             if floor <= 0 or since is None or now - since < window:
                 return None
             total = sum(self._bytes.values())
+            # keep one sample at or before the window's start: the bytes received since are the rate's
             while len(self._samples) > 1 and self._samples[1][0] <= now - window:
                 self._samples.popleft()
-            base = next((b for t, b in self._samples if t <= now - window), None)
-            if base is None:
-                base = 0 if since <= now - window else None
-            if base is None:
+            if not self._samples or self._samples[0][0] > now - window:
                 return None
-            rate = (total - base) / window
+            rate = (total - self._samples[0][1]) / window
         if rate < floor:
             return (
                 f"download too slow: {rate:.0f} bytes/s over the last {window:.0f} s, under the minimum of "
