@@ -32,14 +32,13 @@ from collections.abc import Callable
 from typing import Any
 
 from infra.config import Settings
+from infra.media.ffmpeg import LOCAL_INPUT
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FFMPEG_LOCAL_INPUT", "Refused", "Transfer", "address_problem", "resolve_public"]
 
-# ffmpeg input option for files that came from a download: ffmpeg may read the file itself but must
-# never open a network URL named inside it (an HLS playlist or concat list disguised as a video).
-FFMPEG_LOCAL_INPUT: tuple[str, ...] = ("-protocol_whitelist", "file,pipe")
+FFMPEG_LOCAL_INPUT = LOCAL_INPUT  # for yt-dlp's merger: ffmpeg reads local files only
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

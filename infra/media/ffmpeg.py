@@ -104,6 +104,10 @@ def _parse_fps(rest: str) -> float | None:
     return None
 
 
+#: Input option for every file ffmpeg reads here: it may read the file itself but never open a
+#: network URL named inside it (an HLS or DASH playlist disguised as a video).
+LOCAL_INPUT: tuple[str, ...] = ("-protocol_whitelist", "file,pipe")
+
 #: Frame rates outside this range mean the container's time scale lies (see :func:`probe`).
 PLAUSIBLE_FPS = (1.0, 1000.0)
 DEFAULT_FPS = 25.0
@@ -114,7 +118,7 @@ def _count_packets(path: Path, timeout: float, *, ignore_editlist: bool = False)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
     if ignore_editlist:
         cmd += ["-ignore_editlist", "1"]
-    cmd += ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    cmd += [*LOCAL_INPUT, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -136,7 +140,7 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     path = Path(path)
     _check_path(path)
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+        ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path),
         "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
     ]  # fmt: skip
     try:

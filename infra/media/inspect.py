@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.media.ffmpeg import MediaError, VideoInfo, ffmpeg_exe, probe
+from infra.media.ffmpeg import LOCAL_INPUT, MediaError, VideoInfo, ffmpeg_exe, probe
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
     video = probe(path, timeout=timeout)
     try:
         proc = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=60.0,
@@ -97,7 +97,7 @@ def diagnose_unreadable(path: Path | str) -> str:
     path = Path(path)
     try:
         proc = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=60.0,

@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from infra.media._process import default_timeout, run_ffmpeg
-from infra.media.ffmpeg import MediaError
+from infra.media.ffmpeg import LOCAL_INPUT, MediaError
 from infra.media.inspect import MediaInfo, inspect_media
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def normalise(src: Path, dst: Path, *, timeout: float | None = None) -> Normalis
     with _atomic_output(dst) as tmp:
         run_ffmpeg(
             [
-                *_retime(info), "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
+                *LOCAL_INPUT, *_retime(info), "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
                 *video_args, *audio_args, "-movflags", "+faststart", "-f", "mp4", str(tmp),
             ],
             what="normalising to H.264/AAC MP4",
@@ -199,7 +199,7 @@ def make_proxy(
     with _atomic_output(dst) as tmp:
         run_ffmpeg(
             [
-                *_retime(info), "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
+                *LOCAL_INPUT, *_retime(info), "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",
                 "-vf", vf, "-fps_mode", "cfr", "-r", f"{fps.numerator}/{fps.denominator}",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-tune", "fastdecode",
                 "-g", "1", "-keyint_min", "1", "-bf", "0", "-sc_threshold", "0",

@@ -18,6 +18,8 @@ import pytest
 from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.media.download import DownloadError, fetch_source
+from infra.media.ffmpeg import MediaError
+from infra.media.inspect import inspect_media
 from infra.object_storage import LocalObjectStorage
 from processors import stages
 from processors.stages import PipelineContext
@@ -120,13 +122,35 @@ def test_redirect_to_an_internal_address_is_refused_before_connecting(
     assert public.paths == ["/video.mp4"]
 
 
-def test_a_playlist_disguised_as_a_video_cannot_make_ffmpeg_fetch(
-    public: LoopbackServer, internal: LoopbackServer, tmp_path: Path
+def _mpd(segment_url: str) -> bytes:
+    return f"""<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S" minBufferTime="PT1S"
+     profiles="urn:mpeg:dash:profile:isoff-on-demand:2011"><Period><AdaptationSet mimeType="video/mp4">
+<Representation id="1" bandwidth="100000" width="160" height="120" codecs="avc1.42c00d">
+<BaseURL>{segment_url}</BaseURL></Representation></AdaptationSet></Period></MPD>
+""".encode()
+
+
+@pytest.mark.parametrize("kind", ["hls", "dash"])
+def test_a_playlist_disguised_as_a_video_reaches_nothing(
+    kind: str, public: LoopbackServer, internal: LoopbackServer, tmp_path: Path
 ) -> None:
-    """A file served as video/mp4 that is really an HLS playlist: ffmpeg reads local files only."""
-    public.routes["/video.mp4"] = _playlist("#EXTINF:2.0,", internal.url("/seg0.ts"))
+    """Served as video/mp4 but really a playlist of internal URLs: neither yt-dlp nor ffmpeg (which
+    probes every fetched file, and every local one) opens them."""
+    body = (
+        _playlist("#EXTINF:2.0,", internal.url("/seg0.ts"))
+        if kind == "hls"
+        else _mpd(internal.url("/secret.mp4"))
+    )
+    public.routes["/video.mp4"] = body
     with pytest.raises(DownloadError):
         fetch_source(public.url("/video.mp4"), tmp_path / "dl", _settings(public, tmp_path))
+    local = tmp_path / "local.mp4"
+    local.write_bytes(body)
+    with pytest.raises(MediaError):
+        inspect_media(local)
+    with pytest.raises(DownloadError):
+        fetch_source(str(local), tmp_path / "dl-local", _settings(public, tmp_path))
     assert internal.connections == 0
 
 
