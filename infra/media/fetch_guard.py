@@ -6,7 +6,7 @@ public, and connects to exactly the address it checked (no second lookup, so no 
 between check and connect). No proxy is used. Only yt-dlp's native downloaders run (HTTP, HLS, DASH,
 all fetching through that handler); a format that would need ffmpeg or another external program to
 fetch it (live streams, SAMPLE-AES or DRM encryption, RTMP...) is refused with the reason, and
-ffmpeg is only ever given local files with ``-protocol_whitelist file``.
+ffmpeg only ever reads local files (``-protocol_whitelist file,pipe``).
 
 Watchdog: an overall deadline, a minimum average rate over a window while bytes are being
 transferred, and a ``should_stop`` callback (a person cancelled the download). When one of them
@@ -36,7 +36,16 @@ from infra.media.ffmpeg import LOCAL_INPUT
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FFMPEG_LOCAL_INPUT", "Refused", "Transfer", "address_problem", "resolve_public"]
+__all__ = [
+    "FFMPEG_LOCAL_INPUT",
+    "Refused",
+    "Transfer",
+    "address_problem",
+    "guarded_handler_class",
+    "guarded_ydl_class",
+    "hls_problem",
+    "resolve_public",
+]
 
 FFMPEG_LOCAL_INPUT = LOCAL_INPUT  # for yt-dlp's merger: ffmpeg reads local files only
 
