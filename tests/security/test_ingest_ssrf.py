@@ -64,6 +64,28 @@ def test_public_hls_playlist_is_fetched_natively(public: LoopbackServer, tmp_pat
     assert "/seg0.ts" in public.paths
 
 
+def test_public_aes_128_hls_is_decrypted_natively(
+    public: LoopbackServer, segment: bytes, tmp_path: Path
+) -> None:
+    """AES-128 with its key on the public server: yt-dlp decrypts it itself, ffmpeg fetches nothing."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key, iv = b"0123456789abcdef", (0).to_bytes(16, "big")  # IV = media sequence number
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    public.routes["/enc0.ts"] = (
+        encryptor.update(padder.update(segment) + padder.finalize()) + encryptor.finalize()
+    )
+    public.routes["/key"] = key
+    public.routes["/video.m3u8"] = _playlist(
+        f'#EXT-X-KEY:METHOD=AES-128,URI="{public.url("/key")}"', "#EXTINF:2.0,", public.url("/enc0.ts")
+    )
+    got = fetch_source(public.url("/video.m3u8"), tmp_path / "dl", _settings(public, tmp_path))
+    assert got.info.frame_count == 48
+    assert {"/key", "/enc0.ts"} <= set(public.paths)
+
+
 @pytest.mark.parametrize(
     ("lines", "end", "reason"),
     [
