@@ -33,6 +33,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect
+from litestar.response.file import create_etag_for_file
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -64,7 +65,9 @@ WEB_DIR = Path(__file__).resolve().parent
 
 
 @get("/media/{key:path}", guards=[require()], sync_to_thread=True, include_in_schema=False)
-def media(key: FromPath[str], storage: NamedDependency[ObjectStorage]) -> Response[Any]:
+def media(
+    request: Request[Any, Any, Any], key: FromPath[str], storage: NamedDependency[ObjectStorage]
+) -> Response[Any]:
     """An object from media storage (sprite sheets, keyframes, exports). Keys are validated: no
     absolute paths, ``..``, backslashes or control characters (400); a missing object is a 404.
     Browsers keep media only privately and revalidate it on every use (``no-cache`` with an ETag: a
@@ -81,6 +84,10 @@ def media(key: FromPath[str], storage: NamedDependency[ObjectStorage]) -> Respon
         if local is not None:
             if not local.is_file():
                 raise ObjectNotFoundError(key)
+            stat = local.stat()
+            etag = create_etag_for_file(local, stat.st_mtime, stat.st_size)
+            if etag in request.headers.get("if-none-match", ""):
+                return Response(b"", status_code=304, headers={**headers, "ETag": etag})
             return File(local, media_type=media_type, content_disposition_type="inline", headers=headers)
         return Response(storage.get_bytes(key), media_type=media_type, headers=headers)
     except ValueError as error:

@@ -74,3 +74,51 @@ def test_the_limit_is_shared_by_every_web_process(
         assert codes == [401] * 5 + [429]
         assert login(one, "olga").status_code == 429  # even the right password waits
         assert login(two, "rita").status_code == 303  # other accounts are not locked
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_heaters_up_believes_forwarded_for_only_from_trusted_proxies(
+    pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path, users: None, trusted: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.security.web_support import _free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATERS_")}
+    a = pg_address
+    env["HEATERS_DATABASE_URL"] = f"postgresql://{a.user}:@/{a.dbname}?host={a.host}&port={a.port}"
+    env["HEATERS_DATABASE_SCHEMA"] = pg_schema
+    env["HEATERS_HOME"] = str(tmp_path / "home")
+    env["HEATERS_TRUSTED_PROXIES"] = trusted
+    port = _free_port()
+    heaters = str(Path(sys.executable).with_name("heaters"))
+    command = [heaters, "up", "--port", str(port), "--no-pipeline", "--no-worker", "--no-projections"]
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/login", timeout=2)
+                break
+            except httpx.TransportError:
+                assert up.poll() is None, (tmp_path / "up.log").read_text()
+                assert time.monotonic() < deadline, "heaters up did not start serving"
+                time.sleep(0.2)
+        with httpx.Client(base_url=base) as client:
+            codes = [
+                login(client, "rita", "wrong", **{"x-forwarded-for": f"192.0.2.{i}"}).status_code
+                for i in range(7)
+            ]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(30)
+    if trusted:  # seven clients behind the proxy, each failing once: under every limit
+        assert codes == [401] * 7, codes
+    else:  # one client (the peer) whatever the header says
+        assert codes == [401] * 5 + [429] * 2, codes
