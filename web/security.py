@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
         raise PermissionDeniedException("the CSRF token does not belong to this session: reload the page")
 
 
-def security_headers(tls: bool) -> Any:
+def security_headers(tls: bool) -> Callable[[Message, Scope], Awaitable[None]]:
     """A ``before_send`` hook adding the security headers to every response."""
     fixed = {
         "content-security-policy": CONTENT_SECURITY_POLICY,
