@@ -205,7 +205,12 @@ def create_app(
     review = Review(app, rm, manifests, projections, lease_ttl=lease_seconds)
     limiter = LoginLimiter(address, schema, limit=login_limit or settings.login_failure_limit)
     sessions = PostgresSessionStore(address, schema)
-    csrf_secret = secret or secrets.token_hex(32)
+    csrf_config = CSRFConfig(
+        secret=secret or secrets.token_hex(32),
+        cookie_httponly=False,
+        cookie_samesite="strict",
+        cookie_secure=settings.web_tls,
+    )
 
     def startup() -> None:
         ensure_tables(address, schema)
@@ -284,14 +289,9 @@ def create_app(
             ).middleware
         ],
         stores={"sessions": sessions},
-        csrf_config=CSRFConfig(
-            secret=csrf_secret,
-            cookie_httponly=False,
-            cookie_samesite="strict",
-            cookie_secure=settings.web_tls,
-        ),
+        csrf_config=csrf_config,
         before_request=check_request,
-        before_send=[security_headers(settings.web_tls)],
+        before_send=[security_headers(settings.web_tls, csrf_config)],
         template_config=engine_config,
         openapi_config=OpenAPIConfig(
             title="Heaters", version="1.0.0", render_plugins=[LocalSwaggerPlugin(asset_version)]

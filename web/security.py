@@ -22,7 +22,8 @@ from typing import Any
 
 import litestar_offline_docs
 from litestar import Request
-from litestar.datastructures import MutableScopeHeaders
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.types import Message, Scope
@@ -60,22 +61,34 @@ def short(text: str, limit: int = MAX_ECHO) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
+#: Scope state key: the session's CSRF token, to be set again as the CSRF cookie on this response.
+RESYNC_KEY = "heaters_csrf_resync"
+
+
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """Refuse NUL bytes in the URL (400) and, for a logged-in session, a state change whose CSRF token
-    is not the session's own (403)."""
+    is not the session's own (403). A page read by a session whose CSRF cookie went missing or stale
+    renders the session's token and sets the cookie back, so a reload always recovers."""
     query = request.scope.get("query_string", b"")
     if "\x00" in request.scope["path"] or b"%00" in query or b"\x00" in query:
         raise ValidationException("the URL contains a NUL character")
-    if request.method in SAFE_METHODS or session_user(request) is None:
+    if session_user(request) is None:
         return
     expected = session_csrf_token(request)
-    submitted = ScopeState.from_scope(request.scope).csrf_token
+    state = ScopeState.from_scope(request.scope)
+    if request.method in SAFE_METHODS:
+        if expected and state.csrf_token != expected:
+            state.csrf_token = expected
+            request.scope["state"][RESYNC_KEY] = expected
+        return
+    submitted = state.csrf_token
     if not expected or not isinstance(submitted, str) or not hmac.compare_digest(expected, submitted):
         raise PermissionDeniedException("the CSRF token does not belong to this session: reload the page")
 
 
-def security_headers(tls: bool) -> Callable[[Message, Scope], Awaitable[None]]:
-    """A ``before_send`` hook adding the security headers to every response."""
+def security_headers(tls: bool, csrf: CSRFConfig) -> Callable[[Message, Scope], Awaitable[None]]:
+    """A ``before_send`` hook adding the security headers to every response (and the session's CSRF
+    cookie where :func:`check_request` found it missing or stale)."""
     fixed = {
         "content-security-policy": CONTENT_SECURITY_POLICY,
         "x-frame-options": "DENY",
@@ -95,6 +108,13 @@ def security_headers(tls: bool) -> Callable[[Message, Scope], Awaitable[None]]:
                 headers[name] = value
         if "cache-control" not in headers and not str(scope.get("path", "")).startswith("/static/"):
             headers["cache-control"] = "no-store"
+        resync = scope.get("state", {}).get(RESYNC_KEY)
+        if isinstance(resync, str):  # after Litestar's own Set-Cookie, so this one wins
+            cookie = Cookie(
+                key=csrf.cookie_name, value=resync, path=csrf.cookie_path, secure=csrf.cookie_secure,
+                httponly=csrf.cookie_httponly, samesite=csrf.cookie_samesite, domain=csrf.cookie_domain,
+            )  # fmt: skip
+            headers.add("set-cookie", cookie.to_header(header=""))
 
     return add_security_headers
 

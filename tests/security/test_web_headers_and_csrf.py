@@ -123,3 +123,17 @@ def test_the_schema_page_serves_its_assets_itself(web: Web) -> None:
         assert response.status_code == 200 and len(response.content) > 100, asset
     spec = web.client.get("/schema/openapi.json")
     assert spec.status_code == 200 and "/api/review/next" in spec.json()["paths"]
+
+
+def test_a_lost_or_stale_csrf_cookie_is_restored_by_reading_a_page(web: Web) -> None:
+    _video_id, clips = clipped_video(web.heaters)
+    assert web.login("rita").status_code == 303
+    own = web.token
+    web.client.cookies.delete("csrftoken")
+    page = web.client.get("/review")
+    assert page.status_code == 200 and f'content="{own}"' in page.text  # the session's token
+    assert web.token == own  # and the cookie is back
+    web.client.cookies.set("csrftoken", generate_csrf_token(secret="test-secret"), domain="testserver.local")
+    assert web.client.get("/search").status_code == 200
+    assert web.token == own
+    assert web.post(f"/api/clips/{clips[0]}/approve").status_code == 200
