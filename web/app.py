@@ -163,6 +163,7 @@ def _bad_data(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 
 def _too_deep(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("recursion limit reached on %s %s (nested input?)", request.method, request.url.path)
     return _error(request, 400, "bad_request", "the request body is nested too deeply")
 
 
