@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -47,7 +48,48 @@ def _json_default(value: object) -> object:
 
 
 def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, default=_json_default, indent=2))
+    click.echo(json.dumps(data, default=_json_default, indent=2))  # json escapes control characters
+
+
+#: C0 and C1 control characters (and DEL): a file name or title must not ring the bell, move the
+#: cursor or fake output lines on the operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` with control characters shown escaped (``\\n``, ``\\x07``); ``newlines`` keeps line
+    breaks (and tabs) of the output's own layout."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if newlines and char in "\n\t":
+            return char
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+
+    return _CONTROL.sub(escape, text)
+
+
+def _echo(text: str) -> None:
+    """Print a line that may carry data (names, titles, errors) with its control characters escaped."""
+    click.echo(printable(text))
+
+
+class CliError(click.ClickException):
+    """A one-line error whose message's control characters are escaped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
+
+
+def _cli_actor(who: str | None) -> str:
+    """The actor of a CLI action: the operating-system user, and beside it whom ``--as`` names
+    (``user:ops1 (os:root)``), so events show who really ran the command."""
+    os_user = getpass.getuser()
+    if who is None or who == os_user:
+        return user_actor(os_user)
+    if _CONTROL.search(who) or not who.strip():
+        raise CliError(f"--as needs a printable name, got {who!r}")
+    return f"{user_actor(who)} (os:{os_user})"
 
 
 class Context:
@@ -60,7 +102,7 @@ class Context:
         except ValidationError as error:
             first = error.errors()[0]
             name = "HEATERS_" + str(first["loc"][0]).upper() if first["loc"] else "HEATERS_*"
-            raise click.ClickException(f"bad setting {name}: {first['msg']}") from None
+            raise CliError(f"bad setting {name}: {first['msg']}") from None
 
     @contextmanager
     def app(self) -> Iterator[HeatersApplication]:
@@ -79,7 +121,7 @@ def _clear_errors() -> Iterator[None]:
     try:
         yield
     except (DomainError, NotFound, Conflict, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise CliError(str(error)) from None
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -104,9 +146,9 @@ def _normalise_source(source: str) -> str:
         return source  # URLs, including forbidden schemes, are judged by the download stage
     path = Path(source).expanduser()
     if not path.exists():
-        raise click.ClickException(f"no such file: {source} (give a http(s) URL or a local video file)")
+        raise CliError(f"no such file: {source} (give a http(s) URL or a local video file)")
     if not path.is_file():
-        raise click.ClickException(f"not a file: {source}")
+        raise CliError(f"not a file: {source}")
     return str(path.resolve())
 
 
@@ -154,11 +196,11 @@ def _clip_row(clip: Clip) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    cells = [[("" if r[c] is None else printable(str(r[c]), newlines=False)) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    _echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        _echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 @main.command()
@@ -171,7 +213,7 @@ def videos(obj: Context, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
     elif not rows:
-        click.echo("no videos yet: heaters submit SOURCE")
+        _echo("no videos yet: heaters submit SOURCE")
     else:
         _table(rows, ["id", "state", "clips", "frames", "title", "failure"])
 
@@ -188,7 +230,7 @@ def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
     elif not rows:
-        click.echo("no clips yet")
+        _echo("no clips yet")
     else:
         _table(rows, ["id", "video_id", "start", "end", "state", "origin"])
 
@@ -237,12 +279,12 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
         return
     for entry in entries:
         payload = json.dumps(entry.payload, default=_json_default, sort_keys=True)
-        click.echo(
+        _echo(
             f"v{entry.version:<4} {entry.timestamp.isoformat()}  {entry.event:<22} {entry.actor:<20} {payload}"
         )
     if state is not None:
-        click.echo(f"\nstate as of v{state['version']}:")
-        click.echo(json.dumps(state, default=_json_default, indent=2, sort_keys=True))
+        _echo(f"\nstate as of v{state['version']}:")
+        _echo(json.dumps(state, default=_json_default, indent=2, sort_keys=True))
 
 
 @main.command()
@@ -254,8 +296,8 @@ def retry(obj: Context, kind: str, ident: str, who: str | None) -> None:
     """Re-dispatch the failed stage of a video or clip."""
     with _clear_errors(), obj.app() as app:
         aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
-        stage = app.request_retry(aggregate.id, user_actor(who or getpass.getuser()))
-    click.echo(f"{kind} {ident}: {stage} will be retried")
+        stage = app.request_retry(aggregate.id, _cli_actor(who))
+    _echo(f"{kind} {ident}: {stage} will be retried")
 
 
 @main.command()
@@ -317,9 +359,7 @@ def _wait_for_clips(app: HeatersApplication, video_id: UUID, timeout: float) -> 
             if stage is None or video.failed_stage is not None:
                 return video
             if time.monotonic() > deadline:
-                raise click.ClickException(
-                    f"video {video_id} is still at {video.state} after {timeout:.0f} s"
-                )
+                raise CliError(f"video {video_id} is still at {video.state} after {timeout:.0f} s")
             time.sleep(0.2)
 
 
@@ -329,8 +369,8 @@ def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: flo
 
     normalised = _normalise_source(source)
     with _clear_errors(), obj.session() as (app, address), _up_lock(obj.settings) as alone:
-        video_id = app.submit(normalised, user_actor(who or getpass.getuser()))
-        click.echo(str(video_id))
+        video_id = app.submit(normalised, _cli_actor(who))
+        _echo(str(video_id))
         if not wait:
             return
         if alone:  # no `heaters up` is running: run the pipeline here until review
@@ -345,10 +385,8 @@ def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: flo
             video = _wait_for_clips(app, video_id, timeout)
     if video.failed_stage is not None:
         progress = video.stages[video.failed_stage]
-        raise click.ClickException(
-            f"{video.failed_stage} failed (attempt {progress.attempts}): {progress.last_error}"
-        )
-    click.echo(f"{len(video.layout)} clips pending review")
+        raise CliError(f"{video.failed_stage} failed (attempt {progress.attempts}): {progress.last_error}")
+    _echo(f"{len(video.layout)} clips pending review")
 
 
 @main.command()
@@ -362,7 +400,7 @@ def shots(video: Path, as_json: bool) -> None:
     try:
         result = detect_shots(video)
     except MediaError as error:
-        raise click.ClickException(str(error)) from None
+        raise CliError(str(error)) from None
     if as_json:
         _print_json(
             {
@@ -376,9 +414,9 @@ def shots(video: Path, as_json: bool) -> None:
             }
         )
         return
-    click.echo(f"{video}: {result.frame_count} frames at {result.fps:.3f} fps, {len(result.shots)} shots")
+    _echo(f"{video}: {result.frame_count} frames at {result.fps:.3f} fps, {len(result.shots)} shots")
     for start, end in result.shots:
-        click.echo(f"{start:>8} {end:>8}  {start / result.fps:9.3f}s")
+        _echo(f"{start:>8} {end:>8}  {start / result.fps:9.3f}s")
 
 
 @main.command()
@@ -410,7 +448,7 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
         pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
         pipeline.start(worker=True, worker_threads=threads, queues=set(queues) or None)
         pipeline.manager.stop()  # workers only work; `heaters process-manager` dispatches
-        click.echo(f"worker running ({threads} threads); Ctrl+C stops")
+        _echo(f"worker running ({threads} threads); Ctrl+C stops")
         try:
             stop.wait()
         except KeyboardInterrupt:
@@ -434,7 +472,7 @@ def process_manager(obj: Context) -> None:
     with obj.session() as (app, address):
         pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
         pipeline.start(worker=False)
-        click.echo("process manager running; Ctrl+C stops")
+        _echo("process manager running; Ctrl+C stops")
         try:
             stop.wait()
         except KeyboardInterrupt:
@@ -469,6 +507,7 @@ def up(
     from projections.runner import ProjectionDaemon, catch_up
     from web.app import create_app
     from web.auth import user_count
+    from web.security import server_options
 
     configure_logging(logging.INFO)
     settings = obj.settings
@@ -476,7 +515,7 @@ def up(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with obj.session() as (app, address), _up_lock(settings) as alone:
         if not alone and pipeline:
-            raise click.ClickException(f"another `heaters up` is running on {settings.resolved_home}")
+            raise CliError(f"another `heaters up` is running on {settings.resolved_home}")
         storage = storage_from_settings(settings, base_url="/media")
         running = build_pipeline(settings, app, address, storage)
         daemon = ProjectionDaemon(address, settings.database_schema)
@@ -497,14 +536,15 @@ def up(
                     queue_depths=running.queue_depths,
                     secret=settings.web_secret,
                 )
-                click.echo(f"Heaters is up: http://{host}:{port}/review  (Ctrl+C stops)")
+                _echo(f"Heaters is up: http://{host}:{port}/review  (Ctrl+C stops)")
                 if user_count(address, settings.database_schema) == 0:
-                    click.echo(
+                    _echo(
                         "No accounts yet: create one with `heaters user add NAME --role reviewer|auditor|ops`"
                     )
-                uvicorn.run(web_app, host=host, port=port, log_level="info")
+                # forwarded headers only from HEATERS_TRUSTED_PROXIES (default: none)
+                uvicorn.run(web_app, host=host, port=port, log_level="info", **server_options(settings))
             else:
-                click.echo("Heaters is up (no web); Ctrl+C stops")
+                _echo("Heaters is up (no web); Ctrl+C stops")
                 stop.wait()
         except KeyboardInterrupt:
             pass

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from infra.config import Settings
 from infra.runtime import open_application
+from projections.rebuild import RebuildRunning
 from projections.rebuild import rebuild as rebuild_projections
 from projections.runner import PROJECTIONS, ProjectionError, catch_up
 from projections.runner import resume as resume_projection
@@ -69,7 +70,7 @@ def rebuild(name: str | None) -> None:
     with open_application(settings) as (_app, address):
         try:
             position = rebuild_projections(address, settings.database_schema, name)
-        except ProjectionError as error:
+        except (ProjectionError, RebuildRunning) as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"rebuilt {name or 'all projections'} up to position {position}")
 

@@ -1,7 +1,9 @@
-"""``heaters user add NAME --role reviewer|auditor|ops``: accounts of the web app.
+"""``heaters user add|disable|remove NAME``: accounts of the web app.
 
 The password comes from ``--password``, else the ``HEATERS_PASSWORD`` environment variable (for
-scripts), else a prompt (typed twice, not echoed).
+scripts), else a prompt (typed twice, not echoed). It needs 12 characters or more and must not be a
+common password. Changing a user's role or password, disabling or removing the user ends all of
+that user's web sessions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pydantic import ValidationError
 
 from infra.config import Settings
 from infra.database import database
-from web.auth import ROLES, add_user, validate_name, validate_role
+from web.auth import ROLES, add_user, disable_user, remove_user, validate_name, validate_role
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ def user() -> None:
     help="The password (default: $HEATERS_PASSWORD, else prompted).",
 )
 def add(name: str, role: str, password: str | None) -> None:
-    """Create a user, or set the role and password of an existing one."""
+    """Create a user, or set the role and password of an existing one (which ends its sessions and
+    enables it again if it was disabled)."""
     try:
         validate_name(name)
         validate_role(role)
@@ -49,3 +52,36 @@ def add(name: str, role: str, password: str | None) -> None:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"user {name} {'added' if created else 'updated'} with role {role}")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@user.command("disable")
+@click.argument("name")
+def disable(name: str) -> None:
+    """Refuse the user's logins and end their sessions (`user add` with a new password enables it)."""
+    settings = _settings()
+    try:
+        with database(settings) as address:
+            ended = disable_user(address, settings.database_schema, name)
+    except LookupError as error:
+        raise click.ClickException(str(error.args[0])) from None
+    click.echo(f"user {name} disabled; {ended} session(s) ended")
+
+
+@user.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Delete the account and end its sessions (the events it recorded keep its name)."""
+    settings = _settings()
+    try:
+        with database(settings) as address:
+            ended = remove_user(address, settings.database_schema, name)
+    except LookupError as error:
+        raise click.ClickException(str(error.args[0])) from None
+    click.echo(f"user {name} removed; {ended} session(s) ended")

@@ -53,6 +53,29 @@ class Settings(BaseSettings):
     web_secret: str | None = Field(
         default=None, description="Secret for CSRF tokens; set it when several web processes share a site."
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For/-Proto "
+        "headers are believed (e.g. 10.0.0.5,172.16.0.0/12); empty = none, the peer address is the client.",
+    )
+    web_tls: bool = Field(
+        default=False,
+        description="The site is served over HTTPS (by a proxy): cookies are Secure, HSTS is sent.",
+    )
+    session_idle_seconds: int = Field(
+        default=12 * 3600, ge=60, description="A web session unused this long ends."
+    )
+    session_lifetime_seconds: int = Field(
+        default=24 * 3600,
+        ge=60,
+        description="A web session ends this long after login, however much it is used.",
+    )
+    login_failure_limit: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins per client and name per minute before 429 (per client: x4, "
+        "per name from all clients: x2).",
+    )
 
     # Review rules.
     min_clip_frames: int = Field(default=3, ge=1, description="Shortest clip a split may leave.")
@@ -117,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @property
     def uses_s3(self) -> bool:

@@ -9,18 +9,22 @@
    (and their indexes) renamed into their place, and each live position is set to the rebuilt one.
    Events committed after that transaction are applied by the live runner from that position, so none
    is missed or applied twice. Readers wait at most for that transaction.
+
+One rebuild of a projection runs at a time (a PostgreSQL advisory lock per schema and projection, held
+for the whole rebuild, whichever process runs it): a second one raises :class:`RebuildRunning`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, connect
 from projections.base import REBUILD_SUFFIX, ErrorPolicy, Projection
 from projections.runner import (
     BATCH_SIZE,
@@ -35,6 +39,27 @@ log = logging.getLogger(__name__)
 #: How long the swap may wait for readers holding the live tables before giving up (and retrying).
 SWAP_LOCK_TIMEOUT = "5s"
 SWAP_ATTEMPTS = 3
+
+
+class RebuildRunning(RuntimeError):
+    """A rebuild of the projection is already running (here or in another process)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a rebuild of projection {name} is already running; wait for it to finish")
+        self.name = name
+
+
+@contextmanager
+def _rebuild_lock(address: DatabaseAddress, schema: str, names: Sequence[str]) -> Iterator[None]:
+    """Hold one advisory lock per projection for the rebuild; RebuildRunning if one is taken."""
+    with connect(address, autocommit=True) as conn:
+        for name in sorted(names):
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"heaters rebuild {schema}.{name}",)
+            ).fetchone()
+            if not (row and row[0]):
+                raise RebuildRunning(name)  # closing the connection releases the locks already taken
+        yield
 
 
 def rebuild(
@@ -56,6 +81,11 @@ def rebuild(
     )
     if any(p.suffix != REBUILD_SUFFIX for p in chosen):
         raise ValueError(f"projections to rebuild must use the suffix {REBUILD_SUFFIX!r}")
+    with _rebuild_lock(address, schema, [p.name for p in chosen]):
+        return _rebuild(address, schema, chosen, batch_size)
+
+
+def _rebuild(address: DatabaseAddress, schema: str, chosen: Sequence[Projection], batch_size: int) -> int:
     with schema_connection(address, schema) as conn:
         _drop_rebuild_tables(conn, chosen)
     with ProjectionRunner(address, schema, chosen, batch_size=batch_size) as runner:

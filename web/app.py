@@ -3,8 +3,9 @@
 :func:`create_app` wires everything by dependency injection (no globals): the settings, the
 application service (commands), the database address (read models, users, leases) and the object
 storage (media). Sessions are server-side in the ``web_sessions`` table (shared by every web process
-on the schema, kept across restarts), every state-changing request needs the CSRF token, and every
-route checks the user's role.
+on the schema, kept across restarts), every state-changing request needs the CSRF token of its
+session, and every route checks the user's role. Bad input of any kind is a 4xx with a short message
+(:mod:`web.security` has the hardening shared by all routes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from litestar import Litestar, Request, Response, get
 from litestar.config.csrf import CSRFConfig
 from litestar.di import NamedDependency, Provide
@@ -31,6 +33,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect
+from litestar.response.file import create_etag_for_file
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -40,35 +43,51 @@ from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
+from projections.rebuild import RebuildRunning
 from web.api import OpsApi, ReviewApi, SearchApi
 from web.auth import LoginLimiter, RotatingSessionConfig, current_user, ensure_tables, require
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
 from web.readmodels import Manifests, ReadModels
 from web.review import LeaseHeld, Projections, Review
+from web.security import (
+    SWAGGER_ASSETS_DIR,
+    SWAGGER_ASSETS_PATH,
+    LocalSwaggerPlugin,
+    check_request,
+    security_headers,
+    short,
+)
 from web.sessions import PostgresSessionStore
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
-SESSION_SECONDS = 12 * 3600
 
 
 @get("/media/{key:path}", guards=[require()], sync_to_thread=True, include_in_schema=False)
-def media(key: FromPath[str], storage: NamedDependency[ObjectStorage]) -> Response[Any]:
+def media(
+    request: Request[Any, Any, Any], key: FromPath[str], storage: NamedDependency[ObjectStorage]
+) -> Response[Any]:
     """An object from media storage (sprite sheets, keyframes, exports). Keys are validated: no
-    absolute paths, ``..``, backslashes or control characters (400); a missing object is a 404."""
+    absolute paths, ``..``, backslashes or control characters (400); a missing object is a 404.
+    Browsers keep media only privately and revalidate it on every use (``no-cache`` with an ETag: a
+    cheap 304 while logged in, a login redirect after logout)."""
     key = key[1:] if key.startswith("/") else key
     try:
         validate_key(key)
     except ValueError as error:
         raise ValidationException(f"bad media key: {error}") from None
-    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    headers = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
     media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     try:
         local = storage.local_path(key)
         if local is not None:
             if not local.is_file():
                 raise ObjectNotFoundError(key)
+            stat = local.stat()
+            etag = create_etag_for_file(local, stat.st_mtime, stat.st_size)
+            if etag in request.headers.get("if-none-match", ""):
+                return Response(b"", status_code=304, headers={**headers, "ETag": etag})
             return File(local, media_type=media_type, content_disposition_type="inline", headers=headers)
         return Response(storage.get_bytes(key), media_type=media_type, headers=headers)
     except ValueError as error:
@@ -84,6 +103,7 @@ def _wants_json(request: Request[Any, Any, Any]) -> bool:
 def _error(
     request: Request[Any, Any, Any], status: int, kind: str, message: str, **extra: Any
 ) -> Response[Any]:
+    message = short(message)
     if _wants_json(request):
         return Response({"error": message, "status": status, "kind": kind, **extra}, status_code=status)
     return error_page(request, status, message)
@@ -136,6 +156,21 @@ def _bad_request(request: Request[Any, Any, Any], exc: Exception) -> Response[An
     return _error(request, 400, "bad_request", message)
 
 
+def _bad_data(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Input PostgreSQL cannot store (NUL characters, bad encodings, numbers out of range)."""
+    log.info("bad input on %s: %s", request.url.path, short(str(exc)))
+    return _error(request, 400, "bad_request", f"bad input: {str(exc).splitlines()[0] if str(exc) else exc}")
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("recursion limit reached on %s %s (nested input?)", request.method, request.url.path)
+    return _error(request, 400, "bad_request", "the request body is nested too deeply")
+
+
+def _rebuild_running(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(request, 409, "conflict", str(exc))
+
+
 def _http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     assert isinstance(exc, HTTPException)
     if exc.status_code >= 500:
@@ -158,7 +193,7 @@ def create_app(
     secret: str | None = None,
     lease_seconds: float = 300.0,
     settle_timeout: float = 5.0,
-    login_limit: int = 5,
+    login_limit: int | None = None,
     debug: bool = False,
 ) -> Litestar:
     """The web app. ``queue_depths`` reports broker queue depths for the ops page ("n/a" without it);
@@ -169,9 +204,14 @@ def create_app(
     manifests = Manifests(storage)
     projections = Projections(app, address, schema, timeout=settle_timeout)
     review = Review(app, rm, manifests, projections, lease_ttl=lease_seconds)
-    limiter = LoginLimiter(limit=login_limit)
+    limiter = LoginLimiter(address, schema, limit=login_limit or settings.login_failure_limit)
     sessions = PostgresSessionStore(address, schema)
-    csrf_secret = secret or secrets.token_hex(32)
+    csrf_config = CSRFConfig(
+        secret=secret or secrets.token_hex(32),
+        cookie_httponly=False,
+        cookie_samesite="strict",
+        cookie_secure=settings.web_tls,
+    )
 
     def startup() -> None:
         ensure_tables(address, schema)
@@ -218,6 +258,9 @@ def create_app(
             OpsApi,
             media,
             create_static_files_router(
+                path=SWAGGER_ASSETS_PATH, directories=[SWAGGER_ASSETS_DIR], include_in_schema=False
+            ),
+            create_static_files_router(
                 path="/static", directories=[WEB_DIR / "static"], include_in_schema=False
             ),
         ],
@@ -239,13 +282,21 @@ def create_app(
         logging_config=None,  # the process configured logging (infra.runtime); one format for all
         middleware=[
             RotatingSessionConfig(
-                max_age=SESSION_SECONDS, renew_on_access=True, exclude=["^/static/"]
+                max_age=settings.session_idle_seconds,
+                renew_on_access=True,
+                exclude=["^/static/"],
+                secure=settings.web_tls,
+                samesite="lax",
             ).middleware
         ],
         stores={"sessions": sessions},
-        csrf_config=CSRFConfig(secret=csrf_secret, cookie_httponly=False, cookie_samesite="strict"),
+        csrf_config=csrf_config,
+        before_request=check_request,
+        before_send=[security_headers(settings.web_tls, csrf_config)],
         template_config=engine_config,
-        openapi_config=OpenAPIConfig(title="Heaters", version="1.0.0"),
+        openapi_config=OpenAPIConfig(
+            title="Heaters", version="1.0.0", render_plugins=[LocalSwaggerPlugin(asset_version)]
+        ),
         exception_handlers={
             NotAuthorizedException: _not_authorized,
             PermissionDeniedException: _forbidden,
@@ -254,6 +305,9 @@ def create_app(
             DomainError: _domain,
             NotFound: _not_found,
             NotFoundException: _not_found,
+            RebuildRunning: _rebuild_running,
+            psycopg.DataError: _bad_data,
+            RecursionError: _too_deep,
             ValueError: _bad_request,
             ValidationException: _bad_request,
             HTTPException: _http,

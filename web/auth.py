@@ -1,7 +1,11 @@
 """Accounts, sessions, roles and the login rate limit of the web app.
 
 Users live in the ``users`` table of the Heaters schema (created at startup). Passwords are argon2
-hashes. A session holds the user's name and role; guards check the role on every route. Roles:
+hashes of at least 12 characters that zxcvbn (with its list of 30,000 common passwords) does not
+find easy to guess. A session holds the user's name, role, the time it ends however much it is used
+and its own CSRF token; guards check the role on every route. A role or password change, disabling
+or removing the account ends the user's sessions. Failed logins are counted in PostgreSQL
+(``login_failures``), so every web process shares one limit. Roles:
 
 - ``reviewer``: the review page and its API, similarity search;
 - ``auditor``: the history pages, similarity search;
@@ -12,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
+import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -27,8 +30,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.types import Empty, Message, ScopeSession
 from psycopg import sql
+from zxcvbn import zxcvbn
 
 from infra.database import DatabaseAddress, connect
+from web.sessions import end_sessions
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,24 @@ USERS_DDL = """
         name text PRIMARY KEY,
         role text NOT NULL CHECK (role IN ('reviewer', 'auditor', 'ops')),
         password_hash text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now()
+        created_at timestamptz NOT NULL DEFAULT now(),
+        disabled_at timestamptz
     )"""
+#: Tables made before accounts could be disabled get the column.
+USERS_DISABLED_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS disabled_at timestamptz"
+
+#: One row per failed login; rows older than the limiter's window are purged as new ones come.
+LOGIN_FAILURES_DDL = """
+    CREATE TABLE IF NOT EXISTS {t} (
+        client text NOT NULL,
+        account text NOT NULL,
+        failed_at timestamptz NOT NULL DEFAULT now()
+    )"""
+LOGIN_FAILURES_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS login_failures_client_idx ON {t} (client, failed_at)",
+    "CREATE INDEX IF NOT EXISTS login_failures_account_idx ON {t} (account, failed_at)",
+    "CREATE INDEX IF NOT EXISTS login_failures_time_idx ON {t} (failed_at)",
+)
 
 #: Same DDL as ``projections.schema.RUNNER_DDL`` (idempotent): the web app may start before the runner.
 LEASES_DDL = """
@@ -72,38 +93,98 @@ def validate_role(role: str) -> Role:
     return role  # type: ignore[return-value]
 
 
-def hash_password(password: str) -> str:
-    if len(password) < 8:
-        raise ValueError("a password needs at least 8 characters")
+MIN_PASSWORD_LENGTH = 12
+#: zxcvbn's score (0-4) a password needs: 3 = "safely unguessable", over 10^8 guesses.
+MIN_PASSWORD_SCORE = 3
+
+
+def check_password(password: str, *, name: str | None = None) -> None:
+    """Refuse a short or common password (ValueError saying why)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if "\x00" in password:
+        raise ValueError("a password cannot contain NUL characters")
+    rating = zxcvbn(password[:256], user_inputs=[name] if name else [])
+    if rating["score"] < MIN_PASSWORD_SCORE:
+        hint = rating["feedback"].get("warning") or "it is too easy to guess"
+        raise ValueError(
+            f"that password is too common or too easy to guess ({hint.rstrip('.')}); choose another"
+        )
+
+
+def hash_password(password: str, *, name: str | None = None) -> str:
+    check_password(password, name=name)
     return _hasher.hash(password)
 
 
 def ensure_tables(address: DatabaseAddress, schema: str) -> None:
-    """Create the ``users`` and ``review_leases`` tables if missing."""
+    """Create the ``users``, ``review_leases`` and ``login_failures`` tables if missing."""
     with connect(address, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        for ddl, table in ((USERS_DDL, "users"), (LEASES_DDL, "review_leases")):
+        for ddl, table in (
+            (USERS_DDL, "users"),
+            (USERS_DISABLED_COLUMN, "users"),
+            (LEASES_DDL, "review_leases"),
+            (LOGIN_FAILURES_DDL, "login_failures"),
+            *((index, "login_failures") for index in LOGIN_FAILURES_INDEXES),
+        ):
             conn.execute(sql.SQL(ddl).format(t=sql.Identifier(schema, table)))  # type: ignore[arg-type]
 
 
 def add_user(address: DatabaseAddress, schema: str, name: str, role: str, password: str) -> bool:
-    """Create a user or replace its role and password; True if it was new."""
+    """Create a user or replace its role and password (and enable it again); True if it was new. An
+    existing user's sessions end: they were opened with the old password or role."""
     validate_name(name)
     checked = validate_role(role)
-    digest = hash_password(password)
+    digest = hash_password(password, name=name)
     ensure_tables(address, schema)
     with connect(address, autocommit=True) as conn:
         row = conn.execute(
             sql.SQL(
                 "INSERT INTO {} (name, role, password_hash) VALUES (%s, %s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash "
-                "RETURNING (xmax = 0)"
+                "ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash, "
+                "disabled_at = NULL RETURNING (xmax = 0)"
             ).format(sql.Identifier(schema, "users")),
             (name, checked, digest),
         ).fetchone()
     created = bool(row and row[0])
+    if not created:
+        end_sessions(address, schema, name)
     log.info("user %s %s with role %s", name, "added" if created else "updated", checked)
     return created
+
+
+def disable_user(address: DatabaseAddress, schema: str, name: str) -> int:
+    """Refuse the user's logins from now on and end their sessions; the number of sessions ended.
+    ``add_user`` with a new password enables the account again. LookupError if there is no such user."""
+    ensure_tables(address, schema)
+    with connect(address, autocommit=True) as conn:
+        cur = conn.execute(
+            sql.SQL("UPDATE {} SET disabled_at = coalesce(disabled_at, now()) WHERE name = %s").format(
+                sql.Identifier(schema, "users")
+            ),
+            (name,),
+        )
+        if not cur.rowcount:
+            raise LookupError(f"no user named {name!r}")
+    ended = end_sessions(address, schema, name)
+    log.info("user %s disabled (%d session(s) ended)", name, ended)
+    return ended
+
+
+def remove_user(address: DatabaseAddress, schema: str, name: str) -> int:
+    """Delete the account and end its sessions (its events keep naming it); the number of sessions
+    ended. LookupError if there is no such user."""
+    ensure_tables(address, schema)
+    with connect(address, autocommit=True) as conn:
+        cur = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(schema, "users")), (name,)
+        )
+        if not cur.rowcount:
+            raise LookupError(f"no user named {name!r}")
+    ended = end_sessions(address, schema, name)
+    log.info("user %s removed (%d session(s) ended)", name, ended)
+    return ended
 
 
 def user_count(address: DatabaseAddress, schema: str) -> int:
@@ -132,7 +213,7 @@ def authenticate(address: DatabaseAddress, schema: str, name: str, password: str
     """The user if ``password`` is right, else None (constant work whether or not the user exists)."""
     with connect(address, autocommit=True) as conn:
         row = conn.execute(
-            sql.SQL("SELECT role, password_hash FROM {} WHERE name = %s").format(
+            sql.SQL("SELECT role, password_hash, disabled_at IS NOT NULL FROM {} WHERE name = %s").format(
                 sql.Identifier(schema, "users")
             ),
             (name,),
@@ -142,53 +223,76 @@ def authenticate(address: DatabaseAddress, schema: str, name: str, password: str
         _hasher.verify(digest, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
-    if row is None:
+    if row is None or row[2]:
         return None
     return User(name=name, role=validate_role(str(row[0])))
 
 
 class LoginLimiter:
-    """At most ``limit`` failed logins per (client address, user name) per ``window`` seconds; also
-    ``limit * 4`` per client address whatever the names, so guessing many names is limited too."""
+    """Failed logins counted in ``<schema>.login_failures``, shared by every web process.
 
-    def __init__(
-        self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    Within ``window`` seconds at most ``limit`` failures per (client address, user name), ``limit * 4``
+    per client address whatever the names (guessing many names), and ``limit * 2`` per user name from
+    all clients together (guessing one password from many addresses). The client address is the peer's,
+    or the one a trusted proxy forwarded (``HEATERS_TRUSTED_PROXIES``)."""
+
+    def __init__(self, address: DatabaseAddress, schema: str, limit: int = 5, window: float = 60.0) -> None:
+        self.address = address
         self.limit = limit
         self.window = window
-        self.clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+        self._t = sql.Identifier(schema, "login_failures")
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
+    @staticmethod
+    def _account(name: str) -> str:
+        return name.lower()[:200]
 
     def retry_after(self, client: str, name: str) -> int:
         """Seconds until another attempt is allowed (0 = allowed now)."""
-        now = self.clock()
-        with self._lock:
-            waits = []
-            for key, limit in (((client, name.lower()), self.limit), ((client, ""), self.limit * 4)):
-                times = self._recent(key, now)
-                if len(times) >= limit:
-                    waits.append(times[0] + self.window - now)
-            return max(1, int(max(waits)) + 1) if waits else 0
+        params = {"c": client, "a": self._account(name), "w": self.window}
+        mine = "client = %(c)s AND account = %(a)s"
+        with connect(self.address, autocommit=True) as conn:
+            row = conn.execute(
+                sql.SQL(
+                    f"SELECT count(*) FILTER (WHERE {mine}), min(failed_at) FILTER (WHERE {mine}), "
+                    "count(*) FILTER (WHERE client = %(c)s), min(failed_at) FILTER (WHERE client = %(c)s), "
+                    "count(*) FILTER (WHERE account = %(a)s), min(failed_at) FILTER (WHERE account = %(a)s), "
+                    "now() FROM {} WHERE failed_at > now() - make_interval(secs => %(w)s) "
+                    "AND (client = %(c)s OR account = %(a)s)"
+                ).format(self._t),  # type: ignore[arg-type]
+                params,
+            ).fetchone()
+        assert row is not None
+        now = row[6]
+        waits = [
+            (oldest - now).total_seconds() + self.window
+            for count, oldest, limit in (
+                (row[0], row[1], self.limit),
+                (row[2], row[3], self.limit * 4),
+                (row[4], row[5], self.limit * 2),
+            )
+            if count >= limit and oldest is not None
+        ]
+        return max(1, int(max(waits)) + 1) if waits else 0
 
     def failed(self, client: str, name: str) -> None:
-        now = self.clock()
-        with self._lock:
-            for key in ((client, name.lower()), (client, "")):
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10_000:  # forget idle entries
-                for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
-                    del self._failures[key]
+        with connect(self.address, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("INSERT INTO {} (client, account) VALUES (%s, %s)").format(self._t),  # type: ignore[arg-type]
+                (client, self._account(name)),
+            )
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE failed_at <= now() - make_interval(secs => %s)").format(
+                    self._t  # type: ignore[arg-type]
+                ),
+                (self.window,),
+            )
 
     def succeeded(self, client: str, name: str) -> None:
-        with self._lock:
-            self._failures.pop((client, name.lower()), None)
+        with connect(self.address, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE client = %s AND account = %s").format(self._t),  # type: ignore[arg-type]
+                (client, self._account(name)),
+            )
 
 
 # -- sessions ---------------------------------------------------------------------------------------
@@ -241,14 +345,44 @@ def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     state[ROTATE_KEY] = True
 
 
+def start_session(connection: ASGIConnection[Any, Any, Any, Any], user: User, lifetime: float) -> str:
+    """Log ``user`` in: a fresh session id, an absolute end ``lifetime`` seconds from now, and a CSRF
+    token of the session's own (returned: the caller sets it as the CSRF cookie). A token an attacker
+    planted in the browser before login is thereby worthless after it."""
+    from litestar.middleware.csrf import generate_csrf_token
+
+    secret = connection.app.csrf_config.secret if connection.app.csrf_config else secrets.token_hex(32)
+    token = generate_csrf_token(secret=secret)
+    rotate_session(connection)
+    connection.set_session(
+        {"user": user.name, "role": user.role, "until": time.time() + lifetime, "csrf": token}
+    )
+    return token
+
+
 def session_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+    """The logged-in user, or None. A session past its absolute end (or from before sessions had
+    one) is cleared: its user must log in again."""
     if "session" not in connection.scope:
         return None
     session = connection.session
     name, role = session.get("user"), session.get("role")
     if not isinstance(name, str) or role not in ROLES:
         return None
+    until, token = session.get("until"), session.get("csrf")
+    if not isinstance(until, int | float) or until <= time.time() or not isinstance(token, str):
+        log.info("session of %s ended (absolute lifetime reached)", name)
+        connection.clear_session()
+        return None
     return User(name=name, role=role)
+
+
+def session_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The CSRF token bound to the logged-in session (None without one)."""
+    if "session" not in connection.scope:
+        return None
+    token = connection.session.get("csrf")
+    return token if isinstance(token, str) else None
 
 
 def require(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:

@@ -12,8 +12,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import ValidationException
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Response, Template
 
@@ -22,7 +24,7 @@ from commands.service import HeatersApplication
 from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
-from web.auth import LoginLimiter, User, authenticate, require, rotate_session, session_user
+from web.auth import LoginLimiter, User, authenticate, require, session_user, start_session
 from web.readmodels import Manifests, ReadModels
 from web.review import Projections, Review
 from web.search import search_page
@@ -92,6 +94,8 @@ class AuthPages(Controller):
         settings: NamedDependency[Settings],
     ) -> Template | Redirect:
         client, name = _client(request), data.name.strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in name) or "\x00" in data.password:
+            raise ValidationException("a user name or password cannot contain control characters")
         wait = limiter.retry_after(client, name)
         if wait:
             log.warning("login of %r from %s refused: too many failures", name, client)
@@ -112,15 +116,29 @@ class AuthPages(Controller):
             response.status_code = 401
             return response
         limiter.succeeded(client, name)
-        rotate_session(request)
-        request.set_session({"user": user.name, "role": user.role})
+        token = start_session(request, user, settings.session_lifetime_seconds)
         log.info("%s (%s) logged in from %s", user.name, user.role, client)
-        return Redirect(_safe_next(data.next), status_code=303)
+        redirect = Redirect(_safe_next(data.next), status_code=303)
+        csrf = request.app.csrf_config
+        if csrf is not None:  # the session's own CSRF token replaces the one from before login
+            redirect.cookies.append(
+                Cookie(
+                    key=csrf.cookie_name,
+                    value=token,
+                    path=csrf.cookie_path,
+                    secure=csrf.cookie_secure,
+                    httponly=csrf.cookie_httponly,
+                    samesite=csrf.cookie_samesite,
+                    domain=csrf.cookie_domain,
+                )
+            )
+        return redirect
 
     @post("/logout", status_code=303, sync_to_thread=False)
     def logout(self, request: Request[Any, Any, Any]) -> Redirect:
         request.clear_session()
-        return Redirect("/login", status_code=303)
+        # media the session saw must not outlive it in the browser's cache
+        return Redirect("/login", status_code=303, headers={"Clear-Site-Data": '"cache"'})
 
     @get("/", guards=[require()], sync_to_thread=False)
     def home(self, user: NamedDependency[User]) -> Redirect:

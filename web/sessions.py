@@ -4,7 +4,8 @@
 Every web process on the schema sees the same sessions, and a restart keeps reviewers logged in. Keys
 are stored as SHA-256 digests, so someone who can read the table cannot replay a session cookie.
 Expired rows are never returned and are purged at startup and, at most once a minute, when sessions
-are written.
+are written. Each row also names the logged-in user (``user_name``), so :func:`end_sessions` can log a
+user out everywhere when their role or password changes or the account is disabled or removed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import msgspec
 import psycopg
 from litestar.stores.base import Store
 from psycopg import sql
@@ -38,9 +40,13 @@ SESSIONS_DDL = """
         key_digest bytea PRIMARY KEY,
         data bytea NOT NULL,
         expires_at timestamptz,
-        updated_at timestamptz NOT NULL DEFAULT now()
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        user_name text
     )"""
 SESSIONS_INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+#: Tables made before sessions named their user get the column.
+SESSIONS_USER_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS user_name text"
+SESSIONS_USER_INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (user_name) WHERE user_name IS NOT NULL"
 
 
 def _digest(key: str) -> bytes:
@@ -54,16 +60,40 @@ def _seconds(value: int | timedelta | None) -> float | None:
     return seconds if seconds > 0 else None
 
 
+def _session_user(data: bytes) -> str | None:
+    """The ``user`` a serialized session names (Litestar stores the session dict as JSON)."""
+    try:
+        decoded = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    name = decoded.get("user") if isinstance(decoded, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def ensure_sessions_table(address: DatabaseAddress, schema: str) -> None:
-    """Create ``web_sessions`` (and its expiry index) if missing."""
+    """Create ``web_sessions`` (and its indexes) if missing."""
+    t = sql.Identifier(schema, TABLE)
     with connect(address, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL(SESSIONS_DDL).format(t=sql.Identifier(schema, TABLE)))  # type: ignore[arg-type]
-        conn.execute(
-            sql.SQL(SESSIONS_INDEX).format(  # type: ignore[arg-type]
-                i=sql.Identifier(f"{TABLE}_expires_idx"), t=sql.Identifier(schema, TABLE)
+        conn.execute(sql.SQL(SESSIONS_DDL).format(t=t))  # type: ignore[arg-type]
+        conn.execute(sql.SQL(SESSIONS_USER_COLUMN).format(t=t))  # type: ignore[arg-type]
+        for ddl, index in ((SESSIONS_INDEX, "expires"), (SESSIONS_USER_INDEX, "user")):
+            conn.execute(
+                sql.SQL(ddl).format(i=sql.Identifier(f"{TABLE}_{index}_idx"), t=t)  # type: ignore[arg-type]
             )
+
+
+def end_sessions(address: DatabaseAddress, schema: str, name: str) -> int:
+    """Log ``name`` out everywhere: delete every session of that user; the number ended."""
+    ensure_sessions_table(address, schema)
+    with connect(address, autocommit=True) as conn:
+        cur = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE user_name = %s").format(sql.Identifier(schema, TABLE)), (name,)
         )
+        ended = int(cur.rowcount)
+    if ended:
+        log.info("ended %d web session(s) of user %s", ended, name)
+    return ended
 
 
 class PostgresSessionStore(Store):
@@ -141,12 +171,13 @@ class PostgresSessionStore(Store):
         with self._connection() as conn:
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} (key_digest, data, expires_at, updated_at) "
-                    "VALUES (%(k)s, %(d)s, now() + make_interval(secs => %(s)s), now()) "
+                    "INSERT INTO {} (key_digest, data, expires_at, updated_at, user_name) "
+                    "VALUES (%(k)s, %(d)s, now() + make_interval(secs => %(s)s), now(), %(u)s) "
                     "ON CONFLICT (key_digest) DO UPDATE SET data = EXCLUDED.data, "
-                    "expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at"
+                    "expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at, "
+                    "user_name = EXCLUDED.user_name"
                 ).format(self._t),  # type: ignore[arg-type]
-                {"k": _digest(key), "d": data, "s": _seconds(expires_in)},
+                {"k": _digest(key), "d": data, "s": _seconds(expires_in), "u": _session_user(data)},
             )
         if time.monotonic() >= self._next_purge:
             try:

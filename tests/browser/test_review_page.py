@@ -37,6 +37,11 @@ ARGS = [
 ]  # fmt: skip
 
 
+#: Playwright's ``wait_for_function`` evaluates its predicate with ``eval``, which the app's CSP forbids;
+#: tests/security/test_web_browser_csp.py drives the same pages with the CSP enforced.
+PLAYWRIGHT_EVAL = True
+
+
 def _video_with_sprites(
     app: HeatersApplication, storage: LocalObjectStorage, work: Path
 ) -> tuple[UUID, list[UUID]]:
@@ -118,7 +123,7 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=PLAYWRIGHT_EVAL)
             page.set_default_timeout(10_000)
             page.goto(f"{base}/review")
             expect(page).to_have_url(f"{base}/login?next=%2Freview")
@@ -191,7 +196,7 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
             page.screenshot(path=str(shots / "04-after-group.png"))
 
             # the auditor sees it all
-            auditor = browser.new_page(viewport={"width": 1200, "height": 900})
+            auditor = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=PLAYWRIGHT_EVAL)
             auditor.goto(f"{base}/clips/{clips[0]}/history")
             auditor.fill("input[name=name]", "aldo")
             auditor.fill("input[name=password]", PASSWORD)
@@ -228,7 +233,7 @@ def test_search_thumbnails_play_on_hover(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=PLAYWRIGHT_EVAL)
             page.set_default_timeout(10_000)
             page.goto(f"{base}/search?clip={clips[0]}&sort=asc")
             page.fill("input[name=name]", "aldo")

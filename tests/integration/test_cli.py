@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -39,7 +40,7 @@ def test_submit_then_history_shows_the_submitted_event(home: Path, tmp_path: Pat
     as_json = json.loads(heaters(home, "history", "video", video_id, "--json").stdout)
     (event,) = as_json["events"]
     assert event["event"] == "Submitted"
-    assert event["actor"] == "user:alice"
+    assert event["actor"] == f"user:alice (os:{getpass.getuser()})"  # who really ran it, too
     assert event["payload"]["source"] == str(tmp_path / "a.mp4")
     assert event["timestamp"].endswith("+00:00")
 
