@@ -388,9 +388,11 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with obj.session() as (app, address):
-        pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+        # Workers only work (no process-manager pool here); `heaters process-manager` dispatches.
+        pipeline = build_pipeline(
+            obj.settings, app, address, storage_from_settings(obj.settings), manager=False
+        )
         pipeline.start(worker=True, worker_threads=threads, queues=set(queues) or None)
-        pipeline.manager.stop()  # workers only work; `heaters process-manager` dispatches
         click.echo(f"worker running ({threads} threads); Ctrl+C stops")
         try:
             stop.wait()
@@ -413,7 +415,9 @@ def process_manager(obj: Context) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with obj.session() as (app, address):
-        pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+        pipeline = build_pipeline(
+            obj.settings, app, address, storage_from_settings(obj.settings), worker=False
+        )
         pipeline.start(worker=False)
         click.echo("process manager running; Ctrl+C stops")
         try:
@@ -459,15 +463,13 @@ def up(
         if not alone and pipeline:
             raise click.ClickException(f"another `heaters up` is running on {settings.resolved_home}")
         storage = storage_from_settings(settings, base_url="/media")
-        running = build_pipeline(settings, app, address, storage)
+        running = build_pipeline(settings, app, address, storage, manager=pipeline, worker=worker)
         daemon = ProjectionDaemon(address, settings.database_schema)
         catch_up(address, settings.database_schema)
         if projections:
             daemon.start()
         if pipeline or worker:
             running.start(worker=worker)
-            if not pipeline:
-                running.manager.stop()
         try:
             if web:
                 web_app = create_app(

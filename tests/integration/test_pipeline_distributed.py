@@ -42,6 +42,9 @@ def settings(
         redis_url=REDIS_URL,
         redis_namespace=namespace,
         redis_heartbeat_timeout_ms=3_000,
+        stage_heartbeat_seconds=0.5,
+        stage_heartbeat_timeout_seconds=3.0,
+        dispatch_start_timeout_seconds=10.0,
         s3_endpoint=s3_endpoint,
         s3_bucket=f"heaters-{uuid4().hex[:12]}",
         s3_access_key_id="testing",
@@ -100,11 +103,9 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         # A fresh worker takes over: Redis requeues the dead worker's unacknowledged message once its
-        # heartbeat times out, and the reconciler re-dispatches anything that was lost for good.
+        # heartbeat times out, and the process manager sends again work whose worker stopped beating.
         worker = start_worker(settings, log)
-        wait_until(
-            lambda: video_settled(pg_app, video_id), timeout=120, step=lambda: manager.manager.reconcile(20)
-        )
+        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
         video = pg_app.get_video(video_id)
         assert video.state == "clipped", log.read_text()[-3000:]
         clips = pg_app.clips_of(video_id)
