@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -34,9 +34,20 @@ log = logging.getLogger(__name__)
 REVIEW = require("reviewer")
 
 
+#: Answer header of every review action: "false" when the read models had not applied it in time.
+CAUGHT_UP_HEADER = "X-Heaters-Caught-Up"
+
+
+def _caught_up_header(response: Response[Any]) -> Response[Any]:
+    if isinstance(response.content, ActionResult):
+        response.headers[CAUGHT_UP_HEADER] = "true" if response.content.caught_up else "false"
+    return response
+
+
 class ReviewApi(Controller):
     path = "/api"
     tags = ["review"]
+    after_request = staticmethod(_caught_up_header)
 
     @get("/review/next", guards=[REVIEW], sync_to_thread=True)
     def next_clips(

@@ -121,14 +121,34 @@ class Review:
         """The reviewer's next clips (leased to them), in review order."""
         count = max(1, min(count, 10))
         self.rm.renew_leases(user.name, self.lease_ttl)
-        ids = self.rm.claim_next(user.name, count, exclude, self.lease_ttl)
-        views = []
-        for clip_id in ids:
-            try:
-                views.append(self.view(clip_id))
-            except NotFound:
-                continue
+        views: list[ClipView] = []
+        skip = list(exclude)
+        for _ in range(5):  # read models behind the log: leave out what the log already decided
+            ids = self.rm.claim_next(user.name, count - len(views), skip, self.lease_ttl)
+            if not ids:
+                break
+            decided = [clip_id for clip_id in ids if not self._pending_in_log(clip_id)]
+            if decided:
+                self.rm.release(decided, user.name)
+                skip += decided
+            skip += [clip_id for clip_id in ids if clip_id not in decided]
+            for clip_id in ids:
+                if clip_id in decided:
+                    continue
+                try:
+                    views.append(self.view(clip_id))
+                except NotFound:
+                    continue
+            if len(views) >= count:
+                break
         return NextClips(clips=views, pending=self.rm.pending_count())
+
+    def _pending_in_log(self, clip_id: UUID) -> bool:
+        """The event store's word (not the read models'): is the clip still waiting for review?"""
+        try:
+            return self.heaters.get_clip(clip_id).state == "pending_review"
+        except NotFound:
+            return False
 
     def open(self, clip_id: object, user: User) -> ClipView:
         """A bookmarked clip: leased to the reviewer when it is pending and free."""
@@ -228,6 +248,8 @@ class Review:
             self.rm.take_lease(cid, user.name, self.lease_ttl)
         else:
             self.rm.release([cid], user.name)
+        if not caught_up:
+            message += " (saved; the review pages are still catching up and may show it late)"
         log.info("%s: %s on clip %s", user.name, action, cid)
         return ActionResult(
             action=action,
