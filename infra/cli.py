@@ -165,15 +165,32 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def videos(obj: Context, as_json: bool) -> None:
-    """List every submitted video with its pipeline state."""
-    with _clear_errors(), obj.app() as app:
+    """List every submitted video with its pipeline state, flagging work that waits longer than
+    expected (and on what)."""
+    from processors.work_ledger import waiting_work
+
+    s = obj.settings
+    with _clear_errors(), obj.session() as (app, address):
         rows = [_video_row(app.get_video(vid)) for vid in app.video_ids()]
+        late = waiting_work(
+            address,
+            s.database_schema,
+            start_timeout_seconds=s.dispatch_start_timeout_seconds,
+            heartbeat_timeout_seconds=s.stage_heartbeat_timeout_seconds,
+        )
+    waiting = {w.aggregate_id: f"{w.stage} waits on {w.waiting_on}" for w in late}
+    for row in rows:
+        row["waiting"] = waiting.get(row["id"])
     if as_json:
         _print_json(rows)
     elif not rows:
         click.echo("no videos yet: heaters submit SOURCE")
     else:
-        _table(rows, ["id", "state", "clips", "frames", "title", "failure"])
+        _table(rows, ["id", "state", "clips", "frames", "title", "failure", "waiting"])
+        if waiting:
+            click.echo(
+                f"\n{len(waiting)} waiting longer than expected: `heaters retry video ID` sends it again"
+            )
 
 
 @main.command()
@@ -251,11 +268,15 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
 @click.option("--as", "who", default=None, help="Who asks (default: the OS user).")
 @pass_context
 def retry(obj: Context, kind: str, ident: str, who: str | None) -> None:
-    """Re-dispatch the failed stage of a video or clip."""
-    with _clear_errors(), obj.app() as app:
+    """Re-dispatch the failed stage of a video or clip, or else its stuck work (see `heaters videos`)."""
+    from processors.work_ledger import retry_work
+
+    with _clear_errors(), obj.session() as (app, address):
         aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
-        stage = app.request_retry(aggregate.id, user_actor(who or getpass.getuser()))
-    click.echo(f"{kind} {ident}: {stage} will be retried")
+        done = retry_work(
+            app, address, obj.settings.database_schema, aggregate.id, user_actor(who or getpass.getuser())
+        )
+    click.echo(f"{kind} {ident}: {done}")
 
 
 # -- pipeline and serving ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from commands.service import HeatersApplication
 from domain.clip import Clip
 from domain.video import Video
 from infra.database import DatabaseAddress
-from processors.work_ledger import ensure_work_table, work_pool
+from processors.work_ledger import ensure_work_table, redispatch, work_pool
 
 log = logging.getLogger(__name__)
 
@@ -286,17 +286,8 @@ class PipelineProcessManager:
         return out
 
     def redispatch(self, aggregate_id: UUID, stage: str | None = None) -> list[str]:
-        """An operator's retry of stuck work: put its dispatched rows back in the outbox now."""
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET sent_at = NULL, due_at = least(due_at, now()), resends = resends + 1,"
-                    " run_token = NULL, heartbeat_at = NULL WHERE aggregate_id = %s AND state = 'dispatched'"
-                    " AND (%s::text IS NULL OR stage = %s) RETURNING stage"
-                ).format(self._table("pipeline_work")),
-                (aggregate_id, stage, stage),
-            ).fetchall()
-        return sorted(str(r[0]) for r in rows)
+        """An operator's retry of stuck work: put its open rows back in the outbox now."""
+        return redispatch(self.address, self.schema, aggregate_id, stage)
 
     def catch_up(self) -> int:
         """Record every pending event's work and send what is due; returns the events read."""

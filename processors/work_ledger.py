@@ -23,6 +23,8 @@ from uuid import UUID
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from commands.service import HeatersApplication
+from domain.errors import DomainError
 from infra.database import DatabaseAddress, connect
 
 log = logging.getLogger(__name__)
@@ -244,3 +246,108 @@ class WorkLedger:
         self._stop.set()
         self._thread.join(timeout=5)
         self._pool.close()
+
+
+# -- what operators see and do -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitingWork:
+    """Work waiting longer than expected, and on what."""
+
+    aggregate_id: UUID
+    stage: str
+    queue: str
+    waiting_seconds: float
+    waiting_on: str
+    resends: int
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def waiting_work(
+    address: DatabaseAddress,
+    schema: str,
+    *,
+    start_timeout_seconds: float = 60.0,
+    heartbeat_timeout_seconds: float = 60.0,
+    outbox_grace_seconds: float = 10.0,
+) -> list[WaitingWork]:
+    """Open work that is late: unsent (the broker refuses), sent but not started (no worker on its
+    queue, or a deep queue), or running without a heartbeat (its worker died or froze)."""
+    from processors.actors import STAGE_SPECS
+
+    with connect(address, autocommit=True) as conn:
+        if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
+            0
+        ]:
+            return []
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT aggregate_id, stage, resends, sent_at IS NULL, heartbeat_at IS NOT NULL,"
+                " extract(epoch FROM now() - due_at), extract(epoch FROM now() - sent_at),"
+                " extract(epoch FROM now() - heartbeat_at), last_error"
+                " FROM {} WHERE state = 'dispatched' AND due_at <= now() ORDER BY due_at"
+            ).format(sql.Identifier(schema, "pipeline_work"))
+        ).fetchall()
+    out: list[WaitingWork] = []
+    for aggregate_id, stage, resends, unsent, running, due_age, sent_age, beat_age, last_error in rows:
+        queue = STAGE_SPECS[stage].queue if stage in STAGE_SPECS else "?"
+        if unsent and float(due_age) > outbox_grace_seconds:
+            age, on = float(due_age), f"the broker: not accepted for {_age(float(due_age))}"
+        elif running and float(beat_age) > heartbeat_timeout_seconds:
+            age, on = float(beat_age), f"its worker: no heartbeat for {_age(float(beat_age))}"
+        elif not unsent and not running and last_error is None and float(sent_age) > start_timeout_seconds:
+            age = float(sent_age)
+            on = f"a worker on queue {queue}: sent {_age(age)} ago, not started"
+        else:
+            continue
+        if resends:
+            on += f" (sent {int(resends) + 1} times)"
+        out.append(WaitingWork(aggregate_id, str(stage), queue, age, on, int(resends)))
+    return out
+
+
+def redispatch(
+    address: DatabaseAddress, schema: str, aggregate_id: UUID, stage: str | None = None
+) -> list[str]:
+    """An operator's retry of stuck work: its open rows go back to the outbox (sent at once)."""
+    with connect(address, autocommit=True) as conn:
+        if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
+            0
+        ]:
+            return []
+        rows = conn.execute(
+            sql.SQL(
+                "UPDATE {} SET sent_at = NULL, due_at = least(due_at, now()), resends = resends + 1,"
+                " run_token = NULL, heartbeat_at = NULL, last_error = NULL WHERE aggregate_id = %s"
+                " AND state = 'dispatched' AND (%s::text IS NULL OR stage = %s) RETURNING stage"
+            ).format(sql.Identifier(schema, "pipeline_work")),
+            (aggregate_id, stage, stage),
+        ).fetchall()
+    stages = sorted(str(r[0]) for r in rows)
+    if stages:
+        log.warning("%s: %s sent again on an operator's request", aggregate_id, ", ".join(stages))
+    return stages
+
+
+def retry_work(
+    app: HeatersApplication, address: DatabaseAddress, schema: str, ident: object, actor: str
+) -> str:
+    """``heaters retry`` and the ops page's button: re-open a failed stage, or else send stuck work
+    again. Returns what was done, in words; raises ``DomainError`` when there is neither."""
+    aggregate = app.get_any(ident)
+    try:
+        stage = app.request_retry(aggregate.id, actor)
+    except DomainError as refused:
+        stages = redispatch(address, schema, aggregate.id)
+        if not stages:
+            raise DomainError(f"{refused}; and it has no work waiting to be sent again") from None
+        return f"{', '.join(stages)} sent again"
+    return f"{stage} will be retried"

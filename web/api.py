@@ -11,6 +11,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
 from commands.service import HeatersApplication
+from infra.config import Settings
+from infra.database import DatabaseAddress
 from projections.schema import PROJECTION_TABLES
 from web.auth import User, require
 from web.dto import (
@@ -188,11 +190,15 @@ class OpsApi(Controller):
         projections: NamedDependency[Projections],
         user: NamedDependency[User],
         ident: FromPath[str],
+        settings: NamedDependency[Settings],
+        address: NamedDependency[DatabaseAddress],
     ) -> RetryResult:
-        """Re-open the failed stage of a video or clip."""
-        stage = heaters.request_retry(parse_id(ident, "video or clip id"), user.actor)
+        """Re-open the failed stage of a video or clip, or else send its stuck work again."""
+        from processors.work_ledger import retry_work
+
+        done = retry_work(heaters, address, settings.database_schema, parse_id(ident, "id"), user.actor)
         caught_up = projections.settle(None)
-        return RetryResult(id=ident, stage=stage, message=f"{stage} will be retried", caught_up=caught_up)
+        return RetryResult(id=ident, stage=done.split(" ")[0], message=done, caught_up=caught_up)
 
     @get("/projections", sync_to_thread=True)
     def projections_status(self, projections: NamedDependency[Projections]) -> list[dict[str, Any]]:

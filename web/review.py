@@ -64,6 +64,11 @@ class Projections:
 
         return [asdict(item) for item in projection_status(self.address, self.schema)]
 
+    def daemons(self) -> list[dict[str, Any]]:
+        from projections.status import daemon_status
+
+        return [asdict(item) for item in daemon_status(self.address, self.schema)]
+
     def rebuild(self, name: str) -> Any:
         from projections.rebuild import rebuild
 
