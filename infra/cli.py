@@ -403,11 +403,15 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     import signal
     import threading
 
+    from infra.metrics import serve
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
 
+    configure_logging(logging.INFO)  # a service: one line per stage run, always
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if obj.settings.metrics_port:
+        serve(obj.settings.metrics_port)
     with obj.session() as (app, address):
         # Workers only work (no process-manager pool here); `heaters process-manager` dispatches.
         pipeline = build_pipeline(
@@ -430,11 +434,15 @@ def process_manager(obj: Context) -> None:
     import signal
     import threading
 
+    from infra.metrics import serve
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
 
+    configure_logging(logging.INFO)  # a service: what it sends, refused sends, resends
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if obj.settings.metrics_port:
+        serve(obj.settings.metrics_port)
     with obj.session() as (app, address):
         pipeline = build_pipeline(
             obj.settings, app, address, storage_from_settings(obj.settings), worker=False

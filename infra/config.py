@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     dispatch_start_timeout_seconds: float = Field(
         default=60.0, description="Work sent but not started by a worker this long is sent again."
     )
+    metrics_port: int = Field(
+        default=9191,
+        description="Port of the Prometheus /metrics of `heaters worker` and `heaters process-manager`; 0 = off. "
+        "The web app serves /metrics on its own port.",
+    )
     stage_heartbeat_seconds: float = Field(default=10.0, description="How often a running stage beats.")
     stage_heartbeat_timeout_seconds: float = Field(
         default=60.0,

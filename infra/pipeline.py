@@ -18,7 +18,7 @@ from infra.object_storage import ObjectStorage
 from processors.actors import PipelineActors
 from processors.middleware import StageTiming
 from processors.process_manager import PipelineProcessManager
-from processors.stages import PipelineContext
+from processors.stages import PipelineContext, clean_workdirs
 from processors.work_ledger import WorkLedger
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class Pipeline:
         poll_seconds: float = 0.2,
     ) -> None:
         if worker:
+            clean_workdirs(self.context.settings)  # what killed workers left behind
             self.worker = dramatiq.Worker(
                 self.broker, queues=queues, worker_threads=worker_threads, worker_timeout=100
             )

@@ -24,6 +24,7 @@ from commands.service import HeatersApplication
 from domain.clip import Clip
 from domain.video import Video
 from infra.database import DatabaseAddress
+from infra.metrics import WORK_REFUSED, WORK_RESENT, WORK_SENT
 from processors.work_ledger import ensure_work_table, redispatch, work_pool
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,7 @@ class PipelineProcessManager:
                 try:
                     self.dispatch(stage, aggregate_id, None)
                 except Exception as error:
+                    WORK_REFUSED.inc()
                     log.warning(
                         "outbox: the broker refused %s for %s (%s: %s); %d left to send, retrying",
                         stage,
@@ -261,6 +263,7 @@ class PipelineProcessManager:
                     (wait, aggregate_id, stage),
                 )
                 sent += 1
+                WORK_SENT.labels(stage).inc()
         return sent
 
     def redispatch_stalled(self) -> list[tuple[str, UUID, str]]:
@@ -282,6 +285,7 @@ class PipelineProcessManager:
         for stage, aggregate_id, running in rows:
             why = "its worker stopped beating" if running else "no worker started it"
             log.warning("%s of %s: %s; sending it again", stage, aggregate_id, why)
+            WORK_RESENT.labels(why).inc()
             out.append((str(stage), aggregate_id, why))
         return out
 

@@ -86,9 +86,19 @@ class Claim:
     stage: str
     token: UUID | None  # None: no work row (work sent by hand); nothing to beat
     lost: threading.Event = field(default_factory=threading.Event)
+    ledger: WorkLedger | None = None
 
     @property
     def current(self) -> bool:
+        return not self.lost.is_set()
+
+    def verify(self) -> bool:
+        """Ask the database (not the heartbeat thread, which a frozen process could not run): does
+        this attempt still hold its work?"""
+        if self.token is None or self.ledger is None or self.lost.is_set():
+            return not self.lost.is_set()
+        if not self.ledger.holds(self.token):
+            self.lost.set()
         return not self.lost.is_set()
 
 
@@ -107,7 +117,7 @@ class SupersededAttempt(Exception):
 def ensure_current(what: str) -> None:
     """Raise when this thread's attempt was superseded: called before a stage writes its outputs."""
     claim = current_claim()
-    if claim is not None and not claim.current:
+    if claim is not None and not claim.verify():
         raise SupersededAttempt(
             f"{what}: this attempt was superseded by a newer one; its outputs are dropped"
         )
@@ -168,10 +178,14 @@ class WorkLedger:
                 return None
             claim = Claim(aggregate_id, stage, None)
         else:
-            claim = Claim(aggregate_id, stage, token)
+            claim = Claim(aggregate_id, stage, token, ledger=self)
             with self._lock:
                 self._held[token] = claim
         return claim
+
+    def holds(self, token: UUID) -> bool:
+        rows = self._execute(sql.SQL("SELECT 1 FROM {} WHERE run_token = %s").format(self._table), (token,))
+        return bool(rows)
 
     def release(self, claim: Claim, error: BaseException | None) -> None:
         if claim.token is None:
@@ -351,3 +365,18 @@ def retry_work(
             raise DomainError(f"{refused}; and it has no work waiting to be sent again") from None
         return f"{', '.join(stages)} sent again"
     return f"{stage} will be retried"
+
+
+def outbox_size(address: DatabaseAddress, schema: str) -> int:
+    """Due work the broker has not accepted yet."""
+    with connect(address, autocommit=True) as conn:
+        if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
+            0
+        ]:
+            return 0
+        row = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {} WHERE state = 'dispatched' AND sent_at IS NULL AND due_at <= now()"
+            ).format(sql.Identifier(schema, "pipeline_work"))
+        ).fetchone()
+    return int(row[0]) if row else 0

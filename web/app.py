@@ -42,6 +42,7 @@ from infra.database import DatabaseAddress
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
 from web.api import OpsApi, ReviewApi, SearchApi
 from web.auth import LoginLimiter, RotatingSessionConfig, current_user, ensure_tables, require
+from web.health import Health
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
 from web.readmodels import Manifests, ReadModels
 from web.review import LeaseHeld, Projections, Review
@@ -216,6 +217,7 @@ def create_app(
             ReviewApi,
             SearchApi,
             OpsApi,
+            Health,
             media,
             create_static_files_router(
                 path="/static", directories=[WEB_DIR / "static"], include_in_schema=False

@@ -12,6 +12,7 @@ from uuid import UUID
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress
+from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
 from web.auth import User
 from web.dto import ActionResult, ClipView, NextClips, Sibling, Siblings, SpritePlayer
 from web.readmodels import Manifests, ReadModels, Row
@@ -54,6 +55,7 @@ class Projections:
         wanted = list(names) if names else None
         caught_up = bool(wait_for(self.address, self.schema, position, names=wanted, timeout=self.timeout))
         if not caught_up:
+            READ_YOUR_WRITES_TIMEOUTS.inc()
             log.warning(
                 "projections %s did not reach position %d within %.1fs", names, position, self.timeout
             )
@@ -256,6 +258,7 @@ class Review:
         if not caught_up:
             message += " (saved; the review pages are still catching up and may show it late)"
         log.info("%s: %s on clip %s", user.name, action, cid)
+        REVIEW_ACTIONS.labels(action).inc()
         return ActionResult(
             action=action,
             clip_id=str(cid),
