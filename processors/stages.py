@@ -183,7 +183,8 @@ def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int]
         fetched = fetch_source(video.source, workdir / "download", ctx.settings)
         playable = normalise(fetched.path, workdir / "normalised.mp4")
         info = playable.info.video
-        key = video_key(video_id, "source.mp4")
+        key = video_key(video_id, f"source-a{attempt}.mp4")  # this attempt's own key
+        ensure_current(f"video {video_id}: download attempt {attempt}")
         ctx.storage.put_file(key, playable.path, "video/mp4")
         ctx.app.record_downloaded(
             video_id,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -52,8 +54,12 @@ ALTER TABLE {schema}.pipeline_work
     ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz,   -- NULL when no worker runs it
     ADD COLUMN IF NOT EXISTS resends integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS runs integer NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS last_error text
+    ADD COLUMN IF NOT EXISTS last_error text,
+    ADD COLUMN IF NOT EXISTS worker text                 -- host:pid of the worker that claimed it last
 """
+
+#: This process as the work table names it: which worker holds (or last held) a stage.
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 # A lock key of its own so that two processes creating the table at once do not collide.
 _DDL_LOCK = 0x6865617465727301
@@ -164,10 +170,10 @@ class WorkLedger:
         rows = self._execute(
             sql.SQL(
                 "UPDATE {} SET run_token = %s, started_at = now(), heartbeat_at = now(), start_by = NULL,"
-                " runs = runs + 1 WHERE aggregate_id = %s AND stage = %s AND (heartbeat_at IS NULL"
+                " runs = runs + 1, worker = %s WHERE aggregate_id = %s AND stage = %s AND (heartbeat_at IS NULL"
                 " OR heartbeat_at < now() - make_interval(secs => %s)) RETURNING 1"
             ).format(self._table),
-            (token, aggregate_id, stage, self.heartbeat_timeout_seconds),
+            (token, WORKER_ID, aggregate_id, stage, self.heartbeat_timeout_seconds),
         )
         if not rows:
             exists = self._execute(
@@ -194,13 +200,20 @@ class WorkLedger:
             self._held.pop(claim.token, None)
         # After a failure the broker retries after its backoff: give it that long before sending again.
         wait = self.start_timeout_seconds + (self.retry_wait_seconds if error is not None else 0.0)
-        self._execute(
+        held = self._execute(
             sql.SQL(
                 "UPDATE {} SET run_token = NULL, heartbeat_at = NULL, start_by = now() + make_interval(secs => %s),"
-                " last_error = %s WHERE run_token = %s"
+                " last_error = %s WHERE run_token = %s RETURNING 1"
             ).format(self._table),
             (wait, None if error is None else f"{type(error).__name__}: {error}"[:500], claim.token),
         )
+        if not held:
+            claim.lost.set()
+            log.warning(
+                "%s for %s: this attempt lost its work to a newer one while it ran (heartbeat missed)",
+                claim.stage,
+                claim.aggregate_id,
+            )
 
     @contextmanager
     def running(self, stage: str, aggregate_id: UUID) -> Iterator[Claim | None]:
@@ -306,17 +319,28 @@ def waiting_work(
             sql.SQL(
                 "SELECT aggregate_id, stage, resends, sent_at IS NULL, heartbeat_at IS NOT NULL,"
                 " extract(epoch FROM now() - due_at), extract(epoch FROM now() - sent_at),"
-                " extract(epoch FROM now() - heartbeat_at), last_error"
+                " extract(epoch FROM now() - heartbeat_at), last_error, worker"
                 " FROM {} WHERE state = 'dispatched' AND due_at <= now() ORDER BY due_at"
             ).format(sql.Identifier(schema, "pipeline_work"))
         ).fetchall()
     out: list[WaitingWork] = []
-    for aggregate_id, stage, resends, unsent, running, due_age, sent_age, beat_age, last_error in rows:
+    for (
+        aggregate_id,
+        stage,
+        resends,
+        unsent,
+        running,
+        due_age,
+        sent_age,
+        beat_age,
+        last_error,
+        worker,
+    ) in rows:
         queue = STAGE_SPECS[stage].queue if stage in STAGE_SPECS else "?"
         if unsent and float(due_age) > outbox_grace_seconds:
             age, on = float(due_age), f"the broker: not accepted for {_age(float(due_age))}"
         elif running and float(beat_age) > heartbeat_timeout_seconds:
-            age, on = float(beat_age), f"its worker: no heartbeat for {_age(float(beat_age))}"
+            age, on = float(beat_age), f"its worker {worker}: no heartbeat for {_age(float(beat_age))}"
         elif not unsent and not running and last_error is None and float(sent_age) > start_timeout_seconds:
             age = float(sent_age)
             on = f"a worker on queue {queue}: sent {_age(age)} ago, not started"
