@@ -319,7 +319,8 @@ def waiting_work(
             sql.SQL(
                 "SELECT aggregate_id, stage, resends, sent_at IS NULL, heartbeat_at IS NOT NULL,"
                 " extract(epoch FROM now() - due_at), extract(epoch FROM now() - sent_at),"
-                " extract(epoch FROM now() - heartbeat_at), last_error, worker"
+                " extract(epoch FROM now() - heartbeat_at), last_error, worker,"
+                " started_at IS NOT NULL AND started_at >= sent_at"
                 " FROM {} WHERE state = 'dispatched' AND due_at <= now() ORDER BY due_at"
             ).format(sql.Identifier(schema, "pipeline_work"))
         ).fetchall()
@@ -335,13 +336,16 @@ def waiting_work(
         beat_age,
         last_error,
         worker,
+        ran,
     ) in rows:
         queue = STAGE_SPECS[stage].queue if stage in STAGE_SPECS else "?"
         if unsent and float(due_age) > outbox_grace_seconds:
             age, on = float(due_age), f"the broker: not accepted for {_age(float(due_age))}"
         elif running and float(beat_age) > heartbeat_timeout_seconds:
             age, on = float(beat_age), f"its worker {worker}: no heartbeat for {_age(float(beat_age))}"
-        elif not unsent and not running and last_error is None and float(sent_age) > start_timeout_seconds:
+        elif (
+            not (unsent or running or ran) and last_error is None and float(sent_age) > start_timeout_seconds
+        ):
             age = float(sent_age)
             on = f"a worker on queue {queue}: sent {_age(age)} ago, not started"
         else:
