@@ -180,6 +180,19 @@ def test_every_video_is_clipped_once_whatever_fails(
     web = f"http://127.0.0.1:{port}"
     wait_for(lambda: _answers(web + "/healthz"), 60, "the web app", fleet)
 
+    def verify() -> None:
+        """After each fault: no result stored twice, the layout the shots give, read models = rebuild."""
+        for video_id in videos:
+            kinds = [e.event for e in pg_app.history(video_id)]
+            for result in RESULTS:
+                assert kinds.count(result) == 1, (video_id, kinds)
+            assert [(c.start, c.end) for c in pg_app.clips_of(video_id)] == [(0, 40), (40, 85), (85, 120)]
+        head = int(pg_app.recorder.max_notification_id() or 0)
+        wait_for(lambda: _caught_up(pg_address, pg_schema, head), 30, "the projections at the head", fleet)
+        live = checksums(pg_address, pg_schema)
+        rebuild(pg_address, pg_schema)
+        assert checksums(pg_address, pg_schema) == live
+
     # 1. kill -9 of a worker mid-stage and of the process manager
     batch = submit()
     wait_for(lambda: running(pg_app, batch), 60, "a stage running", fleet)
@@ -188,6 +201,7 @@ def test_every_video_is_clipped_once_whatever_fails(
     fleet.restart("process-manager")
     fleet.restart("worker-1")
     wait_for(lambda: clipped(pg_app, batch), BOUND, "round 1 (worker, process manager killed)", fleet)
+    verify()
 
     # 2. kill -9 of the leading projection daemon and of the web; Redis stopped for 3 s
     batch = submit()
@@ -202,6 +216,7 @@ def test_every_video_is_clipped_once_whatever_fails(
     fleet.restart("web")
     wait_for(lambda: clipped(pg_app, batch), BOUND, "round 2 (daemon, web, Redis)", fleet)
     fleet.restart(leader)
+    verify()
 
     # 3. Redis paused, every database connection terminated, a worker frozen past its heartbeat
     batch = submit()
@@ -221,18 +236,8 @@ def test_every_video_is_clipped_once_whatever_fails(
     frozen_log = (fleet.logs / f"{frozen}.log").read_text()
     assert "lost its work to a newer one" in frozen_log or "superseded" in frozen_log, fleet.tails()
 
-    # No result stored twice; the web answers; the read models equal a rebuild from the log.
-    for video_id in videos:
-        kinds = [e.event for e in pg_app.history(video_id)]
-        for result in RESULTS:
-            assert kinds.count(result) == 1, (video_id, kinds)
-        assert [(c.start, c.end) for c in pg_app.clips_of(video_id)] == [(0, 40), (40, 85), (85, 120)]
+    verify()
     assert httpx.get(web + "/readyz", timeout=10).status_code == 200
-    head = int(pg_app.recorder.max_notification_id() or 0)
-    wait_for(lambda: _caught_up(pg_address, pg_schema, head), 30, "the projections at the head", fleet)
-    live = checksums(pg_address, pg_schema)
-    rebuild(pg_address, pg_schema)
-    assert checksums(pg_address, pg_schema) == live
 
 
 def _answers(url: str) -> bool:
