@@ -355,6 +355,21 @@ class OpsPages(Controller):
         _flash(request, f"{ident}: {done}")
         return Redirect("/ops", status_code=303)
 
+    @post("/ops/drop-abandoned", status_code=303, sync_to_thread=True)
+    def drop_abandoned(
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        address: NamedDependency[DatabaseAddress],
+        user: NamedDependency[User],
+    ) -> Redirect:
+        from projections.status import drop_abandoned_rebuilds
+
+        dropped = drop_abandoned_rebuilds(address, settings.database_schema)
+        log.info("%s dropped abandoned rebuilds: %s", user.name, ", ".join(dropped) or "none")
+        _flash(request, f"dropped {', '.join(dropped)}" if dropped else "no abandoned rebuild to drop")
+        return Redirect("/ops", status_code=303)
+
     @post("/ops/rebuild/{name:str}", status_code=303, sync_to_thread=True)
     def rebuild(
         self,

@@ -124,6 +124,18 @@ def test_ops_page_shows_stuck_work_and_its_button_sends_it_again(
             assert "Nothing is stuck." in web.client.get("/ops").text
             # the projection daemon of the web fixture leads and is alive
             assert "leader" in page.text and "no live daemon" not in page.text
+
+            with connect(pg_address, autocommit=True) as conn:  # what a killed rebuild leaves behind
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (name, position, state) VALUES ('videos__rebuild', 1, 'rebuilding')"
+                    ).format(sql.Identifier(pg_schema, "projection_positions"))
+                )
+            page = web.client.get("/ops").text
+            assert "videos__rebuild" in page and "abandoned" in page
+            r = web.client.post("/ops/drop-abandoned", data={"_csrf_token": web.token}, follow_redirects=True)
+            assert r.status_code == 200 and "dropped videos__rebuild" in r.text
+            assert "videos__rebuild" not in web.client.get("/ops").text
     finally:
         pm.stop()
 
