@@ -207,15 +207,32 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def videos(obj: Context, as_json: bool) -> None:
-    """List every submitted video with its pipeline state."""
-    with _clear_errors(), obj.app() as app:
+    """List every submitted video with its pipeline state, flagging work that waits longer than
+    expected (and on what)."""
+    from processors.work_ledger import waiting_work
+
+    s = obj.settings
+    with _clear_errors(), obj.session() as (app, address):
         rows = [_video_row(app.get_video(vid)) for vid in app.video_ids()]
+        late = waiting_work(
+            address,
+            s.database_schema,
+            start_timeout_seconds=s.dispatch_start_timeout_seconds,
+            heartbeat_timeout_seconds=s.stage_heartbeat_timeout_seconds,
+        )
+    waiting = {w.aggregate_id: f"{w.stage} waits on {w.waiting_on}" for w in late}
+    for row in rows:
+        row["waiting"] = waiting.get(row["id"])
     if as_json:
         _print_json(rows)
     elif not rows:
         _echo("no videos yet: heaters submit SOURCE")
     else:
-        _table(rows, ["id", "state", "clips", "frames", "title", "failure"])
+        _table(rows, ["id", "state", "clips", "frames", "title", "failure", "waiting"])
+        if waiting:
+            click.echo(
+                f"\n{len(waiting)} waiting longer than expected: `heaters retry video ID` sends it again"
+            )
 
 
 @main.command()
@@ -293,11 +310,13 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
 @click.option("--as", "who", default=None, help="Who asks (default: the OS user).")
 @pass_context
 def retry(obj: Context, kind: str, ident: str, who: str | None) -> None:
-    """Re-dispatch the failed stage of a video or clip."""
-    with _clear_errors(), obj.app() as app:
+    """Re-dispatch the failed stage of a video or clip, or else its stuck work (see `heaters videos`)."""
+    from processors.work_ledger import retry_work
+
+    with _clear_errors(), obj.session() as (app, address):
         aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
-        stage = app.request_retry(aggregate.id, _cli_actor(who))
-    _echo(f"{kind} {ident}: {stage} will be retried")
+        done = retry_work(app, address, obj.settings.database_schema, aggregate.id, _cli_actor(who))
+    _echo(f"{kind} {ident}: {done}")
 
 
 @main.command()
@@ -310,8 +329,8 @@ def cancel(obj: Context, kind: str, ident: str, reason: str | None, who: str | N
     """Cancel a video's waiting or running download (it ends DownloadFailed; `heaters retry` restarts it)."""
     with _clear_errors(), obj.app() as app:
         video = app.get_video(ident)
-        text = app.cancel_download(video.id, user_actor(who or getpass.getuser()), reason)
-    click.echo(f"{kind} {ident}: download {text}")
+        text = app.cancel_download(video.id, _cli_actor(who), reason)
+    _echo(f"{kind} {ident}: download {text}")
 
 
 # -- pipeline and serving ---------------------------------------------------------------------------
@@ -439,15 +458,21 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     import signal
     import threading
 
+    from infra.metrics import serve
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
 
+    configure_logging(logging.INFO)  # a service: one line per stage run, always
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if obj.settings.metrics_port:
+        serve(obj.settings.metrics_port)
     with obj.session() as (app, address):
-        pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+        # Workers only work (no process-manager pool here); `heaters process-manager` dispatches.
+        pipeline = build_pipeline(
+            obj.settings, app, address, storage_from_settings(obj.settings), manager=False
+        )
         pipeline.start(worker=True, worker_threads=threads, queues=set(queues) or None)
-        pipeline.manager.stop()  # workers only work; `heaters process-manager` dispatches
         _echo(f"worker running ({threads} threads); Ctrl+C stops")
         try:
             stop.wait()
@@ -464,13 +489,19 @@ def process_manager(obj: Context) -> None:
     import signal
     import threading
 
+    from infra.metrics import serve
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
 
+    configure_logging(logging.INFO)  # a service: what it sends, refused sends, resends
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if obj.settings.metrics_port:
+        serve(obj.settings.metrics_port)
     with obj.session() as (app, address):
-        pipeline = build_pipeline(obj.settings, app, address, storage_from_settings(obj.settings))
+        pipeline = build_pipeline(
+            obj.settings, app, address, storage_from_settings(obj.settings), worker=False
+        )
         pipeline.start(worker=False)
         _echo("process manager running; Ctrl+C stops")
         try:
@@ -517,15 +548,13 @@ def up(
         if not alone and pipeline:
             raise CliError(f"another `heaters up` is running on {settings.resolved_home}")
         storage = storage_from_settings(settings, base_url="/media")
-        running = build_pipeline(settings, app, address, storage)
+        running = build_pipeline(settings, app, address, storage, manager=pipeline, worker=worker)
         daemon = ProjectionDaemon(address, settings.database_schema)
         catch_up(address, settings.database_schema)
         if projections:
             daemon.start()
         if pipeline or worker:
             running.start(worker=worker)
-            if not pipeline:
-                running.manager.stop()
         try:
             if web:
                 web_app = create_app(

@@ -14,7 +14,7 @@ from projections.rebuild import RebuildRunning
 from projections.rebuild import rebuild as rebuild_projections
 from projections.runner import PROJECTIONS, ProjectionError, catch_up
 from projections.runner import resume as resume_projection
-from projections.status import projection_status
+from projections.status import daemon_status, drop_abandoned_rebuilds, projection_status
 
 log = logging.getLogger("heaters.cli.projections")
 
@@ -33,23 +33,45 @@ def projections() -> None:
 
 @projections.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(as_json: bool) -> None:
-    """Position, lag, state and errors of every projection."""
+@click.option("--drop-abandoned", is_flag=True, help="Remove rebuilds whose process died.")
+def status(as_json: bool, drop_abandoned: bool) -> None:
+    """Position, lag, state, errors and the daemon keeping each projection caught up; the daemons'
+    liveness and which one leads."""
     settings = _settings()
     with open_application(settings) as (_app, address):
+        dropped = drop_abandoned_rebuilds(address, settings.database_schema) if drop_abandoned else []
         rows = projection_status(address, settings.database_schema)
+        daemons = daemon_status(address, settings.database_schema)
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        data = {
+            "projections": [r.as_dict() for r in rows],
+            "daemons": [d.as_dict() for d in daemons],
+            "dropped": dropped,
+        }
+        click.echo(json.dumps(data, indent=2, default=str))
         return
+    for name in dropped:
+        click.echo(f"dropped abandoned rebuild {name}")
     click.echo(
-        f"{'name':<12} {'state':<12} {'position':>9} {'head':>9} {'lag':>7} {'lag s':>8} {'errors':>6}  last error"
+        f"{'name':<18} {'state':<12} {'position':>9} {'head':>9} {'lag':>7} {'lag s':>8} {'errors':>6}"
+        "  kept by / last error"
     )
     for r in rows:
         error = (r.last_error or "").splitlines()[0][:80] if r.last_error else ""
+        keeper = r.daemon or ("" if r.state != "running" else "NO LIVE DAEMON")
         click.echo(
-            f"{r.name:<12} {r.state:<12} {r.position:>9} {r.head:>9} {r.lag_events:>7} {r.lag_seconds:>8.1f} "
-            f"{r.error_count:>6}  {error}"
+            f"{r.name:<18} {r.state:<12} {r.position:>9} {r.head:>9} {r.lag_events:>7} {r.lag_seconds:>8.1f} "
+            f"{r.error_count:>6}  {' · '.join(x for x in (keeper, error) if x)}"
         )
+    click.echo("")
+    if not daemons:
+        click.echo(
+            "daemons: none has ever run on this schema (`heaters up --no-web --no-pipeline --no-worker`)"
+        )
+    for d in daemons:
+        role = "leader" if d.leader else "standby"
+        life = "alive" if d.alive else "DEAD"
+        click.echo(f"daemon {d.id:<32} {role:<8} {life:<6} last beat {d.last_beat_seconds:.1f} s ago")
 
 
 @projections.command("catch-up")

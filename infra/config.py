@@ -126,7 +126,19 @@ class Settings(BaseSettings):
         description="Download threads of a worker, apart from the threads of the other queues.",
     )
     max_attempts: int = 3
-    reconcile_after_seconds: float = 900.0
+    dispatch_start_timeout_seconds: float = Field(
+        default=60.0, description="Work sent but not started by a worker this long is sent again."
+    )
+    metrics_port: int = Field(
+        default=9191,
+        description="Port of the Prometheus /metrics of `heaters worker` and `heaters process-manager`; 0 = off. "
+        "The web app serves /metrics on its own port.",
+    )
+    stage_heartbeat_seconds: float = Field(default=10.0, description="How often a running stage beats.")
+    stage_heartbeat_timeout_seconds: float = Field(
+        default=60.0,
+        description="A running stage silent this long is dead or frozen: its work is sent again.",
+    )
     archive_grace_seconds: float = 7 * 24 * 3600.0
 
     @cached_property

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
@@ -55,6 +55,26 @@ def connect(address: DatabaseAddress, *, autocommit: bool = False) -> psycopg.Co
     return psycopg.connect(address.conninfo(), autocommit=autocommit)
 
 
+T = TypeVar("T")
+
+
+def lost_connection(error: BaseException) -> bool:
+    """The server closed the connection (a restart, a failover, ``pg_terminate_backend``)."""
+    return isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.QueryCanceled)
+
+
+def retry_once_on_lost_connection(what: str, function: Callable[[], T]) -> T:
+    """Run ``function``; when the server dropped its connection, run it once more on a fresh one.
+    Only for reads and idempotent writes: the first try may or may not have reached the server."""
+    try:
+        return function()
+    except psycopg.OperationalError as error:
+        if not lost_connection(error):
+            raise
+        log.warning("%s: the database connection was lost (%s); trying once more", what, error)
+        return function()
+
+
 @contextmanager
 def embedded_postgres(home: Path) -> Iterator[DatabaseAddress]:
     """Start (or join) the embedded PostgreSQL whose data lives in ``home/pgdata``."""
@@ -91,7 +111,9 @@ def prepare_schema(address: DatabaseAddress, schema: str) -> None:
 
 def eventsourcing_env(address: DatabaseAddress, schema: str, pool_size: int = 5) -> dict[str, str]:
     """Environment for eventsourcing's PostgreSQL persistence. ``POSTGRES_ENABLE_DB_FUNCTIONS`` stays
-    off: without the table lock a reader tailing the log can skip events committed out of order."""
+    off: without the table lock a reader tailing the log can skip events committed out of order.
+    The pool keeps one connection open when idle and grows to ``3 * pool_size`` under load; each
+    connection is checked before use (``PRE_PING``), so a database restart leaves none broken."""
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": address.dbname,
@@ -100,8 +122,9 @@ def eventsourcing_env(address: DatabaseAddress, schema: str, pool_size: int = 5)
         "POSTGRES_USER": address.user,
         "POSTGRES_PASSWORD": address.password,
         "POSTGRES_SCHEMA": schema,
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": str(max(pool_size * 3 - 1, 0)),
+        "POSTGRES_PRE_PING": "y",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",

@@ -18,7 +18,8 @@ from infra.object_storage import ObjectStorage
 from processors.actors import PipelineActors
 from processors.middleware import StageTiming
 from processors.process_manager import PipelineProcessManager
-from processors.stages import PipelineContext
+from processors.stages import PipelineContext, clean_workdirs
+from processors.work_ledger import WorkLedger
 
 if TYPE_CHECKING:
     from infra.clip_embedder import ClipEmbedder
@@ -28,10 +29,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Pipeline:
+    """The pipeline of one process, by role: a process manager (follows the log, sends work) and/or
+    a worker side (the actors, their work ledger). Each role opens only the connections it uses."""
+
     context: PipelineContext
     broker: dramatiq.Broker
     actors: PipelineActors
-    manager: PipelineProcessManager
+    manager: PipelineProcessManager | None
+    ledger: WorkLedger | None
     workers: list[dramatiq.Worker] = field(default_factory=list)
 
     def start(
@@ -48,6 +53,7 @@ class Pipeline:
         for the other queues (``worker_threads``), so a slow download never holds up proxies, shots or
         embeddings of videos already downloaded."""
         if worker:
+            clean_workdirs(self.context.settings)  # what killed workers left behind
             wanted = set(queues or self.actors.queues)
             groups: list[tuple[set[str], int]] = [(wanted, worker_threads)]
             if "ingest" in wanted and len(wanted) > 1:
@@ -60,13 +66,17 @@ class Pipeline:
                 started.start()
                 self.workers.append(started)
                 log.info("worker for %s: %d threads", ", ".join(sorted(group)), threads)
-        self.manager.start(poll_seconds=poll_seconds)
+        if self.manager is not None:
+            self.manager.start(poll_seconds=poll_seconds)
 
     def stop(self) -> None:
-        self.manager.stop()
+        if self.manager is not None:
+            self.manager.stop()
         for started in self.workers:
             started.stop()
         self.broker.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
     def queue_depths(self) -> dict[str, int]:
         return queue_depths(self.broker)
@@ -81,23 +91,44 @@ def build_pipeline(
     embedder_factory: Callable[[], ClipEmbedder] | None = None,
     broker: dramatiq.Broker | None = None,
     min_backoff_ms: int = 1_000,
+    manager: bool = True,
+    worker: bool = True,
 ) -> Pipeline:
+    """``manager``: follow the log and send work; ``worker``: run the actors (claims, heartbeats)."""
     context = PipelineContext(app, storage, settings, embedder_factory)
     broker = broker or make_broker(settings)
     broker.add_middleware(StageTiming())
-    actors = PipelineActors(broker, lambda: context, settings.max_attempts, min_backoff_ms=min_backoff_ms)
+    ledger = (
+        WorkLedger(
+            address,
+            settings.database_schema,
+            heartbeat_seconds=settings.stage_heartbeat_seconds,
+            heartbeat_timeout_seconds=settings.stage_heartbeat_timeout_seconds,
+            start_timeout_seconds=settings.dispatch_start_timeout_seconds,
+        )
+        if worker
+        else None
+    )
+    actors = PipelineActors(
+        broker, lambda: context, settings.max_attempts, min_backoff_ms=min_backoff_ms, ledger=ledger
+    )
     for queue in actors.queues:
         broker.declare_queue(queue)
 
     def dispatch(stage: str, aggregate_id: UUID, delay_ms: int | None) -> object:
         return actors.dispatch(stage, aggregate_id, delay_ms)
 
-    manager = PipelineProcessManager(
-        app,
-        address,
-        settings.database_schema,
-        dispatch,
-        archive_grace_seconds=settings.archive_grace_seconds,
-        reconcile_after_seconds=settings.reconcile_after_seconds,
+    process_manager = (
+        PipelineProcessManager(
+            app,
+            address,
+            settings.database_schema,
+            dispatch,
+            archive_grace_seconds=settings.archive_grace_seconds,
+            start_timeout_seconds=settings.dispatch_start_timeout_seconds,
+            heartbeat_timeout_seconds=settings.stage_heartbeat_timeout_seconds,
+        )
+        if manager
+        else None
     )
-    return Pipeline(context, broker, actors, manager)
+    return Pipeline(context, broker, actors, process_manager, ledger)

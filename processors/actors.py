@@ -18,6 +18,7 @@ from dramatiq.middleware import CurrentMessage
 
 from processors import stages
 from processors.stages import PipelineContext
+from processors.work_ledger import WorkLedger
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ class PipelineActors:
         max_attempts: int,
         min_backoff_ms: int = 1_000,
         max_backoff_ms: int = 5 * MINUTE_MS,
+        ledger: WorkLedger | None = None,
     ) -> None:
         self.broker = broker
+        self.ledger = ledger
         self.max_attempts = max_attempts
         self.actors: dict[str, dramatiq.Actor[Any, Any]] = {}
 
@@ -85,8 +88,24 @@ class PipelineActors:
             **{s: clip_stage(s) for s in stages.CLIP_STAGES},
             "purge": purge,
         }
-        for stage, fn in functions.items():
+
+        def claimed(stage: str, fn: Callable[[str], None]) -> Callable[[str], None]:
+            """Run under a claim on the work row: skipped while a live attempt elsewhere holds it,
+            and its heartbeat proves this one alive while it runs."""
+
+            def run(aggregate_id: str) -> None:
+                if ledger is None:
+                    fn(aggregate_id)
+                    return
+                with ledger.running(stage, UUID(aggregate_id)) as claim:
+                    if claim is not None:
+                        fn(aggregate_id)
+
+            return run
+
+        for stage, bare in functions.items():
             spec = STAGE_SPECS[stage]
+            fn = claimed(stage, bare)
             fn.__name__ = f"heaters_{stage}"
             self.actors[stage] = dramatiq.Actor(
                 fn,

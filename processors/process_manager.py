@@ -1,10 +1,11 @@
 """The pipeline's process manager: follows the event log and dispatches each stage's work.
 
 It reads events after its tracked position in batches. For each batch, in ONE transaction, it records
-the work it decides on in ``pipeline_work`` and moves its position; only after the commit does it send
-the messages. So each event dispatches its work exactly once across restarts; a message lost after the
-commit (a crash, a Redis restart) is found by the reconciler, which re-dispatches work left in a
-non-terminal stage past its timeout. Actors are idempotent, so a second delivery stores no second result.
+the work it decides on in ``pipeline_work`` as "to send" (an outbox) and moves its position. A sender
+then delivers each due row to the broker, retrying until the broker accepts, and marks it sent; rows
+left unsent by a crash or a broker outage are sent after a restart. Work sent but not claimed by a
+worker within ``start_timeout_seconds`` (a lost message), or whose worker's heartbeat stopped, is sent
+again. Actors are idempotent, so a second delivery stores no second result.
 """
 
 from __future__ import annotations
@@ -18,33 +19,17 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 
 from commands.service import HeatersApplication
 from domain.clip import Clip
 from domain.video import Video
-from infra.database import DatabaseAddress, connect
-from processors.actors import STAGE_SPECS
+from infra.database import DatabaseAddress
+from infra.metrics import WORK_REFUSED, WORK_RESENT, WORK_SENT
+from processors.work_ledger import ensure_work_table, redispatch, work_pool
 
 log = logging.getLogger(__name__)
 
 NAME = "pipeline"
-
-DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.pipeline_tracking (
-    name text PRIMARY KEY,
-    position bigint NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {schema}.pipeline_work (
-    aggregate_id uuid NOT NULL,
-    stage text NOT NULL,
-    state text NOT NULL,                 -- dispatched, done, failed, cancelled
-    due_at timestamptz NOT NULL,         -- when the work is due (now, or after a grace period)
-    dispatched_at timestamptz,
-    dispatch_count integer NOT NULL DEFAULT 0,
-    event_position bigint NOT NULL,      -- the event that asked for it
-    PRIMARY KEY (aggregate_id, stage)
-)"""
 
 Dispatch = Callable[[str, UUID, int | None], object]
 
@@ -141,7 +126,7 @@ TOPICS: list[str] = sorted(
 
 
 class PipelineProcessManager:
-    """Follows the log with a tracked position; dispatches through ``dispatch(stage, id, delay_ms)``."""
+    """Follows the log with a tracked position; sends work through ``dispatch(stage, id, delay_ms)``."""
 
     def __init__(
         self,
@@ -151,7 +136,8 @@ class PipelineProcessManager:
         dispatch: Dispatch,
         *,
         archive_grace_seconds: float = 7 * 24 * 3600.0,
-        reconcile_after_seconds: float = 900.0,
+        start_timeout_seconds: float = 60.0,
+        heartbeat_timeout_seconds: float = 60.0,
         batch_size: int = 500,
     ) -> None:
         self.app = app
@@ -159,14 +145,15 @@ class PipelineProcessManager:
         self.schema = schema
         self.dispatch = dispatch
         self.archive_grace_seconds = archive_grace_seconds
-        self.reconcile_after_seconds = reconcile_after_seconds
+        self.start_timeout_seconds = start_timeout_seconds
+        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
         self.batch_size = batch_size
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        ensure_work_table(address, schema)
         # The loop reads its position every poll: pooled connections, not a new backend each time.
-        self._pool = ConnectionPool(address.conninfo(), min_size=1, max_size=4, open=True)
-        with connect(address, autocommit=True) as conn:
-            conn.execute(sql.SQL(DDL).format(schema=sql.Identifier(schema)))
+        self._pool = work_pool(address, 2, "heaters-process-manager")
+        with self._pool.connection() as conn:
             conn.execute(
                 sql.SQL("INSERT INTO {}.pipeline_tracking VALUES (%s, 0) ON CONFLICT DO NOTHING").format(
                     sql.Identifier(schema)
@@ -186,14 +173,13 @@ class PipelineProcessManager:
         return int(row[0]) if row else 0
 
     def process_batch(self) -> int:
-        """Handle the next batch of events; returns how many were read."""
+        """Record the next batch of events' work in the outbox; returns how many events were read."""
         position = self.position()
         notifications = self.app.recorder.select_notifications(
             position + 1, self.batch_size, topics=TOPICS, inclusive_of_start=True
         )
         if not notifications:
             return 0
-        to_send: list[tuple[str, UUID, int | None]] = []
         last = notifications[-1].id
         with self._pool.connection() as conn, conn.transaction():
             current = conn.execute(
@@ -207,94 +193,147 @@ class PipelineProcessManager:
             for notification in notifications:
                 event = self.app.mapper.to_domain_event(notification)
                 for reaction in reactions(event, self.archive_grace_seconds):
-                    if self._record(conn, reaction, notification.id):
-                        delay = int(reaction.delay_seconds * 1000) or None
-                        to_send.append((reaction.stage, reaction.aggregate_id, delay))
+                    self._record(conn, reaction, notification.id)
             conn.execute(
                 sql.SQL("UPDATE {} SET position = %s WHERE name = %s").format(
                     self._table("pipeline_tracking")
                 ),
                 (last, NAME),
             )
-        for stage, aggregate_id, delay in to_send:
-            self.dispatch(stage, aggregate_id, delay)
         return len(notifications)
 
-    def _record(self, conn: Any, reaction: Reaction, position: int) -> bool:
-        """Record the reaction; True when a message must be sent."""
+    def _record(self, conn: Any, reaction: Reaction, position: int) -> None:
         table = self._table("pipeline_work")
         if reaction.state == "dispatched":
             due = timedelta(seconds=reaction.delay_seconds)
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} (aggregate_id, stage, state, due_at, dispatched_at, dispatch_count, event_position)"
-                    " VALUES (%s, %s, 'dispatched', now() + %s, now() + %s, 1, %s)"
-                    " ON CONFLICT (aggregate_id, stage) DO UPDATE SET state = 'dispatched', due_at = EXCLUDED.due_at,"
-                    " dispatched_at = EXCLUDED.dispatched_at, dispatch_count = {}.dispatch_count + 1,"
-                    " event_position = EXCLUDED.event_position"
+                    "INSERT INTO {} (aggregate_id, stage, state, due_at, dispatched_at, dispatch_count,"
+                    " event_position, sent_at, resends) VALUES (%s, %s, 'dispatched', now() + %s, now(), 1, %s,"
+                    " NULL, 0) ON CONFLICT (aggregate_id, stage) DO UPDATE SET state = 'dispatched',"
+                    " due_at = EXCLUDED.due_at, dispatched_at = EXCLUDED.dispatched_at,"
+                    " dispatch_count = {}.dispatch_count + 1, event_position = EXCLUDED.event_position,"
+                    " sent_at = NULL, resends = 0, last_error = NULL"
                 ).format(table, sql.Identifier("pipeline_work")),
-                (reaction.aggregate_id, reaction.stage, due, due, position),
+                (reaction.aggregate_id, reaction.stage, due, position),
             )
-            return True
+            return
         conn.execute(
             sql.SQL(
                 "UPDATE {} SET state = %s WHERE aggregate_id = %s AND stage = %s AND state = 'dispatched'"
             ).format(table),
             (reaction.state, reaction.aggregate_id, reaction.stage),
         )
-        return False
 
-    def catch_up(self) -> int:
-        total = 0
-        while (n := self.process_batch()) > 0:
-            total += n
-        return total
-
-    def reconcile(self, older_than_seconds: float | None = None) -> list[tuple[str, UUID]]:
-        """Re-dispatch work still 'dispatched' past its stage's timeout (a lost message)."""
-        resent: list[tuple[str, UUID]] = []
+    def send_due(self, limit: int = 200) -> int:
+        """Deliver the outbox's due rows; each is marked sent once the broker accepted it. A broker
+        error stops the round (the rest stay in the outbox) and is raised."""
+        sent = 0
         with self._pool.connection() as conn, conn.transaction():
             rows = conn.execute(
                 sql.SQL(
-                    "SELECT aggregate_id, stage, extract(epoch FROM now() - dispatched_at) FROM {}"
-                    " WHERE state = 'dispatched' AND dispatched_at < now() FOR UPDATE SKIP LOCKED"
-                ).format(self._table("pipeline_work"))
+                    "SELECT aggregate_id, stage, resends FROM {} WHERE state = 'dispatched' AND sent_at IS NULL"
+                    " AND due_at <= now() ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
+                ).format(self._table("pipeline_work")),
+                (limit,),
             ).fetchall()
-            for aggregate_id, stage, age in rows:
-                limit = older_than_seconds
-                if limit is None:
-                    limit = max(self.reconcile_after_seconds, STAGE_SPECS[stage].time_limit_ms / 1000 * 1.2)
-                if float(age) < limit:
-                    continue
+            for aggregate_id, stage, resends in rows:
+                try:
+                    self.dispatch(stage, aggregate_id, None)
+                except Exception as error:
+                    WORK_REFUSED.inc()
+                    log.warning(
+                        "outbox: the broker refused %s for %s (%s: %s); %d left to send, retrying",
+                        stage,
+                        aggregate_id,
+                        type(error).__name__,
+                        error,
+                        len(rows) - sent,
+                    )
+                    if sent == 0:
+                        raise
+                    break
+                # A resent message waits longer before the next resend: a deep queue is not a lost message.
+                wait = self.start_timeout_seconds * 2 ** min(int(resends), 6)
                 conn.execute(
                     sql.SQL(
-                        "UPDATE {} SET dispatched_at = now(), dispatch_count = dispatch_count + 1"
+                        "UPDATE {} SET sent_at = now(), start_by = now() + make_interval(secs => %s)"
                         " WHERE aggregate_id = %s AND stage = %s"
                     ).format(self._table("pipeline_work")),
-                    (aggregate_id, stage),
+                    (wait, aggregate_id, stage),
                 )
-                resent.append((stage, aggregate_id))
-        for stage, aggregate_id in resent:
-            log.warning("reconciler: %s of %s was stuck, dispatching again", stage, aggregate_id)
-            self.dispatch(stage, aggregate_id, None)
-        return resent
+                sent += 1
+                WORK_SENT.labels(stage).inc()
+        return sent
+
+    def redispatch_stalled(self) -> list[tuple[str, UUID, str]]:
+        """Put back in the outbox work sent but not claimed in time, or whose worker stopped beating."""
+        with self._pool.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                sql.SQL(
+                    "WITH stalled AS (SELECT aggregate_id, stage, heartbeat_at IS NOT NULL AS running FROM {t}"
+                    " WHERE state = 'dispatched' AND sent_at IS NOT NULL AND ("
+                    " (heartbeat_at IS NULL AND start_by < now())"
+                    " OR heartbeat_at < now() - make_interval(secs => %s)) FOR UPDATE SKIP LOCKED)"
+                    " UPDATE {t} AS w SET sent_at = NULL, resends = resends + 1, run_token = NULL,"
+                    " heartbeat_at = NULL FROM stalled WHERE w.aggregate_id = stalled.aggregate_id"
+                    " AND w.stage = stalled.stage RETURNING w.stage, w.aggregate_id, stalled.running"
+                ).format(t=self._table("pipeline_work")),
+                (self.heartbeat_timeout_seconds,),
+            ).fetchall()
+        out = []
+        for stage, aggregate_id, running in rows:
+            why = "its worker stopped beating" if running else "no worker started it"
+            log.warning("%s of %s: %s; sending it again", stage, aggregate_id, why)
+            WORK_RESENT.labels(why).inc()
+            out.append((str(stage), aggregate_id, why))
+        return out
+
+    def redispatch(self, aggregate_id: UUID, stage: str | None = None) -> list[str]:
+        """An operator's retry of stuck work: put its open rows back in the outbox now."""
+        return redispatch(self.address, self.schema, aggregate_id, stage)
+
+    def catch_up(self) -> int:
+        """Record every pending event's work and send what is due; returns the events read."""
+        total = 0
+        while (n := self.process_batch()) > 0:
+            total += n
+        self.send_due()
+        return total
+
+    def reconcile(self) -> list[tuple[str, UUID, str]]:
+        """Send again what stalled, then deliver the outbox."""
+        stalled = self.redispatch_stalled()
+        self.send_due()
+        return stalled
 
     # -- running in the background ---------------------------------------------------------------
 
-    def start(self, poll_seconds: float = 0.2, reconcile_every_seconds: float = 60.0) -> None:
+    def start(self, poll_seconds: float = 0.2, reconcile_every_seconds: float = 5.0) -> None:
         def loop() -> None:
             since_reconcile = 0.0
+            broker_wait = 0.0
             while not self._stop.is_set():
                 try:
-                    if self.process_batch() == 0:
+                    read = self.process_batch()
+                    self.send_due()
+                    broker_wait = 0.0
+                    if read == 0:
                         self._stop.wait(poll_seconds)
                         since_reconcile += poll_seconds
                     if since_reconcile >= reconcile_every_seconds:
                         since_reconcile = 0.0
-                        self.reconcile()
-                except Exception:
-                    log.exception("pipeline process manager: batch failed; retrying in 1 s")
-                    self._stop.wait(1.0)
+                        self.redispatch_stalled()
+                except Exception as error:
+                    broker_wait = min(max(broker_wait * 2, 0.5), 5.0)
+                    log.warning(
+                        "pipeline process manager: %s: %s; retrying in %.1f s",
+                        type(error).__name__,
+                        error,
+                        broker_wait,
+                    )
+                    self._stop.wait(broker_wait)
+                    since_reconcile += broker_wait
 
         self._thread = threading.Thread(target=loop, name="heaters-process-manager", daemon=True)
         self._thread.start()

@@ -9,6 +9,8 @@ and recorded as failed when the last attempt fails.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,8 @@ from domain.errors import DomainError
 from infra.config import Settings
 from infra.media.ffmpeg import MediaError
 from infra.object_storage import ObjectStorage
+from processors.middleware import report_attempt
+from processors.work_ledger import SupersededAttempt, ensure_current
 
 if TYPE_CHECKING:
     from infra.clip_embedder import ClipEmbedder
@@ -59,8 +63,39 @@ class PermanentFailure(Exception):
 def _workdir(settings: Settings) -> Iterator[Path]:
     base = settings.resolved_home / "work"
     base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base) as tmp:
+    # Named after this process: a worker starting later removes what a dead one left (clean_workdirs).
+    with tempfile.TemporaryDirectory(dir=base, prefix=f"pid{os.getpid()}-") as tmp:
         yield Path(tmp)
+
+
+def clean_workdirs(settings: Settings) -> list[Path]:
+    """Remove the temporary directories of worker processes that are gone (killed mid-stage)."""
+    base = settings.resolved_home / "work"
+    removed: list[Path] = []
+    if not base.is_dir():
+        return removed
+    for path in base.iterdir():
+        pid_part = path.name.split("-", 1)[0].removeprefix("pid")
+        if pid_part.isdigit() and _process_alive(int(pid_part)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d work directories left by stopped workers under %s", len(removed), base)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def video_key(video_id: UUID, name: str) -> str:
@@ -93,6 +128,7 @@ def _run_video_stage(
         log.info("video %s: %s not started: %s", video_id, stage, error)
         return
     log.info("video %s: %s attempt %d started", video_id, stage, attempt)
+    report_attempt(attempt)
 
     def attempt_work(workdir: Path) -> None:
         try:
@@ -123,6 +159,8 @@ def _attempt(
     try:
         with _workdir(ctx.settings) as workdir:
             work(workdir)
+    except SupersededAttempt as error:  # a newer attempt owns the work: write nothing, retry nothing
+        log.warning("%s", error)
     except (MediaError, PermanentFailure) as error:
         record_failure(str(error))
     except Exception as error:
@@ -153,7 +191,8 @@ def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int]
         fetched = fetch_source(video.source, workdir / "download", ctx.settings, should_stop=cancelled)
         playable = normalise(fetched.path, workdir / "normalised.mp4")
         info = playable.info.video
-        key = video_key(video_id, "source.mp4")
+        key = video_key(video_id, f"source-a{attempt}.mp4")  # this attempt's own key
+        ensure_current(f"video {video_id}: download attempt {attempt}")
         ctx.storage.put_file(key, playable.path, "video/mp4")
         ctx.app.record_downloaded(
             video_id,
@@ -196,7 +235,8 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
                 info.video.frame_count,
                 video.frame_count,
             )
-        key = video_key(video_id, "proxy.mp4")
+        key = video_key(video_id, f"proxy-a{attempt}.mp4")  # this attempt's own key: never overwritten
+        ensure_current(f"video {video_id}: proxy attempt {attempt}")
         ctx.storage.put_file(key, out, "video/mp4")
         ctx.app.record_proxy(
             video_id,
@@ -220,7 +260,8 @@ def sprites(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int],
         out = workdir / "sprites"
         s = ctx.settings
         make_sprites(proxy_path, out, s.sprite_fps, s.sprite_tile_width, s.sprite_columns, s.sprite_rows)
-        prefix = video_key(video_id, "sprites/")
+        prefix = video_key(video_id, f"sprites-a{attempt}/")  # this attempt's own keys
+        ensure_current(f"video {video_id}: sprites attempt {attempt}")
         for path in sorted(out.iterdir()):
             content_type = "application/json" if path.suffix == ".json" else "image/jpeg"
             ctx.storage.put_file(prefix + path.name, path, content_type)
@@ -237,6 +278,7 @@ def shots(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
         proxy_path = _fetch(ctx, video.media["proxy"], workdir)
         result = detect_shots(proxy_path)
         cuts = [c for c in result.cuts if 0 < c < video.frame_count]
+        ensure_current(f"video {video_id}: shots attempt {attempt}")
         clip_ids = ctx.app.record_shots(
             video_id, attempt, cuts, result.detector, result.params, stage_actor("shots")
         )
@@ -300,6 +342,7 @@ def keyframes(
         paths = extract_keyframes(proxy_path, workdir / "kf", clip.start, clip.end, video.fps, strategy)
         frames = [frame for _, frame in keyframe_frames(clip.start, clip.end, strategy)]
         keys = []
+        ensure_current(f"clip {clip_id}: keyframes")
         for path in paths:
             key = clip_prefix(clip_id) + "keyframes/" + path.name
             ctx.storage.put_file(key, path, "image/jpeg")
@@ -344,6 +387,7 @@ def export(ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Cal
         proxy_path = _fetch(ctx, video.media["proxy"], workdir)
         out = export_clip(proxy_path, workdir / "clip.mp4", clip.start, clip.end, video.fps)
         key = clip_prefix(clip_id) + "clip.mp4"
+        ensure_current(f"clip {clip_id}: export")
         ctx.storage.put_file(key, out, "video/mp4")
         ctx.app.record_export(clip_id, key, stage_actor("export"))
 

@@ -31,6 +31,7 @@ from projections.runner import (
     ProjectionError,
     ProjectionRunner,
     build_projections,
+    rebuild_lock_key,
     schema_connection,
 )
 
@@ -89,6 +90,12 @@ def _rebuild(address: DatabaseAddress, schema: str, chosen: Sequence[Projection]
     with schema_connection(address, schema) as conn:
         _drop_rebuild_tables(conn, chosen)
     with ProjectionRunner(address, schema, chosen, batch_size=batch_size) as runner:
+        with runner.conn.transaction():
+            for projection in chosen:  # held until the runner's connection closes: proves it alive
+                runner.conn.execute(
+                    "SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+                    (rebuild_lock_key(schema, projection.name),),
+                )
         with runner.conn.transaction():
             runner.conn.execute(
                 "UPDATE projection_positions SET state = 'rebuilding' WHERE name = ANY(%s)",

@@ -19,6 +19,8 @@ the event responsible. Status: :func:`projections.status.projection_status`.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -494,6 +496,25 @@ def wait_for(
             delay = min(delay * 2, 0.05)
 
 
+DAEMONS_DDL = """CREATE TABLE IF NOT EXISTS {}.projection_daemons (
+    id text PRIMARY KEY,              -- host:pid:n
+    lock_key text NOT NULL,           -- the projection set it serves
+    names text[] NOT NULL,
+    leader boolean NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+)"""
+#: A daemon beats every second; one silent this long is dead (``projections status`` says so).
+DAEMON_HEARTBEAT_SECONDS = 1.0
+DAEMON_DEAD_AFTER_SECONDS = 10.0
+_daemon_ids = iter(range(1, 1 << 30))
+
+
+def rebuild_lock_key(schema: str, name: str) -> str:
+    """The advisory lock a rebuild of ``name`` holds while it runs (a rebuild row without it is dead)."""
+    return f"heaters-rebuild:{schema}:{name}"
+
+
 class ProjectionDaemon:
     """Keeps projections caught up continuously in a background thread: applies batches while there
     is work, then waits for eventsourcing's NOTIFY on the events channel (or 100 ms, whichever comes
@@ -524,6 +545,34 @@ class ProjectionDaemon:
         self.leader = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{next(_daemon_ids)}"
+        self._last_beat = 0.0
+
+    def _beat(self, conn: psycopg.Connection[Any], force: bool = False) -> None:
+        """Publish liveness (and whether it leads) in ``projection_daemons``, at most once a second."""
+        now = time.monotonic()
+        if not force and now - self._last_beat < DAEMON_HEARTBEAT_SECONDS:
+            return
+        self._last_beat = now
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (id, lock_key, names, leader) VALUES (%s, %s, %s, %s) ON CONFLICT (id)"
+                " DO UPDATE SET leader = EXCLUDED.leader, heartbeat_at = now()"
+            ).format(sql.Identifier(self.schema, "projection_daemons")),
+            (self.daemon_id, self.lock_key, sorted(self.names or PROJECTIONS), self.leader),
+        )
+
+    def _forget(self) -> None:
+        try:
+            with connect(self.address, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE id = %s").format(
+                        sql.Identifier(self.schema, "projection_daemons")
+                    ),
+                    (self.daemon_id,),
+                )
+        except psycopg.Error as error:
+            log.warning("projection daemon %s: could not remove its heartbeat row: %s", self.daemon_id, error)
 
     @property
     def lock_key(self) -> str:
@@ -541,6 +590,7 @@ class ProjectionDaemon:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            self._forget()
 
     @property
     def running(self) -> bool:
@@ -573,6 +623,7 @@ class ProjectionDaemon:
             ProjectionRunner(self.address, self.schema, projections, batch_size=self.batch_size) as runner,
             connect(self.address, autocommit=True) as listener,
         ):
+            listener.execute(sql.SQL(DAEMONS_DDL).format(sql.Identifier(self.schema)))
             if not self._become_leader(listener):
                 return
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_CHANNEL)))
@@ -581,7 +632,9 @@ class ProjectionDaemon:
             with _local_lock:
                 local.daemons += 1
             try:
+                self._beat(listener, force=True)
                 while not self._stop.is_set():
+                    self._beat(listener)
                     applied = runner.step()
                     local.publish({name: p.position for name, p in runner.positions().items()})
                     if applied:
@@ -608,6 +661,7 @@ class ProjectionDaemon:
                 if announced:
                     log.info("projection daemon for schema %s took over as leader", self.schema)
                 return True
+            self._beat(conn)
             if not announced:
                 log.info("another projection daemon leads schema %s; this one stands by", self.schema)
                 announced = True

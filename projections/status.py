@@ -11,15 +11,27 @@ from eventsourcing.persistence import Notification
 from psycopg import sql
 
 from infra.database import DatabaseAddress
-from projections.runner import EVENTS_TABLE, PROJECTIONS, make_mapper, schema_connection
+from projections.base import REBUILD_SUFFIX
+from projections.runner import (
+    DAEMON_DEAD_AFTER_SECONDS,
+    EVENTS_TABLE,
+    PROJECTIONS,
+    make_mapper,
+    rebuild_lock_key,
+    schema_connection,
+)
+
+#: A rebuild row whose rebuild process is gone (killed): ``heaters projections status --drop-abandoned``.
+ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True)
 class ProjectionStatus:
     """One projection: ``position`` (last applied notification id), ``head`` (last id of the log),
-    ``lag_events`` (events still to apply), ``lag_seconds`` (age of the oldest event still to apply, 0
-    when caught up), ``state`` (running, stopped, rebuilding), ``last_error``, ``error_count`` (rows in
-    ``projection_errors``, skipped ones included)."""
+        ``lag_events`` (events still to apply), ``lag_seconds`` (age of the oldest event still to apply, 0
+        when caught up), ``state`` (running, stopped, rebuilding), ``last_error``, ``error_count`` (rows in
+        ``projection_errors``, skipped ones included), ``daemon`` (the live daemon that leads it; None when
+    none does: nothing keeps it caught up). A rebuild whose process died is ``abandoned``."""
 
     name: str
     position: int
@@ -29,9 +41,67 @@ class ProjectionStatus:
     state: str
     last_error: str | None
     error_count: int
+    daemon: str | None = None  # the live daemon leading it (None: nothing keeps it caught up)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """One projection daemon as its heartbeat row tells: ``alive`` (beat within
+    ``DAEMON_DEAD_AFTER_SECONDS``) and whether it ``leads`` (holds the advisory lock) or stands by."""
+
+    id: str
+    names: list[str]
+    leader: bool
+    alive: bool
+    last_beat_seconds: float
+    started_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def daemons_on(conn: psycopg.Connection[Any]) -> list[DaemonStatus]:
+    if not (conn.execute("SELECT to_regclass('projection_daemons')").fetchone() or (None,))[0]:
+        return []
+    rows = conn.execute(
+        "SELECT id, names, leader, extract(epoch FROM now() - heartbeat_at), started_at"
+        " FROM projection_daemons ORDER BY leader DESC, started_at"
+    ).fetchall()
+    return [
+        DaemonStatus(str(i), list(n), bool(lead), float(age) < DAEMON_DEAD_AFTER_SECONDS, float(age), started)
+        for i, n, lead, age, started in rows
+    ]
+
+
+def daemon_status(address: DatabaseAddress, schema: str) -> list[DaemonStatus]:
+    with schema_connection(address, schema) as conn:
+        conn.autocommit = True
+        return daemons_on(conn)
+
+
+def _rebuild_alive(conn: psycopg.Connection[Any], schema: str, name: str) -> bool:
+    """A rebuild holds its advisory lock while it runs: taking it here means none does."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (rebuild_lock_key(schema, name),)
+        ).fetchone()
+    return not (row and row[0])
+
+
+def drop_abandoned_rebuilds(address: DatabaseAddress, schema: str) -> list[str]:
+    """Remove the tables and position rows of rebuilds whose process died; returns their names."""
+    from projections.rebuild import _drop_rebuild_tables
+    from projections.runner import build_projections
+
+    dropped = [r.name for r in projection_status(address, schema) if r.state == ABANDONED]
+    if dropped:
+        chosen = build_projections([n.removesuffix(REBUILD_SUFFIX) for n in dropped], suffix=REBUILD_SUFFIX)
+        with schema_connection(address, schema) as conn:
+            _drop_rebuild_tables(conn, chosen)
+    return dropped
 
 
 def projection_status(address: DatabaseAddress, schema: str) -> list[ProjectionStatus]:
@@ -70,7 +140,12 @@ def status_on(conn: psycopg.Connection[Any]) -> list[ProjectionStatus]:
     mapper = make_mapper()
     result: list[ProjectionStatus] = []
     now = datetime.now(UTC)
+    schema = str((conn.execute("SELECT current_schema()").fetchone() or ("",))[0])
+    led = {n: d.id for d in daemons_on(conn) if d.alive and d.leader for n in d.names}
     for name, (position, state, last_error, errors) in rows.items():
+        base = name.removesuffix(REBUILD_SUFFIX)
+        if name != base and state == "rebuilding" and not _rebuild_alive(conn, schema, base):
+            state = ABANDONED
         lag_events, lag_seconds = 0, 0.0
         if has_events and position < head:
             lag_events = int(
@@ -92,7 +167,9 @@ def status_on(conn: psycopg.Connection[Any]) -> list[ProjectionStatus]:
             if first is not None:
                 lag_seconds = _age(mapper, first, now)
         result.append(
-            ProjectionStatus(name, position, head, lag_events, lag_seconds, state, last_error, errors)
+            ProjectionStatus(
+                name, position, head, lag_events, lag_seconds, state, last_error, errors, led.get(name)
+            )
         )
     return result
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
 from commands.service import HeatersApplication
+from infra.config import Settings
+from infra.database import DatabaseAddress
 from projections.schema import PROJECTION_TABLES
 from web.auth import User, require
 from web.dto import (
@@ -34,9 +36,20 @@ log = logging.getLogger(__name__)
 REVIEW = require("reviewer")
 
 
+#: Answer header of every review action: "false" when the read models had not applied it in time.
+CAUGHT_UP_HEADER = "X-Heaters-Caught-Up"
+
+
+def _caught_up_header(response: Response[Any]) -> Response[Any]:
+    if isinstance(response.content, ActionResult):
+        response.headers[CAUGHT_UP_HEADER] = "true" if response.content.caught_up else "false"
+    return response
+
+
 class ReviewApi(Controller):
     path = "/api"
     tags = ["review"]
+    after_request = staticmethod(_caught_up_header)
 
     @get("/review/next", guards=[REVIEW], sync_to_thread=True)
     def next_clips(
@@ -177,11 +190,15 @@ class OpsApi(Controller):
         projections: NamedDependency[Projections],
         user: NamedDependency[User],
         ident: FromPath[str],
+        settings: NamedDependency[Settings],
+        address: NamedDependency[DatabaseAddress],
     ) -> RetryResult:
-        """Re-open the failed stage of a video or clip."""
-        stage = heaters.request_retry(parse_id(ident, "video or clip id"), user.actor)
+        """Re-open the failed stage of a video or clip, or else send its stuck work again."""
+        from processors.work_ledger import retry_work
+
+        done = retry_work(heaters, address, settings.database_schema, parse_id(ident, "id"), user.actor)
         caught_up = projections.settle(None)
-        return RetryResult(id=ident, stage=stage, message=f"{stage} will be retried", caught_up=caught_up)
+        return RetryResult(id=ident, stage=done.split(" ")[0], message=done, caught_up=caught_up)
 
     @get("/projections", sync_to_thread=True)
     def projections_status(self, projections: NamedDependency[Projections]) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_ke
 from projections.rebuild import RebuildRunning
 from web.api import OpsApi, ReviewApi, SearchApi
 from web.auth import LoginLimiter, RotatingSessionConfig, current_user, ensure_tables, require
+from web.health import Health
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
 from web.readmodels import Manifests, ReadModels
 from web.review import LeaseHeld, Projections, Review
@@ -256,6 +257,7 @@ def create_app(
             ReviewApi,
             SearchApi,
             OpsApi,
+            Health,
             media,
             create_static_files_router(
                 path=SWAGGER_ASSETS_PATH, directories=[SWAGGER_ASSETS_DIR], include_in_schema=False

@@ -334,18 +334,30 @@ class OpsPages(Controller):
         rm: NamedDependency[ReadModels],
         projections: NamedDependency[Projections],
         queue_depths: NamedDependency[dict[str, int] | None],
+        settings: NamedDependency[Settings],
+        address: NamedDependency[DatabaseAddress],
     ) -> Template:
+        from processors.work_ledger import waiting_work
+
         try:
             status = projections.status()
+            daemons = projections.daemons()
             status_error = None
         except Exception as error:  # shown on the page: ops must see a broken runner, not a 500
             log.exception("projection status unavailable")
-            status, status_error = [], str(error)
+            status, daemons, status_error = [], [], str(error)
+        waiting = waiting_work(
+            address,
+            settings.database_schema,
+            start_timeout_seconds=settings.dispatch_start_timeout_seconds,
+            heartbeat_timeout_seconds=settings.stage_heartbeat_timeout_seconds,
+        )
         return page(
             request, rm, "ops.html",
             stats=rm.stage_stats(), failed_videos=rm.failed_videos(), failed_clips=rm.failed_clips(),
             downloads=rm.waiting_downloads(),
             projections=status, status_error=status_error, queue_depths=queue_depths,
+            daemons=daemons, waiting=waiting,
         )  # fmt: skip
 
     @post("/ops/retry/{ident:str}", status_code=303, sync_to_thread=True)
@@ -356,10 +368,30 @@ class OpsPages(Controller):
         projections: NamedDependency[Projections],
         user: NamedDependency[User],
         ident: FromPath[str],
+        settings: NamedDependency[Settings],
+        address: NamedDependency[DatabaseAddress],
     ) -> Redirect:
-        stage = heaters.request_retry(parse_id(ident, "video or clip id"), user.actor)
+        from processors.work_ledger import retry_work
+
+        cid = parse_id(ident, "video or clip id")
+        done = retry_work(heaters, address, settings.database_schema, cid, user.actor)
         projections.settle(None)
-        _flash(request, f"{ident}: {stage} will be retried")
+        _flash(request, f"{ident}: {done}")
+        return Redirect("/ops", status_code=303)
+
+    @post("/ops/drop-abandoned", status_code=303, sync_to_thread=True)
+    def drop_abandoned(
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        address: NamedDependency[DatabaseAddress],
+        user: NamedDependency[User],
+    ) -> Redirect:
+        from projections.status import drop_abandoned_rebuilds
+
+        dropped = drop_abandoned_rebuilds(address, settings.database_schema)
+        log.info("%s dropped abandoned rebuilds: %s", user.name, ", ".join(dropped) or "none")
+        _flash(request, f"dropped {', '.join(dropped)}" if dropped else "no abandoned rebuild to drop")
         return Redirect("/ops", status_code=303)
 
     @post("/ops/cancel/{ident:str}", status_code=303, sync_to_thread=True)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, retry_once_on_lost_connection
 from infra.media.sprites import SpriteManifest, sprite_position
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
 from projections.queries import SimilarClip
@@ -54,6 +54,7 @@ class ReadModels:
             },
             open=False,
             name="heaters-web",
+            check=ConnectionPool.check_connection,  # a connection the server closed is replaced
         )
 
     def open(self) -> None:
@@ -78,12 +79,18 @@ class ReadModels:
                 conn.row_factory = dict_row
 
     def all(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        with self.connection() as conn:
-            return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+        def read() -> list[Row]:
+            with self.connection() as conn:
+                return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+        return retry_once_on_lost_connection("read model query", read)
 
     def one(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
-        with self.connection() as conn:
-            return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+        def read() -> Row | None:
+            with self.connection() as conn:
+                return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+
+        return retry_once_on_lost_connection("read model query", read)
 
     # -- clips and videos --------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from uuid import UUID
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress
+from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
 from web.auth import User
 from web.dto import ActionResult, ClipView, NextClips, Sibling, Siblings, SpritePlayer
 from web.readmodels import Manifests, ReadModels, Row
@@ -54,6 +55,7 @@ class Projections:
         wanted = list(names) if names else None
         caught_up = bool(wait_for(self.address, self.schema, position, names=wanted, timeout=self.timeout))
         if not caught_up:
+            READ_YOUR_WRITES_TIMEOUTS.inc()
             log.warning(
                 "projections %s did not reach position %d within %.1fs", names, position, self.timeout
             )
@@ -63,6 +65,11 @@ class Projections:
         from projections.status import projection_status
 
         return [asdict(item) for item in projection_status(self.address, self.schema)]
+
+    def daemons(self) -> list[dict[str, Any]]:
+        from projections.status import daemon_status
+
+        return [asdict(item) for item in daemon_status(self.address, self.schema)]
 
     def rebuild(self, name: str) -> Any:
         from projections.rebuild import rebuild
@@ -121,14 +128,34 @@ class Review:
         """The reviewer's next clips (leased to them), in review order."""
         count = max(1, min(count, 10))
         self.rm.renew_leases(user.name, self.lease_ttl)
-        ids = self.rm.claim_next(user.name, count, exclude, self.lease_ttl)
-        views = []
-        for clip_id in ids:
-            try:
-                views.append(self.view(clip_id))
-            except NotFound:
-                continue
+        views: list[ClipView] = []
+        skip = list(exclude)
+        for _ in range(5):  # read models behind the log: leave out what the log already decided
+            ids = self.rm.claim_next(user.name, count - len(views), skip, self.lease_ttl)
+            if not ids:
+                break
+            decided = [clip_id for clip_id in ids if not self._pending_in_log(clip_id)]
+            if decided:
+                self.rm.release(decided, user.name)
+                skip += decided
+            skip += [clip_id for clip_id in ids if clip_id not in decided]
+            for clip_id in ids:
+                if clip_id in decided:
+                    continue
+                try:
+                    views.append(self.view(clip_id))
+                except NotFound:
+                    continue
+            if len(views) >= count:
+                break
         return NextClips(clips=views, pending=self.rm.pending_count())
+
+    def _pending_in_log(self, clip_id: UUID) -> bool:
+        """The event store's word (not the read models'): is the clip still waiting for review?"""
+        try:
+            return self.heaters.get_clip(clip_id).state == "pending_review"
+        except NotFound:
+            return False
 
     def open(self, clip_id: object, user: User) -> ClipView:
         """A bookmarked clip: leased to the reviewer when it is pending and free."""
@@ -228,7 +255,10 @@ class Review:
             self.rm.take_lease(cid, user.name, self.lease_ttl)
         else:
             self.rm.release([cid], user.name)
+        if not caught_up:
+            message += " (saved; the review pages are still catching up and may show it late)"
         log.info("%s: %s on clip %s", user.name, action, cid)
+        REVIEW_ACTIONS.labels(action).inc()
         return ActionResult(
             action=action,
             clip_id=str(cid),

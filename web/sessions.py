@@ -27,7 +27,7 @@ from litestar.stores.base import Store
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from infra.database import DatabaseAddress, connect
+from infra.database import DatabaseAddress, connect, retry_once_on_lost_connection
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class PostgresSessionStore(Store):
                     kwargs={"autocommit": True},
                     open=False,
                     name="heaters-web-sessions",
+                    check=ConnectionPool.check_connection,  # a connection the server closed is replaced
                 )
                 self._pool.open(wait=False)
             return self._pool
@@ -151,7 +152,8 @@ class PostgresSessionStore(Store):
             yield conn
 
     async def _run(self, function: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(function)
+        # Every session operation is idempotent: one lost connection (a database restart) is retried.
+        return await anyio.to_thread.run_sync(partial(retry_once_on_lost_connection, "web session", function))
 
     # -- synchronous operations --------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.media.children import child_options
 from infra.media.ffmpeg import MediaError, ffmpeg_exe
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,13 @@ def run_ffmpeg(
     logger.debug("ffmpeg (%s): %s", what, cmd)
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        proc: subprocess.CompletedProcess[bytes] = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            **child_options(),
         )
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{what} timed out after {timeout:.0f} s", path) from exc

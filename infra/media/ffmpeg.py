@@ -21,6 +21,8 @@ from typing import IO, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from infra.media.children import child_options
+
 logger = logging.getLogger(__name__)
 
 PixFmt = Literal["gray", "rgb24"]
@@ -144,7 +146,9 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
         "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
     ]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        proc: subprocess.CompletedProcess[bytes] = subprocess.run(
+            cmd, capture_output=True, timeout=timeout, check=False, **child_options()
+        )
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"probe timed out after {timeout:.0f} s", path) from exc
     err = proc.stderr.decode("utf-8", "replace")
@@ -252,7 +256,9 @@ def decode_batches(
         "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}",
         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc: subprocess.Popen[bytes] = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **child_options()
+    )
     assert proc.stdout is not None and proc.stderr is not None
     err_chunks: list[bytes] = []
     err_thread = threading.Thread(target=_drain, args=(proc.stderr, err_chunks), daemon=True)

@@ -99,6 +99,6 @@ def test_projections_status_reports_every_read_model(home: Path) -> None:
     assert caught.returncode == 0, caught.stderr
     status = heaters(home, "projections", "status", "--json")
     assert status.returncode == 0, status.stderr
-    rows = json.loads(status.stdout)
+    rows = json.loads(status.stdout)["projections"]
     assert {r["name"] for r in rows} == {"videos", "clips", "history", "similarity", "stats"}
     assert all(r["lag_events"] == 0 and r["state"] == "running" for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 import redis
 import torch
@@ -22,6 +24,7 @@ from infra.object_storage import S3ObjectStorage
 from infra.pipeline import Pipeline, build_pipeline
 from projections.runner import catch_up
 from tests.integration.pipeline_support import known_cuts_video, tiny_embedder, video_settled, wait_until
+from tests.integration.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +45,10 @@ def settings(
         redis_url=REDIS_URL,
         redis_namespace=namespace,
         redis_heartbeat_timeout_ms=3_000,
+        stage_heartbeat_seconds=0.5,
+        stage_heartbeat_timeout_seconds=3.0,
+        dispatch_start_timeout_seconds=10.0,
+        metrics_port=free_port(),
         s3_endpoint=s3_endpoint,
         s3_bucket=f"heaters-{uuid4().hex[:12]}",
         s3_access_key_id="testing",
@@ -69,7 +76,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     heaters = str(Path(sys.executable).with_name("heaters"))
     handle = log.open("ab")
     return subprocess.Popen(
-        [heaters, "-v", "worker", "--threads", "1"], env=settings_env(settings), stdout=handle, stderr=handle
+        [heaters, "worker", "--threads", "1"], env=settings_env(settings), stdout=handle, stderr=handle
     )
 
 
@@ -100,13 +107,14 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         # A fresh worker takes over: Redis requeues the dead worker's unacknowledged message once its
-        # heartbeat times out, and the reconciler re-dispatches anything that was lost for good.
+        # heartbeat times out, and the process manager sends again work whose worker stopped beating.
         worker = start_worker(settings, log)
-        wait_until(
-            lambda: video_settled(pg_app, video_id), timeout=120, step=lambda: manager.manager.reconcile(20)
-        )
+        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
         video = pg_app.get_video(video_id)
         assert video.state == "clipped", log.read_text()[-3000:]
+        # services log at INFO without -v: one line per stage run, with the attempt the events record
+        killed = next(s for s, p in video.stages.items() if p.attempts == 2)
+        assert re.search(rf"stage {killed} for {video_id}: ok in [0-9.]+ s \(attempt 2\)", log.read_text())
         clips = pg_app.clips_of(video_id)
         assert [(c.start, c.end) for c in clips] == [(0, 40), (40, 85), (85, 120)]
         kinds = [e.event for e in pg_app.history(video_id)]
@@ -165,6 +173,9 @@ def test_a_message_delivered_twice_stores_one_result(
         assert video_events.count("DownloadStarted") == 1
         for result in ("KeyframesExtracted", "Embedded", "Exported"):
             assert clip_events.count(result) == 1, clip_events
+        # the worker's own /metrics: stage durations by stage and outcome
+        metrics = httpx.get(f"http://127.0.0.1:{settings.metrics_port}/metrics").text
+        assert 'heaters_stage_seconds_count{outcome="ok",stage="download"}' in metrics
     finally:
         worker.kill()
         worker.wait(10)

@@ -56,3 +56,25 @@ def test_compose_environment_names_real_settings(compose: dict[str, Any]) -> Non
     fields = {f"HEATERS_{name.upper()}" for name in Settings.model_fields}
     environment = next(iter(heaters_services(compose).values()))["environment"]
     assert set(environment) <= fields
+
+
+PROCFILE = COMPOSE.with_name("Procfile")
+
+
+def test_every_procfile_command_parses_and_the_shape_matches_compose(compose: dict[str, Any]) -> None:
+    entries = {}
+    for line in PROCFILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            words = [w for w in command.split() if "=" not in w]  # leading VAR=value assignments
+            assert words[0] == "heaters", line
+            entries[name] = words[1:]
+    for name, args in entries.items():
+        try:
+            main.commands[args[0]].make_context(args[0], args[1:])
+        except click.ClickException as error:  # pragma: no cover - the assertion message is the point
+            pytest.fail(f"Procfile {name}: `heaters {' '.join(args)}` does not parse: {error}")
+    in_compose = {tuple(s["command"]) for s in heaters_services(compose).values()}
+    in_procfile = {tuple(a) for a in entries.values()}
+    web = next(c for c in in_compose if "--port" in c)
+    assert {c for c in in_compose if c != web} <= in_procfile

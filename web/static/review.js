@@ -74,6 +74,10 @@
     if (!response.ok) {
       throw new Error((data && data.error) || "request failed (" + response.status + ")");
     }
+    if (data && data.caught_up === false) {
+      // Saved, but the read models lag: keep the server's warning up longer than a plain "ok".
+      setTimeout(() => flash(data.message, "err"), 0);
+    }
     return data;
   }
 

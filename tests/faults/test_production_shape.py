@@ -1,0 +1,253 @@
+"""Faults injected into the production shape, run as separate processes: a Redis of its own,
+PostgreSQL (the embedded server), a web process, two projection daemons, the process manager and two
+workers. After every fault each video reaches ``clipped`` within a bound, no result event is stored
+twice, and the read models equal a rebuild from the log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+from psycopg import sql
+
+from commands.service import HeatersApplication
+from infra.database import DatabaseAddress, connect
+from projections.rebuild import rebuild
+from projections.runner import catch_up
+from tests.integration.pipeline_support import known_cuts_video
+from tests.integration.redis_server import OwnRedis, free_port
+from tests.projection_helpers import checksums
+
+pytestmark = pytest.mark.integration
+
+HEATERS = str(Path(sys.executable).with_name("heaters"))
+RESULTS = ("Downloaded", "ProxyCreated", "SpritesCreated", "ShotsDetected")
+#: Every video in flight during a fault reaches `clipped` within this many seconds.
+BOUND = 90.0
+HEARTBEAT_TIMEOUT = 3.0
+
+
+class Fleet:
+    """The Heaters services as processes, by name; each logs to its own file."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.commands: dict[str, list[str]] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        self.commands[name] = list(args)
+        handle = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen([HEATERS, *args], env=self.env, stdout=handle, stderr=handle)
+        self.processes[name] = process
+        return process
+
+    def restart(self, name: str) -> None:
+        self.start(name, *self.commands[name])
+
+    def kill9(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def signal(self, name: str, signum: int) -> None:
+        self.processes[name].send_signal(signum)
+
+    def by_pid(self, pid: int) -> str:
+        return next(n for n, p in self.processes.items() if p.pid == pid)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def tails(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n" + p.read_text(errors="replace")[-1500:] for p in sorted(self.logs.glob("*.log"))
+        )
+
+
+@pytest.fixture
+def shape(
+    pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
+) -> Iterator[tuple[Fleet, OwnRedis, int]]:
+    redis = OwnRedis(tmp_path / "redis")
+    redis.start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATERS_")}
+    env |= {
+        "HEATERS_HOME": str(tmp_path / "home"),
+        "HEATERS_MEDIA_DIR": str(tmp_path / "media"),
+        "HEATERS_DATABASE_URL": f"postgresql://{pg_address.user}:@/{pg_address.dbname}?host={pg_address.host}",
+        "HEATERS_DATABASE_SCHEMA": pg_schema,
+        "HEATERS_REDIS_URL": redis.url,
+        "HEATERS_REDIS_NAMESPACE": "faults",
+        "HEATERS_REDIS_HEARTBEAT_TIMEOUT_MS": "3000",
+        "HEATERS_STAGE_HEARTBEAT_SECONDS": "0.5",
+        "HEATERS_STAGE_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT),
+        "HEATERS_DISPATCH_START_TIMEOUT_SECONDS": "5",
+        "HEATERS_MAX_ATTEMPTS": "6",
+        "HEATERS_METRICS_PORT": "0",
+    }
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(env, logs)
+    catch_up(pg_address, pg_schema)  # the read-model tables exist before the daemons race to them
+    fleet.start("web", "up", "--host", "127.0.0.1", "--port", str(port), "--no-pipeline", "--no-worker",
+                "--no-projections")  # fmt: skip
+    fleet.start("daemon-1", "up", "--no-web", "--no-pipeline", "--no-worker")
+    fleet.start("daemon-2", "up", "--no-web", "--no-pipeline", "--no-worker")
+    fleet.start("process-manager", "process-manager")
+    for n in (1, 2):
+        fleet.start(f"worker-{n}", "worker", "--queue", "ingest", "--queue", "media", "--threads", "2")
+    try:
+        yield fleet, redis, port
+    finally:
+        fleet.stop()
+        redis.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, fleet: Fleet) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout:.0f} s\n{fleet.tails()}")
+
+
+def clipped(app: HeatersApplication, ids: list[UUID]) -> bool:
+    return all(app.get_video(v).state == "clipped" for v in ids)
+
+
+def running(app: HeatersApplication, ids: list[UUID]) -> bool:
+    return any(p.status == "running" for v in ids for p in app.get_video(v).stages.values())
+
+
+def running_workers(address: DatabaseAddress, schema: str) -> list[int]:
+    """Pids of the workers running a stage now (their claims in pipeline_work)."""
+    with connect(address, autocommit=True) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT worker FROM {} WHERE heartbeat_at IS NOT NULL AND worker IS NOT NULL").format(
+                sql.Identifier(schema, "pipeline_work")
+            )
+        ).fetchall()
+    return [int(str(r[0]).rsplit(":", 1)[1]) for r in rows]
+
+
+def leader_pid(address: DatabaseAddress, schema: str) -> int | None:
+    with connect(address, autocommit=True) as conn:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT id FROM {} WHERE leader AND heartbeat_at > now() - interval '5 seconds' LIMIT 1"
+            ).format(sql.Identifier(schema, "projection_daemons"))
+        ).fetchone()
+    return int(str(row[0]).split(":")[1]) if row else None
+
+
+def test_every_video_is_clipped_once_whatever_fails(
+    shape: tuple[Fleet, OwnRedis, int],
+    pg_app: HeatersApplication,
+    pg_address: DatabaseAddress,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    fleet, redis, port = shape
+    sources = [known_cuts_video(tmp_path / f"v{n}.mp4") for n in range(2)]
+    videos: list[UUID] = []
+
+    def submit() -> list[UUID]:
+        batch = [pg_app.submit(str(s), "user:ops") for s in sources]
+        videos.extend(batch)
+        return batch
+
+    web = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(web + "/healthz"), 60, "the web app", fleet)
+
+    def verify() -> None:
+        """After each fault: no result stored twice, the layout the shots give, read models = rebuild."""
+        for video_id in videos:
+            kinds = [e.event for e in pg_app.history(video_id)]
+            for result in RESULTS:
+                assert kinds.count(result) == 1, (video_id, kinds)
+            assert [(c.start, c.end) for c in pg_app.clips_of(video_id)] == [(0, 40), (40, 85), (85, 120)]
+        head = int(pg_app.recorder.max_notification_id() or 0)
+        wait_for(lambda: _caught_up(pg_address, pg_schema, head), 30, "the projections at the head", fleet)
+        live = checksums(pg_address, pg_schema)
+        rebuild(pg_address, pg_schema)
+        assert checksums(pg_address, pg_schema) == live
+
+    # 1. kill -9 of a worker mid-stage and of the process manager
+    batch = submit()
+    wait_for(lambda: running(pg_app, batch), 60, "a stage running", fleet)
+    fleet.kill9("worker-1")
+    fleet.kill9("process-manager")
+    fleet.restart("process-manager")
+    fleet.restart("worker-1")
+    wait_for(lambda: clipped(pg_app, batch), BOUND, "round 1 (worker, process manager killed)", fleet)
+    verify()
+
+    # 2. kill -9 of the leading projection daemon and of the web; Redis stopped for 3 s
+    batch = submit()
+    pid = leader_pid(pg_address, pg_schema)
+    assert pid is not None
+    leader = fleet.by_pid(pid)
+    fleet.kill9(leader)
+    fleet.kill9("web")
+    redis.stop()
+    time.sleep(3)
+    redis.start()
+    fleet.restart("web")
+    wait_for(lambda: clipped(pg_app, batch), BOUND, "round 2 (daemon, web, Redis)", fleet)
+    fleet.restart(leader)
+    verify()
+
+    # 3. Redis paused, every database connection terminated, a worker frozen past its heartbeat
+    batch = submit()
+    wait_for(lambda: bool(running_workers(pg_address, pg_schema)), 60, "a stage running", fleet)
+    frozen = fleet.by_pid(running_workers(pg_address, pg_schema)[0])
+    fleet.signal(frozen, signal.SIGSTOP)
+    redis.client().execute_command("CLIENT", "PAUSE", "3000", "ALL")
+    with connect(pg_address, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    time.sleep(HEARTBEAT_TIMEOUT + 7)  # past the heartbeat timeout and the process manager's next check
+    fleet.signal(frozen, signal.SIGCONT)
+    wait_for(lambda: clipped(pg_app, batch), BOUND, "round 3 (Redis paused, connections cut, SIGSTOP)", fleet)
+    # the frozen worker learnt that its attempt was superseded (and so wrote nothing late)
+    frozen_log = (fleet.logs / f"{frozen}.log").read_text()
+    assert "lost its work to a newer one" in frozen_log or "superseded" in frozen_log, fleet.tails()
+
+    verify()
+    assert httpx.get(web + "/readyz", timeout=10).status_code == 200
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _caught_up(address: DatabaseAddress, schema: str, head: int) -> bool:
+    from projections.status import projection_status
+
+    return all(p.position >= head for p in projection_status(address, schema) if "__" not in p.name)
