@@ -304,9 +304,9 @@ class Clip(HeatersAggregate):
         self.trigger_event(self.Approved, actor=actor)
 
     def skip(self, actor: str) -> None:
+        """Put off deciding this clip: it comes back after the clips pending review (and may be put off
+        again)."""
         self.require_reviewable("skip", actor)
-        if self.state != "pending_review":
-            raise self.refusal(f"skip clip {short_id(self.id)}", actor)
         self.trigger_event(self.Skipped, actor=actor)
 
     def archive(self, actor: str) -> None:

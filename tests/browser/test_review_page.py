@@ -150,26 +150,26 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
             expect(page.locator("#split-marker")).to_be_visible()
             page.screenshot(path=str(shots / "02-split-mode.png"))
             page.keyboard.press("Enter")
-            expect(page.locator("#flash")).to_contain_text("Split at frame 15")
+            expect(page.locator("#flash")).to_contain_text(f"Split clip {str(clips[0])[:8]} at frame 15")
             expect(page.locator("#clip-pos")).to_contain_text("frames 0-15")
             left = page.locator("#clip-link").inner_text()
 
-            # approve the left part (hold A, Enter): the right part comes next
-            page.keyboard.down("a")
+            # skip the left part (hold S, Enter): the right part comes next
+            page.keyboard.down("s")
             page.keyboard.press("Enter")
-            page.keyboard.up("a")
+            page.keyboard.up("s")
             expect(page.locator("#clip-pos")).to_contain_text("frames 15-40")
             right = page.locator("#clip-link").inner_text()
-            expect(page.locator("#flash")).to_contain_text("Approved")
+            expect(page.locator("#flash")).to_contain_text(f"Skipped clip {left[:8]}")
 
-            # merge it with the previous clip (hold F, Enter), then undo the merge
+            # merge it with the previous clip, skipped so still awaiting review (hold F, Enter), then undo
             page.keyboard.down("f")
             page.keyboard.press("Enter")
             page.keyboard.up("f")
-            expect(page.locator("#flash")).to_contain_text("Merged with the previous clip")
+            expect(page.locator("#flash")).to_contain_text(f"Merged clip {right[:8]} with the previous clip")
             expect(page.locator("#clip-pos")).to_contain_text("frames 0-40")
             page.keyboard.press("Control+z")
-            expect(page.locator("#flash")).to_contain_text("Undid merge")
+            expect(page.locator("#flash")).to_contain_text(f"Undid the merge of clip {right[:8]}")
             expect(page.locator("#clip-link")).to_have_text(right)
 
             # approve it, then group the next clip with it
@@ -185,7 +185,9 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
             page.keyboard.down("g")
             page.keyboard.press("Enter")
             page.keyboard.up("g")
-            expect(page.locator("#flash")).to_contain_text(f"Grouped with clip {right}")
+            expect(page.locator("#flash")).to_contain_text(
+                f"Grouped clip {str(clips[1])[:8]} with clip {right[:8]}"
+            )
             expect(page.locator("#clip-link")).to_have_text(str(clips[2]))
             expect(page.locator("#pending-badge")).to_have_text("1")
             page.screenshot(path=str(shots / "04-after-group.png"))
