@@ -231,11 +231,15 @@ class SearchApi(Controller):
         ] = None,
         page_number: Annotated[int, QueryParameter(name="page", ge=1, le=10_000)] = 1,
     ) -> dict[str, Any]:
-        """The similarity search page's data: the main clip and a page of 12 results with scores (%)."""
+        """The similarity search page's data: the main clip and a page of 12 results with scores (%);
+        ``why_none`` says why the clip has no embedding to search from (404 for an unknown clip)."""
         found = search_page(
             rm, manifests, clip, model or None, strategy or None, video or None, page_number, sort or None
         )
-        keys = ("clip", "model", "strategy", "video", "sort", "page_number", "has_more", "main", "results")
+        keys = (
+            "clip", "model", "strategy", "video", "sort", "page_number", "has_more", "main", "results",
+            "why_none",
+        )  # fmt: skip
         return {key: found[key] for key in keys}
 
 

@@ -360,6 +360,14 @@ class ReadModels:
             for r in rows
         ]
 
+    def embeddings_of(self, clip_id: UUID) -> list[tuple[str, str]]:
+        """The (model, strategy) pairs a clip is embedded with."""
+        rows = self.all(
+            "SELECT DISTINCT model, strategy FROM rm_embeddings WHERE clip_id = %s AND live ORDER BY 1, 2",
+            (clip_id,),
+        )
+        return [(str(r["model"]), str(r["strategy"])) for r in rows]
+
     def clips_by_id(self, ids: Sequence[UUID]) -> dict[UUID, Row]:
         rows = self.all(
             """SELECT c.id, c.video_id, c.start_frame, c.end_frame, c.state, c.sprite_manifest, c.keyframes,

@@ -19,7 +19,7 @@ from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import LocalObjectStorage
 from projections.runner import ProjectionDaemon, catch_up
-from tests.helpers import clipped_video
+from tests.helpers import PIPELINE, clipped_video
 from tests.integration.test_web_app import PASSWORD, Web
 from web.app import create_app
 from web.auth import add_user
@@ -220,3 +220,22 @@ def test_reviewers_read_the_history_of_clips(reviewers: dict[str, Web]) -> None:
     history = rita.client.get(f"/clips/{a}/history")
     assert history.status_code == 200 and 'data-event="Approved"' in history.text
     assert 'method="post"' not in history.text.split("<main>")[1]  # read-only
+
+
+def test_search_says_why_a_clip_has_no_embedding(reviewers: dict[str, Web]) -> None:
+    rita = reviewers["rita"]
+    _video, (a, b, _c) = video(rita)
+    rita.heaters.approve(a, "user:rita")
+    rita.heaters.record_keyframes(a, "multi", ["k/a/10.jpg"], [10], PIPELINE)
+    reason = "no CLIP model configured: set HEATERS_CLIP_MODEL"
+    rita.heaters.record_clip_failure(a, "embedding", 3, reason, PIPELINE)
+    catch_up(rita.address, rita.schema)
+    page = rita.client.get(f"/search?clip={a}")
+    assert page.status_code == 200
+    assert f"its embedding stage failed: {reason}" in page.text and "No neighbours" not in page.text
+    api = rita.client.get("/api/search", params={"clip": str(b)}).json()
+    assert "only approved clips are embedded, and it is pending review" in api["why_none"]
+    unknown = "00000000-0000-0000-0000-000000000000"
+    assert rita.client.get(f"/search?clip={unknown}").status_code == 404
+    missing = rita.client.get("/api/search", params={"clip": unknown})
+    assert missing.status_code == 404 and "no clip" in missing.json()["error"]
