@@ -217,7 +217,8 @@
     }
     $("clip-title").textContent = clip.video_title || "(untitled)";
     $("clip-pos").textContent = "clip " + (clip.index + 1) + " of " + clip.clip_count + " · frames " + clip.start_frame + "-" + clip.end_frame;
-    $("clip-state").textContent = clip.state;
+    const groups = clip.grouped_with || [];
+    $("clip-state").textContent = clip.state + (groups.length ? " · grouped with clip " + groups.map(shortId).join(", ") : "");
     $("clip-link").textContent = clip.id;
     $("clip-link").href = "/review?clip=" + encodeURIComponent(clip.id);
     $("clip-history").href = "/clips/" + encodeURIComponent(clip.id) + "/history";
