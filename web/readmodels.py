@@ -223,6 +223,14 @@ class ReadModels:
                 (ttl, shown, reviewer),
             )
             conn.execute("DELETE FROM review_leases WHERE expires_at < now() - interval '1 hour'")
+            # leases on clips decided meanwhile (by someone else: the holder's action was refused) go,
+            # so they never count against the reviewer's limit
+            conn.execute(
+                """DELETE FROM review_leases l USING rm_clips c
+                   WHERE l.reviewer = %s AND c.id = l.clip_id
+                     AND (NOT c.live OR c.state NOT IN ('pending_review', 'skipped'))""",
+                (reviewer,),
+            )
             return cur.rowcount
 
     def leases_of(self, reviewer: str) -> list[UUID]:

@@ -424,7 +424,8 @@
         } catch (error) {
           // Nothing was stored. The clip is not put back under the reviewer's keys; unless someone else
           // decided it, it may come back at the end of the queue.
-          if (error.status !== 409) state.settled.delete(id);
+          const state_ = error.data && error.data.state;
+          if (error.status !== 409 || state_ === "pending_review" || state_ === "skipped") state.settled.delete(id);
           throw new Error(error.message + " · " + where);
         } finally {
           state.inflight.delete(id);
@@ -452,10 +453,11 @@
       state.settled.add(id);
       setPending(result.pending);
       flash(result.message + " · " + where, "ok");
-      (result.removed_clip_ids || []).forEach((c) => state.settled.add(c));
+      const removed = new Set([id, ...(result.removed_clip_ids || [])]);
+      removed.forEach((c) => state.settled.add(c));
       const front = await fetchViews(result.new_clip_ids || []).finally(() => (state.busy = ""));
       const ids = new Set(front.map((c) => c.id));
-      state.queue = [...front, ...state.queue.filter((c) => c.id !== id && !ids.has(c.id) && !state.settled.has(c.id))];
+      state.queue = [...front, ...state.queue.filter((c) => !removed.has(c.id) && !ids.has(c.id))];
       show();
       refill();
     });
