@@ -176,6 +176,16 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
             expect(page.locator("#flash")).to_contain_text(f"Split clip {str(clips[0])[:8]} at frame 15")
             expect(page.locator("#clip-pos")).to_contain_text("frames 0-15")
             left = page.locator("#clip-link").inner_text()
+            flash_box, link_box = (
+                page.locator("#flash").bounding_box(),
+                page.locator("#clip-link").bounding_box(),
+            )
+            assert flash_box and link_box
+            assert (
+                flash_box["y"] >= link_box["y"] + link_box["height"]
+                or flash_box["x"] >= link_box["x"] + link_box["width"]
+                or flash_box["x"] + flash_box["width"] <= link_box["x"]
+            ), "the flash covers the clip id"
 
             # skip the left part (hold S, Enter): the right part comes next
             page.keyboard.down("s")
