@@ -239,3 +239,16 @@ def test_search_says_why_a_clip_has_no_embedding(reviewers: dict[str, Web]) -> N
     assert rita.client.get(f"/search?clip={unknown}").status_code == 404
     missing = rita.client.get("/api/search", params={"clip": unknown})
     assert missing.status_code == 404 and "no clip" in missing.json()["error"]
+
+
+def test_a_group_partner_is_not_archived_and_shows_its_group(reviewers: dict[str, Web]) -> None:
+    rita, rob = reviewers["rita"], reviewers["rob"]
+    _video, (a, b, _c) = video(rita)
+    assert rita.post(f"/api/clips/{b}/group").status_code == 200  # with a, still pending
+    partner = rob.client.get(f"/api/clips/{a}").json()
+    assert partner["grouped_with"] == [str(b)] and partner["state"] == "pending_review"
+    refused = rob.post(f"/api/clips/{a}/archive", {"seen": partner["version"]})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert f"clip {str(b)[:8]} was grouped with it by rita at" in error and "approve or skip" in error
+    assert rob.post(f"/api/clips/{a}/approve", {"seen": partner["version"]}).status_code == 200
