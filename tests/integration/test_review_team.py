@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -252,3 +253,122 @@ def test_a_group_partner_is_not_archived_and_shows_its_group(reviewers: dict[str
     error = refused.json()["error"]
     assert f"clip {str(b)[:8]} was grouped with it by rita at" in error and "approve or skip" in error
     assert rob.post(f"/api/clips/{a}/approve", {"seen": partner["version"]}).status_code == 200
+
+
+def test_reviewers_interleaving_over_http_never_misapply_a_decision(reviewers: dict[str, Web]) -> None:
+    """The stateful test of ``tests/unit/test_review_stateful.py`` at the level reviewers meet it: three
+    reviewers and ops interleave looks, decisions (with the version they saw) and undos over the JSON
+    API, leases included. Every stored decision was made on the version its reviewer saw; no decided clip
+    changes except by its author's (or ops') undo; refusals store nothing; the clips partition the video."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import (
+        RuleBasedStateMachine,
+        initialize,
+        invariant,
+        rule,
+        run_state_machine_as_test,
+    )
+
+    from domain.clip import REVIEWABLE
+    from domain.partition import check_partition
+
+    heaters = reviewers["rita"].heaters
+    names = ("rita", "rob", "rae")
+    known: set[UUID] = set()
+    outcomes: Counter[int] = Counter()
+
+    def standing(clip_id: UUID) -> tuple[str, tuple[tuple[str, str], ...]]:
+        clip = heaters.get_clip(clip_id)
+        return clip.state, tuple((d["kind"], d["by"]) for d in clip.decisions)
+
+    class OverHttp(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.video_id: UUID | None = None
+            self.screen: dict[str, tuple[UUID, int]] = {}
+
+        @initialize(
+            cuts=st.lists(st.integers(min_value=10, max_value=290), min_size=2, max_size=5, unique=True)
+        )
+        def make_video(self, cuts: list[int]) -> None:
+            self.video_id, ids = video(reviewers["rita"], cuts=sorted(cuts))
+            known.update(ids)
+            for name in names:
+                reviewers[name].client.post("/logout", headers={"x-csrftoken": reviewers[name].token})
+                assert reviewers[name].login(name).status_code == 303  # logging out released the leases
+
+        def layout(self) -> list[UUID]:
+            assert self.video_id is not None
+            return [s.clip_id for s in heaters.get_video(self.video_id).layout]
+
+        def check(self, who: str, call: Any, undo: bool = False) -> Any:
+            before = {c: standing(c) for c in known}
+            size = heaters.recorder.max_notification_id()
+            response = call()
+            assert response.status_code in (200, 409, 422), response.text
+            outcomes[response.status_code] += 1
+            if response.status_code != 200:
+                assert heaters.recorder.max_notification_id() == size, response.text
+                return None
+            known.update(self.layout())
+            for clip_id, (state, decisions) in before.items():
+                if state in REVIEWABLE or state == "created" or standing(clip_id) == (state, decisions):
+                    continue
+                assert undo, f"{who} changed decided clip {clip_id} ({state})"
+                assert who in (decisions[-1][1], "user:olga"), f"{who} undid {decisions[-1][1]}'s decision"
+            return response.json()
+
+        @rule(who=st.sampled_from(names), index=st.integers(min_value=0, max_value=20))
+        def look(self, who: str, index: int) -> None:
+            ids = self.layout()
+            view = reviewers[who].client.get(f"/api/clips/{ids[index % len(ids)]}").json()
+            self.screen[who] = (UUID(view["id"]), int(view["version"]))
+
+        @rule(
+            pick=st.integers(min_value=0, max_value=2),
+            action=st.sampled_from(["approve", "skip", "archive", "group", "merge", "split"]),
+        )
+        def decide(self, pick: int, action: str) -> None:
+            """One of the reviewers with a clip on screen decides on it."""
+            if not self.screen:
+                return
+            who = sorted(self.screen)[pick % len(self.screen)]
+            clip_id, seen = self.screen.pop(who)
+            clip = heaters.get_clip(clip_id)
+            body: dict[str, Any] = {"seen": seen}
+            if action == "split":
+                body["frame"] = clip.start + clip.length // 2
+            result = self.check(
+                f"user:{who}", lambda: reviewers[who].post(f"/api/clips/{clip_id}/{action}", body)
+            )
+            if result is not None:
+                stored = next(e for e in heaters.history(clip_id) if e.version == seen + 1)
+                assert stored.actor == f"user:{who}"
+
+        @rule(who=st.sampled_from(names))
+        def undo_own(self, who: str) -> None:
+            self.check(f"user:{who}", lambda: reviewers[who].post("/api/review/undo"), undo=True)
+
+        @rule(who=st.sampled_from([*names, "olga"]), index=st.integers(min_value=0, max_value=40))
+        def undo_by_id(self, who: str, index: int) -> None:
+            ids = sorted((c for c in known if heaters.get_clip(c).decisions), key=str)
+            if not ids:
+                return
+            clip_id = ids[index % len(ids)]
+            self.check(f"user:{who}", lambda: reviewers[who].post(f"/api/clips/{clip_id}/undo"), undo=True)
+
+        @invariant()
+        def clips_partition_the_video(self) -> None:
+            if self.video_id is not None:
+                video_agg = heaters.get_video(self.video_id)
+                check_partition(video_agg.layout, video_agg.frame_count)
+
+    run_state_machine_as_test(
+        OverHttp,
+        settings=settings(
+            max_examples=12, stateful_step_count=25, deadline=None, derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )  # fmt: skip
+    assert outcomes[200] >= 10 and outcomes[409] >= 1, outcomes  # decisions stored, and refused
