@@ -1,7 +1,8 @@
 """Queries the web app runs on the read-model tables (``projections/schema.py``) and the review leases.
 
 Every query runs on a pooled connection whose ``search_path`` is the Heaters schema, so the SQL names
-tables plainly. The web app never writes read models; it writes only ``review_leases`` and ``users``.
+tables plainly. The web app never writes read models; it writes only ``review_leases``, ``review_undo``
+and ``users``.
 """
 
 from __future__ import annotations

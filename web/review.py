@@ -26,6 +26,8 @@ REVIEW_PROJECTIONS: tuple[str, ...] = ("clips", "videos", "history")
 
 #: The most clips a reviewer holds leased at once (the page prefetches at most this many).
 MAX_LEASES = 10
+#: How many of a reviewer's decisions their undo stack keeps.
+UNDO_DEPTH = 200
 
 #: Tables of the review service besides ``review_leases`` (created by ``web.auth.ensure_tables``):
 #: whether a leased clip is on its reviewer's screen, and each reviewer's undo stack.
@@ -299,10 +301,17 @@ class Review:
     # -- undo: each reviewer's own decisions, newest first -----------------------------------------
 
     def _push(self, user: User, clip_id: UUID, action: str) -> None:
+        """Put a decision on the reviewer's undo stack (the newest ``UNDO_DEPTH`` are kept)."""
         with self.rm.connection() as conn:
             conn.execute(
                 "INSERT INTO review_undo (reviewer, clip_id, action) VALUES (%s, %s, %s)",
                 (user.name, clip_id, action),
+            )
+            conn.execute(
+                """DELETE FROM review_undo WHERE reviewer = %(me)s AND id <= (
+                       SELECT id FROM review_undo WHERE reviewer = %(me)s ORDER BY id DESC
+                       OFFSET %(depth)s LIMIT 1)""",
+                {"me": user.name, "depth": UNDO_DEPTH},
             )
 
     def undo_last(self, user: User) -> ActionResult:
