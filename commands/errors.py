@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from domain.errors import Conflict
+
+__all__ = ["Conflict", "NotFound", "parse_id"]
+
 
 class NotFound(LookupError):
     """No video or clip has the given id."""
@@ -12,18 +16,6 @@ class NotFound(LookupError):
         super().__init__(f"no {kind} with id {ident}")
         self.kind = kind
         self.ident = ident
-
-
-class Conflict(Exception):
-    """Someone else changed the clip this command decided on; nothing was stored."""
-
-    def __init__(self, clip_id: UUID, state: str) -> None:
-        super().__init__(
-            f"clip {clip_id} was changed by someone else meanwhile (it is now {state}); nothing was saved, "
-            "reload and decide again"
-        )
-        self.clip_id = clip_id
-        self.state = state
 
 
 def parse_id(value: object, kind: str = "id") -> UUID:

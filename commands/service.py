@@ -24,7 +24,7 @@ from commands.errors import Conflict, NotFound, parse_id
 from domain import review
 from domain.base import HeatersAggregate
 from domain.clip import Clip
-from domain.errors import DomainError
+from domain.errors import DomainError, short_id
 from domain.partition import Segment
 from domain.video import Video
 
@@ -47,8 +47,21 @@ class _UnitOfWork:
     def video(self, video_id: UUID) -> Video:
         return self.app._load(video_id, Video, "video")
 
-    def clip(self, clip_id: UUID, *, decided_on: bool = True) -> Clip:
+    def clip(
+        self, clip_id: UUID, *, decided_on: bool = True, seen: int | None = None, actor: str | None = None
+    ) -> Clip:
+        """Load a clip. ``seen``: the version the reviewer saw; a clip changed since is refused (the
+        decision would be made on a state nobody looked at)."""
         clip = self.app._load(clip_id, Clip, "clip")
+        if seen is not None and clip.version != seen:
+            raise Conflict(
+                f"clip {short_id(clip.id)} changed since you saw it: {clip.describe(actor)}; "
+                "nothing was saved, look at it again",
+                clip.id,
+                clip.state,
+                (clip.last_decision or {}).get("by"),
+                (clip.last_decision or {}).get("at"),
+            )
         if decided_on:
             self.decided_on[clip.id] = clip.version
         return clip
@@ -125,7 +138,12 @@ class HeatersApplication(Application[UUID]):
 
     # -- running commands -------------------------------------------------------------------------
 
-    def _run(self, command: Callable[[_UnitOfWork], tuple[Sequence[HeatersAggregate], T]], name: str) -> T:
+    def _run(
+        self,
+        command: Callable[[_UnitOfWork], tuple[Sequence[HeatersAggregate], T]],
+        name: str,
+        actor: str | None = None,
+    ) -> T:
         for _ in range(RERUNS):
             uow = _UnitOfWork(self)
             aggregates, result = command(uow)
@@ -136,7 +154,10 @@ class HeatersApplication(Application[UUID]):
                     current = self.get_clip(clip_id)
                     if current.version != version:
                         log.info("%s on clip %s lost a race: it is now %s", name, clip_id, current.state)
-                        raise Conflict(clip_id, current.state) from None
+                        raise current.refusal(
+                            f"{name} clip {short_id(clip_id)} (someone decided first, nothing was saved)",
+                            actor,
+                        ) from None
                 log.info("%s re-run: an aggregate it did not decide on changed meanwhile", name)
                 continue
             return result
@@ -154,57 +175,65 @@ class HeatersApplication(Application[UUID]):
 
     # -- review decisions -------------------------------------------------------------------------
 
-    def approve(self, clip_id: object, actor: str) -> None:
-        self._decide(clip_id, actor, "approve", lambda clip: clip.approve(actor))
+    # ``seen``: the clip's version the reviewer saw; when given, a clip changed since is a Conflict.
 
-    def skip(self, clip_id: object, actor: str) -> None:
-        self._decide(clip_id, actor, "skip", lambda clip: clip.skip(actor))
+    def approve(self, clip_id: object, actor: str, *, seen: int | None = None) -> None:
+        self._decide(clip_id, actor, "approve", lambda clip: clip.approve(actor), seen)
 
-    def archive(self, clip_id: object, actor: str) -> None:
-        self._decide(clip_id, actor, "archive", lambda clip: clip.archive(actor))
+    def skip(self, clip_id: object, actor: str, *, seen: int | None = None) -> None:
+        self._decide(clip_id, actor, "skip", lambda clip: clip.skip(actor), seen)
 
-    def _decide(self, clip_id: object, actor: str, name: str, decide: Callable[[Clip], None]) -> None:
+    def archive(self, clip_id: object, actor: str, *, seen: int | None = None) -> None:
+        self._decide(clip_id, actor, "archive", lambda clip: clip.archive(actor), seen)
+
+    def _decide(
+        self, clip_id: object, actor: str, name: str, decide: Callable[[Clip], None], seen: int | None
+    ) -> None:
         def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], None]:
-            clip = uow.clip(parse_id(clip_id, "clip id"))
+            clip = uow.clip(parse_id(clip_id, "clip id"), seen=seen, actor=actor)
             decide(clip)
             return [clip], None
 
-        self._run(command, name)
+        self._run(command, name, actor)
         log.info("clip %s: %s by %s", clip_id, name, actor)
 
-    def group(self, clip_id: object, with_clip_id: object | None, actor: str) -> UUID:
+    def group(
+        self, clip_id: object, with_clip_id: object | None, actor: str, *, seen: int | None = None
+    ) -> UUID:
         """Group a clip with another (by default the previous clip of its video); returns the other's id."""
 
         def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], UUID]:
-            clip = uow.clip(parse_id(clip_id, "clip id"))
+            clip = uow.clip(parse_id(clip_id, "clip id"), seen=seen, actor=actor)
             other = uow.clip(self._neighbour(uow, clip, with_clip_id, "group"))
             return review.group_clips(clip, other, actor), other.id
 
-        other_id = self._run(command, "group")
+        other_id = self._run(command, "group", actor)
         log.info("clip %s grouped with %s by %s", clip_id, other_id, actor)
         return other_id
 
-    def split(self, clip_id: object, frame: int, actor: str) -> tuple[UUID, UUID]:
+    def split(self, clip_id: object, frame: int, actor: str, *, seen: int | None = None) -> tuple[UUID, UUID]:
         """Split a clip at ``frame`` (first frame of the right part); returns the two new clip ids."""
         if isinstance(frame, bool) or not isinstance(frame, int):
             raise ValueError(f"frame must be an integer, got {frame!r}")
 
         def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], tuple[UUID, UUID]]:
-            clip = uow.clip(parse_id(clip_id, "clip id"))
+            clip = uow.clip(parse_id(clip_id, "clip id"), seen=seen, actor=actor)
             video = uow.video(clip.video_id)
             left, right = uuid4(), uuid4()
             changed = review.split_clip(video, clip, frame, left, right, self.min_clip_frames, actor)
             return changed, (left, right)
 
-        result = self._run(command, "split")
+        result = self._run(command, "split", actor)
         log.info("clip %s split at frame %d into %s by %s", clip_id, frame, result, actor)
         return result
 
-    def merge(self, clip_id: object, with_clip_id: object | None, actor: str) -> UUID:
+    def merge(
+        self, clip_id: object, with_clip_id: object | None, actor: str, *, seen: int | None = None
+    ) -> UUID:
         """Merge a clip with an adjacent one (by default the previous); returns the new clip's id."""
 
         def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], UUID]:
-            clip = uow.clip(parse_id(clip_id, "clip id"))
+            clip = uow.clip(parse_id(clip_id, "clip id"), seen=seen, actor=actor)
             other_id = self._neighbour(uow, clip, with_clip_id, "merge")
             other = uow.clip(other_id)
             if other.video_id != clip.video_id:
@@ -215,7 +244,7 @@ class HeatersApplication(Application[UUID]):
             merged_id = uuid4()
             return review.merge_clips(video, clip, other, merged_id, actor), merged_id
 
-        merged = self._run(command, "merge")
+        merged = self._run(command, "merge", actor)
         log.info("clip %s merged with %s into %s by %s", clip_id, with_clip_id or "previous", merged, actor)
         return merged
 
@@ -227,8 +256,9 @@ class HeatersApplication(Application[UUID]):
             raise DomainError(f"cannot {action} clip {clip.id} with the previous clip: it is the first clip")
         return previous
 
-    def undo(self, clip_id: object, actor: str) -> str:
-        """Reverse the last review decision of a clip (split and merge included); returns what was undone."""
+    def undo(self, clip_id: object, actor: str, *, any_author: bool = False) -> str:
+        """Reverse the last review decision of a clip (split and merge included); returns what was undone.
+        Only the decision's author may, or ops with ``any_author`` (the events name who undid it)."""
 
         def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], str]:
             clip = uow.clip(parse_id(clip_id, "clip id"))
@@ -237,10 +267,10 @@ class HeatersApplication(Application[UUID]):
             decision = target.last_decision
             related = {cid: uow.clip(cid) for cid in review.related_clip_ids(target)}
             video = uow.video(target.video_id)
-            changed = review.undo_last_decision(video, target, related, actor)
+            changed = review.undo_last_decision(video, target, related, actor, any_author=any_author)
             return changed, str(decision["kind"] if decision else "nothing")
 
-        undone = self._run(command, "undo")
+        undone = self._run(command, "undo", actor)
         log.info("clip %s: %s undone by %s", clip_id, undone, actor)
         return undone
 

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.base import HeatersAggregate, StageProgress
-from domain.errors import DomainError
+from domain.errors import Conflict, DomainError, person, short_id, when
 
 CLIP_STAGES: tuple[str, ...] = ("keyframes", "embedding", "export")
 
@@ -23,6 +23,15 @@ REVIEWABLE = frozenset({"pending_review", "skipped"})
 APPROVED = frozenset({"approved", "keyframed", "embedded", "exported"})
 RETIRED = frozenset({"split", "merged", "retired"})
 DECISIONS = ("approve", "skip", "archive", "group", "split", "merge")
+#: How messages name each decision.
+DONE = {
+    "approve": "approved",
+    "skip": "skipped",
+    "archive": "archived",
+    "group": "grouped",
+    "split": "split",
+    "merge": "merged",
+}
 
 
 class Clip(HeatersAggregate):
@@ -58,19 +67,19 @@ class Clip(HeatersAggregate):
         TOPIC = "heaters.clip:Approved"
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("approve", "approved")
+            clip._decide("approve", "approved", self)
 
     class Skipped(HeatersAggregate.Event):
         TOPIC = "heaters.clip:Skipped"
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("skip", "skipped")
+            clip._decide("skip", "skipped", self)
 
     class Archived(HeatersAggregate.Event):
         TOPIC = "heaters.clip:Archived"
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("archive", "archived")
+            clip._decide("archive", "archived", self)
 
     class Grouped(HeatersAggregate.Event):
         """This clip is approved and linked with ``with_clip_id``. A group is a connected set of
@@ -80,8 +89,9 @@ class Clip(HeatersAggregate):
         with_clip_id: UUID
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("group", "approved", with_clip_id=self.with_clip_id)
+            clip._decide("group", "approved", self, with_clip_id=self.with_clip_id)
             clip.grouped_with.add(self.with_clip_id)
+            clip.group_links[self.with_clip_id] = {"by": self.actor, "at": self.timestamp}
 
     class GroupJoined(HeatersAggregate.Event):
         """Another clip linked itself with this one (not a decision of this clip)."""
@@ -91,6 +101,7 @@ class Clip(HeatersAggregate):
 
         def apply(self, clip: Clip) -> None:
             clip.grouped_with.add(self.with_clip_id)
+            clip.group_links[self.with_clip_id] = {"by": self.actor, "at": self.timestamp}
 
     class GroupLeft(HeatersAggregate.Event):
         """The link with ``with_clip_id`` was undone."""
@@ -100,6 +111,7 @@ class Clip(HeatersAggregate):
 
         def apply(self, clip: Clip) -> None:
             clip.grouped_with.discard(self.with_clip_id)
+            clip.group_links.pop(self.with_clip_id, None)
 
     class Split(HeatersAggregate.Event):
         """Two new clips replace this one: ``[start, frame)`` and ``[frame, end)``."""
@@ -109,7 +121,7 @@ class Clip(HeatersAggregate):
         into: list[UUID]
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("split", "split", frame=self.frame, into=list(self.into))
+            clip._decide("split", "split", self, frame=self.frame, into=list(self.into))
 
     class Merged(HeatersAggregate.Event):
         """This clip and ``with_clip_id`` were replaced by ``into``."""
@@ -119,7 +131,7 @@ class Clip(HeatersAggregate):
         into: UUID
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("merge", "merged", with_clip_id=self.with_clip_id, into=self.into)
+            clip._decide("merge", "merged", self, with_clip_id=self.with_clip_id, into=self.into)
 
     class DecisionUndone(HeatersAggregate.Event):
         """Compensates the last decision: the clip returns to ``restored_state``."""
@@ -133,6 +145,7 @@ class Clip(HeatersAggregate):
             clip.state = self.restored_state
             if decision["kind"] == "group":
                 clip.grouped_with.discard(decision["with_clip_id"])
+                clip.group_links.pop(decision["with_clip_id"], None)
             if decision["kind"] in ("approve", "group"):
                 clip._clear_pipeline()
 
@@ -224,6 +237,8 @@ class Clip(HeatersAggregate):
         self.sprite_manifest: str | None = None
         self.decisions: list[dict[str, Any]] = []
         self.grouped_with: set[UUID] = set()
+        #: Who linked each clip of ``grouped_with`` with this one, and when: {"by": actor, "at": time}.
+        self.group_links: dict[UUID, dict[str, Any]] = {}
         self.stages: dict[str, StageProgress] = {s: StageProgress() for s in CLIP_STAGES}
         self.keyframes: dict[str, Any] = {}
         self.embedding: dict[str, Any] = {}
@@ -285,45 +300,72 @@ class Clip(HeatersAggregate):
         return True
 
     def approve(self, actor: str) -> None:
-        self._require_reviewable("approve")
+        self.require_reviewable("approve", actor)
         self.trigger_event(self.Approved, actor=actor)
 
     def skip(self, actor: str) -> None:
-        if self.state != "pending_review":
-            self._refuse("skip", "only a clip pending review can be skipped")
+        """Put off deciding this clip: it comes back after the clips pending review (and may be put off
+        again)."""
+        self.require_reviewable("skip", actor)
         self.trigger_event(self.Skipped, actor=actor)
 
     def archive(self, actor: str) -> None:
-        self._require_reviewable("archive")
+        """Archive this clip. Refused while another clip is grouped with it: the group's decision stands
+        (its author undoes it first), so an archived clip is never part of a group."""
+        self.require_reviewable("archive", actor)
+        self.require_ungrouped("archive", actor)
         self.trigger_event(self.Archived, actor=actor)
 
     def group_with(self, other: Clip, actor: str) -> None:
-        """Approve this clip as grouped with ``other`` (both get linked)."""
-        self._require_reviewable("group")
+        """Approve this clip as grouped with ``other`` (both get linked). ``other`` must be pending
+        review (or skipped) or approved: never archived, never replaced."""
+        self.require_reviewable("group", actor)
         if other.id == self.id:
             self._refuse("group", "a clip cannot be grouped with itself")
         if other.video_id != self.video_id:
-            self._refuse("group", f"clip {other.id} belongs to another video")
-        if not other.is_live or other.state == "archived":
-            raise DomainError(f"cannot group with clip {other.id}: it is {other.state}")
+            self._refuse("group", f"clip {short_id(other.id)} belongs to another video")
+        if other.state == "created":
+            raise DomainError(f"cannot group with clip {short_id(other.id)}: its sprites are not ready yet")
+        if other.state not in REVIEWABLE | APPROVED:
+            raise other.refusal(
+                f"group clip {short_id(self.id)} with clip {short_id(other.id)}",
+                actor,
+                "a group needs a partner pending review or approved",
+            )
         if other.id in self.grouped_with:
-            self._refuse("group", f"it is already grouped with clip {other.id}")
+            self._refuse("group", f"it is already grouped with clip {short_id(other.id)}")
         self.trigger_event(self.Grouped, with_clip_id=other.id, actor=actor)
         other.trigger_event(other.GroupJoined, with_clip_id=self.id, actor=actor)
 
     def split_into(self, frame: int, left_id: UUID, right_id: UUID, actor: str) -> None:
-        self.require_live("split")
+        self.require_reviewable("split", actor)
+        self.require_ungrouped("split", actor)
         self.trigger_event(self.Split, frame=frame, into=[left_id, right_id], actor=actor)
 
     def merge_into(self, other: Clip, merged_id: UUID, actor: str) -> None:
-        self.require_live("merge")
-        other.require_live("merge")
-        if other.video_id != self.video_id:
-            raise DomainError(
-                f"cannot merge clip {self.id} with clip {other.id}: they belong to different videos"
-            )
+        self.check_merge(other, actor)
         self.trigger_event(self.Merged, with_clip_id=other.id, into=merged_id, actor=actor)
         other.trigger_event(other.Merged, with_clip_id=self.id, into=merged_id, actor=actor)
+
+    def check_merge(self, other: Clip, actor: str) -> None:
+        """A merge of this clip with ``other`` needs both awaiting review (pending or skipped) and in no
+        group, so a merge never absorbs a decision."""
+        if other.video_id != self.video_id:
+            raise DomainError(
+                f"cannot merge clip {short_id(self.id)} with clip {short_id(other.id)}: "
+                "they belong to different videos"
+            )
+        self.require_reviewable("merge", actor)
+        if other.state == "created":
+            raise DomainError(f"cannot merge with clip {short_id(other.id)}: its sprites are not ready yet")
+        if other.state not in REVIEWABLE:
+            raise other.refusal(
+                f"merge clip {short_id(self.id)} with clip {short_id(other.id)}",
+                actor,
+                "a merge needs both clips pending review",
+            )
+        self.require_ungrouped("merge", actor)
+        other.require_ungrouped("merge", actor)
 
     def undo_decision(self, actor: str) -> dict[str, Any]:
         """Pop the last decision (the caller compensates other clips for split, merge and group)."""
@@ -420,8 +462,16 @@ class Clip(HeatersAggregate):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _decide(self, kind: str, new_state: str, **details: Any) -> None:
-        self.decisions.append({"kind": kind, "previous_state": self.state, **details})
+    def _decide(self, kind: str, new_state: str, event: HeatersAggregate.Event, **details: Any) -> None:
+        self.decisions.append(
+            {
+                "kind": kind,
+                "previous_state": self.state,
+                "by": event.actor,
+                "at": event.timestamp,
+                **details,
+            }
+        )
         self.state = new_state
 
     def _clear_pipeline(self) -> None:
@@ -431,18 +481,81 @@ class Clip(HeatersAggregate):
         self.export_key = None
 
     def _refuse(self, action: str, why: str) -> None:
-        raise DomainError(f"cannot {action} clip {self.id}: {why} (state: {self.state})")
+        raise DomainError(f"cannot {action} clip {short_id(self.id)}: {why} (state: {self.state})")
 
     def require_live(self, action: str) -> None:
         if not self.is_live:
             self._refuse(action, "it was replaced by other clips")
 
-    def _require_reviewable(self, action: str) -> None:
-        self.require_live(action)
+    def require_reviewable(self, action: str, actor: str) -> None:
         if self.state == "created":
             self._refuse(action, "its sprites are not ready yet")
         if self.state not in REVIEWABLE:
-            self._refuse(action, f"it is already {self.state}; undo that decision first")
+            raise self.refusal(f"{action} clip {short_id(self.id)}", actor)
+
+    def require_ungrouped(self, action: str, actor: str) -> None:
+        """Refuse ``action`` while another clip's group decision links to this clip."""
+        if not self.group_links:
+            return
+        partner, link = next(iter(sorted(self.group_links.items(), key=lambda item: str(item[0]))))
+        by, at = link.get("by"), link.get("at")
+        mine = by == actor
+        now = (
+            "undo that grouping first (Ctrl+Z)"
+            if mine
+            else f"only {person(by)} or ops can undo that grouping; approve or skip this clip instead"
+        )
+        raise Conflict(
+            f"cannot {action} clip {short_id(self.id)}: clip {short_id(partner)} was grouped with it by "
+            f"{'you' if mine else person(by)} at {when(at)}; {now}",
+            self.id,
+            self.state,
+            by,
+            at,
+        )
+
+    def describe(self, actor: str | None = None, name: str | None = None) -> str:
+        """What stands on this clip, in words: ``clip 1a2b3c4d was approved by rita at …``."""
+        name = name or f"clip {short_id(self.id)}"
+        if self.state == "retired":
+            return f"{name} was retired (the split or merge that made it was undone)"
+        decision = self.last_decision
+        if decision is None:
+            return f"{name} is {self.state.replace('_', ' ')}"
+        kind = decision["kind"]
+        detail = ""
+        if kind == "group":
+            detail = f" with clip {short_id(decision['with_clip_id'])}"
+        elif kind == "merge":
+            detail = f" with clip {short_id(decision['with_clip_id'])} into clip {short_id(decision['into'])}"
+        elif kind == "split":
+            detail = " into clips " + " and ".join(short_id(c) for c in decision["into"])
+        by = decision.get("by")
+        who = "you" if by is not None and by == actor else person(by)
+        now = "" if self.state == DONE[kind] or kind == "group" else f" (now {self.state})"
+        return f"{name} was {DONE[kind]}{detail} by {who} at {when(decision.get('at'))}{now}"
+
+    def what_now(self, actor: str | None = None) -> str:
+        """What a reviewer refused because of this clip's last decision can do."""
+        decision = self.last_decision
+        if decision is None or self.state == "retired":
+            return "pick another clip"
+        by = decision.get("by")
+        if by is not None and by == actor:
+            return "undo that first (Ctrl+Z) to decide again"
+        return f"only {person(by)} or ops can undo it; pick another clip"
+
+    def refusal(self, doing: str, actor: str | None, rule: str = "") -> Conflict:
+        """The :class:`Conflict` refusing ``doing`` because of what stands on this clip."""
+        decision = self.last_decision or {}
+        message = (
+            f"cannot {doing}: {self.describe(actor, 'it' if doing.endswith(short_id(self.id)) else None)}"
+        )
+        if rule:
+            message += f"; {rule}"
+        return Conflict(
+            f"{message}; {self.what_now(actor)}", self.id, self.state, decision.get("by"), decision.get("at")
+        )
 
     def _require_approved(self, stage: str) -> None:
         if not self.is_approved:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from domain.base import HeatersAggregate
 from domain.clip import Clip
-from domain.errors import DomainError
+from domain.errors import Conflict, DomainError, person, short_id, when
 from domain.partition import Segment, merge_layout, replace_segments, split_layout
 from domain.video import Video
 
@@ -45,7 +45,8 @@ def split_clip(
 ) -> list[HeatersAggregate]:
     """Split ``clip`` at ``frame`` (the first frame of the right-hand part)."""
     _check_belongs(video, clip)
-    clip.require_live("split")
+    clip.require_reviewable("split", actor)
+    clip.require_ungrouped("split", actor)
     layout = split_layout(video.layout, video.frame_count, clip.id, frame, left_id, right_id, min_clip_frames)
     clip.split_into(frame, left_id, right_id, actor)
     video.change_layout("split", clip.id, layout, actor, frame=frame)
@@ -61,8 +62,7 @@ def merge_clips(video: Video, clip: Clip, other: Clip, merged_id: UUID, actor: s
             f"cannot merge clip {clip.id} with clip {other.id}: they belong to different videos"
         )
     _check_belongs(video, clip, other)
-    clip.require_live("merge")
-    other.require_live("merge")
+    clip.check_merge(other, actor)
     layout = merge_layout(video.layout, video.frame_count, clip.id, other.id, merged_id)
     clip.merge_into(other, merged_id, actor)
     video.change_layout("merge", clip.id, layout, actor)
@@ -104,28 +104,39 @@ def related_clip_ids(clip: Clip) -> list[UUID]:
     return []
 
 
-def _refuse_if_decided(undone: str, clip: Clip, other: Clip) -> None:
-    if not other.is_live:
-        raise DomainError(
-            f"cannot undo the {undone} of clip {clip.id}: clip {other.id} was {other.state} after it; "
-            f"undo that first"
-        )
-    if other.decisions:
-        last = other.decisions[-1]["kind"]
-        raise DomainError(
-            f"cannot undo the {undone} of clip {clip.id}: clip {other.id} was reviewed after it "
-            f"({last}, now {other.state}); undo that first"
-        )
+def _refuse_if_decided(undone: str, clip: Clip, other: Clip, actor: str) -> None:
+    """An undo never reverses a later decision someone made on a clip it would remove."""
+    if not other.is_live or other.decisions:
+        raise other.refusal(f"undo the {undone} of clip {short_id(clip.id)}", actor, "it depends on that")
+
+
+def check_author(clip: Clip, actor: str, any_author: bool = False) -> None:
+    """Only a decision's author (or ops, ``any_author``) undoes it."""
+    decision = clip.last_decision
+    if decision is None:
+        raise DomainError(f"clip {short_id(clip.id)} has nothing to undo (state: {clip.state})")
+    by, at = decision.get("by"), decision.get("at")
+    if any_author or by == actor:
+        return
+    raise Conflict(
+        f"cannot undo the {decision['kind']} of clip {short_id(clip.id)}: {person(by)} made it at {when(at)}; "
+        f"only {person(by)} or ops can undo it",
+        clip.id,
+        clip.state,
+        by,
+        at,
+    )
 
 
 def undo_last_decision(
-    video: Video, clip: Clip, related: Mapping[UUID, Clip], actor: str
+    video: Video, clip: Clip, related: Mapping[UUID, Clip], actor: str, *, any_author: bool = False
 ) -> list[HeatersAggregate]:
-    """Reverse ``clip``'s last decision by compensating events on every aggregate it touched."""
+    """Reverse ``clip``'s last decision by compensating events on every aggregate it touched. Only its
+    author may, or ops (``any_author``); the events name whoever undid it."""
     _check_belongs(video, clip)
+    check_author(clip, actor, any_author)
     decision = clip.last_decision
-    if decision is None:
-        raise DomainError(f"clip {clip.id} has nothing to undo (state: {clip.state})")
+    assert decision is not None
     kind = decision["kind"]
     if kind == "split":
         return _undo_split(video, clip, [related[c] for c in decision["into"]], actor)
@@ -134,21 +145,19 @@ def undo_last_decision(
     if kind == "group":
         other = related[decision["with_clip_id"]]
         if not other.is_live:
-            raise DomainError(
-                f"cannot undo the grouping of clip {clip.id}: clip {other.id} was {other.state} after it"
-            )
+            raise other.refusal(f"undo the grouping of clip {short_id(clip.id)}", actor, "it depends on that")
         clip.undo_decision(actor)
         other.leave_group(clip.id, actor)
         return [clip, other]
     if not clip.is_live:
-        raise DomainError(f"cannot undo the {kind} of clip {clip.id}: it was {clip.state} since")
+        raise clip.refusal(f"undo the {kind} of clip {short_id(clip.id)}", actor)
     clip.undo_decision(actor)
     return [clip]
 
 
 def _undo_split(video: Video, clip: Clip, children: list[Clip], actor: str) -> list[HeatersAggregate]:
     for child in children:
-        _refuse_if_decided("split", clip, child)
+        _refuse_if_decided("split", clip, child, actor)
     layout = replace_segments(
         video.layout,
         video.frame_count,
@@ -163,7 +172,7 @@ def _undo_split(video: Video, clip: Clip, children: list[Clip], actor: str) -> l
 
 
 def _undo_merge(video: Video, clip: Clip, partner: Clip, merged: Clip, actor: str) -> list[HeatersAggregate]:
-    _refuse_if_decided("merge", clip, merged)
+    _refuse_if_decided("merge", clip, merged, actor)
     layout = replace_segments(
         video.layout,
         video.frame_count,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
 from commands.service import HeatersApplication
@@ -18,12 +20,16 @@ from web.auth import User, require
 from web.dto import (
     ActionResult,
     ClipView,
+    DecisionBody,
+    HeartbeatBody,
+    LeaseRelease,
     LeaseRenewal,
     NextClips,
     Pending,
     RebuildResult,
     RetryResult,
     Siblings,
+    SkippedClip,
     SplitBody,
     TargetBody,
 )
@@ -46,6 +52,13 @@ def _caught_up_header(response: Response[Any]) -> Response[Any]:
     return response
 
 
+@dataclass
+class ReleaseForm:
+    """What ``navigator.sendBeacon`` posts when the review page goes away."""
+
+    clips: str = ""
+
+
 class ReviewApi(Controller):
     path = "/api"
     tags = ["review"]
@@ -58,24 +71,63 @@ class ReviewApi(Controller):
         user: NamedDependency[User],
         count: Annotated[int, QueryParameter(ge=1, le=10)] = 4,
         exclude: Annotated[
-            str | None, QueryParameter(description="comma-separated clip ids to leave out")
+            str | None, QueryParameter(description="comma-separated ids of the clips the page holds")
+        ] = None,
+        after: Annotated[
+            str | None, QueryParameter(description="continue after this clip, in its video")
         ] = None,
     ) -> NextClips:
-        """The next clips to review, leased to the caller (up to ``count``, in review order)."""
+        """The next clips to review, leased to the caller (up to ``count``, in review order; at most
+        10 leased in all). Of the ``exclude``d clips, ``gone`` lists those no longer awaiting review."""
         skip = [parse_id(part, "excluded clip id") for part in (exclude or "").split(",") if part.strip()]
-        return review.next(user, count, skip)
+        start = parse_id(after, "after clip id") if after else None
+        return review.next(user, count, skip, start)
 
     @get("/review/pending", guards=[require()], sync_to_thread=True)
     def pending(self, rm: NamedDependency[ReadModels]) -> Pending:
         """How many clips wait for review."""
         return Pending(pending=rm.pending_count())
 
+    @get("/review/skipped", guards=[REVIEW], sync_to_thread=True)
+    def skipped(self, review: NamedDependency[Review]) -> list[SkippedClip]:
+        """Skipped clips, oldest first: they come back in the queue after the clips pending review."""
+        return [
+            SkippedClip(
+                id=str(r["id"]), video_id=str(r["video_id"]), video_title=r["video_title"],
+                start_frame=int(r["start_frame"]), end_frame=int(r["end_frame"]),
+            )
+            for r in review.skipped()
+        ]  # fmt: skip
+
     @post("/review/leases/renew", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def renew(
-        self, review: NamedDependency[Review], rm: NamedDependency[ReadModels], user: NamedDependency[User]
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        data: JSONBody[HeartbeatBody | None] = None,
     ) -> LeaseRenewal:
-        """Keep the caller's clip leases (5 minutes from now)."""
-        return LeaseRenewal(renewed=rm.renew_leases(user.name, review.lease_ttl))
+        """The page's heartbeat: keep the caller's clip leases (``lease_seconds`` from now); ``shown`` is
+        the clip on screen."""
+        shown = parse_id(data.shown, "shown clip id") if data and data.shown else None
+        return LeaseRenewal(renewed=review.heartbeat(user, shown))
+
+    @post("/review/leases/release", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def release(
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        data: Annotated[ReleaseForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> LeaseRelease:
+        """The page is going away (``navigator.sendBeacon`` on ``pagehide``, a form with the CSRF token):
+        release the leases of the comma-separated ``clips`` at once."""
+        ids = [parse_id(part, "clip id") for part in data.clips.split(",") if part.strip()]
+        return LeaseRelease(released=review.release(user, ids) if ids else 0)
+
+    @post("/review/undo", guards=[REVIEW], status_code=200, sync_to_thread=True)
+    def undo_last(self, review: NamedDependency[Review], user: NamedDependency[User]) -> ActionResult:
+        """Undo the caller's last decision that still stands (their undo stack lives on the server, so
+        every tab and session of theirs undoes the same history)."""
+        return review.undo_last(user)
 
     @get("/clips/{clip_id:str}", guards=[require("reviewer", "auditor")], sync_to_thread=True)
     def clip(
@@ -93,27 +145,42 @@ class ReviewApi(Controller):
 
     @post("/clips/{clip_id:str}/approve", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def approve(
-        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[DecisionBody | None] = None,
     ) -> ActionResult:
-        return review.act(user, clip_id, "approve")
+        """Approve the clip (``seen``: the version on screen; a clip changed since is refused)."""
+        return review.act(user, clip_id, "approve", seen=data.seen if data else None)
 
     @post("/clips/{clip_id:str}/skip", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def skip(
-        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[DecisionBody | None] = None,
     ) -> ActionResult:
-        return review.act(user, clip_id, "skip")
+        """Skip the clip: it comes back after the clips pending review."""
+        return review.act(user, clip_id, "skip", seen=data.seen if data else None)
 
     @post("/clips/{clip_id:str}/archive", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def archive(
-        self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
+        self,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[DecisionBody | None] = None,
     ) -> ActionResult:
-        return review.act(user, clip_id, "archive")
+        return review.act(user, clip_id, "archive", seen=data.seen if data else None)
 
     @post("/clips/{clip_id:str}/undo", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def undo(
         self, review: NamedDependency[Review], user: NamedDependency[User], clip_id: FromPath[str]
     ) -> ActionResult:
-        """Undo the last decision on the clip (split and merge included)."""
+        """Undo the last decision on the clip (split and merge included): a reviewer only their own,
+        ops anyone's (the event names who undid it)."""
         return review.act(user, clip_id, "undo")
 
     @post("/clips/{clip_id:str}/split", guards=[REVIEW], status_code=200, sync_to_thread=True)
@@ -125,7 +192,7 @@ class ReviewApi(Controller):
         data: JSONBody[SplitBody],
     ) -> ActionResult:
         """Split at ``frame``: the first source frame of the right-hand clip."""
-        return review.act(user, clip_id, "split", frame=data.frame)
+        return review.act(user, clip_id, "split", frame=data.frame, seen=data.seen)
 
     @post("/clips/{clip_id:str}/merge", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def merge(
@@ -135,8 +202,11 @@ class ReviewApi(Controller):
         clip_id: FromPath[str],
         data: JSONBody[TargetBody | None] = None,
     ) -> ActionResult:
-        """Merge with an adjacent clip (by default the previous one)."""
-        return review.act(user, clip_id, "merge", with_clip_id=data.with_clip_id if data else None)
+        """Merge with an adjacent clip (by default the previous one); both must await review."""
+        return review.act(
+            user, clip_id, "merge", with_clip_id=data.with_clip_id if data else None,
+            seen=data.seen if data else None,
+        )  # fmt: skip
 
     @post("/clips/{clip_id:str}/group", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def group(
@@ -146,8 +216,12 @@ class ReviewApi(Controller):
         clip_id: FromPath[str],
         data: JSONBody[TargetBody | None] = None,
     ) -> ActionResult:
-        """Approve as grouped with another clip of the same video (by default the previous one)."""
-        return review.act(user, clip_id, "group", with_clip_id=data.with_clip_id if data else None)
+        """Approve as grouped with another clip of the same video (by default the previous one), pending
+        review or approved."""
+        return review.act(
+            user, clip_id, "group", with_clip_id=data.with_clip_id if data else None,
+            seen=data.seen if data else None,
+        )  # fmt: skip
 
 
 class SearchApi(Controller):
@@ -170,11 +244,15 @@ class SearchApi(Controller):
         ] = None,
         page_number: Annotated[int, QueryParameter(name="page", ge=1, le=10_000)] = 1,
     ) -> dict[str, Any]:
-        """The similarity search page's data: the main clip and a page of 12 results with scores (%)."""
+        """The similarity search page's data: the main clip and a page of 12 results with scores (%);
+        ``why_none`` says why the clip has no embedding to search from (404 for an unknown clip)."""
         found = search_page(
             rm, manifests, clip, model or None, strategy or None, video or None, page_number, sort or None
         )
-        keys = ("clip", "model", "strategy", "video", "sort", "page_number", "has_more", "main", "results")
+        keys = (
+            "clip", "model", "strategy", "video", "sort", "page_number", "has_more", "main", "results",
+            "why_none",
+        )  # fmt: skip
         return {key: found[key] for key in keys}
 
 

@@ -126,7 +126,10 @@ def _forbidden(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
 
 def _conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, Conflict):
-        return _error(request, 409, "conflict", str(exc), clip_id=str(exc.clip_id), state=exc.state)
+        return _error(
+            request, 409, "conflict", str(exc), clip_id=str(exc.clip_id), state=exc.state,
+            decided_by=exc.decided_by, decided_at=exc.decided_at.isoformat() if exc.decided_at else None,
+        )  # fmt: skip
     if isinstance(exc, LeaseHeld):
         return _error(request, 409, "conflict", str(exc), clip_id=str(exc.clip_id), state="leased")
     return _error(request, 409, "conflict", str(exc))
@@ -192,7 +195,7 @@ def create_app(
     *,
     queue_depths: Callable[[], dict[str, int]] | None = None,
     secret: str | None = None,
-    lease_seconds: float = 300.0,
+    lease_seconds: float = 45.0,
     settle_timeout: float = 5.0,
     login_limit: int | None = None,
     debug: bool = False,
@@ -218,6 +221,7 @@ def create_app(
         ensure_tables(address, schema)
         sessions.open()
         rm.open()
+        review.prepare()
         log.info("web app ready on schema %s", schema)
 
     def shutdown() -> None:

@@ -44,6 +44,9 @@ class ClipView(msgspec.Struct):
 class NextClips(msgspec.Struct):
     clips: list[ClipView]
     pending: int
+    #: Of the clips the page holds (``exclude``), those no longer awaiting review or now on another
+    #: reviewer's screen: the page drops them.
+    gone: list[str] = msgspec.field(default_factory=list)
 
 
 class Sibling(msgspec.Struct):
@@ -64,14 +67,36 @@ class Pending(msgspec.Struct):
     pending: int
 
 
+class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``seen``: the clip's version on the reviewer's screen; a clip changed since is refused (409)."""
+
+    seen: int | None = None
+
+
 class SplitBody(msgspec.Struct, forbid_unknown_fields=True):
     frame: int
+    seen: int | None = None
 
 
 class TargetBody(msgspec.Struct, forbid_unknown_fields=True):
     """``with_clip_id`` absent or null: the previous clip of the same video."""
 
     with_clip_id: str | None = None
+    seen: int | None = None
+
+
+class HeartbeatBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``shown``: the clip on the page's screen."""
+
+    shown: str | None = None
+
+
+class SkippedClip(msgspec.Struct):
+    id: str
+    video_id: str
+    video_title: str | None
+    start_frame: int
+    end_frame: int
 
 
 class ActionResult(msgspec.Struct):
@@ -83,6 +108,8 @@ class ActionResult(msgspec.Struct):
     new_clip_ids: list[str] = msgspec.field(default_factory=list)
     other_clip_id: str | None = None
     undone: str | None = None
+    #: Clips this action took out of review (a merge's partner, the clips an undone split or merge made).
+    removed_clip_ids: list[str] = msgspec.field(default_factory=list)
 
 
 class RetryResult(msgspec.Struct):
@@ -102,9 +129,15 @@ class LeaseRenewal(msgspec.Struct):
     renewed: int
 
 
+class LeaseRelease(msgspec.Struct):
+    released: int
+
+
 class ErrorBody(msgspec.Struct):
     error: str
     status: int
     kind: Literal["conflict", "domain", "not_found", "bad_request", "unauthorized", "forbidden", "error"]
     clip_id: str | None = None
     state: str | None = None
+    decided_by: str | None = None
+    decided_at: str | None = None

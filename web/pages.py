@@ -134,8 +134,11 @@ class AuthPages(Controller):
             )
         return redirect
 
-    @post("/logout", status_code=303, sync_to_thread=False)
-    def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+    @post("/logout", status_code=303, sync_to_thread=True)
+    def logout(self, request: Request[Any, Any, Any], review: NamedDependency[Review]) -> Redirect:
+        user = session_user(request)
+        if user is not None:  # the reviewer's clips go back to the queue at once
+            review.release(user, None)
         request.clear_session()
         # media the session saw must not outlive it in the browser's cache
         return Redirect("/login", status_code=303, headers={"Clear-Site-Data": '"cache"'})
@@ -144,6 +147,10 @@ class AuthPages(Controller):
     def home(self, user: NamedDependency[User]) -> Redirect:
         target = {"reviewer": "/review", "auditor": "/videos", "ops": "/ops"}[user.role]
         return Redirect(target, status_code=303)
+
+
+#: Clips the review page holds ahead (leased to its reviewer); at most ``web.review.MAX_LEASES``.
+PREFETCH = 6
 
 
 class ReviewPages(Controller):
@@ -156,20 +163,31 @@ class ReviewPages(Controller):
         user: NamedDependency[User],
         clip: Annotated[str | None, QueryParameter(name="clip")] = None,
     ) -> Template:
-        """The review page; ``?clip=ID`` opens that clip first (bookmarkable)."""
-        queue = review.next(user, 4)
+        """The review page; ``?clip=ID`` opens that clip first (bookmarkable), and the clips after it in
+        its video come next."""
+        focus = review.open(clip, user) if clip else None
+        after = parse_id(focus.id, "clip id") if focus else None
+        queue = review.next(user, PREFETCH, [after] if after else [], after)
         clips = list(queue.clips)
-        focus = None
-        if clip:
-            focus = review.open(clip, user)
+        if focus:
             clips = [focus, *[c for c in clips if c.id != focus.id]]
         initial = {"clips": clips, "pending": queue.pending, "focus": focus.id if focus else None}
         return page(
             request, rm, "review.html",
             current=clips[0] if clips else None,
             initial=msgspec.to_builtins(initial),
-            lease_seconds=int(review.lease_ttl),
+            lease_seconds=int(review.lease_ttl), prefetch=PREFETCH,
         )  # fmt: skip
+
+    @get("/review/skipped", guards=[require("reviewer")], sync_to_thread=True)
+    def skipped_page(
+        self,
+        request: Request[Any, Any, Any],
+        review: NamedDependency[Review],
+        rm: NamedDependency[ReadModels],
+    ) -> Template:
+        """Skipped clips: they come back in the queue after the clips pending review."""
+        return page(request, rm, "skipped.html", clips=review.skipped())
 
 
 class SearchPages(Controller):
@@ -246,13 +264,13 @@ def _time_default(events: list[dict[str, Any]]) -> str:
 
 
 class AuditPages(Controller):
-    guards = [require("auditor")]
+    """History pages: auditors (and ops) read everything; reviewers read the history of clips."""
 
-    @get("/videos", sync_to_thread=True)
+    @get("/videos", guards=[require("auditor")], sync_to_thread=True)
     def videos(self, request: Request[Any, Any, Any], rm: NamedDependency[ReadModels]) -> Template:
         return page(request, rm, "videos.html", videos=rm.videos())
 
-    @get("/videos/{video_id:str}/history", sync_to_thread=True)
+    @get("/videos/{video_id:str}/history", guards=[require("auditor")], sync_to_thread=True)
     def video_history(
         self,
         request: Request[Any, Any, Any],
@@ -271,7 +289,7 @@ class AuditPages(Controller):
         clips = rm.live_clips(vid)
         return self._history(request, rm, heaters, "video", vid, row, as_of, as_of_time, clips=clips)
 
-    @get("/clips/{clip_id:str}/history", sync_to_thread=True)
+    @get("/clips/{clip_id:str}/history", guards=[require("auditor", "reviewer")], sync_to_thread=True)
     def clip_history(
         self,
         request: Request[Any, Any, Any],

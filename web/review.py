@@ -11,6 +11,8 @@ from uuid import UUID
 
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
+from domain.errors import DomainError, short_id
+from domain.review import undo_target
 from infra.database import DatabaseAddress
 from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
 from web.auth import User
@@ -19,15 +21,41 @@ from web.readmodels import Manifests, ReadModels, Row
 
 log = logging.getLogger(__name__)
 
+#: Appended to an action's message when the read models had not applied it in time.
+LATE_NOTE = " (saved; the review pages are still catching up and may show it late)"
+
 #: Read models the review and audit pages read: an action waits until these have applied it.
 REVIEW_PROJECTIONS: tuple[str, ...] = ("clips", "videos", "history")
 
 
+#: The most clips a reviewer holds leased at once (the page prefetches at most this many).
+MAX_LEASES = 10
+#: How many of a reviewer's decisions their undo stack keeps.
+UNDO_DEPTH = 200
+
+#: Tables of the review service besides ``review_leases`` (created by ``web.auth.ensure_tables``):
+#: whether a leased clip is on its reviewer's screen, and each reviewer's undo stack.
+REVIEW_DDL = (
+    "ALTER TABLE review_leases ADD COLUMN IF NOT EXISTS opened boolean NOT NULL DEFAULT false",
+    """CREATE TABLE IF NOT EXISTS review_undo (
+           id bigserial PRIMARY KEY,
+           reviewer text NOT NULL,
+           clip_id uuid NOT NULL,
+           action text NOT NULL,
+           at timestamptz NOT NULL DEFAULT now()
+       )""",
+    "CREATE INDEX IF NOT EXISTS review_undo_reviewer ON review_undo (reviewer, id)",
+)
+
+
 class LeaseHeld(Exception):
-    """Another reviewer holds the lease on the clip."""
+    """Another reviewer has the clip on screen."""
 
     def __init__(self, clip_id: UUID, reviewer: str) -> None:
-        super().__init__(f"clip {clip_id} is being reviewed by {reviewer} right now; pick another clip")
+        super().__init__(
+            f"clip {short_id(clip_id)} is open on {reviewer}'s screen right now; nothing was saved, "
+            "pick another clip"
+        )
         self.clip_id = clip_id
         self.reviewer = reviewer
 
@@ -86,13 +114,21 @@ class Review:
         rm: ReadModels,
         manifests: Manifests,
         projections: Projections,
-        lease_ttl: float = 300.0,
+        lease_ttl: float = 45.0,
+        max_leases: int = MAX_LEASES,
     ) -> None:
         self.heaters = heaters
         self.rm = rm
         self.manifests = manifests
         self.projections = projections
         self.lease_ttl = lease_ttl
+        self.max_leases = max(1, min(max_leases, MAX_LEASES))
+
+    def prepare(self) -> None:
+        """Create the review tables (after ``web.auth.ensure_tables``)."""
+        with self.rm.connection() as conn:
+            for statement in REVIEW_DDL:
+                conn.execute(statement)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -124,21 +160,31 @@ class Review:
             version=int(row["version"]),
         )
 
-    def next(self, user: User, count: int = 4, exclude: Sequence[UUID] = ()) -> NextClips:
-        """The reviewer's next clips (leased to them), in review order."""
-        count = max(1, min(count, 10))
+    def next(
+        self, user: User, count: int = 4, exclude: Sequence[UUID] = (), after: UUID | None = None
+    ) -> NextClips:
+        """The reviewer's next clips (leased to them), in review order; ``exclude``: the clips the page
+        already holds (those no longer awaiting review come back in ``gone``); ``after``: continue after
+        this clip, in its video."""
+        count = max(1, min(count, self.max_leases))
         self.rm.renew_leases(user.name, self.lease_ttl)
+        start: tuple[UUID, int] | None = None
+        if after is not None:
+            row = self.rm.clip(after)
+            if row is not None:
+                start = (row["video_id"], int(row["end_frame"]))
         views: list[ClipView] = []
         skip = list(exclude)
         for _ in range(5):  # read models behind the log: leave out what the log already decided
-            ids = self.rm.claim_next(user.name, count - len(views), skip, self.lease_ttl)
+            ids = self.rm.claim_next(
+                user.name, count - len(views), skip, self.lease_ttl, self.max_leases, start
+            )
             if not ids:
                 break
             decided = [clip_id for clip_id in ids if not self._pending_in_log(clip_id)]
             if decided:
                 self.rm.release(decided, user.name)
-                skip += decided
-            skip += [clip_id for clip_id in ids if clip_id not in decided]
+            skip += ids
             for clip_id in ids:
                 if clip_id in decided:
                     continue
@@ -148,27 +194,40 @@ class Review:
                     continue
             if len(views) >= count:
                 break
-        return NextClips(clips=views, pending=self.rm.pending_count())
+        gone = [str(c) for c in self.rm.unavailable(exclude, user.name)]
+        return NextClips(clips=views, pending=self.rm.pending_count(), gone=gone)
 
     def _pending_in_log(self, clip_id: UUID) -> bool:
-        """The event store's word (not the read models'): is the clip still waiting for review?"""
+        """The event store's word (not the read models'): is the clip still waiting for review
+        (pending, or skipped and so coming back)?"""
         try:
-            return self.heaters.get_clip(clip_id).state == "pending_review"
+            return self.heaters.get_clip(clip_id).state in ("pending_review", "skipped")
         except NotFound:
             return False
 
     def open(self, clip_id: object, user: User) -> ClipView:
-        """A bookmarked clip: leased to the reviewer when it is pending and free."""
+        """A bookmarked clip: leased to the reviewer (as on screen) when it awaits review and is not on
+        another reviewer's screen."""
         cid = parse_id(clip_id, "clip id")
         row = self.rm.clip(cid)
         if row is None:
             raise NotFound("clip", cid)
         holder = None
-        if row["state"] == "pending_review" and row["live"]:
-            holder = self.rm.take_lease(cid, user.name, self.lease_ttl)
+        if row["state"] in ("pending_review", "skipped") and row["live"]:
+            holder = self.rm.take_lease(cid, user.name, self.lease_ttl, opened=True)
         view = self.view(cid, row=row)
         view.leased_by = holder
         return view
+
+    def heartbeat(self, user: User, shown: UUID | None) -> int:
+        """The page is open: keep its leases; ``shown`` is the clip on screen."""
+        return self.rm.renew_leases(user.name, self.lease_ttl, shown)
+
+    def release(self, user: User, clip_ids: Sequence[UUID] | None) -> int:
+        """The page closed (or the reviewer logged out): its clips go back to the queue at once."""
+        released = self.rm.release(clip_ids, user.name)
+        log.info("%s released %d leases", user.name, released)
+        return released
 
     def siblings(self, clip_id: object) -> Siblings:
         cid = parse_id(clip_id, "clip id")
@@ -207,56 +266,60 @@ class Review:
         *,
         frame: int | None = None,
         with_clip_id: str | None = None,
+        seen: int | None = None,
     ) -> ActionResult:
+        """One decision on the clip the reviewer has on screen (``seen``: the version they saw)."""
         cid = parse_id(clip_id, "clip id")
         other = parse_id(with_clip_id, "other clip id") if with_clip_id else None
         holder = self.rm.lease_holder(cid, user.name)
         if holder is not None:
             raise LeaseHeld(cid, holder)
-        if action in ("merge", "group"):  # the other clip must not be in another reviewer's hands
+        if action in ("merge", "group"):  # the other clip must not be on another reviewer's screen
             partner = other or self._previous(cid)
-            partner_holder = self.rm.lease_holder(partner, user.name) if partner else None
+            partner_holder = self.rm.lease_holder(partner, user.name, opened_only=True) if partner else None
             if partner is not None and partner_holder is not None:
                 raise LeaseHeld(partner, partner_holder)
         actor = user.actor
         new_ids: list[UUID] = []
+        removed: list[UUID] = []
         other_id: UUID | None = None
-        undone: str | None = None
-        simple: dict[str, tuple[Callable[[UUID, str], None], str]] = {
+        simple: dict[str, tuple[Callable[..., None], str]] = {
             "approve": (self.heaters.approve, "Approved"),
             "skip": (self.heaters.skip, "Skipped"),
             "archive": (self.heaters.archive, "Archived"),
         }
+        short = short_id(cid)
         if action in simple:
-            command, message = simple[action]
-            command(cid, actor)
+            command, verb = simple[action]
+            command(cid, actor, seen=seen)
+            message = f"{verb} clip {short}"
         elif action == "split":
             if frame is None:
                 raise ValueError("split needs a frame")
-            new_ids = list(self.heaters.split(cid, frame, actor))
-            message = f"Split at frame {frame}"
+            new_ids = list(self.heaters.split(cid, frame, actor, seen=seen))
+            message = f"Split clip {short} at frame {frame}"
         elif action == "merge":
-            new_ids = [self.heaters.merge(cid, other, actor)]
-            message = f"Merged with clip {other}" if other else "Merged with the previous clip"
+            new_ids = [self.heaters.merge(cid, other, actor, seen=seen)]
+            partner_text = f"clip {short_id(other)}" if other else "the previous clip"
+            message = f"Merged clip {short} with {partner_text} into clip {short_id(new_ids[0])}"
+            merged = self.heaters.get_clip(cid).last_decision or {}
+            removed = [merged["with_clip_id"]] if merged.get("kind") == "merge" else []
         elif action == "group":
-            other_id = self.heaters.group(cid, other, actor)
-            message = f"Grouped with clip {other_id}" if other else "Grouped with the previous clip"
+            other_id = self.heaters.group(cid, other, actor, seen=seen)
+            message = f"Grouped clip {short} with clip {short_id(other_id)}"
         elif action == "undo":
-            undone = self.heaters.undo(cid, actor)
-            message = f"Undid {undone}"
+            return self._undo(user, cid)
         else:
             raise ValueError(f"unknown action {action!r}")
+        self._push(user, cid, action)
         for new_id in new_ids:  # the reviewer reviews what they just made
             self.rm.take_lease(new_id, user.name, self.lease_ttl)
         # Release the lease only once the read models show the decision: released earlier, another
         # reviewer's next-clip query could still see the clip as pending and take it.
         caught_up = self.projections.settle()
-        if action == "undo":
-            self.rm.take_lease(cid, user.name, self.lease_ttl)
-        else:
-            self.rm.release([cid], user.name)
+        self.rm.release([cid], user.name)
         if not caught_up:
-            message += " (saved; the review pages are still catching up and may show it late)"
+            message += LATE_NOTE
         log.info("%s: %s on clip %s", user.name, action, cid)
         REVIEW_ACTIONS.labels(action).inc()
         return ActionResult(
@@ -267,5 +330,78 @@ class Review:
             caught_up=caught_up,
             new_clip_ids=[str(i) for i in new_ids],
             other_clip_id=str(other_id) if other_id else None,
-            undone=undone,
+            removed_clip_ids=[str(c) for c in removed],
         )
+
+    # -- undo: each reviewer's own decisions, newest first -----------------------------------------
+
+    def _push(self, user: User, clip_id: UUID, action: str) -> None:
+        """Put a decision on the reviewer's undo stack (the newest ``UNDO_DEPTH`` are kept)."""
+        with self.rm.connection() as conn:
+            conn.execute(
+                "INSERT INTO review_undo (reviewer, clip_id, action) VALUES (%s, %s, %s)",
+                (user.name, clip_id, action),
+            )
+            conn.execute(
+                """DELETE FROM review_undo WHERE reviewer = %(me)s AND id <= (
+                       SELECT id FROM review_undo WHERE reviewer = %(me)s ORDER BY id DESC
+                       OFFSET %(depth)s LIMIT 1)""",
+                {"me": user.name, "depth": UNDO_DEPTH},
+            )
+
+    def undo_last(self, user: User) -> ActionResult:
+        """Undo the reviewer's last decision that still stands (from any tab or session): their undo
+        stack is kept on the server. Entries someone (ops) undid meanwhile are dropped on the way."""
+        while True:
+            top = self.rm.one(
+                "SELECT id, clip_id, action FROM review_undo WHERE reviewer = %s ORDER BY id DESC LIMIT 1",
+                (user.name,),
+            )
+            if top is None:
+                raise DomainError("nothing to undo: none of your decisions is left to undo")
+            try:
+                last = self.heaters.get_clip(top["clip_id"]).last_decision
+            except NotFound:
+                last = None
+            if last is not None and last.get("by") == user.actor and last["kind"] == top["action"]:
+                return self._undo(user, top["clip_id"], entry=int(top["id"]))
+            self._drop(int(top["id"]))
+
+    def _drop(self, entry: int) -> None:
+        with self.rm.connection() as conn:
+            conn.execute("DELETE FROM review_undo WHERE id = %s", (entry,))
+
+    def _undo(self, user: User, cid: UUID, entry: int | None = None) -> ActionResult:
+        """Undo the last decision on ``cid``: the reviewer's own; ops may undo anyone's."""
+        before = self.heaters.get_clip(cid)
+        target = before if before.last_decision else self.heaters.get_clip(undo_target(before))
+        decision = target.last_decision or {}
+        undone = self.heaters.undo(cid, user.actor, any_author=user.role == "ops")
+        if entry is not None:
+            self._drop(entry)
+        back = [target.id]  # the clip the undone decision was made on: the page shows it again
+        self.rm.take_lease(target.id, user.name, self.lease_ttl)
+        removed = list(decision.get("into") or []) if undone == "split" else []
+        if undone == "merge":
+            removed = [decision["into"]]
+        caught_up = self.projections.settle()
+        author = str(decision.get("by") or "")
+        whose = "" if author == user.actor else f" (made by {author.removeprefix('user:')})"
+        log.info("%s: undo of %s on clip %s%s", user.name, undone, target.id, whose)
+        REVIEW_ACTIONS.labels("undo").inc()
+        message = f"Undid the {undone} of clip {short_id(target.id)}{whose}"
+        if not caught_up:
+            message += LATE_NOTE
+        return ActionResult(
+            action="undo",
+            clip_id=str(target.id),
+            message=message,
+            pending=self.rm.pending_count(),
+            caught_up=caught_up,
+            new_clip_ids=[str(c) for c in back],
+            undone=undone,
+            removed_clip_ids=[str(c) for c in removed],
+        )
+
+    def skipped(self) -> list[Row]:
+        return self.rm.skipped()

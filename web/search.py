@@ -7,7 +7,8 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from commands.errors import parse_id
+from commands.errors import NotFound, parse_id
+from domain.errors import short_id
 from web.readmodels import Manifests, ReadModels
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ def search_page(
     results: list[dict[str, Any]] = []
     has_more = False
     main: dict[str, Any] | None = None
+    why_none: str | None = None
+    if clip_id is not None and not random_pick:
+        row = rm.clip(clip_id)
+        if row is None:
+            raise NotFound("clip", clip_id)
+        why_none = no_embedding_reason(row, rm.embeddings_of(clip_id), model, strategy)
     if clip_id is not None:
         offset = (page_number - 1) * PAGE_SIZE
         found: list[SimilarClip]
@@ -80,7 +87,33 @@ def search_page(
         "page_number": page_number,
         "has_more": has_more,
         "sort": order,
+        "why_none": why_none,
     }
+
+
+def no_embedding_reason(
+    row: dict[str, Any], embedded: list[tuple[str, str]], model: str | None, strategy: str | None
+) -> str | None:
+    """Why a clip has no embedding to search from (with these filters), or None when it has one."""
+    if any((model is None or m == model) and (strategy is None or s == strategy) for m, s in embedded):
+        return None
+    name = f"clip {short_id(row['id'])}"
+    if embedded:
+        have = ", ".join(f"{m} / {s}" for m, s in embedded)
+        return f"{name} has no embedding with these filters; it has {have}"
+    if row.get("failed_stage"):
+        return (
+            f"{name} has no embedding: its {row['failed_stage']} stage failed: {row.get('failure_reason')} "
+            "(ops can retry it on /ops)"
+        )
+    state = str(row["state"])
+    if not row.get("live"):
+        return f"{name} has no embedding: it was {state} (replaced by other clips)"
+    if state in ("approved", "keyframed"):
+        return f"{name} has no embedding yet: it is {state}, its embedding is on the way"
+    if state in ("embedded", "exported"):
+        return f"{name} has no embedding in the read models yet (it is {state})"
+    return f"{name} has no embedding: only approved clips are embedded, and it is {state.replace('_', ' ')}"
 
 
 def _card(

@@ -8,8 +8,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -43,9 +45,9 @@ PLAYWRIGHT_EVAL = True
 
 
 def _video_with_sprites(
-    app: HeatersApplication, storage: LocalObjectStorage, work: Path
+    app: HeatersApplication, storage: LocalObjectStorage, work: Path, cuts: Sequence[int] = (40, 70)
 ) -> tuple[UUID, list[UUID]]:
-    """A real 4 s testsrc2 video (100 frames at 25 fps) with sprite sheets, clipped at 40 and 70."""
+    """A real 4 s testsrc2 video (100 frames at 25 fps) with sprite sheets, clipped at ``cuts``."""
     import imageio_ffmpeg
 
     src = work / "testsrc.mp4"
@@ -73,7 +75,7 @@ def _video_with_sprites(
     attempt = app.start_video_stage(video_id, "sprites", PIPELINE)
     app.record_sprites(video_id, attempt, f"{prefix}/manifest.json", PIPELINE)
     attempt = app.start_video_stage(video_id, "shots", PIPELINE)
-    return video_id, app.record_shots(video_id, attempt, [40, 70], "test", {}, PIPELINE)
+    return video_id, app.record_shots(video_id, attempt, list(cuts), "test", {}, PIPELINE)
 
 
 def _free_port() -> int:
@@ -82,9 +84,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
+@contextmanager
+def _serve(
+    pg_address: DatabaseAddress,
+    pg_schema: str,
+    pg_app: HeatersApplication,
+    tmp_path: Path,
+    cuts: Sequence[int] = (40, 70),
+    lease_seconds: float = 45,
 ) -> Iterator[tuple[str, list[UUID]]]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
@@ -92,12 +99,13 @@ def server(
         )
     storage = LocalObjectStorage(tmp_path / "media")
     settings = Settings(database_schema=pg_schema, home=tmp_path, media_dir=tmp_path / "media")
-    _video_id, clips = _video_with_sprites(pg_app, storage, tmp_path)
+    _video_id, clips = _video_with_sprites(pg_app, storage, tmp_path, cuts)
     add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
+    add_user(pg_address, pg_schema, "rob", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "aldo", "auditor", PASSWORD)
     daemon = ProjectionDaemon(pg_address, pg_schema)
     daemon.start()
-    app = create_app(settings, pg_app, pg_address, storage)
+    app = create_app(settings, pg_app, pg_address, storage, lease_seconds=lease_seconds)
     port = _free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -112,6 +120,21 @@ def server(
         uv.should_exit = True
         thread.join(10)
         daemon.stop()
+
+
+@pytest.fixture
+def server(
+    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
+) -> Iterator[tuple[str, list[UUID]]]:
+    with _serve(pg_address, pg_schema, pg_app, tmp_path) as served:
+        yield served
+
+
+def _login(page: Any, base: str, name: str, target: str = "/review") -> None:
+    page.goto(f"{base}/login?next={target}")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
 
 
 def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path) -> None:
@@ -155,26 +178,36 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
             expect(page.locator("#split-marker")).to_be_visible()
             page.screenshot(path=str(shots / "02-split-mode.png"))
             page.keyboard.press("Enter")
-            expect(page.locator("#flash")).to_contain_text("Split at frame 15")
+            expect(page.locator("#flash")).to_contain_text(f"Split clip {str(clips[0])[:8]} at frame 15")
             expect(page.locator("#clip-pos")).to_contain_text("frames 0-15")
             left = page.locator("#clip-link").inner_text()
+            flash_box, link_box = (
+                page.locator("#flash").bounding_box(),
+                page.locator("#clip-link").bounding_box(),
+            )
+            assert flash_box and link_box
+            assert (
+                flash_box["y"] >= link_box["y"] + link_box["height"]
+                or flash_box["x"] >= link_box["x"] + link_box["width"]
+                or flash_box["x"] + flash_box["width"] <= link_box["x"]
+            ), "the flash covers the clip id"
 
-            # approve the left part (hold A, Enter): the right part comes next
-            page.keyboard.down("a")
+            # skip the left part (hold S, Enter): the right part comes next
+            page.keyboard.down("s")
             page.keyboard.press("Enter")
-            page.keyboard.up("a")
+            page.keyboard.up("s")
             expect(page.locator("#clip-pos")).to_contain_text("frames 15-40")
             right = page.locator("#clip-link").inner_text()
-            expect(page.locator("#flash")).to_contain_text("Approved")
+            expect(page.locator("#flash")).to_contain_text(f"Skipped clip {left[:8]}")
 
-            # merge it with the previous clip (hold F, Enter), then undo the merge
+            # merge it with the previous clip, skipped so still awaiting review (hold F, Enter), then undo
             page.keyboard.down("f")
             page.keyboard.press("Enter")
             page.keyboard.up("f")
-            expect(page.locator("#flash")).to_contain_text("Merged with the previous clip")
+            expect(page.locator("#flash")).to_contain_text(f"Merged clip {right[:8]} with the previous clip")
             expect(page.locator("#clip-pos")).to_contain_text("frames 0-40")
             page.keyboard.press("Control+z")
-            expect(page.locator("#flash")).to_contain_text("Undid merge")
+            expect(page.locator("#flash")).to_contain_text(f"Undid the merge of clip {right[:8]}")
             expect(page.locator("#clip-link")).to_have_text(right)
 
             # approve it, then group the next clip with it
@@ -190,7 +223,9 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
             page.keyboard.down("g")
             page.keyboard.press("Enter")
             page.keyboard.up("g")
-            expect(page.locator("#flash")).to_contain_text(f"Grouped with clip {right}")
+            expect(page.locator("#flash")).to_contain_text(
+                f"Grouped clip {str(clips[1])[:8]} with clip {right[:8]}"
+            )
             expect(page.locator("#clip-link")).to_have_text(str(clips[2]))
             expect(page.locator("#pending-badge")).to_have_text("1")
             page.screenshot(path=str(shots / "04-after-group.png"))
@@ -256,5 +291,121 @@ def test_search_thumbnails_play_on_hover(
             page.mouse.move(5, 5)
             expect(thumb).to_have_class("thumb playable")
             assert thumb.get_attribute("style") == resting
+        finally:
+            browser.close()
+
+
+DECISION_EVENTS = {"Approved": "approve", "Skipped": "skip", "Archived": "archive", "Grouped": "group"}
+
+
+def test_fast_keys_act_on_the_clip_shown(
+    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
+) -> None:
+    """A reviewer keys 50 clips, a key every 40 ms (hold A/S/D, Enter): every clip's history holds
+    exactly the one decision whose key was pressed while it was on screen."""
+    from playwright.sync_api import sync_playwright
+
+    cuts = list(range(2, 100, 2))  # 50 clips of 2 frames
+    keys = {"a": "approve", "s": "skip", "d": "archive"}
+    with _serve(pg_address, pg_schema, pg_app, tmp_path, cuts) as (base, clips), sync_playwright() as pw:
+        assert len(clips) == 50
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(20_000)
+            _login(page, base, "rita")
+            pressed: dict[str, list[str]] = {}
+            for i in range(50):
+                page.wait_for_function("() => !!document.getElementById('review').dataset.clip")
+                shown = str(page.evaluate("document.getElementById('review').dataset.clip"))
+                key = "asd"[i % 3]
+                page.keyboard.down(key)
+                page.keyboard.press("Enter")
+                page.keyboard.up(key)
+                pressed.setdefault(shown, []).append(keys[key])
+                time.sleep(0.04)
+            page.wait_for_function(
+                "() => window.heatersReview.state.inflight.size === 0 && !window.heatersReview.state.busy"
+            )
+            page.wait_for_timeout(300)  # the last answer's flash
+            errors = page.evaluate("document.getElementById('flash').className")
+            assert "err" not in errors, page.locator("#flash").inner_text()
+        finally:
+            browser.close()
+    assert len(pressed) == 50 and all(len(v) == 1 for v in pressed.values()), pressed
+    for clip in clips:
+        decided = [DECISION_EVENTS[e.event] for e in pg_app.history(clip) if e.event in DECISION_EVENTS]
+        assert decided == pressed[str(clip)], (clip, decided, pressed[str(clip)])
+
+
+def test_two_reviewers_leases_follow_the_tabs(
+    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
+) -> None:
+    """Rita's tab prefetches every clip. Rob opens one she only prefetched and merges it with another
+    she only prefetched: allowed. Rita's page drops the merged clips and sends nothing for them. When
+    her tab closes, Rob gets her clips at once; when a tab dies without a word, within the lease time."""
+    from playwright.sync_api import expect, sync_playwright
+
+    cuts = (20, 40, 60, 80)  # 5 clips
+    with (
+        _serve(pg_address, pg_schema, pg_app, tmp_path, cuts, lease_seconds=3) as (base, clips),
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            rita = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            rob = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            for page in (rita, rob):
+                page.set_default_timeout(10_000)
+            _login(rita, base, "rita")
+            expect(rita.locator("#clip-link")).to_have_text(str(clips[0]))
+            rita.wait_for_timeout(600)  # the heartbeat marks clip 0 as on her screen
+            _login(rob, base, "rob")
+            expect(rob.locator("#done")).to_be_visible()  # rita holds every clip
+
+            # Rob opens clip 2 by its link and merges it with clip 1: both only prefetched by rita
+            rob.goto(f"{base}/review?clip={clips[2]}")
+            expect(rob.locator("#clip-link")).to_have_text(str(clips[2]))
+            expect(rob.locator("#lease-warning")).to_be_hidden()
+            rob.keyboard.down("f")
+            rob.keyboard.press("Enter")
+            rob.keyboard.up("f")
+            expect(rob.locator("#flash")).to_contain_text(f"Merged clip {str(clips[2])[:8]}")
+            merged = rob.locator("#clip-link").inner_text()
+            # clip 0 is on rita's screen: Rob's merge of clip 1 with it would be refused; rita approves it
+            rita.keyboard.down("a")
+            rita.keyboard.press("Enter")
+            rita.keyboard.up("a")
+            expect(rita.locator("#lease-warning")).to_contain_text("no longer yours to review")
+            expect(rita.locator("#clip-link")).to_have_text(str(clips[1]))
+            rita.keyboard.down("a")  # moves on, sends nothing for the merged-away clip
+            rita.keyboard.press("Enter")
+            rita.keyboard.up("a")
+            expect(rita.locator("#clip-link")).to_have_text(str(clips[3]))
+            assert [e.actor for e in pg_app.history(clips[1]) if e.event == "Approved"] == []
+
+            # rita closes her tab (pagehide → sendBeacon): Rob gets clips 3 and 4 at once
+            rita.close()
+            rob.goto(f"{base}/review")
+            expect(rob.locator("#clip-link")).to_have_text(merged)
+            rob.keyboard.down("s")
+            rob.keyboard.press("Enter")
+            rob.keyboard.up("s")
+            expect(rob.locator("#clip-link")).to_have_text(str(clips[3]))
+
+            # Rob's tab goes without a word (his network dropped, so no beacon reaches the server):
+            # rita's new tab gets his clips once the lease ran out
+            rob.context.set_offline(True)
+            rob.close()
+            again = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            queue = "() => window.heatersReview.state.queue.map((c) => c.id)"
+            _login(again, base, "rita")
+            again.wait_for_function("() => !!window.heatersReview")
+            held_by_rob = {str(clips[3]), str(clips[4])}
+            assert not held_by_rob & set(again.evaluate(queue))
+            again.wait_for_timeout(3500)
+            again.goto(f"{base}/review")
+            again.wait_for_function("() => !!window.heatersReview")
+            assert held_by_rob <= set(again.evaluate(queue))
         finally:
             browser.close()

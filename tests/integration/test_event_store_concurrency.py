@@ -58,10 +58,10 @@ def test_a_split_racing_a_merge_of_the_same_clip_has_one_winner(pg_app: HeatersA
         )
         assert sum(not isinstance(r, Exception) for r in results) == 1
         loser = next(r for r in results if isinstance(r, Exception))
-        assert str(b) in str(loser)
+        assert str(b)[:8] in str(loser)
         video = pg_app.get_video(video_id)
         check_partition(video.layout, video.frame_count)
-        pg_app.undo(b, "user:cleanup")
+        pg_app.undo(b, "user:cleanup", any_author=True)  # as ops: the winner is s or m
         assert pg_app.get_clip(b).state == "pending_review"
 
 

@@ -93,7 +93,7 @@ def test_similar_clips_by_cosine(
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a, video_id=video_id)] == [b, c]
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a, limit=1, offset=1)] == [b]
         assert similar_clips(conn, pg_schema, a, model="other") == []
-    pg_app.split(d, 50, REVIEWER)  # d leaves the layout: its vectors stop being found
+    pg_app.undo(d, REVIEWER)  # d's approval undone: its vectors stop being found
     catch_up(pg_address, pg_schema)
     with schema_connection(pg_address, pg_schema) as conn:
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [b, c]

@@ -8,7 +8,10 @@
   const initial = JSON.parse($("initial-data").textContent);
   const root = $("review");
   const ACTION_KEYS = { a: "approve", s: "skip", d: "archive", f: "merge", g: "group" };
-  const QUEUE_SIZE = 4;
+  // Clips held ahead (leased to this reviewer); the server leases at most 10 per reviewer.
+  const QUEUE_SIZE = Math.max(1, Math.min(10, Number(root.dataset.prefetch || 6)));
+  const LEASE_SECONDS = Number(root.dataset.leaseSeconds || 45);
+  const IDLE_LIMIT_MS = 15 * 60 * 1000; // an idle tab stops its heartbeat: its clips go to others
 
   const state = {
     queue: initial.clips || [], // queue[0] is the clip on screen
@@ -21,9 +24,12 @@
     split: false,
     repeat: 0,
     held: new Set(),
-    history: JSON.parse(sessionStorage.getItem("heaters.undo") || "[]"),
     chain: Promise.resolve(),
-    inflight: new Set(),
+    inflight: new Set(), // clips whose decision request is on its way
+    settled: new Set(), // clips decided in this tab: never shown again (unless undone)
+    busy: "", // a split, merge or group by id in flight: the screen waits for its answer
+    refilling: false,
+    refillAgain: false,
     idMode: false,
     lastActivity: Date.now(),
     images: new Map(),
@@ -44,6 +50,14 @@
     const den = sd * fn;
     const k = (num - (num % den)) / den;
     return Math.min(k, sprite.sprite_count - 1);
+  }
+
+  function shortId(id) {
+    return String(id).slice(0, 8);
+  }
+
+  function label(clip) {
+    return "clip " + (clip.index + 1) + " of " + clip.clip_count + " · " + (clip.video_title || "(untitled)");
   }
 
   function flash(message, kind) {
@@ -72,7 +86,10 @@
       data = null;
     }
     if (!response.ok) {
-      throw new Error((data && data.error) || "request failed (" + response.status + ")");
+      const error = new Error((data && data.error) || "request failed (" + response.status + ")");
+      error.status = response.status;
+      error.data = data || {};
+      throw error;
     }
     if (data && data.caught_up === false) {
       // Saved, but the read models lag: keep the server's warning up longer than a plain "ok".
@@ -84,10 +101,6 @@
   function setPending(n) {
     const badge = $("pending-badge");
     if (badge && typeof n === "number") badge.textContent = String(n);
-  }
-
-  function saveHistory() {
-    sessionStorage.setItem("heaters.undo", JSON.stringify(state.history.slice(-50)));
   }
 
   // -- player --------------------------------------------------------------------------------------
@@ -197,24 +210,32 @@
     play(false);
     leaveSplit();
     closeIdMode();
-    $("done").classList.toggle("hidden", !!clip);
+    const waiting = !clip && (state.inflight.size > 0 || state.busy !== "" || state.refilling);
+    $("done").classList.toggle("hidden", !!clip || waiting);
+    $("waiting").classList.toggle("hidden", !waiting);
     $("reviewer").classList.toggle("hidden", !clip);
     if (!clip) {
+      delete root.dataset.clip;
       history.replaceState(null, "", "/review");
       return;
     }
     $("clip-title").textContent = clip.video_title || "(untitled)";
     $("clip-pos").textContent = "clip " + (clip.index + 1) + " of " + clip.clip_count + " · frames " + clip.start_frame + "-" + clip.end_frame;
-    $("clip-state").textContent = clip.state;
+    const groups = clip.grouped_with || [];
+    $("clip-state").textContent = clip.state + (groups.length ? " · grouped with clip " + groups.map(shortId).join(", ") : "");
     $("clip-link").textContent = clip.id;
     $("clip-link").href = "/review?clip=" + encodeURIComponent(clip.id);
     $("clip-history").href = "/clips/" + encodeURIComponent(clip.id) + "/history";
     const warning = $("lease-warning");
-    if (clip.leased_by) {
-      warning.textContent = "Clip being reviewed by " + clip.leased_by + " right now.";
+    if (clip.gone) {
+      warning.textContent = "Clip " + shortId(clip.id) + " is no longer yours to review (" + clip.gone +
+        "). Any action key moves on to the next clip without sending anything.";
       warning.classList.remove("hidden");
-    } else if (clip.state !== "pending_review") {
-      warning.textContent = "This clip is " + clip.state + " (not pending review).";
+    } else if (clip.leased_by) {
+      warning.textContent = "Clip " + shortId(clip.id) + " is open on " + clip.leased_by + "'s screen right now.";
+      warning.classList.remove("hidden");
+    } else if (clip.state !== "pending_review" && clip.state !== "skipped") {
+      warning.textContent = "This clip is " + clip.state + " (not awaiting review): see its history.";
       warning.classList.remove("hidden");
     } else {
       warning.classList.add("hidden");
@@ -227,6 +248,8 @@
     root.dataset.clip = clip.id;
     state.queue.forEach(prefetch);
     draw();
+    clearTimeout(show.beat);
+    show.beat = setTimeout(heartbeat, 300); // tells the server this clip is on screen
   }
 
   // -- split mode ----------------------------------------------------------------------------------
@@ -300,34 +323,64 @@
   }
 
   // -- actions -------------------------------------------------------------------------------------
+  // A key acts on the clip on screen when it is pressed: its id (and the version shown) go with the
+  // request, and nothing the server answers later puts another clip under the reviewer's keys.
 
   function run(task) {
     state.chain = state.chain.then(task).catch((error) => flash(error.message, "err"));
     return state.chain;
   }
 
-  async function refill(front) {
-    const exclude = [...state.inflight].join(",");
-    const data = await api("GET", "/api/review/next?count=" + QUEUE_SIZE + (exclude ? "&exclude=" + exclude : ""));
-    setPending(data.pending);
+  function dropGone(ids) {
+    // clips behind the one on screen leave the queue; the one on screen stays, marked, until a key moves on
+    const gone = new Set(ids);
+    if (!gone.size) return;
+    state.queue = state.queue.filter((c, i) => i === 0 || !gone.has(c.id));
     const shown = current();
-    let queue = data.clips;
-    const ids = new Set((front || []).map((c) => c.id));
-    queue = [...(front || []), ...queue.filter((c) => !ids.has(c.id))];
-    if (!front && shown && !state.inflight.has(shown.id)) {
-      const fresh = queue.find((c) => c.id === shown.id);
-      if (fresh) {
-        queue = [fresh, ...queue.filter((c) => c.id !== shown.id)];
-      } else if (shown.state === "pending_review" && !shown.leased_by) {
-        flash("Clip " + shown.id + " was reviewed elsewhere meanwhile", "err");
-      } else {
-        queue = [shown, ...queue.filter((c) => c.id !== shown.id)];
-      }
+    if (shown && gone.has(shown.id) && !shown.gone) {
+      shown.gone = "decided elsewhere, or opened by another reviewer";
+      show();
     }
-    const changed = !shown || !queue[0] || queue[0].id !== shown.id || (front && front.length);
-    state.queue = queue;
-    if (changed) show();
-    else state.queue.forEach(prefetch);
+  }
+
+  async function refill() {
+    if (state.refilling) {
+      state.refillAgain = true;
+      return;
+    }
+    state.refilling = true;
+    try {
+      do {
+        state.refillAgain = false;
+        const held = state.queue.map((c) => c.id).concat([...state.inflight]);
+        const want = QUEUE_SIZE - state.queue.length;
+        if (want <= 0) break;
+        const last = state.queue[state.queue.length - 1] || state.lastShown;
+        let url = "/api/review/next?count=" + Math.min(10, want);
+        if (held.length) url += "&exclude=" + held.join(",");
+        if (last) url += "&after=" + encodeURIComponent(last.id);
+        const data = await api("GET", url);
+        setPending(data.pending);
+        dropGone(data.gone || []);
+        const have = new Set(state.queue.map((c) => c.id));
+        const hadClip = !!current();
+        for (const c of data.clips) {
+          // an answer never brings back a clip decided here or on its way, except a skipped clip coming
+          // back after the rest
+          if (have.has(c.id) || state.inflight.has(c.id)) continue;
+          if (state.settled.has(c.id) && c.state !== "skipped") continue;
+          state.queue.push(c);
+          have.add(c.id);
+        }
+        if (!hadClip) show();
+        else state.queue.forEach(prefetch);
+      } while (state.refillAgain);
+    } catch (error) {
+      flash(error.message, "err");
+    } finally {
+      state.refilling = false;
+      if (!current()) show();
+    }
   }
 
   async function fetchViews(ids) {
@@ -336,67 +389,106 @@
     return views;
   }
 
+  function moveOn(clip) {
+    state.settled.add(clip.id);
+    state.lastShown = clip;
+    state.queue.shift();
+    show();
+  }
+
   function act(action, target) {
     const clip = current();
-    if (!clip) return;
+    if (state.busy) {
+      flash("Wait: the " + state.busy + " is being saved", "err");
+      return;
+    }
+    if (!clip) {
+      flash(state.inflight.size ? "Saving your decisions… the next clip comes in a moment" : "No clip to review", "err");
+      return;
+    }
+    if (clip.gone) {
+      moveOn(clip); // nothing is sent for a clip that is no longer ours
+      refill();
+      return;
+    }
     const id = clip.id;
+    const seen = clip.version;
+    const where = label(clip);
     const url = "/api/clips/" + encodeURIComponent(id) + "/" + action;
     if (action === "approve" || action === "skip" || action === "archive" || (action === "group" && !target)) {
       // optimistic: the next clip (already prefetched) shows at once
       state.inflight.add(id);
-      state.queue.shift();
-      show();
+      moveOn(clip);
+      if (state.queue.length < QUEUE_SIZE / 2) refill();
       run(async () => {
         try {
-          const result = await api("POST", url, action === "group" ? {} : undefined);
-          state.history.push({ action, clipId: id });
-          saveHistory();
+          const result = await api("POST", url, { seen });
           setPending(result.pending);
-          flash(result.message + " · clip " + (clip.index + 1) + " of " + (clip.video_title || "untitled"), "ok");
+          flash(result.message + " · " + where, "ok");
         } catch (error) {
-          state.queue.unshift(clip); // put it back: nothing was stored
-          show();
-          throw error;
+          // Nothing was stored. The clip is not put back under the reviewer's keys; unless someone else
+          // decided it, it may come back at the end of the queue.
+          const state_ = error.data && error.data.state;
+          if (error.status !== 409 || state_ === "pending_review" || state_ === "skipped") state.settled.delete(id);
+          throw new Error(error.message + " · " + where);
         } finally {
           state.inflight.delete(id);
         }
-        await refill();
+        refill();
       });
       return;
     }
+    state.busy = action;
     run(async () => {
-      let body;
-      if (action === "split") body = { frame: state.frame };
-      if (action === "merge" || action === "group") body = target ? { with_clip_id: target } : {};
-      const result = await api("POST", url, body);
-      state.history.push({ action, clipId: id });
-      saveHistory();
+      let body = { seen };
+      if (action === "split") body = { frame: state.frame, seen };
+      if (action === "merge" || action === "group") body = target ? { with_clip_id: target, seen } : { seen };
+      let result;
+      try {
+        result = await api("POST", url, body);
+      } catch (error) {
+        state.busy = "";
+        if (error.status === 409 && error.data.clip_id === id && current() && current().id === id) {
+          current().gone = error.data.state || "changed";
+          show();
+        }
+        throw new Error(error.message + " · " + where);
+      }
+      state.settled.add(id);
       setPending(result.pending);
-      flash(result.message, "ok");
-      const front = await fetchViews(result.new_clip_ids || []);
-      await refill(front);
+      flash(result.message + " · " + where, "ok");
+      const removed = new Set([id, ...(result.removed_clip_ids || [])]);
+      removed.forEach((c) => state.settled.add(c));
+      const front = await fetchViews(result.new_clip_ids || []).finally(() => (state.busy = ""));
+      const ids = new Set(front.map((c) => c.id));
+      state.queue = [...front, ...state.queue.filter((c) => !removed.has(c.id) && !ids.has(c.id))];
+      show();
+      refill();
     });
   }
 
   function undo() {
-    const last = state.history.pop();
-    saveHistory();
-    if (!last) {
-      flash("Nothing to undo", "err");
+    if (state.busy) {
+      flash("Wait: the " + state.busy + " is being saved", "err");
       return;
     }
     run(async () => {
-      try {
-        const result = await api("POST", "/api/clips/" + encodeURIComponent(last.clipId) + "/undo");
-        setPending(result.pending);
-        flash(result.message, "ok");
-      } catch (error) {
-        state.history.push(last);
-        saveHistory();
-        throw error;
-      }
-      const front = await fetchViews([last.clipId]);
-      await refill(front.filter((c) => c.live));
+      // the undo stack is the reviewer's, kept on the server: every tab undoes the same history
+      const result = await api("POST", "/api/review/undo");
+      setPending(result.pending);
+      flash(result.message, "ok");
+      const back = result.new_clip_ids || [];
+      back.forEach((id) => state.settled.delete(id));
+      const removed = new Set(result.removed_clip_ids || []);
+      removed.forEach((id) => state.settled.add(id));
+      state.queue = state.queue.filter((c) => !removed.has(c.id));
+      const front = (await fetchViews(back)).filter(
+        (c) => c.live && (c.state === "pending_review" || c.state === "skipped"),
+      );
+      const ids = new Set(front.map((c) => c.id));
+      state.queue = [...front, ...state.queue.filter((c) => !ids.has(c.id))];
+      show();
+      refill();
     });
   }
 
@@ -498,15 +590,32 @@
   }
   $("id-mode-button").addEventListener("click", () => (state.idMode ? closeIdMode() : openIdMode()));
 
-  // -- leases: renewed while the reviewer is active ------------------------------------------------
+  // -- leases: a heartbeat while the tab is open, released when it goes away -----------------------
 
-  const renewEvery = Math.max(20, Number(root.dataset.leaseSeconds || 300) / 3) * 1000;
+  function heartbeat() {
+    if (document.visibilityState !== "visible" || Date.now() - state.lastActivity > IDLE_LIMIT_MS) return;
+    const clip = current();
+    api("POST", "/api/review/leases/renew", { shown: clip ? clip.id : null }).catch(() => {});
+  }
+
   document.addEventListener("mousemove", () => (state.lastActivity = Date.now()), { passive: true });
-  setInterval(() => {
-    if (Date.now() - state.lastActivity < renewEvery && current()) {
-      api("POST", "/api/review/leases/renew").catch(() => {});
+  setInterval(heartbeat, Math.max(5, LEASE_SECONDS / 3) * 1000);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") {
+      state.lastActivity = Date.now();
+      heartbeat();
+      refill();
     }
-  }, renewEvery);
+  });
+  window.addEventListener("pagehide", () => {
+    const ids = state.queue.map((c) => c.id);
+    if (!ids.length) return;
+    const body = new URLSearchParams({ _csrf_token: csrf, clips: ids.join(",") });
+    navigator.sendBeacon("/api/review/leases/release", body);
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) window.location.reload(); // back from the page cache: its leases were released
+  });
 
   setPending(initial.pending);
   show();
