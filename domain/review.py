@@ -106,8 +106,12 @@ def related_clip_ids(clip: Clip) -> list[UUID]:
 
 def _refuse_if_decided(undone: str, clip: Clip, other: Clip, actor: str) -> None:
     """An undo never reverses a later decision someone made on a clip it would remove."""
+    doing = f"undo the {undone} of clip {short_id(clip.id)}"
     if not other.is_live or other.decisions:
-        raise other.refusal(f"undo the {undone} of clip {short_id(clip.id)}", actor, "it depends on that")
+        raise other.refusal(doing, actor, "it depends on that")
+    if other.grouped_with:  # a reviewer grouped another clip with it: removing it would break the group
+        partners = ", ".join(short_id(c) for c in sorted(other.grouped_with))
+        raise other.refusal(doing, actor, f"clip {partners} is grouped with it; undo that grouping first")
 
 
 def check_author(clip: Clip, actor: str, any_author: bool = False) -> None:

@@ -170,3 +170,22 @@ def test_a_stale_view_is_refused() -> None:
         app.approve(b, RITA, seen=app.get_clip(b).version)
     finally:
         app.close()
+
+
+def test_an_undo_never_removes_a_clip_someone_grouped_with() -> None:
+    """Rita splits b; Rob groups c with the right half; Rita's undo of the split would retire that half
+    inside Rob's group, so it is refused naming the group, and the group stands."""
+    app = _app()
+    try:
+        _video, (_a, b, c) = clipped_video(app)
+        _left, right = app.split(b, app.get_clip(b).start + 10, RITA)
+        app.group(c, right, ROB)
+        conflict = _refused(app, lambda: app.undo(b, RITA))
+        assert conflict.clip_id == right
+        assert f"clip {str(c)[:8]} is grouped with it" in str(conflict)
+        assert app.get_clip(right).is_live and c in app.get_clip(right).grouped_with
+        app.undo(c, ROB)  # once Rob undoes his grouping, Rita's undo goes through
+        app.undo(b, RITA)
+        assert not app.get_clip(right).is_live and app.get_clip(b).is_live
+    finally:
+        app.close()
