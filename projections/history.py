@@ -1,5 +1,5 @@
 """``rm_history``: every event of every video and clip, for the audit pages (payload as JSON, UUIDs as
-strings). The vectors of ``Embedded`` are summarised (``{"count", "dimension"}``): they are in
+strings). The vectors of ``Embedded`` are summarised (``{"count", "dimension", "dtype"}``): they are in
 ``rm_embeddings`` and in the event log, and would make the audit table hundreds of times bigger."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from domain.clip import Clip
+from domain.vectors import vector_count
 from projections.base import Cursor, EventRecord, Projection, json_safe
 
 #: Envelope fields that have their own columns.
@@ -19,9 +20,13 @@ ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "actor
 
 def payload_of(record: EventRecord) -> dict[str, Any]:
     payload: dict[str, Any] = {k: json_safe(v) for k, v in vars(record.event).items() if k not in ENVELOPE}
-    if record.topic == Clip.Embedded.TOPIC and isinstance(payload.get("vectors"), list):
-        vectors = payload["vectors"]
-        payload["vectors"] = {"count": len(vectors), "dimension": len(vectors[0]) if vectors else 0}
+    if record.topic == Clip.Embedded.TOPIC and isinstance(payload.get("vectors"), str):
+        dimension = int(payload["dimension"])
+        payload["vectors"] = {
+            "count": vector_count(payload["vectors"], payload["dtype"], dimension),
+            "dimension": dimension,
+            "dtype": payload["dtype"],
+        }
     return payload
 
 

@@ -99,9 +99,7 @@ class SimilarityProjection(Projection):
         mapping = self.clip_video.get(record.originator_id)
         if mapping is None:
             raise LookupError(f"clip {record.originator_id} was embedded but never created")
-        vectors = list(e.vectors)
-        if not vectors or any(len(v) != int(e.dimension) for v in vectors):
-            raise ValueError(f"clip {record.originator_id}: vectors do not have dimension {e.dimension}")
+        vectors = e.vector_list()
         self.ops.append(
             (
                 "embed",
