@@ -39,12 +39,19 @@ def encode_vectors(vectors: Sequence[Sequence[float]], dtype: str = DEFAULT_DTYP
     return base64.b64encode(packed).decode("ascii")
 
 
-def decode_raw(data: str, dtype: str, dimension: int) -> tuple[float, ...]:
-    """All values, flat (``count * dimension`` of them)."""
-    char, size = _format(dtype)
+def packed_bytes(data: str, dtype: str, dimension: int) -> bytes:
+    """The little-endian bytes of ``data``, checked to hold one or more whole vectors."""
+    _, size = _format(dtype)
     raw = base64.b64decode(data, validate=True)
     if dimension < 1 or not raw or len(raw) % (size * dimension):
         raise DomainError(f"{len(raw)} bytes of {dtype} are not whole vectors of dimension {dimension}")
+    return raw
+
+
+def decode_raw(data: str, dtype: str, dimension: int) -> tuple[float, ...]:
+    """All values, flat (``count * dimension`` of them)."""
+    char, size = _format(dtype)
+    raw = packed_bytes(data, dtype, dimension)
     return struct.unpack(f"<{len(raw) // size}{char}", raw)
 
 

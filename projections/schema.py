@@ -83,7 +83,7 @@ TABLE_DDL: dict[str, str] = {
         )""",
     # L2-normalised CLIP vectors, one row per (clip, model, strategy, vector_index); vector_index is 0
     # except for keyframe_multi (one row per keyframe). HNSW indexes for cosine distance are created per
-    # dimension as partial expression indexes: ((embedding::vector(D)) vector_cosine_ops) WHERE dimension = D.
+    # dimension as partial expression indexes: ((embedding::halfvec(D)) halfvec_cosine_ops) WHERE dimension = D.
     "rm_embeddings": """
         CREATE TABLE IF NOT EXISTS {t} (
             clip_id uuid NOT NULL,

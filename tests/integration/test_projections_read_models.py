@@ -11,6 +11,7 @@ import pytest
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress
 from projections.runner import catch_up, schema_connection
+from projections.similarity import hnsw_index_name
 from tests.helpers import PIPELINE, clipped_video
 
 pytestmark = pytest.mark.integration
@@ -195,7 +196,7 @@ def test_embeddings_follow_split_and_its_undo(
     catch_up(pg_address, pg_schema)
     assert rows(pg_address, pg_schema, "SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(True,)]
     indexes = rows(pg_address, pg_schema, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema)
-    assert ("rm_embeddings_hnsw_2",) in indexes
+    assert (hnsw_index_name("rm_embeddings", 2),) in indexes
 
 
 def test_history_has_every_event_with_json_payloads(
