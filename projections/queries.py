@@ -45,7 +45,7 @@ def similar_clips(
     HNSW index of the dimension.
 
     ``model``/``strategy`` default to those of the clip's latest embedding; ``video_id`` restricts to one
-    video, ``other_videos`` leaves out the clip's own video. Clips with several vectors
+    video (ranked exactly, through the video index), ``other_videos`` leaves out the clip's own video. Clips with several vectors
     (``keyframe_multi``) count once, by their nearest vector. The least similar are the nearest to the
     negated vector (cosine distance to -q is 2 minus the distance to q), so they too come from the index
     rather than a scan of every clip. Runs in its own transaction (the HNSW settings are local to it) unless
@@ -121,7 +121,7 @@ def similar_clips_query(
             FROM {emb} e
             WHERE e.dimension = {d} AND e.live AND e.model = %(model)s AND e.strategy = %(strategy)s
               AND e.clip_id <> %(clip_id)s {filters}
-            ORDER BY e.embedding::{form} <=> (SELECT t FROM target)
+            ORDER BY {ranking}
             LIMIT %(candidates)s
         ), per_clip AS (
             SELECT clip_id, min(video_id::text)::uuid AS video_id, min(distance) AS distance
@@ -140,6 +140,15 @@ def similar_clips_query(
         clips=sql.Identifier(schema, "rm_clips"),
         filters=sql.SQL(" ").join(filters),
         order=sql.SQL("p.distance DESC, p.clip_id DESC" if least else "p.distance, p.clip_id"),
+        # Within one video: its few vectors are ranked exactly (the HNSW index would stop after
+        # hnsw.max_scan_tuples without reaching a small video's clips in a large table).
+        ranking=(
+            sql.SQL("e.embedding::vector({d}) <=> (SELECT exact FROM target) {direction}").format(
+                d=d, direction=sql.SQL("DESC" if least else "ASC")
+            )
+            if by_video
+            else sql.SQL("e.embedding::{form} <=> (SELECT t FROM target)").format(form=form)
+        ),
     )
 
 

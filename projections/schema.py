@@ -96,7 +96,9 @@ TABLE_DDL: dict[str, str] = {
             embedding vector NOT NULL,
             updated_at timestamptz NOT NULL,
             PRIMARY KEY (clip_id, model, strategy, vector_index)
-        )""",
+        );
+        -- A search within one video ranks that video's vectors exactly, through this index.
+        CREATE INDEX IF NOT EXISTS {t}_video ON {t} (video_id)""",
     # Counts per (kind, state) plus failure counts, for the ops page.
     "rm_stage_stats": """
         CREATE TABLE IF NOT EXISTS {t} (

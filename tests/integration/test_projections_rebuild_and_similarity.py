@@ -163,8 +163,18 @@ def test_similarity_query_uses_the_hnsw_index(
             )
         )
         assert hnsw_index_name("rm_embeddings", 16) in least_plan, least_plan  # no scan of every clip
+        video_plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sql.SQL("EXPLAIN ") + similar_clips_query(pg_schema, 16, True),
+                {**params, "video_id": uuid4()},
+            )
+        )
+        # a small video: its rows through the video index, ranked exactly, never the HNSW index
+        assert "rm_embeddings_video" in video_plan and "hnsw" not in video_plan, video_plan
         found = similar_clips(conn, pg_schema, a)
         farthest = similar_clips(conn, pg_schema, a, least=True)
+        in_video = similar_clips(conn, pg_schema, a, video_id=video)
     assert len(found) == 12
     exact = sorted(
         (
@@ -175,6 +185,7 @@ def test_similarity_query_uses_the_hnsw_index(
     )
     recall = len({s.clip_id for s in found} & {cid for _, cid in exact[:12]}) / 12
     assert recall >= 0.8
+    assert [s.clip_id for s in in_video] == [cid for _, cid in exact[:12]]  # one video: exact
     far_recall = len({s.clip_id for s in farthest} & {cid for _, cid in exact[-12:]}) / 12
     assert far_recall >= 0.8, far_recall
     assert [s.distance for s in farthest] == sorted((s.distance for s in farthest), reverse=True)
