@@ -246,8 +246,9 @@ def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def json_text(value: Any) -> str:
-    """JSON for a read model: UUIDs as hex strings, datetimes in ISO 8601, sets as sorted lists."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"), allow_nan=False)
+    """JSON for a read model: UUIDs as strings, datetimes in ISO 8601, sets as sorted lists. A NaN is
+    written as ``NaN``, which PostgreSQL refuses: a database error the runner pins on its event."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
 def insert_from_json(table: str, columns: Sequence[str], conflict: sql.Composable) -> sql.Composed:
