@@ -1,11 +1,13 @@
-"""Projection catch-up and rebuild speed: Heaters' batched runner against eventsourcing's own
-``ProjectionRunner`` (one transaction per event) with an equivalent history projection, on the same
-events in an embedded PostgreSQL in a temporary directory.
+"""Projection catch-up and rebuild speed of all five read models, against the same code at a baseline
+commit timed in the same run (so both meet the same machine load), and against eventsourcing's own
+``ProjectionRunner`` (one transaction per event) with an equivalent history projection. Each run
+generates its log in an embedded PostgreSQL in a temporary directory.
 
-    python -m bench.projections [--events 20000] [--es-events 4000] [--out bench/results/projections.json]
+    python -m bench.projections [--events 20000] [--es-events 2000] [--baseline REF] [--out FILE]
 
-eventsourcing's runner is measured on the first ``--es-events`` events (its rate is steady, and the
-whole log would take minutes at ~450 events/s).
+Prints a table and writes JSON. Rates are wall-clock events/s; ``cpu_bound_rate`` divides the events
+by the CPU seconds the client and the server used (what the rate would be on an otherwise idle
+machine, client and server not overlapping): on this shared machine wall-clock figures swing twofold.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,13 +36,13 @@ from domain.clip import Clip
 from infra.database import embedded_postgres, eventsourcing_env, prepare_schema
 from projections.base import json_safe
 from projections.history import ENVELOPE
-from projections.rebuild import rebuild
-from projections.runner import catch_up
 
 log = logging.getLogger("bench.projections")
 
 ACTOR = "stage:bench"
 SCHEMA = "bench"
+#: The commit before the read side was made faster (issue 13): the baseline timed in the same run.
+BASELINE_REF = "9397ba6"
 
 
 def generate(app: HeatersApplication, events: int, rng: random.Random) -> int:
@@ -125,7 +130,9 @@ class HistoryProjection(Projection[HistoryView]):
         )
 
 
-def measure(events: int, es_events: int) -> dict[str, Any]:
+def measure_eventsourcing(events: int, es_events: int) -> dict[str, Any]:
+    """eventsourcing's own ``ProjectionRunner`` with the history projection above, on ``es_events``
+    of a generated log (its rate is steady, and a whole log would take minutes)."""
     rng = random.Random(42)
     with (
         tempfile.TemporaryDirectory(prefix="heaters-bench-") as home,
@@ -134,15 +141,9 @@ def measure(events: int, es_events: int) -> dict[str, Any]:
         prepare_schema(address, SCHEMA)
         env = eventsourcing_env(address, SCHEMA)
         app = HeatersApplication(env=env)
-        started = time.perf_counter()
-        head = generate(app, events, rng)
-        generated = time.perf_counter() - started
+        head = generate(app, es_events, rng)
         app.close()
-        log.info("generated %d events in %.1f s", head, generated)
-
-        results: dict[str, Any] = {"events": head, "generate_seconds": round(generated, 2)}
-
-        es_target = min(es_events, head)
+        target = min(es_events, head)
         started = time.perf_counter()
         with ProjectionRunner(
             application_class=HeatersApplication,
@@ -150,34 +151,57 @@ def measure(events: int, es_events: int) -> dict[str, Any]:
             view_class=HistoryView,
             env=env,
         ) as runner:
-            runner.wait(es_target, timeout=600)
-        es_seconds = time.perf_counter() - started
-        results["eventsourcing_runner_history"] = {
-            "events": es_target,
-            "seconds": es_seconds,
-            "rate": es_target / es_seconds,
-        }
+            runner.wait(target, timeout=600)
+        seconds = time.perf_counter() - started
+    return {"events": target, "seconds": seconds, "rate": target / seconds}
 
-        def timed(label: str, count: int, action: Any) -> None:
-            started = time.perf_counter()
-            action()
-            seconds = time.perf_counter() - started
-            results[label] = {"events": count, "seconds": seconds, "rate": count / seconds}
-            log.info("%s: %d events in %.2f s", label, count, seconds)
 
-        timed("heaters_catch_up_history", head, lambda: catch_up(address, SCHEMA, ["history"]))
-        timed(
-            "heaters_catch_up_other_four",
-            head,
-            lambda: catch_up(address, SCHEMA, ["videos", "clips", "similarity", "stats"]),
+def measure_baseline(ref: str, events: int) -> dict[str, Any]:
+    """The same timings for the code of commit ``ref`` (``git archive`` into a temporary directory,
+    run in a subprocess with that tree first on the path)."""
+    root = Path(__file__).resolve().parent.parent
+    timing = Path(__file__).resolve().parent / "projection_timing.py"
+    with tempfile.TemporaryDirectory(prefix="heaters-baseline-") as tree:
+        archive = subprocess.run(["git", "-C", str(root), "archive", ref], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+        code = f"import runpy, sys; runpy.run_path({str(timing)!r}, run_name='__main__')"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(events)],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": tree},
+            check=True,
+            capture_output=True,
+            text=True,
         )
-        timed("heaters_rebuild_history", head, lambda: rebuild(address, SCHEMA, "history"))
-        timed("heaters_rebuild_all_five", head, lambda: rebuild(address, SCHEMA))
-        es_rate = results["eventsourcing_runner_history"]["rate"]
-        for value in results.values():
-            if isinstance(value, dict):
-                value["ratio_vs_eventsourcing"] = value["rate"] / es_rate
-        return results
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["ref"] = ref
+    return result
+
+
+RUNS = ("catch_up_all_five", "rebuild_all_five", "rebuild_history")
+TARGET = 10_000
+
+
+def report(now: dict[str, Any], baseline: dict[str, Any] | None, es: dict[str, Any] | None) -> str:
+    lines = [
+        f"{now['events']} events ({now['embedded_events']} Embedded, {now['bytes_per_embedded_event']} bytes "
+        f"each stored; baseline: {baseline['bytes_per_embedded_event'] if baseline else '-'})",
+        "",
+        f"{'run':<20} {'baseline/s':>11} {'now/s':>8} {'speed-up':>9} {'now cpu-bound/s':>16} "
+        f"{'x eventsourcing':>16} {'>= 10k/s':>9}",
+    ]
+    for run in RUNS:
+        value = now[run]
+        base = baseline[run]["rate"] if baseline else None
+        cpu = value.get("cpu_bound_rate")
+        lines.append(
+            f"{run:<20} {base or 0:>11.0f} {value['rate']:>8.0f} {value['rate'] / base if base else 0:>8.1f}x "
+            f"{cpu or 0:>16.0f} {value['rate'] / es['rate'] if es else 0:>16.1f} "
+            f"{'yes' if value['rate'] >= TARGET else 'no':>9}"
+        )
+    if es:
+        lines.append(f"{'eventsourcing runner (history)':<20} {es['rate']:.0f}/s on {es['events']} events")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -185,18 +209,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--es-events", type=int, default=4_000)
+    parser.add_argument("--es-events", type=int, default=2_000, help="0: skip eventsourcing's runner")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE_REF,
+        help="commit whose projections are timed in the same run for comparison ('' to skip)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/projections.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    results = measure(args.events, args.es_events)
-    print(f"\n{'run':<34} {'events':>8} {'seconds':>9} {'events/s':>10} {'x eventsourcing':>16}")
-    for key, value in results.items():
-        if isinstance(value, dict):
-            print(
-                f"{key:<34} {value['events']:>8} {value['seconds']:>9.2f} {value['rate']:>10.0f} "
-                f"{value['ratio_vs_eventsourcing']:>16.1f}"
-            )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bench.projection_timing import measure
+
+    baseline = measure_baseline(args.baseline, args.events) if args.baseline else None
+    now = measure(args.events)
+    es = measure_eventsourcing(args.events, args.es_events) if args.es_events else None
+    results = {"now": now, "baseline": baseline, "eventsourcing_runner_history": es, "target_rate": TARGET}
+    print(report(now, baseline, es))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.out}")

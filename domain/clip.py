@@ -11,11 +11,13 @@ one by a compensating ``DecisionUndone`` event, so history is kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from domain.base import HeatersAggregate, StageProgress
 from domain.errors import Conflict, DomainError, person, short_id, when
+from domain.vectors import DEFAULT_DTYPE, decode_vectors, encode_vectors
 
 CLIP_STAGES: tuple[str, ...] = ("keyframes", "embedding", "export")
 
@@ -170,14 +172,27 @@ class Clip(HeatersAggregate):
             clip.state = "keyframed"
 
     class Embedded(HeatersAggregate.Event):
-        """L2-normalised vectors (one, or one per keyframe for ``keyframe_multi``)."""
+        """L2-normalised vectors (one, or one per keyframe for ``keyframe_multi``), stored compactly:
+        ``vectors`` is base64 of little-endian ``dtype`` values (float32 or float16), vector after
+        vector (:mod:`domain.vectors`); :meth:`vector_list` decodes them."""
 
         TOPIC = "heaters.clip:Embedded"
+        class_version = 2
         model: str
         pretrained: str
         strategy: str
         dimension: int
-        vectors: list[list[float]]
+        dtype: str
+        vectors: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 stored the vectors as JSON float lists: the same values as float32 bytes."""
+            state["vectors"] = encode_vectors(state["vectors"], "float32")
+            state["dtype"] = "float32"
+
+        def vector_list(self) -> list[list[float]]:
+            return decode_vectors(self.vectors, self.dtype, self.dimension)
 
         def apply(self, clip: Clip) -> None:
             clip.embedding = {
@@ -406,23 +421,27 @@ class Clip(HeatersAggregate):
         model: str,
         pretrained: str,
         strategy: str,
-        vectors: list[list[float]],
+        vectors: Sequence[Sequence[float]],
         actor: str,
+        dtype: str = DEFAULT_DTYPE,
     ) -> bool:
         self._require_approved("embedding")
         if self.stages["keyframes"].status != "done":
             raise DomainError(f"clip {self.id}: embedding needs keyframes first (state: {self.state})")
         if self.stages["embedding"].status == "done":
             return False
-        if not vectors or any(len(v) != len(vectors[0]) for v in vectors) or not vectors[0]:
-            raise DomainError(f"clip {self.id}: embedding vectors must be non-empty and of one dimension")
+        try:
+            encoded = encode_vectors(vectors, dtype)
+        except DomainError as error:
+            raise DomainError(f"clip {self.id}: embedding {error}") from None
         self.trigger_event(
             self.Embedded,
             model=model,
             pretrained=pretrained,
             strategy=strategy,
             dimension=len(vectors[0]),
-            vectors=vectors,
+            dtype=dtype,
+            vectors=encoded,
             actor=actor,
         )
         return True

@@ -371,7 +371,7 @@ def embedding(
             embedder.model_name,
             embedder.pretrained or "random",
             strategy,
-            [[float(x) for x in v] for v in vectors],
+            [v.tolist() for v in vectors],  # stored as float32 bytes (Clip.Embedded v2)
             stage_actor("embedding"),
         )
 

@@ -8,6 +8,7 @@ a crash, a second runner or a rebuild can never leave stale memory behind.
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,7 +20,6 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from projections.schema import PROJECTION_TABLES, TABLE_DDL
 
@@ -102,15 +102,11 @@ class RowCache:
         table: str,
         key: str,
         columns: Sequence[str],
-        *,
-        casts: Mapping[str, str] | None = None,
-        jsonb: Iterable[str] = (),
     ) -> None:
         self.table = table
         self.key = key
         self.columns = list(columns)
-        self.casts = dict(casts or {})
-        self.jsonb = frozenset(jsonb)
+        self._statement: sql.Composed | None = None
         self.original: dict[Any, Row | None] = {}
         self.rows: dict[Any, Row | None] = {}
         self.dirty: set[Any] = set()
@@ -190,7 +186,10 @@ class RowCache:
         return [(self.original.get(k), self.rows.get(k)) for k in self.dirty]
 
     def flush(self, cur: Cursor) -> None:
-        upserts: list[list[Any]] = []
+        """Write the changed rows back: one DELETE and one set-based upsert (rows sent as one JSON
+        document, spread into the table's row type by ``json_populate_recordset``), whatever their
+        number."""
+        upserts: list[Row] = []
         deletes: list[Any] = []
         for key in self.dirty:
             row = self.rows.get(key)
@@ -198,7 +197,7 @@ class RowCache:
                 if self.original.get(key) is not None:
                     deletes.append(key)
                 continue
-            upserts.append([Jsonb(row[c]) if c in self.jsonb else row[c] for c in self.columns])
+            upserts.append(row)
         if deletes:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
@@ -207,28 +206,60 @@ class RowCache:
                 (deletes,),
             )
         if upserts:
-            cur.executemany(self._upsert_statement(), upserts)
+            cur.execute(self._upsert_statement(), (json_rows(upserts),))
         for key in self.dirty:
             self.original[key] = _shallow(self.rows.get(key))
         self.dirty.clear()
 
     def _upsert_statement(self) -> sql.Composed:
-        placeholders = [
-            sql.SQL("%s::{}").format(sql.SQL(self.casts[c])) if c in self.casts else sql.SQL("%s")
-            for c in self.columns
-        ]
-        updates = [
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in self.columns if c != self.key
-        ]
-        return sql.SQL(
-            "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {upd}"
-        ).format(
-            table=sql.Identifier(self.table),
-            cols=sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
-            vals=sql.SQL(", ").join(placeholders),
-            key=sql.Identifier(self.key),
-            upd=sql.SQL(", ").join(updates),
-        )
+        if self._statement is None:
+            updates = [
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                for c in self.columns
+                if c != self.key
+            ]
+            self._statement = insert_from_json(
+                self.table,
+                self.columns,
+                sql.SQL("ON CONFLICT ({key}) DO UPDATE SET {upd}").format(
+                    key=sql.Identifier(self.key), upd=sql.SQL(", ").join(updates)
+                ),
+            )
+        return self._statement
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot write {type(value).__name__} to a read model: {value!r}")
+
+
+def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as one JSON array for :func:`insert_from_json` (UUIDs and decimals as strings,
+    datetimes in ISO 8601, sets as sorted lists; jsonb columns hold their value as is). Keys that
+    are not columns of the statement are ignored by it."""
+    return json_text(rows)
+
+
+def json_text(value: Any) -> str:
+    """JSON for a read model: UUIDs as strings, datetimes in ISO 8601, sets as sorted lists. A NaN is
+    written as ``NaN``, which PostgreSQL refuses: a database error the runner pins on its event."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def insert_from_json(table: str, columns: Sequence[str], conflict: sql.Composable) -> sql.Composed:
+    """``INSERT INTO table (columns) SELECT columns FROM json_populate_recordset(NULL::table, %s)
+    conflict``: many rows in one statement, each value parsed by its column's type (uuid[], jsonb,
+    timestamptz, …); ``conflict`` is the ON CONFLICT clause."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, %s::json) "
+        "{conflict}"
+    ).format(table=sql.Identifier(table), cols=cols, conflict=conflict)
 
 
 class Projection(ABC):
@@ -275,6 +306,15 @@ class Projection(ABC):
 
     def create_deferred_indexes(self, cur: Cursor) -> None:  # noqa: B027
         """Build the indexes skipped while rebuilding (called just before the swap)."""
+
+    def drop_deferrable_indexes(self, cur: Cursor) -> bool:
+        """Drop the indexes that are slow to maintain row by row (before a bulk catch-up, which builds
+        them again at the end); True when this projection has such indexes."""
+        return False
+
+    def deferrable_rows(self, cur: Cursor) -> int:
+        """About how many rows those indexes cover now (what building them again costs)."""
+        return 0
 
     # -- the batch protocol --------------------------------------------------------------------------
 

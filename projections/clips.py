@@ -48,13 +48,7 @@ class ClipsProjection(Projection):
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
-        self.rows = RowCache(
-            self.table("rm_clips"),
-            "id",
-            COLUMNS,
-            casts={"parent_ids": "uuid[]", "grouped_with": "uuid[]"},
-            jsonb=("keyframes", "stages", "decisions"),
-        )
+        self.rows = RowCache(self.table("rm_clips"), "id", COLUMNS)
         self.caches = [self.rows]
         self._handlers: dict[str, Callable[[EventRecord], None]] = {Clip.Created.TOPIC: self._created}
         for topic in (

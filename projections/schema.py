@@ -83,7 +83,7 @@ TABLE_DDL: dict[str, str] = {
         )""",
     # L2-normalised CLIP vectors, one row per (clip, model, strategy, vector_index); vector_index is 0
     # except for keyframe_multi (one row per keyframe). HNSW indexes for cosine distance are created per
-    # dimension as partial expression indexes: ((embedding::vector(D)) vector_cosine_ops) WHERE dimension = D.
+    # dimension as partial expression indexes: ((embedding::halfvec(D)) halfvec_cosine_ops) WHERE dimension = D.
     "rm_embeddings": """
         CREATE TABLE IF NOT EXISTS {t} (
             clip_id uuid NOT NULL,
@@ -96,7 +96,9 @@ TABLE_DDL: dict[str, str] = {
             embedding vector NOT NULL,
             updated_at timestamptz NOT NULL,
             PRIMARY KEY (clip_id, model, strategy, vector_index)
-        )""",
+        );
+        -- A search within one video ranks that video's vectors exactly, through this index.
+        CREATE INDEX IF NOT EXISTS {t}_video ON {t} (video_id)""",
     # Counts per (kind, state) plus failure counts, for the ops page.
     "rm_stage_stats": """
         CREATE TABLE IF NOT EXISTS {t} (

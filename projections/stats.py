@@ -60,9 +60,7 @@ class StatsProjection(Projection):
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
-        self.members = RowCache(
-            self.table("rm_stage_stats_members"), "id", ("id", "kind", "state", "stages"), jsonb=("stages",)
-        )
+        self.members = RowCache(self.table("rm_stage_stats_members"), "id", ("id", "kind", "state", "stages"))
         self.caches = [self.members]
         self.failures: list[tuple[str, str]] = []
         self._mark = 0

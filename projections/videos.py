@@ -74,7 +74,7 @@ class VideosProjection(Projection):
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
-        self.videos = RowCache(self.table("rm_videos"), "id", COLUMNS, jsonb=("stages", "media"))
+        self.videos = RowCache(self.table("rm_videos"), "id", COLUMNS)
         self.clips = RowCache(self.table("rm_videos_clip_state"), "clip_id", ("clip_id", "video_id", "state"))
         self.caches = [self.videos, self.clips]
         self._handlers: dict[str, Callable[[EventRecord], None]] = {

@@ -25,7 +25,6 @@ from psycopg_pool import ConnectionPool
 from infra.database import DatabaseAddress, retry_once_on_lost_connection
 from infra.media.sprites import SpriteManifest, sprite_position
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
-from projections.queries import SimilarClip
 
 log = logging.getLogger(__name__)
 
@@ -334,54 +333,6 @@ class ReadModels:
             {"model": model, "strategy": strategy, "video": video_id},
         )
         return row["clip_id"] if row else None
-
-    def least_similar(
-        self,
-        clip_id: UUID,
-        model: str | None,
-        strategy: str | None,
-        video_id: UUID | None,
-        limit: int,
-        offset: int,
-    ) -> list[SimilarClip]:
-        """Live clips farthest from ``clip_id`` first (the reverse of ``projections.queries.similar_clips``:
-        same probe, one distance per clip by its nearest vector, ties by clip id). No index finds the
-        farthest vectors, so this is an exact scan of the clips embedded with that model and strategy."""
-        rows = self.all(
-            """WITH probe AS (
-                   SELECT model, strategy, dimension FROM rm_embeddings
-                   WHERE clip_id = %(clip)s AND (%(model)s::text IS NULL OR model = %(model)s)
-                     AND (%(strategy)s::text IS NULL OR strategy = %(strategy)s)
-                   ORDER BY updated_at DESC, vector_index LIMIT 1
-               ), query AS (
-                   SELECT e.embedding AS v FROM rm_embeddings e JOIN probe p
-                     ON e.model = p.model AND e.strategy = p.strategy
-                   WHERE e.clip_id = %(clip)s ORDER BY e.vector_index LIMIT 1
-               ), per_clip AS (
-                   SELECT e.clip_id, min(e.video_id::text)::uuid AS video_id,
-                          min(e.embedding <=> (SELECT v FROM query)) AS distance
-                   FROM rm_embeddings e JOIN probe p
-                     ON e.model = p.model AND e.strategy = p.strategy AND e.dimension = p.dimension
-                   WHERE e.live AND e.clip_id <> %(clip)s
-                     AND (%(video)s::uuid IS NULL OR e.video_id = %(video)s)
-                   GROUP BY e.clip_id
-               )
-               SELECT pc.clip_id, pc.video_id, c.start_frame, c.end_frame, pc.distance,
-                      1 - pc.distance AS similarity
-               FROM per_clip pc JOIN rm_clips c ON c.id = pc.clip_id
-               ORDER BY pc.distance DESC, pc.clip_id DESC
-               LIMIT %(limit)s OFFSET %(offset)s""",
-            {
-                "clip": clip_id, "model": model, "strategy": strategy, "video": video_id,
-                "limit": limit, "offset": offset,
-            },
-        )  # fmt: skip
-        return [
-            SimilarClip(
-                r["clip_id"], r["video_id"], r["start_frame"], r["end_frame"], r["distance"], r["similarity"]
-            )
-            for r in rows
-        ]
 
     def embeddings_of(self, clip_id: UUID) -> list[tuple[str, str]]:
         """The (model, strategy) pairs a clip is embedded with."""

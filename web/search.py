@@ -14,7 +14,8 @@ from web.readmodels import Manifests, ReadModels
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 12
-#: ``desc``: most similar first (nearest neighbours, through the HNSW index); ``asc``: least similar first.
+#: ``desc``: most similar first (nearest neighbours); ``asc``: least similar first (nearest to the negated
+#: vector); both through the HNSW index.
 SORTS = ("desc", "asc")
 #: Width in pixels of a result's sprite thumbnail.
 THUMB_WIDTH = 200
@@ -58,13 +59,20 @@ def search_page(
     if clip_id is not None:
         offset = (page_number - 1) * PAGE_SIZE
         found: list[SimilarClip]
-        if order == "asc":
-            found = rm.least_similar(clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
-        else:
-            with rm.tuple_connection() as conn:
-                found = list(
-                    similar_clips(conn, rm.schema, clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
+        with rm.tuple_connection() as conn:
+            found = list(
+                similar_clips(
+                    conn,
+                    rm.schema,
+                    clip_id,
+                    model,
+                    strategy,
+                    video_id,
+                    PAGE_SIZE + 1,
+                    offset,
+                    least=order == "asc",
                 )
+            )
         has_more = len(found) > PAGE_SIZE
         found = found[:PAGE_SIZE]
         ids = [r.clip_id for r in found]

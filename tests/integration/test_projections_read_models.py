@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from commands.service import HeatersApplication
 from domain.clip import Clip
 from infra.database import DatabaseAddress
 from projections.runner import catch_up, schema_connection
+from projections.similarity import hnsw_index_name
 from tests.helpers import PIPELINE, clipped_video
 
 pytestmark = pytest.mark.integration
@@ -199,7 +201,7 @@ def test_embeddings_follow_split_and_its_undo(
     catch_up(pg_address, pg_schema)
     assert rows(pg_address, pg_schema, "SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(True,)]
     indexes = rows(pg_address, pg_schema, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema)
-    assert ("rm_embeddings_hnsw_2",) in indexes
+    assert (hnsw_index_name("rm_embeddings", 2),) in indexes
 
 
 def test_history_has_every_event_with_json_payloads(
@@ -230,3 +232,58 @@ def test_history_has_every_event_with_json_payloads(
             pg_address, pg_schema, "SELECT event FROM rm_history WHERE aggregate_id = %s ORDER BY version", a
         )
     ]
+
+
+def test_embeddings_of_every_event_version_reach_the_read_models(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """A version-1 Embedded (JSON floats, stored before compact vectors) and version-2 ones (float32 and
+    float16 bytes) give the same vectors in rm_embeddings and a summary in rm_history."""
+    _, (a, b, c) = clipped_video(pg_app)
+    old, half = [0.6, 0.8, 0.0], [0.0, 0.6, 0.8]
+    for clip_id in (a, b, c):
+        pg_app.approve(clip_id, REVIEWER)
+        pg_app.record_keyframes(
+            clip_id, "multi", [f"k/{clip_id}/0.jpg"], [pg_app.get_clip(clip_id).start], PIPELINE
+        )
+    pg_app.record_embedding(a, "ViT-T", "test", "keyframe_multi", [old, half], PIPELINE)
+    clip = pg_app.get_clip(b)
+    clip.record_embedding("ViT-T", "test", "keyframe_multi", [half], PIPELINE, dtype="float16")
+    pg_app.save(clip)
+    pg_app.record_embedding(c, "ViT-T", "test", "keyframe_multi", [[0.1] * 3], PIPELINE)
+    with schema_connection(pg_address, pg_schema) as conn:  # rewrite a's event as version 1 stored it
+        ((state,),) = conn.execute(
+            "SELECT state FROM heaters_events WHERE originator_id = %s AND topic = 'heaters.clip:Embedded'",
+            (a,),
+        ).fetchall()
+        legacy = json.loads(bytes(state))
+        del legacy["class_version"], legacy["dtype"]
+        legacy["vectors"] = [old, half]
+        conn.execute(
+            "UPDATE heaters_events SET state = %s WHERE originator_id = %s AND topic = 'heaters.clip:Embedded'",
+            (json.dumps(legacy).encode(), a),
+        )
+        conn.commit()
+    catch_up(pg_address, pg_schema)
+    found = rows(
+        pg_address,
+        pg_schema,
+        "SELECT clip_id, vector_index, embedding::text FROM rm_embeddings ORDER BY clip_id = %s DESC, vector_index",
+        a,
+    )
+    by_clip = {(clip_id, i): [float(x) for x in text.strip("[]").split(",")] for clip_id, i, text in found}
+    assert by_clip[(a, 0)] == pytest.approx(old) and by_clip[(a, 1)] == pytest.approx(half)
+    assert by_clip[(b, 0)] == pytest.approx(half, abs=1e-3)
+    assert by_clip[(c, 0)] == pytest.approx([0.1] * 3)
+    summaries = dict(
+        rows(
+            pg_address,
+            pg_schema,
+            "SELECT aggregate_id, payload->'vectors' FROM rm_history WHERE event = 'Embedded'",
+        )
+    )
+    assert summaries == {
+        a: {"count": 2, "dimension": 3, "dtype": "float32"},
+        b: {"count": 1, "dimension": 3, "dtype": "float16"},
+        c: {"count": 1, "dimension": 3, "dtype": "float32"},
+    }

@@ -15,6 +15,7 @@ from infra.database import DatabaseAddress
 from projections.queries import similar_clips, similar_clips_query
 from projections.rebuild import rebuild
 from projections.runner import ProjectionDaemon, catch_up, schema_connection, wait_for
+from projections.similarity import create_hnsw_index, hnsw_index_name
 from tests.helpers import clipped_video
 from tests.projection_helpers import REVIEWER, checksums, embed, positions, unit, varied_history
 
@@ -39,7 +40,12 @@ def test_rebuild_equals_incremental(
             r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,))
         }
     assert not any("__rebuild" in n for n in names | indexes)
-    assert {"rm_clips_pkey", "rm_clips_video", "rm_clips_pending", "rm_embeddings_hnsw_3"} <= indexes
+    assert {
+        "rm_clips_pkey",
+        "rm_clips_video",
+        "rm_clips_pending",
+        hnsw_index_name("rm_embeddings", 3),
+    } <= indexes
     assert set(positions(pg_address, pg_schema)) == {"videos", "clips", "history", "similarity", "stats"}
 
 
@@ -91,6 +97,9 @@ def test_similar_clips_by_cosine(
         )
         assert found[2].distance == pytest.approx(1.0)
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a, video_id=video_id)] == [b, c]
+        assert [s.clip_id for s in similar_clips(conn, pg_schema, a, other_videos=True)] == [d]
+        assert [s.clip_id for s in similar_clips(conn, pg_schema, a, least=True)] == [c, b, d]
+        assert similar_clips(conn, pg_schema, a, least=True)[0].distance == pytest.approx(1.0)
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a, limit=1, offset=1)] == [b]
         assert similar_clips(conn, pg_schema, a, model="other") == []
     pg_app.undo(d, REVIEWER)  # d's approval undone: its vectors stop being found
@@ -114,10 +123,13 @@ def test_similarity_query_uses_the_hnsw_index(
             video,
             "[" + ",".join(f"{x:.5f}" for x in unit(*[rng.gauss(0, 1) for _ in range(16)])) + "]",
         )
-        for _ in range(3000)
+        for _ in range(8000)
     ]
     with schema_connection(pg_address, pg_schema) as conn:
         with conn.cursor() as cur:
+            # Many rows, then the projection's own index built over them (as a rebuild does): enough rows
+            # for the planner to prefer the index to a scan.
+            cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(hnsw_index_name("rm_embeddings", 16))))
             cur.executemany(
                 "INSERT INTO rm_embeddings (clip_id, model, strategy, vector_index, video_id, live, dimension, "
                 "embedding, updated_at) VALUES (%s, 'ViT-T', 'keyframe_multi_avg', 0, %s, true, 16, %s::vector, now())",
@@ -128,6 +140,7 @@ def test_similarity_query_uses_the_hnsw_index(
                 "updated_at, version) VALUES (%s, %s, 0, 10, 'embedded', true, 'shots', now(), now(), 1)",
                 [(r[0], r[1]) for r in rows],
             )
+            create_hnsw_index(cur, "rm_embeddings", 16)
         conn.execute("ANALYZE rm_embeddings")
         conn.commit()
         params = {
@@ -144,8 +157,28 @@ def test_similarity_query_uses_the_hnsw_index(
             r[0]
             for r in conn.execute(sql.SQL("EXPLAIN ") + similar_clips_query(pg_schema, 16, False), params)
         )
-        assert "rm_embeddings_hnsw_16" in plan, plan
+        assert hnsw_index_name("rm_embeddings", 16) in plan, plan
+        least_plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sql.SQL("EXPLAIN ")
+                + similar_clips_query(pg_schema, 16, False, least=True, other_videos=True),
+                {**params, "own_video": uuid4()},
+            )
+        )
+        assert hnsw_index_name("rm_embeddings", 16) in least_plan, least_plan  # no scan of every clip
+        video_plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sql.SQL("EXPLAIN ") + similar_clips_query(pg_schema, 16, True),
+                {**params, "video_id": uuid4()},
+            )
+        )
+        # a small video: its rows through the video index, ranked exactly, never the HNSW index
+        assert "rm_embeddings_video" in video_plan and "hnsw" not in video_plan, video_plan
         found = similar_clips(conn, pg_schema, a)
+        farthest = similar_clips(conn, pg_schema, a, least=True)
+        in_video = similar_clips(conn, pg_schema, a, video_id=video)
     assert len(found) == 12
     exact = sorted(
         (
@@ -156,5 +189,44 @@ def test_similarity_query_uses_the_hnsw_index(
     )
     recall = len({s.clip_id for s in found} & {cid for _, cid in exact[:12]}) / 12
     assert recall >= 0.8
+    assert [s.clip_id for s in in_video] == [cid for _, cid in exact[:12]]  # one video: exact
+    far_recall = len({s.clip_id for s in farthest} & {cid for _, cid in exact[-12:]}) / 12
+    assert far_recall >= 0.8, far_recall
+    assert [s.distance for s in farthest] == sorted((s.distance for s in farthest), reverse=True)
+    assert farthest[0].distance > 1.5  # nearly opposite: these really are the least similar
     assert [s.distance for s in found] == sorted(s.distance for s in found)
     assert isinstance(found[0].clip_id, UUID)
+
+
+def test_catch_up_far_behind_builds_the_hnsw_index_once_at_the_head(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import projections.runner
+
+    def index_oid() -> int | None:
+        with schema_connection(pg_address, pg_schema) as conn:
+            row = conn.execute(
+                "SELECT to_regclass(%s)::oid", (hnsw_index_name("rm_embeddings", 3),)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    _, (a, b, c) = clipped_video(pg_app)
+    for clip_id, vector in ((a, unit(1, 0, 0)), (b, unit(1, 0.2, 0))):
+        pg_app.approve(clip_id, REVIEWER)
+        embed(pg_app, clip_id, vector)
+    catch_up(pg_address, pg_schema)  # a few events: the index is made on first sight and kept
+    first = index_oid()
+    assert first is not None
+    pg_app.approve(c, REVIEWER)
+    embed(pg_app, c, unit(1, 0.1, 0))
+    catch_up(pg_address, pg_schema)
+    assert index_oid() == first  # a short catch-up maintains it
+    _, (d, *_) = clipped_video(pg_app)
+    pg_app.approve(d, REVIEWER)
+    embed(pg_app, d, unit(0, 1, 0))
+    monkeypatch.setattr(projections.runner, "BULK_BACKLOG", 5)
+    catch_up(pg_address, pg_schema)  # "far" behind now: dropped, filled, built again at the head
+    rebuilt = index_oid()
+    assert rebuilt is not None and rebuilt != first
+    with schema_connection(pg_address, pg_schema) as conn:
+        assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [c, b, d]

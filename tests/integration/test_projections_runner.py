@@ -195,3 +195,23 @@ def test_one_daemon_leads_a_schema_and_a_standby_takes_over(
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_value_postgresql_refuses_stops_the_projection_at_its_event(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """A NaN frame rate (the domain takes what the probe reported) cannot go into jsonb or a JSON row:
+    the set-based batch fails, the runner finds the event and records it instead of crashing."""
+    video_id = pg_app.submit("/videos/nan.mp4", "user:tester")
+    attempt = pg_app.start_video_stage(video_id, "download", "stage:test")
+    pg_app.record_downloaded(
+        video_id, attempt, "stage:test", media_key="k", title="t", original_url=None, checksum="0" * 64,
+        duration=float("nan"), fps=float("nan"), frame_count=10, width=1, height=1, codec="h264",
+    )  # fmt: skip
+    head = pg_app.recorder.max_notification_id()
+    catch_up(pg_address, pg_schema, ["videos", "history", "clips"])
+    status = {s.name: s for s in projection_status(pg_address, pg_schema)}
+    for name in ("videos", "history"):
+        assert status[name].state == "stopped" and status[name].position == (head or 0) - 1, status[name]
+        assert "NaN" in (status[name].last_error or "") or "invalid" in (status[name].last_error or "")
+    assert status["clips"].state == "running" and status["clips"].position == head
