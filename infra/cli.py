@@ -340,13 +340,20 @@ def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: flo
 @main.command()
 @click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def shots(video: Path, as_json: bool) -> None:
+@click.option(
+    "--detector",
+    type=click.Choice(["auto", "fast", "cascade", "neural"]),
+    default=None,
+    help="Override HEATERS_SHOT_DETECTOR (default auto: neural on a GPU, cascade otherwise).",
+)
+def shots(video: Path, as_json: bool, detector: str | None) -> None:
     """Print a video file's shot boundaries (first frame of each new shot); ingests nothing."""
     from infra.media.ffmpeg import MediaError
-    from infra.media.shot_detection import detect_shots
+    from infra.media.shot_detection import detect_shots, make_detector
 
+    kind = detector or Settings().shot_detector
     try:
-        result = detect_shots(video)
+        result = detect_shots(video, make_detector(kind))  # type: ignore[arg-type]
     except MediaError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
