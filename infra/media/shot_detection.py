@@ -853,11 +853,13 @@ class CascadeDetector(ShotDetector):
         fast_min_shot_len: int = 10,
         reach: int = 2,
         veto: float = 0.1,
+        support: float = 0.3,
         model: _Model | None = None,
     ) -> None:
         self.margin = margin
         self.reach = reach
         self.veto = veto
+        self.support = support
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -875,7 +877,7 @@ class CascadeDetector(ShotDetector):
         return {
             "model": "transnetv2", "margin": self.margin, "threshold": self.threshold, "relax": self.relax,
             "confident": self.confident, "min_shot_len": self.min_shot_len, "reach": self.reach,
-            "veto": self.veto, "fast_min_shot_len": self.fast_min_shot_len,
+            "veto": self.veto, "support": self.support, "fast_min_shot_len": self.fast_min_shot_len,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -923,7 +925,7 @@ class CascadeDetector(ShotDetector):
                 continue
             if len(near_base) and np.min(np.abs(near_base - cand.frame)) <= 2:
                 continue
-            queries.append((cand.frame, "add"))
+            queries.append((cand.frame, "add" if cand.kind == "cut" else "add-gradual"))
         queries.sort()
         frames = np.concatenate(self._frames)
         scores = np.full(total, np.nan, np.float32)
@@ -957,6 +959,14 @@ class CascadeDetector(ShotDetector):
                 if all(abs(m - c) > 2 for c in cuts):
                     cuts.add(m)
                     kinds[m] = "model"
+            elif question == "add-gradual":
+                # a gradual change the fast pass sees and the model half believes: both together
+                near = filled[max(0, f - self.margin // 3) : f + self.margin // 3 + 1]
+                if len(near) and float(near.max()) >= self.support:
+                    m = max(0, f - self.margin // 3) + int(np.argmax(near)) + 1
+                    if all(abs(m - c) > self.margin // 3 for c in cuts):
+                        cuts.add(m)
+                        kinds[m] = "gradual+model"
         fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
         fades = [
             r
