@@ -36,7 +36,8 @@ TransitionKind = Literal["cut", "dissolve", "fade"]
 Image = NDArray[np.uint8]
 FloatImage = NDArray[np.float32]
 
-CORPUS_VERSION = 6
+CORPUS_VERSION = 5  # generated videos
+REAL_CORPUS_VERSION = 2  # edits of real footage
 
 
 @dataclass(frozen=True)
@@ -604,38 +605,36 @@ def random_program(spec: VideoSpec) -> tuple[list[Shot], list[Transition]]:
 
 
 def build_corpus(out_dir: Path, specs: Sequence[VideoSpec] = CORPUS, force: bool = False) -> list[Path]:
-    """Generate (or reuse, when the stamp matches) every corpus video; return the video paths."""
+    """Generate (or reuse, when its stamp matches) every corpus video; return the video paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = out_dir / "corpus.stamp"
-    want = json.dumps({"version": CORPUS_VERSION, "specs": [asdict(s) for s in specs]}, sort_keys=True)
     paths = [out_dir / f"{s.name}.mp4" for s in specs]
-    fresh = stamp.exists() and stamp.read_text() == want
-    if fresh and not force and all(p.exists() and p.with_suffix(".json").exists() for p in paths):
-        return paths
     for spec, path in zip(specs, paths, strict=True):
+        version = REAL_CORPUS_VERSION if spec.style == "real" else CORPUS_VERSION
+        want = json.dumps({"version": version, "spec": asdict(spec)}, sort_keys=True)
+        stamp = path.with_suffix(".stamp")
+        fresh = stamp.exists() and stamp.read_text() == want
+        if fresh and not force and path.exists() and path.with_suffix(".json").exists():
+            continue
         t0 = time.perf_counter()
         if spec.style == "real":
             truth = make_real_video(path, spec)
-            logger.info(
-                "generated %s: %d frames in %.1f s", path.name, truth.frame_count, time.perf_counter() - t0
+        else:
+            shots, transitions = random_program(spec)
+            truth = make_video(
+                path,
+                shots,
+                transitions,
+                spec.fps,
+                (spec.width, spec.height),
+                seed=spec.seed,
+                noise=spec.noise,
+                render_scale=2 if spec.height >= 720 else 1,
             )
-            continue
-        shots, transitions = random_program(spec)
-        truth = make_video(
-            path,
-            shots,
-            transitions,
-            spec.fps,
-            (spec.width, spec.height),
-            seed=spec.seed,
-            noise=spec.noise,
-            render_scale=2 if spec.height >= 720 else 1,
-        )
+        stamp.write_text(want)
         logger.info(
             "generated %s: %d frames, %d transitions in %.1f s",
             path.name, truth.frame_count, len(truth.transitions), time.perf_counter() - t0,
         )  # fmt: skip
-    stamp.write_text(want)
     return paths
 
 
@@ -778,6 +777,7 @@ def make_real_video(path: Path, spec: VideoSpec) -> Truth:
     truth: list[TruthTransition] = []
     pieces: list[dict[str, object]] = []
     last_seg = -1
+    prev_length = 0
     edit: RealEdit = "cut"
     while len(out) < total:
         seg_i = int(rng.integers(0, len(REAL_SEGMENTS)))
@@ -799,7 +799,7 @@ def make_real_video(path: Path, spec: VideoSpec) -> Truth:
             truth.append(TruthTransition("cut", len(out), len(out)))
             out.extend(np.clip(p, 0, 255).astype(np.uint8) for p in piece)
         elif edit == "dissolve":
-            n = min(int(rng.integers(8, 21)), length // 2, len(out) // 2)
+            n = min(int(rng.integers(8, 21)), length // 3, prev_length // 3)
             s = len(out) - n
             for j in range(n):
                 w = (j + 1) / (n + 1)
@@ -808,8 +808,8 @@ def make_real_video(path: Path, spec: VideoSpec) -> Truth:
             out.extend(np.clip(p, 0, 255).astype(np.uint8) for p in piece[n:])
         else:  # fade through black or white
             color = 255.0 if rng.random() < 0.3 else 0.0
-            n_out = min(int(rng.integers(5, 13)), len(out) // 2)
-            n_in = min(int(rng.integers(5, 13)), length // 2)
+            n_out = min(int(rng.integers(5, 13)), prev_length // 3)
+            n_in = min(int(rng.integers(5, 13)), length // 3)
             hold = int(rng.integers(0, 9))
             s = len(out) - n_out
             for j in range(n_out):
@@ -821,6 +821,7 @@ def make_real_video(path: Path, spec: VideoSpec) -> Truth:
                 piece[j] = piece[j] * w + color * (1 - w)
             truth.append(TruthTransition("fade", s, len(out) + n_in - 1))
             out.extend(np.clip(p, 0, 255).astype(np.uint8) for p in piece)
+        prev_length = length
         if edit == "short":
             edit = "cut"  # a short shot ends with a cut too
         else:

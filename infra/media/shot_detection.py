@@ -196,6 +196,7 @@ class HeatersDetector(ShotDetector):
         self.candidates: list[Candidate] = []  # every candidate before the merge (set by finish)
         self.flat: NDArray[np.bool_] = np.zeros(0, bool)  # per frame: near uniform (set by finish)
         self.luma: FloatArray = np.zeros(0, np.float32)  # per frame: mean luma (set by finish)
+        self.motion: FloatArray = np.zeros(0, np.float32)  # per frame: pan-compensated change
 
     @property
     def params(self) -> dict[str, Any]:
@@ -295,6 +296,7 @@ class HeatersDetector(ShotDetector):
         self.candidates = sorted(candidates, key=lambda c: c.frame)
         self.flat = std < self.flat_std
         self.luma = luma
+        self.motion = moco
         cuts = self._merge(candidates, total)
         return cuts
 
@@ -826,17 +828,23 @@ class NeuralDetector(ShotDetector):
 
 
 class CascadeDetector(ShotDetector):
-    """The fast detector proposes, TransNetV2 decides - on the CPU, at about the fast detector's cost.
+    """The fast detector proposes, TransNetV2 decides, on short windows only (the CPU default).
 
-    One 64-px rgb24 decode feeds the fast pass and a 48x27 copy of every frame for the model.
-    The fast pass runs twice on the same features: with its own thresholds and with relaxed ones,
-    without the minimum-length merge. Every candidate region (candidates closer than ``2 * margin``
-    frames form one) is scored by the model on a window of ``margin`` frames of context either side.
-    Inside those windows the model's boundaries are the answer - a short shot of 3 frames or more
-    stays unless the model says it is not a boundary - except that a hard cut the fast pass is sure
-    of (``confident`` times its cut threshold, alone in its region) is kept without asking.
-    Elsewhere no boundary is reported: the relaxed pass is what keeps the model's blind spots
-    (regions it never sees) free of transitions.
+    One 64-px rgb24 decode feeds the fast pass and a 48x27 copy of every frame for the model. The
+    fast pass runs on its features twice, with its own thresholds and with relaxed ones, and its
+    candidates are kept without the minimum-length merge. The model scores windows of ``margin``
+    frames of context around the questions (nearby questions share a window):
+
+    * a hard cut the fast pass is sure of (``confident`` times its threshold) or a fade: kept,
+      nothing asked; its other boundaries: dropped only if the model gives nothing near (``veto``);
+    * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
+      sees a transition there - TransNetV2 often marks only one end of a shot of a few frames -
+      dropped when it sees none;
+    * candidates the fast pass turned down (relaxed thresholds, raw peaks of the frame-to-frame
+      change, dark, bright or flat runs): added where the model says so, and gradual ones also
+      where the model half believes it (``support``).
+
+    Frames no question comes near are never shown to the model.
     """
 
     name = "cascade"
@@ -854,12 +862,16 @@ class CascadeDetector(ShotDetector):
         reach: int = 2,
         veto: float = 0.1,
         support: float = 0.3,
+        raw_cut: float = 0.3,
+        raw_ratio: float = 1.5,
         model: _Model | None = None,
     ) -> None:
         self.margin = margin
         self.reach = reach
         self.veto = veto
         self.support = support
+        self.raw_cut = raw_cut
+        self.raw_ratio = raw_ratio
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -877,7 +889,7 @@ class CascadeDetector(ShotDetector):
         return {
             "model": "transnetv2", "margin": self.margin, "threshold": self.threshold, "relax": self.relax,
             "confident": self.confident, "min_shot_len": self.min_shot_len, "reach": self.reach,
-            "veto": self.veto, "support": self.support, "fast_min_shot_len": self.fast_min_shot_len,
+            "veto": self.veto, "support": self.support, "raw_cut": self.raw_cut, "raw_ratio": self.raw_ratio, "fast_min_shot_len": self.fast_min_shot_len,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -908,8 +920,24 @@ class CascadeDetector(ShotDetector):
         base_kinds = dict(base.kinds)
         # questions for the model: (frame, kind of question)
         queries: list[tuple[int, str]] = []
+        # short shots: strict cuts closer than the fast detector's minimum length
+        cut_frames = sorted({x.frame for x in strict if x.kind == "cut"})
+        clusters: list[list[int]] = []
+        for f in cut_frames:
+            if clusters and f - clusters[-1][-1] <= 2:
+                continue
+            if clusters and f - clusters[-1][-1] < self.fast_min_shot_len:
+                clusters[-1].append(f)
+            else:
+                clusters.append([f])
+        clusters = [c for c in clusters if len(c) > 1]
+        in_cluster = {f for c in clusters for f in c}
+        for cluster in clusters:
+            queries.extend((f, "cluster") for f in cluster)
         for c in base_cuts:
             kind = base_kinds.get(c, "")
+            if any(abs(c - f) <= 2 for f in in_cluster):
+                continue
             if any(2 < abs(x.frame - c) < self.fast_min_shot_len for x in strict if x.kind != "fade"):
                 queries.append((c, "decide"))  # a short shot was merged into it: the model decides
                 continue
@@ -919,13 +947,15 @@ class CascadeDetector(ShotDetector):
             )
             if not sure:
                 queries.append((c, "veto"))
-        near_base = np.array(base_cuts, dtype=np.int64)
-        for cand in (*strict, *relaxed.candidates):
-            if cand.kind == "fade":
+        base_cuts = [c for c in base_cuts if all(abs(c - f) > 2 for f in in_cluster)]
+        near_base = np.array(sorted({*base_cuts, *in_cluster}), dtype=np.int64)
+        proposals = [(x.frame, x.kind) for x in (*strict, *relaxed.candidates) if x.kind != "fade"]
+        proposals += [(f, "cut") for f in self._raw_cuts()]
+        proposals += [(f, "gradual") for f in self._dips()]
+        for frame, kind in proposals:
+            if len(near_base) and np.min(np.abs(near_base - frame)) <= 2:
                 continue
-            if len(near_base) and np.min(np.abs(near_base - cand.frame)) <= 2:
-                continue
-            queries.append((cand.frame, "add" if cand.kind == "cut" else "add-gradual"))
+            queries.append((frame, "add" if kind == "cut" else "add-gradual"))
         queries.sort()
         frames = np.concatenate(self._frames)
         scores = np.full(total, np.nan, np.float32)
@@ -945,6 +975,18 @@ class CascadeDetector(ShotDetector):
         model_cuts = transitions_from_scores(filled, self.threshold)
         cuts = set(base_cuts)
         kinds = {c: base_kinds.get(c, "cut") for c in base_cuts}
+        for cluster in clusters:
+            # TransNetV2 often marks only one end of a shot of a few frames: a short shot stays
+            # when the model sees a transition there at all, and goes when it sees none
+            lo, hi = cluster[0] - self.reach, cluster[-1] + self.reach
+            if any(lo <= m <= hi for m in model_cuts):
+                cuts.update(cluster)
+                kinds.update({f: "cut" for f in cluster})
+            else:
+                for f in cluster:
+                    if float(filled[max(0, f - self.reach - 1) : f + self.reach].max()) >= self.support:
+                        cuts.add(f)
+                        kinds[f] = "cut"
         for f, question in queries:
             lo, hi = max(0, f - self.reach), min(total, f + self.reach + 1)
             said = [m for m in model_cuts if lo <= m <= hi]
@@ -986,6 +1028,36 @@ class CascadeDetector(ShotDetector):
             "cascade: %d questions in %d windows, model on %d of %d frames -> %d cuts",
             len(queries), len(regions), sum(b - a for a, b in self.windows), total, len(out),
         )  # fmt: skip
+        return out
+
+    def _raw_cuts(self) -> list[int]:
+        """Frames where the picture jumps (a peak of the pan-compensated frame-to-frame change)
+        that the fast pass's own tests turned down: the model looks at them."""
+        d1 = self._fast.motion
+        out: list[int] = []
+        for t in np.flatnonzero(d1 >= self.raw_cut).tolist():
+            if t < 1 or d1[t] < d1[max(1, t - 2) : t + 3].max():
+                continue
+            around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
+            if len(around) and d1[t] >= self.raw_ratio * max(float(np.median(around)), 0.02):
+                out.append(t)
+        return out
+
+    def _dips(self) -> list[int]:
+        """Middles of runs of dark, bright or nearly flat frames inside the video (maybe a fade)."""
+        fast = self._fast
+        low = (fast.luma < fast.fade_dark) | (fast.luma > fast.fade_bright) | (fast.flat)
+        out: list[int] = []
+        t, n = 0, len(low)
+        while t < n:
+            if not low[t]:
+                t += 1
+                continue
+            s = t
+            while t < n and low[t]:
+                t += 1
+            if s > 0 and t < n and t - s <= 4 * self.margin:
+                out.append((s + t) // 2)
         return out
 
     def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:

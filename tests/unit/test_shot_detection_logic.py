@@ -411,14 +411,25 @@ def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     assert scored < len(video)
 
 
+def test_cascade_keeps_a_short_shot_when_the_model_marks_one_end() -> None:
+    """TransNetV2 often marks only one end of a shot of a few frames (one transition event)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    frames = _still(1, 60, rng) + _still(2, 5, rng) + _still(3, 60, rng)
+    video = _rgb(frames)
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([65], video)), [video])
+    assert cuts == [60, 65]
+
+
 def test_cascade_drops_a_short_shot_the_model_rejects() -> None:
     from infra.media.shot_detection import CascadeDetector
 
     rng = np.random.default_rng(3)
     frames = _still(1, 60, rng) + _still(2, 5, rng) + _still(3, 60, rng)
     video = _rgb(frames)
-    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([60], video)), [video])
-    assert cuts == [60]
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([], video)), [video])
+    assert cuts == []
 
 
 def test_cascade_asks_nothing_about_a_static_video_and_sure_cuts() -> None:
