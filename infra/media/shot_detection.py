@@ -197,6 +197,7 @@ class HeatersDetector(ShotDetector):
         self.flat: NDArray[np.bool_] = np.zeros(0, bool)  # per frame: near uniform (set by finish)
         self.luma: FloatArray = np.zeros(0, np.float32)  # per frame: mean luma (set by finish)
         self.motion: FloatArray = np.zeros(0, np.float32)  # per frame: pan-compensated change
+        self.thumbs: FloatArray = np.zeros((0, 1, 1), np.float32)  # per frame: pooled z thumbnail
 
     @property
     def params(self) -> dict[str, Any]:
@@ -297,6 +298,7 @@ class HeatersDetector(ShotDetector):
         self.flat = std < self.flat_std
         self.luma = luma
         self.motion = moco
+        self.thumbs = thumbs
         cuts = self._merge(candidates, total)
         return cuts
 
@@ -864,6 +866,7 @@ class CascadeDetector(ShotDetector):
         support: float = 0.3,
         raw_cut: float = 0.3,
         raw_ratio: float = 1.5,
+        same_picture: float = 0.8,
         model: _Model | None = None,
     ) -> None:
         self.margin = margin
@@ -872,6 +875,7 @@ class CascadeDetector(ShotDetector):
         self.support = support
         self.raw_cut = raw_cut
         self.raw_ratio = raw_ratio
+        self.same_picture = same_picture
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -889,7 +893,8 @@ class CascadeDetector(ShotDetector):
         return {
             "model": "transnetv2", "margin": self.margin, "threshold": self.threshold, "relax": self.relax,
             "confident": self.confident, "min_shot_len": self.min_shot_len, "reach": self.reach,
-            "veto": self.veto, "support": self.support, "raw_cut": self.raw_cut, "raw_ratio": self.raw_ratio, "fast_min_shot_len": self.fast_min_shot_len,
+            "veto": self.veto, "support": self.support, "raw_cut": self.raw_cut, "raw_ratio": self.raw_ratio,
+            "same_picture": self.same_picture, "fast_min_shot_len": self.fast_min_shot_len,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -998,7 +1003,7 @@ class CascadeDetector(ShotDetector):
                     cuts.discard(f)
             elif said:
                 m = min(said, key=lambda m: abs(m - f))
-                if all(abs(m - c) > 2 for c in cuts):
+                if all(abs(m - c) > 2 for c in cuts) and not self._same_picture(m, 2):
                     cuts.add(m)
                     kinds[m] = "model"
             elif question == "add-gradual":
@@ -1006,7 +1011,7 @@ class CascadeDetector(ShotDetector):
                 near = filled[max(0, f - self.margin // 3) : f + self.margin // 3 + 1]
                 if len(near) and float(near.max()) >= self.support:
                     m = max(0, f - self.margin // 3) + int(np.argmax(near)) + 1
-                    if all(abs(m - c) > self.margin // 3 for c in cuts):
+                    if all(abs(m - c) > self.margin // 3 for c in cuts) and not self._same_picture(m, 8):
                         cuts.add(m)
                         kinds[m] = "gradual+model"
         fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
@@ -1029,6 +1034,14 @@ class CascadeDetector(ShotDetector):
             len(queries), len(regions), sum(b - a for a, b in self.windows), total, len(out),
         )  # fmt: skip
         return out
+
+    def _same_picture(self, frame: int, gap: int) -> bool:
+        """The picture before ``frame`` comes back after it (``gap`` frames either side left out):
+        flicker, a flash or motion inside one shot, not a boundary - the model's usual mistakes."""
+        thumbs = self._fast.thumbs
+        before = (frame - gap - 8, frame - gap)
+        after = (frame + gap, frame + gap + 8)
+        return _max_correlation(thumbs, before, after) > self.same_picture
 
     def _raw_cuts(self) -> list[int]:
         """Frames where the picture jumps (a peak of the pan-compensated frame-to-frame change)
