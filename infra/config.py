@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbeddingStrategy = Literal["keyframe_multi_avg", "keyframe_multi", "keyframe_single"]
 KeyframeStrategy = Literal["multi", "midpoint"]
+ShotDetectorKind = Literal["auto", "fast", "cascade", "neural"]
 
 
 class Settings(BaseSettings):
@@ -109,6 +110,11 @@ class Settings(BaseSettings):
     sprite_columns: int = 5
     sprite_rows: int = 5
     keyframe_strategy: KeyframeStrategy = "multi"
+    shot_detector: ShotDetectorKind = Field(
+        default="auto",
+        description="fast (hand-tuned, no model), cascade (fast proposals, TransNetV2 decides; CPU), "
+        "neural (TransNetV2 on every frame; GPU) or auto (neural on a GPU, cascade otherwise).",
+    )
 
     # Embeddings.
     clip_model: str = "ViT-B-32"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from commands.service import HeatersApplication
-from infra.config import Settings
-from infra.database import DatabaseAddress, database, eventsourcing_env
+if TYPE_CHECKING:  # configure_logging is imported by every CLI command: keep this module light
+    from commands.service import HeatersApplication
+    from infra.config import Settings
+    from infra.database import DatabaseAddress
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -18,6 +20,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def build_application(settings: Settings, address: DatabaseAddress) -> HeatersApplication:
+    from commands.service import HeatersApplication
+    from infra.database import eventsourcing_env
+
     env = eventsourcing_env(address, settings.database_schema, settings.database_pool_size)
     return HeatersApplication(env=env, min_clip_frames=settings.min_clip_frames)
 
@@ -25,6 +30,8 @@ def build_application(settings: Settings, address: DatabaseAddress) -> HeatersAp
 @contextmanager
 def open_application(settings: Settings) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
     """The application on the configured database (started first when it is the embedded one)."""
+    from infra.database import database
+
     with database(settings) as address:
         app = build_application(settings, address)
         try:

@@ -271,12 +271,12 @@ def sprites(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int],
 
 
 def shots(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
-    from infra.media.shot_detection import detect_shots
+    from infra.media.shot_detection import detect_shots, make_detector
 
     def work(attempt: int, workdir: Path) -> None:
         video = ctx.app.get_video(video_id)
         proxy_path = _fetch(ctx, video.media["proxy"], workdir)
-        result = detect_shots(proxy_path)
+        result = detect_shots(proxy_path, make_detector(ctx.settings.shot_detector))
         cuts = [c for c in result.cuts if 0 < c < video.frame_count]
         ensure_current(f"video {video_id}: shots attempt {attempt}")
         clip_ids = ctx.app.record_shots(

