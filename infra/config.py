@@ -104,8 +104,21 @@ class Settings(BaseSettings):
     # Media.
     proxy_max_height: int = 720
     proxy_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
+    media_single_pass: bool = Field(
+        default=True,
+        description="Decode each video once for its proxy, sprite sheets and shot analysis "
+        "(off: each stage decodes on its own).",
+    )
     sprite_fps: float = 24.0
-    sprite_tile_width: int = 480
+    sprite_tile_width: int = Field(
+        default=640,
+        ge=2,
+        description="Sprite tile width in pixels; the review player shows tiles at this size.",
+    )
+    sprite_format: Literal["webp", "jpeg"] = "webp"
+    sprite_quality: int | None = Field(
+        default=None, description="WebP quality 0-100 (default 72) or JPEG qscale 2-31 (default 3)."
+    )
     sprite_columns: int = 5
     sprite_rows: int = 5
     keyframe_strategy: KeyframeStrategy = "multi"
