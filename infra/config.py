@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     sprite_columns: int = 5
     sprite_rows: int = 5
     keyframe_strategy: KeyframeStrategy = "multi"
+    keyframe_short_side: int = Field(
+        default=224,
+        ge=0,
+        description="Keyframes are scaled down to this shorter side, the embedding model's input size "
+        "(ViT-B-32: 224); 0 = the proxy's size.",
+    )
 
     # Embeddings.
     clip_model: str = "ViT-B-32"
@@ -131,6 +137,22 @@ class Settings(BaseSettings):
     )
     embedding_strategy: EmbeddingStrategy = "keyframe_multi_avg"
     embedding_batch_size: int = 32
+    embedding_device: str = Field(
+        default="auto",
+        description="Where the CLIP model runs: auto (CUDA when present), cpu, cuda or cuda:N.",
+    )
+    embedding_clips_per_batch: int = Field(
+        default=32, ge=1, description="Clips whose keyframes one forward pass may take (batches span clips)."
+    )
+    embedding_worker_threads: int = Field(
+        default=8,
+        ge=1,
+        description="Threads of a worker's embeddings queue; their clips share batches, so more threads "
+        "mean fuller batches.",
+    )
+    embedding_workers: int = Field(
+        default=0, ge=0, description="Threads decoding keyframes for the embedder; 0 = one per CPU core."
+    )
 
     # Pipeline.
     ingest_worker_threads: int = Field(

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from infra.config import Settings
 from infra.media.ffmpeg import MediaError
 from infra.media.sprites import content_type as sprite_content_type
 from infra.object_storage import ObjectStorage
+from processors.embedding_batches import EmbeddingBatcher
 from processors.middleware import report_attempt
 from processors.work_ledger import SupersededAttempt, ensure_current
 
@@ -51,16 +53,30 @@ class PipelineContext:
     settings: Settings
     embedder_factory: Callable[[], ClipEmbedder] | None = None
     _embedder: ClipEmbedder | None = field(default=None, init=False, repr=False)
+    _batcher: EmbeddingBatcher | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def embedder(self) -> ClipEmbedder:
-        if self._embedder is None:
-            if self.embedder_factory is not None:
-                self._embedder = self.embedder_factory()
-            else:
-                from infra.clip_embedder import ClipEmbedder
+        with self._lock:  # worker threads share one model
+            if self._embedder is None:
+                if self.embedder_factory is not None:
+                    self._embedder = self.embedder_factory()
+                else:
+                    from infra.clip_embedder import ClipEmbedder
 
-                self._embedder = ClipEmbedder.from_settings(self.settings)
-        return self._embedder
+                    self._embedder = ClipEmbedder.from_settings(self.settings)
+            return self._embedder
+
+    def embedding_batcher(self) -> EmbeddingBatcher:
+        """Where this worker's embedding threads pool their clips (batches that span clips)."""
+        embedder = self.embedder()
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = EmbeddingBatcher(
+                    lambda clips, strategy: embedder.embed_clips(clips, strategy),
+                    max_clips=self.settings.embedding_clips_per_batch,
+                )
+            return self._batcher
 
 
 class PermanentFailure(Exception):
@@ -445,7 +461,10 @@ def keyframes(
         video = ctx.app.get_video(clip.video_id)
         proxy_path = _fetch(ctx, video.media["proxy"], workdir)
         strategy = ctx.settings.keyframe_strategy
-        paths = extract_keyframes(proxy_path, workdir / "kf", clip.start, clip.end, video.fps, strategy)
+        paths = extract_keyframes(
+            proxy_path, workdir / "kf", clip.start, clip.end, video.fps, strategy,
+            short_side=ctx.settings.keyframe_short_side,
+        )  # fmt: skip
         frames = [frame for _, frame in keyframe_frames(clip.start, clip.end, strategy)]
         keys = []
         ensure_current(f"clip {clip_id}: keyframes")
@@ -468,10 +487,12 @@ def embedding(
         images = [_fetch(ctx, key, workdir) for key in clip.keyframes["keys"]]
         try:
             embedder = ctx.embedder()
+            batcher = ctx.embedding_batcher()
         except EmbeddingModelUnavailable as error:
             raise PermanentFailure(str(error)) from error
         strategy = ctx.settings.embedding_strategy
-        vectors = embedder.embed_clip_keyframes(images, strategy)
+        vectors = batcher.embed(images, strategy)  # in one batch with the clips of the other threads
+        ensure_current(f"clip {clip_id}: embedding")
         ctx.app.record_embedding(
             clip_id,
             embedder.model_name,

@@ -264,6 +264,17 @@ def test_keyframes_per_strategy(ramp_proxy: Path, tmp_path: Path) -> None:
     assert keyframe_frames(0, 4, "midpoint") == [(50, 2)]
 
 
+def test_keyframes_at_the_models_size_are_scaled_down_never_up(ramp_proxy: Path, tmp_path: Path) -> None:
+    small = extract_keyframes(ramp_proxy, tmp_path / "a", 10, 30, FPS, "multi", short_side=60)
+    for path, frame in zip(small, (15, 20, 25), strict=True):
+        with Image.open(path) as image:
+            assert image.size == (80, 60)  # 160x120 with its shorter side at 60
+            assert ramp_frame(image) == frame
+    kept = extract_keyframes(ramp_proxy, tmp_path / "b", 10, 30, FPS, "midpoint", short_side=224)
+    with Image.open(kept[0]) as image:
+        assert image.size == (160, 120)
+
+
 def test_keyframes_exact_on_long_gop_source(media: dict[str, Path], tmp_path: Path) -> None:
     paths = extract_keyframes(media["ramp"], tmp_path, 40, 80, FPS, "multi")  # keyframes at 0, 50
     with Image.open(paths[0]) as a, Image.open(paths[2]) as c:
