@@ -104,6 +104,8 @@
       const url = clip.sprite.sheets[s];
       if (url && !state.images.has(url)) {
         const img = new Image();
+        img.decoding = "async";
+        img.fetchPriority = s === first ? "high" : "low"; // the sheet of the first frame comes first
         img.src = url;
         state.images.set(url, img);
       }
@@ -113,7 +115,8 @@
 
   function scale(sprite) {
     const maxWidth = Math.min(960, root.clientWidth || 960);
-    return Math.min(2, maxWidth / sprite.tile_width);
+    // Tiles are rendered at the size the player shows them (HEATERS_SPRITE_TILE_WIDTH): never upscale.
+    return Math.min(1, maxWidth / sprite.tile_width);
   }
 
   function draw() {
