@@ -1,8 +1,9 @@
 """One decode of a video for everything made from all its frames: the review proxy, the sprite
 sheets and the frames the shot detector analyses.
 
-A single ffmpeg process decodes the source once; its filter graph makes the frame rate constant,
-then splits the frames three ways: an all-intra H.264 proxy (as :func:`make_proxy`), the sprite
+A single ffmpeg process decodes the source once; its filter graph makes the frame rate constant
+(the ``fps`` filter: for a variable-rate source it can keep a frame or two fewer than
+:func:`make_proxy`'s ``-r``, which duplicates to fill gaps; clips follow the proxy either way), then splits the frames three ways: an all-intra H.264 proxy (as :func:`make_proxy`), the sprite
 sheets (as :func:`make_sprites`, in the proxy's geometry and frame numbering) and a reduced-size
 raw video piped to this process, whose batches go to ``consume`` (the shot detector) while ffmpeg
 keeps encoding. All three see the same frames, so frame ``n`` of the analysis is frame ``n`` of the
