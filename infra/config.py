@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     )
     sprite_format: Literal["webp", "jpeg"] = "webp"
     sprite_quality: int | None = Field(
-        default=None, description="WebP quality 0-100 (default 72) or JPEG qscale 2-31 (default 3)."
+        default=None, description="WebP quality 0-100 (default 60) or JPEG qscale 2-31 (default 3)."
     )
     sprite_columns: int = 5
     sprite_rows: int = 5

@@ -237,7 +237,7 @@ def plan_sprites(
     if rows * tile_h > limit:
         raise ValueError(f"sheet height {rows * tile_h} exceeds the {image_format} limit of {limit}")
     if quality is None:
-        quality = 72 if image_format == "webp" else 3
+        quality = 60 if image_format == "webp" else 3
     return SpritePlan(
         source_fps=exact_source,
         sprite_fps=sprite_fps,
