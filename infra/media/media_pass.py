@@ -99,10 +99,13 @@ def decode_once(
     plan = None
     if sprites is not None:
         spec, _ = sprites
-        plan = plan_sprites(
-            w, h, info.frame_count, info.fps, spec.fps, spec.tile_width, spec.columns, spec.rows,
-            image_format=spec.image_format, quality=spec.quality,
-        )  # fmt: skip
+        try:
+            plan = plan_sprites(
+                w, h, info.frame_count, info.fps, spec.fps, spec.tile_width, spec.columns, spec.rows,
+                image_format=spec.image_format, quality=spec.quality,
+            )  # fmt: skip
+        except ValueError as problem:  # the sprites stage renders (and fails) on its own
+            logger.warning("%s: no sprites in the decode pass: %s", src, problem)
     branches = ["[p]"] + (["[s]"] if plan else []) + (["[a]"] if analysis else [])
     graph = [
         f"[0:v:0]setpts=PTS-STARTPTS,fps={fps.numerator}/{fps.denominator},"
@@ -148,7 +151,10 @@ def decode_once(
                     w, h, proxy.frame_count, info.fps, *_spec_args(sprites[0]),
                     image_format=sprites[0].image_format, quality=sprites[0].quality,
                 )  # fmt: skip
-            manifest = plan.finish(sprite_work, sprites[1], src)
+            try:
+                manifest = plan.finish(sprite_work, sprites[1], src)
+            except MediaError as problem:  # the proxy stands; the sprites stage renders on its own
+                logger.warning("%s: sprites of the decode pass unusable: %s", src, problem)
     finally:
         if sprite_work is not None:
             shutil.rmtree(sprite_work, ignore_errors=True)

@@ -514,3 +514,14 @@ def test_webp_sprites_are_smaller_than_jpeg_at_the_same_tile_size(
     assert size(tmp_path / "w") < size(tmp_path / "j")
     with pytest.raises(ValueError, match="webp limit"):
         make_sprites(media["playable"], tmp_path / "x", tile_width=4000, columns=5, image_format="webp")
+
+
+def test_one_decode_with_impossible_sprite_settings_still_makes_the_proxy(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    result = decode_once(
+        media["ramp"],
+        tmp_path / "proxy.mp4",
+        sprites=(SpriteSpec(tile_width=8000, columns=5), tmp_path / "sprites"),  # wider than WebP allows
+    )
+    assert result.proxy.frame_count == FRAMES and result.sprites is None
