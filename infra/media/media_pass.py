@@ -114,7 +114,7 @@ def decode_once(
     ]
     analysis_size = (0, 0)
     if plan is not None:
-        graph.append(f"[s]{plan.filters()}[sprites]")
+        graph.append(plan.graph("[s]"))
     if analysis is not None:
         analysis_size = scaled_size(w, h, min(analysis.width, w))
         aw, ah = analysis_size
@@ -137,7 +137,7 @@ def decode_once(
                 "-movflags", "+faststart", "-f", "mp4", str(tmp),
             ]  # fmt: skip
             if plan is not None and sprite_work is not None:
-                args += ["-map", "[sprites]", *plan.output_args(sprite_work)]
+                args += plan.output_args(sprite_work)
             if analysis is not None:
                 args += ["-map", "[analysis]", "-fps_mode", "passthrough", "-f", "rawvideo"]
                 args += ["-pix_fmt", analysis.pix_fmt, "pipe:1"]

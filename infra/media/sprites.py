@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+SHEET_ENCODERS = 2
 _MAX_SIDE: dict[str, int] = {"jpeg": 65500, "webp": 16383}
 
 
@@ -163,16 +164,42 @@ class SpritePlan:
             return ["-c:v", "libwebp", "-quality", str(self.quality), "-compression_level", "0"]
         return ["-c:v", "mjpeg", "-q:v", str(self.quality)]
 
+    @property
+    def encoders(self) -> int:
+        """Sheet encoders run side by side (libwebp encodes on one thread): odd and even sheets."""
+        return min(SHEET_ENCODERS, self.sheet_count)
+
+    def graph(self, source: str) -> str:
+        """Filter-graph text from the ``source`` pad to the pads ``[sheets0]``, ``[sheets1]``..."""
+        n = self.encoders
+        if n == 1:
+            return f"{source}{self.filters()}[sheets0]"
+        parts = [f"{source}{self.filters()},split={n}" + "".join(f"[part{i}]" for i in range(n))]
+        parts += [f"[part{i}]select='eq(mod(n\\,{n})\\,{i})'[sheets{i}]" for i in range(n)]
+        return ";".join(parts)
+
     def output_args(self, out_dir: Path) -> list[str]:
-        """ffmpeg output options writing the sheets into ``out_dir`` (after ``-map``)."""
-        return [
-            "-fps_mode", "passthrough", *self.encoder_args(),
-            "-start_number", "0", "-f", "image2", str(out_dir / self.pattern),
-        ]  # fmt: skip
+        """ffmpeg outputs writing the pads of :meth:`graph` into ``out_dir`` (renamed by :meth:`finish`)."""
+        ext = _EXTENSIONS[self.image_format]
+        args: list[str] = []
+        for i in range(self.encoders):
+            args += [
+                "-map", f"[sheets{i}]", "-fps_mode", "passthrough", *self.encoder_args(),
+                "-start_number", "0", "-f", "image2", str(out_dir / f"part{i}_%05d.{ext}"),
+            ]  # fmt: skip
+        return args
+
+    def _collect(self, work: Path) -> None:
+        """Rename encoder ``i``'s ``k``-th sheet to sheet ``k * encoders + i``."""
+        n = self.encoders
+        for path in sorted(work.glob("part*_*.*")):
+            part, index = path.stem.removeprefix("part").split("_")
+            path.rename(work / (self.pattern % (int(index) * n + int(part))))
 
     def finish(self, work: Path, out_dir: Path, what: Path) -> SpriteManifest:
         """Check the sheets rendered into ``work``, move them into ``out_dir`` (replacing older
         sheets) and write the manifest; ``what`` names the video in errors."""
+        self._collect(work)
         produced = sorted(p.name for p in work.glob("sheet_*.*") if not p.name.startswith("."))
         if len(produced) != self.sheet_count:
             raise MediaError(
@@ -282,8 +309,8 @@ def make_sprites(
     try:
         run_ffmpeg(
             [
-                *LOCAL_INPUT, "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn",
-                "-vf", plan.filters(), *plan.output_args(work),
+                *LOCAL_INPUT, "-i", str(src), "-filter_complex", plan.graph("[0:v:0]"),
+                *plan.output_args(work),
             ],
             what="rendering sprite sheets",
             path=src,
