@@ -3,14 +3,19 @@
     python -m bench.embeddings [--out bench/results/embeddings.json] [--images N] [--model ViT-B-32]
 
 Everything runs in one process on the same images: synthetic 1280x720 JPEG keyframes (the size of a 720p
-proxy's frames) are generated into a temporary directory, then
+proxy's frames) and the same scaled to ``HEATERS_KEYFRAME_SHORT_SIDE`` (how the pipeline extracts them) are
+generated into a temporary directory, then
 
-* ``forward (baseline)``: ``model.encode_image`` on the pre-made, preprocessed tensors, batched, i.e.
-  the ceiling for this model on this machine;
-* ``decode+preprocess``: JPEG decode + open_clip's preprocess only (no model);
-* ``end to end``: ``ClipEmbedder.embed_images(paths)`` (decode → preprocess → batched forward →
-  normalise), plain, with ``prefetch`` (next batch prepared in a thread), with ``jpeg_draft`` (libjpeg
-  reduced-scale decode) and both.
+* ``forward (baseline)``: ``model.encode_image`` on the pre-made, preprocessed tensors, batched, in the
+  embedder's precision (fp16 on CUDA), i.e. the ceiling for this model on this device;
+* ``decode+preprocess``: JPEG decode + open_clip's preprocess only, one thread (no model);
+* ``end to end``: ``ClipEmbedder.embed_images(paths)`` with default settings (the device
+  ``HEATERS_EMBEDDING_DEVICE`` picks, a decode pool of one thread per core, prefetch, JPEG draft; on CUDA
+  fp16 and JPEG decode + resize on the GPU), on both keyframe sizes, and as before issue #11 (one thread,
+  no prefetch, no draft, full-size keyframes); on CUDA also with the JPEGs decoded on the host.
+
+The report records the device and both headline figures: the forward pass and end to end with default
+settings (``end_to_end_ratio`` is their ratio).
 
 The model has random weights (ViT-B-32 by default): throughput does not depend on the weights values.
 Variants run round-robin ``--repeats`` times and the best wall time is kept; process CPU time is reported
@@ -116,52 +121,87 @@ def run(
 ) -> dict[str, Any]:
     if threads is not None:
         torch.set_num_threads(threads)
-    embedder = ClipEmbedder.random_init(model_name, batch_size=batch_size, seed=0)
+    settings = Settings()
+    # Default settings: the device HEATERS_EMBEDDING_DEVICE picks (auto: CUDA when present), its
+    # decode pool, prefetch, JPEG draft, fp16 and device-side JPEG decode on CUDA.
+    embedder = ClipEmbedder.random_init(
+        model_name, batch_size=batch_size, seed=0, device=settings.embedding_device,
+        workers=settings.embedding_workers or None,
+    )  # fmt: skip
+    defaults: dict[str, Any] = {
+        "prefetch": embedder.prefetch,
+        "jpeg_draft": embedder.jpeg_draft,
+        "workers": embedder.workers,
+        "decode_on_device": embedder.decode_on_device,
+    }
+    short_side = settings.keyframe_short_side
     rows: list[Row] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="emb-bench-") as tmp:
         generate_seconds, paths = _timed(lambda: make_keyframes(Path(tmp), images, width, height))
         logger.info("generated %d %dx%d JPEGs in %.1f s", images, width, height, generate_seconds)
+        # Keyframes as the pipeline extracts them: scaled to the model's input size (short side).
+        small_dir = Path(tmp) / "small"
+        small_dir.mkdir()
+        small = []
+        for path in paths:
+            with Image.open(path) as image:
+                scale = short_side / min(image.size)
+                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                image.resize(size, Image.Resampling.BICUBIC).save(small_dir / path.name, quality=90)
+            small.append(small_dir / path.name)
+        small_size = Image.open(small[0]).size
 
         def decode_and_preprocess(draft: bool) -> torch.Tensor:
             embedder.jpeg_draft = draft
             try:
                 return torch.stack([embedder.preprocess(embedder.load_image(p)) for p in paths])
             finally:
-                embedder.jpeg_draft = False
+                embedder.jpeg_draft = defaults["jpeg_draft"]
 
         tensors = decode_and_preprocess(False)
         model: Any = embedder.model
+        dtype = torch.float16 if embedder.half else torch.float32
 
         def forward() -> NDArray[np.float32]:
             outputs = []
             with torch.inference_mode():
                 for start in range(0, images, batch_size):
-                    batch = tensors[start : start + batch_size].to(embedder.device)
+                    batch = tensors[start : start + batch_size].to(embedder.device, dtype)
                     outputs.append(model.encode_image(batch))
             raw: NDArray[np.float32] = torch.cat(outputs).float().cpu().numpy()
             return raw
 
-        def end_to_end(prefetch: bool, draft: bool) -> Callable[[], NDArray[np.float32]]:
+        def end_to_end(files: list[Path], **options: Any) -> Callable[[], NDArray[np.float32]]:
             def variant() -> NDArray[np.float32]:
-                embedder.prefetch, embedder.jpeg_draft = prefetch, draft
-                try:
-                    return embedder.embed_images(paths)
-                finally:
-                    embedder.prefetch = embedder.jpeg_draft = False
+                chosen = {**defaults, **options}
+                embedder.close()  # the pool takes the variant's worker count
+                embedder.prefetch = bool(chosen["prefetch"])
+                embedder.jpeg_draft = bool(chosen["jpeg_draft"])
+                embedder.workers = int(chosen["workers"])
+                embedder.decode_on_device = bool(chosen["decode_on_device"])
+                return embedder.embed_images(files)
 
             return variant
 
+        full = f"{width}x{height} keyframes"
+        scaled = f"{small_size[0]}x{small_size[1]} keyframes"
         # name, callable, is an end-to-end variant
         variants: list[tuple[str, Callable[[], Any], bool]] = [
             ("forward (baseline, pre-made tensors)", forward, False),
-            ("decode+preprocess only", lambda: decode_and_preprocess(False), False),
-            ("decode+preprocess only (jpeg_draft)", lambda: decode_and_preprocess(True), False),
-            ("end to end", end_to_end(False, False), True),
-            ("end to end (prefetch)", end_to_end(True, False), True),
-            ("end to end (jpeg_draft)", end_to_end(False, True), True),
-            ("end to end (prefetch + jpeg_draft)", end_to_end(True, True), True),
+            ("decode+preprocess only, one thread", lambda: decode_and_preprocess(False), False),
+            (f"end to end, default settings, {scaled}", end_to_end(small), True),
+            (f"end to end, default settings, {full}", end_to_end(paths), True),
+            (
+                f"end to end, before #11 (1 thread, no prefetch/draft), {full}",
+                end_to_end(paths, prefetch=False, jpeg_draft=False, workers=1, decode_on_device=False),
+                True,
+            ),
         ]
+        if embedder.device.type == "cuda":
+            variants.append(
+                (f"end to end, host decode, {scaled}", end_to_end(small, decode_on_device=False), True)
+            )
 
         # Warm-up (allocator, oneDNN kernels): one batch through the model and the full pipeline.
         embedder.embed_images(paths[:batch_size])
@@ -214,6 +254,12 @@ def run(
             "jpeg_quality": 90,
             "batch_size": batch_size,
             "device": str(embedder.device),
+            "device_name": torch.cuda.get_device_name(embedder.device)
+            if embedder.device.type == "cuda"
+            else platform.processor(),
+            "precision": "fp16" if embedder.half else "fp32",
+            "defaults": defaults,
+            "keyframe_short_side": short_side,
             "torch_threads": torch.get_num_threads(),
             "dimension": embedder.dimension,
             "repeats": repeats,
@@ -228,7 +274,10 @@ def run(
             "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         },
         "results": [asdict(row) for row in rows],
-        "end_to_end_ratio": rows[3].ratio_to_forward,
+        "device": str(embedder.device),
+        "forward_images_per_second": rows[0].images_per_second,
+        "default_end_to_end_images_per_second": rows[2].images_per_second,
+        "end_to_end_ratio": rows[2].ratio_to_forward,
         "best_end_to_end": min((r for r in rows if r.name.startswith("end")), key=lambda r: r.seconds).name,
     }
 
@@ -281,7 +330,11 @@ def main(argv: list[str] | None = None) -> None:
         repeats=max(1, args.repeats),
     )
     print(format_table(report))
-    print(f"end-to-end / forward ratio (default settings): {report['end_to_end_ratio']:.2f}")
+    print(
+        f"device {report['device']}: forward {report['forward_images_per_second']:.1f} img/s, end to end with "
+        f"default settings {report['default_end_to_end_images_per_second']:.1f} img/s, "
+        f"ratio {report['end_to_end_ratio']:.2f}"
+    )
     print(f"fastest end-to-end variant: {report['best_end_to_end']}")
     load = report["machine"]["load_average_1m_before_after"]
     print(f"1-min load average before/after: {load[0]} / {load[1]} on {os.cpu_count()} CPUs")

@@ -1,7 +1,11 @@
 """End-to-end pipeline benchmark: Heaters (download → all-intra proxy → sprites → shots) versus
 PySceneDetect's CLI (``detect-adaptive split-video``) on the same generated videos.
 
-    /work/main/.venv/bin/python -m bench.pipeline [--seconds 60] [--out bench/results/pipeline.json]
+    /work/main/.venv/bin/python -m bench.pipeline [--seconds 60] [--separate] [--out bench/results/pipeline.json]
+
+By default the proxy stage decodes each video once for the proxy, the sprite sheets and the shot
+analysis (``HEATERS_MEDIA_SINGLE_PASS``); ``--separate`` also times the stages decoding on their own.
+Sprite sheet bytes per source minute and the load average before and after each row are recorded.
 
 Generates (or reuses, cached under ``bench/results/pipeline-corpus``) a 1280x720 and a 640x360 video
 at 25 fps, twelve shots joined by hard cuts and one dissolve (see ``bench/corpus.py``). Heaters runs
@@ -168,12 +172,15 @@ class HeatersRun:
     attempts: dict[str, int]
     dispatch_overhead: float
     events_span: float
+    sprite_bytes: int = 0
+    sprite_sheets: int = 0
     timeline: list[tuple[str, float]] = field(default_factory=list)
 
 
 @contextmanager
-def heaters(tmp: Path) -> Iterator[tuple[HeatersApplication, Pipeline]]:
-    """Heaters on an embedded PostgreSQL under ``tmp``: local media, in-process broker and worker."""
+def heaters(tmp: Path, *, single_pass: bool = True) -> Iterator[tuple[HeatersApplication, Pipeline]]:
+    """Heaters on an embedded PostgreSQL under ``tmp``: local media, in-process broker and worker.
+    ``single_pass=False`` runs it as before issue #11: each stage decodes the video on its own."""
     with ExitStack() as stack:
         address = stack.enter_context(embedded_postgres(tmp / "pg"))
         schema = "bench"
@@ -182,7 +189,12 @@ def heaters(tmp: Path) -> Iterator[tuple[HeatersApplication, Pipeline]]:
         stack.callback(app.close)
         # explicit redis_url/s3 settings: a HEATERS_* variable in the environment must not redirect the run
         settings = Settings(
-            home=tmp / "home", database_schema=schema, redis_url=None, s3_bucket=None, media_dir=None
+            home=tmp / "home",
+            database_schema=schema,
+            redis_url=None,
+            s3_bucket=None,
+            media_dir=None,
+            media_single_pass=single_pass,
         )
         storage = LocalObjectStorage(tmp / "media")
         pipeline = build_pipeline(settings, app, address, storage)
@@ -191,7 +203,9 @@ def heaters(tmp: Path) -> Iterator[tuple[HeatersApplication, Pipeline]]:
         yield app, pipeline
 
 
-def run_heaters(app: HeatersApplication, video: Path, timeout: float) -> HeatersRun:
+def run_heaters(
+    app: HeatersApplication, video: Path, timeout: float, media: Path | None = None
+) -> HeatersRun:
     t0 = time.perf_counter()
     video_id = app.submit(str(video), "user:bench")
     state = ""
@@ -207,7 +221,13 @@ def run_heaters(app: HeatersApplication, video: Path, timeout: float) -> Heaters
         stage = app.get_video(video_id).failed_stage or "?"
         reason = app.get_video(video_id).stages[stage].last_error if stage != "?" else None
         raise RuntimeError(f"Heaters failed on {video.name}: {state}: {reason}")
-    return _heaters_result(app, video_id, wall)
+    result = _heaters_result(app, video_id, wall)
+    manifest = app.get_video(video_id).media.get("sprites")
+    if media is not None and manifest is not None:
+        sheets = [p for p in (media / manifest).parent.glob("sheet_*") if p.is_file()]
+        result.sprite_bytes = sum(p.stat().st_size for p in sheets)
+        result.sprite_sheets = len(sheets)
+    return result
 
 
 def _heaters_result(app: HeatersApplication, video_id: UUID, wall: float) -> HeatersRun:
@@ -301,7 +321,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         f"{'video':<16} {'src s':>6} {'Heaters s/s':>11} {'PSD s/s':>8} {'H/PSD':>6} "
         f"{'truth':>5} {'H clips':>7} {'PSD':>4} {'H wall':>7} {'PSD wall':>8} "
-        f"{'download':>8} {'proxy':>6} {'sprites':>7} {'shots':>6} {'dispatch':>8}"
+        f"{'download':>8} {'proxy':>6} {'sprites':>7} {'shots':>6} {'dispatch':>8} {'MB/min':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -311,8 +331,18 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             f"{p['source_seconds_per_second']:8.2f} {r['ratio_heaters_over_pyscenedetect']:6.2f} "
             f"{r['truth_shots']:5d} {h['clips']:7d} {p['scenes']:4d} {h['wall_seconds']:7.2f} "
             f"{p['wall_seconds']:8.2f} {st['download']:8.2f} {st['proxy']:6.2f} {st['sprites']:7.2f} "
-            f"{st['shots']:6.2f} {h['dispatch_overhead']:8.2f}"
+            f"{st['shots']:6.2f} {h['dispatch_overhead']:8.2f} "
+            f"{h['sprite_bytes_per_source_minute'] / 1e6:6.2f}"
         )
+        old = r.get("heaters_separate_decodes")
+        if old is not None:
+            so = old["stages"]
+            lines.append(
+                f"{'  separate':<16} {'':6} {old['source_seconds_per_second']:11.2f} {'':8} {'':6} {'':5} "
+                f"{old['clips']:7d} {'':4} {old['wall_seconds']:7.2f} {'':8} {so['download']:8.2f} "
+                f"{so['proxy']:6.2f} {so['sprites']:7.2f} {so['shots']:6.2f} {old['dispatch_overhead']:8.2f} "
+                f"{old['sprite_bytes_per_source_minute'] / 1e6:6.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -325,6 +355,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=Path("bench/results/pipeline-corpus"))
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="also run Heaters with HEATERS_MEDIA_SINGLE_PASS=false (each stage decodes on its own)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("pyscenedetect").setLevel(logging.ERROR)
@@ -336,6 +371,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="heaters-bench-") as tmp_name:
         tmp = Path(tmp_name)
         env = ffmpeg_path_env(tmp / "bin")
+        separate: dict[str, HeatersRun] = {}
+        if args.separate:  # before the main run, so both see a warm page cache
+            with heaters(tmp / "heaters-separate", single_pass=False) as (app, _pipeline):
+                run_heaters(app, warmup_video, args.timeout)
+                for path, _truth in videos:
+                    separate[path.stem] = run_heaters(
+                        app, path, args.timeout, tmp / "heaters-separate" / "media"
+                    )
         t0 = time.perf_counter()
         with heaters(tmp / "heaters") as (app, _pipeline):
             warmup["heaters_startup_seconds"] = time.perf_counter() - t0
@@ -346,35 +389,44 @@ def main(argv: Sequence[str] | None = None) -> None:
             for path, truth in videos:
                 source_seconds = truth.frame_count / truth.fps
                 load_before = _load()
-                h = run_heaters(app, path, args.timeout)
+                h = run_heaters(app, path, args.timeout, tmp / "heaters" / "media")
                 p = run_scenedetect(path, tmp / f"psd-{path.stem}", env, args.timeout)
+                load_after = _load()
                 h_rate = source_seconds / h.wall_seconds
                 p_rate = source_seconds / p.wall_seconds
                 score = match(truth.transitions, h.cuts)
-                rows.append(
-                    {
-                        "video": path.stem.rsplit("_", 1)[0],
-                        "file": str(path),
-                        "width": truth.width,
-                        "height": truth.height,
-                        "fps": truth.fps,
-                        "frames": truth.frame_count,
-                        "source_seconds": source_seconds,
-                        "truth_shots": len(truth.transitions) + 1,
-                        "truth_transitions": [asdict(t) for t in truth.transitions],
-                        "load_average_before": load_before,
-                        "heaters": {
-                            **asdict(h),
-                            "source_seconds_per_second": h_rate,
-                            "cut_score": score.to_json(),
-                        },
-                        "pyscenedetect": {**asdict(p), "source_seconds_per_second": p_rate},
-                        "ratio_heaters_over_pyscenedetect": h_rate / p_rate,
+                row: dict[str, Any] = {
+                    "video": path.stem.rsplit("_", 1)[0],
+                    "file": str(path),
+                    "width": truth.width,
+                    "height": truth.height,
+                    "fps": truth.fps,
+                    "frames": truth.frame_count,
+                    "source_seconds": source_seconds,
+                    "truth_shots": len(truth.transitions) + 1,
+                    "truth_transitions": [asdict(t) for t in truth.transitions],
+                    "load_average_before": load_before,
+                    "load_average_after": load_after,
+                    "heaters": {
+                        **asdict(h),
+                        "source_seconds_per_second": h_rate,
+                        "sprite_bytes_per_source_minute": h.sprite_bytes * 60 / source_seconds,
+                        "cut_score": score.to_json(),
+                    },
+                    "pyscenedetect": {**asdict(p), "source_seconds_per_second": p_rate},
+                    "ratio_heaters_over_pyscenedetect": h_rate / p_rate,
+                }
+                if path.stem in separate:
+                    old = separate[path.stem]
+                    row["heaters_separate_decodes"] = {
+                        **asdict(old),
+                        "source_seconds_per_second": source_seconds / old.wall_seconds,
+                        "sprite_bytes_per_source_minute": old.sprite_bytes * 60 / source_seconds,
                     }
-                )
+                rows.append(row)
                 print(
                     f"{path.name}: Heaters {h.wall_seconds:.2f} s ({h.clips} clips), "
-                    f"PySceneDetect {p.wall_seconds:.2f} s ({p.scenes} scenes)",
+                    f"PySceneDetect {p.wall_seconds:.2f} s ({p.scenes} scenes), load {load_before} → {load_after}",
                     flush=True,
                 )
 
@@ -382,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(_table(rows))
     print(
         "\ns/s = source seconds per wall second; stage columns are seconds between each stage's "
-        "Started and result events; dispatch = time between stages (process manager + broker)."
+        "Started and result events; dispatch = time between stages (process manager + broker); "
+        "MB/min = sprite sheet bytes per source minute. 'separate' = HEATERS_MEDIA_SINGLE_PASS=false "
+        "(each stage decodes on its own, as before issue #11), run first in the same process."
     )
     print("warm-up (untimed above): " + ", ".join(f"{k} {v:.2f}" for k, v in warmup.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)

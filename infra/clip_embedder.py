@@ -308,8 +308,98 @@ def combine_keyframe_vectors(vectors: npt.ArrayLike, strategy: str = DEFAULT_STR
 # --------------------------------------------------------------------------------------------------
 
 
+EmbeddingDevice: TypeAlias = str
+"""``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_device(setting: EmbeddingDevice | torch.device | None) -> torch.device:
+    """The device for ``HEATERS_EMBEDDING_DEVICE``: ``auto``/``None`` picks CUDA when present; asking
+    for CUDA on a machine without it raises :class:`EmbeddingModelUnavailable` naming the setting."""
+    if isinstance(setting, torch.device):
+        return setting
+    if setting is None or setting == "auto":
+        return torch.device(_default_device())
+    try:
+        device = torch.device(setting)
+    except RuntimeError as exc:
+        raise EmbeddingModelUnavailable(
+            f"HEATERS_EMBEDDING_DEVICE={setting!r} is not a device: {exc}"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EmbeddingModelUnavailable(
+            f"HEATERS_EMBEDDING_DEVICE={setting!r} but this machine has no CUDA device; use 'auto' or 'cpu'"
+        )
+    return device
+
+
+@dataclass(frozen=True, slots=True)
+class FastPreprocess:
+    """open_clip's standard inference transform (shortest side to ``resize`` with bicubic, centre crop
+    to ``crop``, normalise) split in two: a uint8 part that runs in the decode pool (or on the device)
+    and a batched float part (scale, normalise, dtype) on the model's device."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, preprocess: Callable[[Image.Image], torch.Tensor]) -> FastPreprocess | None:
+        """The split form of ``preprocess`` when it is the standard transform, else ``None``."""
+        from torchvision import transforms
+
+        steps = list(getattr(preprocess, "transforms", []))
+        resizes = [t for t in steps if isinstance(t, transforms.Resize)]
+        crops = [t for t in steps if isinstance(t, transforms.CenterCrop)]
+        norms = [t for t in steps if isinstance(t, transforms.Normalize)]
+        if len(steps) != 5 or not (len(resizes) == len(crops) == len(norms) == 1):
+            return None
+        resize, crop, norm = resizes[0], crops[0], norms[0]
+        size = resize.size if isinstance(resize.size, int) else None
+        if isinstance(resize.size, list | tuple) and len(resize.size) == 1:
+            size = int(resize.size[0])
+        crop_size = tuple(crop.size)
+        if size is None or len(crop_size) != 2 or crop_size[0] != crop_size[1]:
+            return None
+        if resize.interpolation != transforms.InterpolationMode.BICUBIC:
+            return None
+        mean, std = tuple(float(x) for x in norm.mean), tuple(float(x) for x in norm.std)
+        if len(mean) != 3 or len(std) != 3:
+            return None
+        return cls(size, int(crop_size[0]), (mean[0], mean[1], mean[2]), (std[0], std[1], std[2]))
+
+    def host(self, image: Image.Image) -> torch.Tensor:
+        """RGB PIL image → (3, crop, crop) uint8, resized as torchvision resizes PIL images."""
+        w, h = image.size
+        if w <= h:
+            size = (self.resize, max(1, int(self.resize * h / w)))
+        else:
+            size = (max(1, int(self.resize * w / h)), self.resize)
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        left, top = round((size[0] - self.crop) / 2.0), round((size[1] - self.crop) / 2.0)
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def device(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) uint8 on any device → (3, crop, crop) uint8 on that device (bicubic, antialiased)."""
+        from torchvision.transforms.v2 import InterpolationMode, functional
+
+        resized = functional.resize(
+            image, [self.resize], interpolation=InterpolationMode.BICUBIC, antialias=True
+        )
+        cropped: torch.Tensor = functional.center_crop(resized, [self.crop, self.crop])
+        return cropped
+
+    def normalise(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(n, 3, crop, crop) uint8 → normalised float of ``dtype`` on the batch's device."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1) * 255.0
+        return ((batch.float() - mean) / std).to(dtype)
 
 
 class ClipEmbedder:
@@ -335,33 +425,55 @@ class ClipEmbedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         default_strategy: EmbeddingStrategy = DEFAULT_STRATEGY,
         cache_dir: str | Path | None = None,
-        jpeg_draft: bool = False,
-        prefetch: bool = False,
+        jpeg_draft: bool = True,
+        prefetch: bool = True,
+        workers: int | None = None,
+        half: bool | None = None,
+        decode_on_device: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.model_name = model_name
         self.pretrained = pretrained
-        self.device = torch.device(device if device is not None else _default_device())
+        self.device = choose_device(device)
         self.batch_size = batch_size
         self.default_strategy = _check_strategy(default_strategy)
         self.jpeg_draft = jpeg_draft
         """Let libjpeg decode JPEG files at a reduced scale (still >= the model's input size): faster,
         but vectors then differ slightly from those of the full-size decode."""
         self.prefetch = prefetch
-        """Decode + preprocess the next batch in a helper thread while the model runs on the current one."""
+        """Decode + preprocess the next batch while the model runs on the current one."""
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        """Threads decoding and preprocessing images in parallel (PIL and libjpeg release the GIL)."""
+        on_cuda = self.device.type == "cuda"
+        self.half = on_cuda if half is None else half
+        """fp16 weights and inputs (the default on CUDA; slower than fp32 on most CPUs)."""
+        self.decode_on_device = on_cuda if decode_on_device is None else decode_on_device
+        """Decode JPEG files with ``torchvision.io.decode_jpeg`` on the model's device and resize there
+        (the default on CUDA; on the CPU the same code path runs, for tests)."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
         started = time.perf_counter()
         self._model, self._preprocess = self._build(cache_dir)
         self._model.eval()
         self._model.requires_grad_(False)
+        self._dtype = torch.float16 if self.half else torch.float32
+        if self.half:
+            self._model.half()
+        self._fast = FastPreprocess.of(self._preprocess)
         self._dimension = self._probe_dimension()
         self._input_size = self._probe_input_size()
         logger.info(
-            "CLIP model %s (%s) ready on %s: %d-d vectors, built in %.1f s",
+            "CLIP model %s (%s) ready on %s (%s, %d decode threads%s): %d-d vectors, built in %.1f s",
             model_name,
             pretrained if pretrained is not None else "random weights",
             self.device,
+            "fp16" if self.half else "fp32",
+            self.workers,
+            ", JPEG decode on the device" if self.decode_on_device else "",
             self._dimension,
             time.perf_counter() - started,
         )
@@ -374,10 +486,11 @@ class ClipEmbedder:
     ) -> ClipEmbedder:
         """The embedder configured by ``HEATERS_CLIP_MODEL`` / ``HEATERS_CLIP_PRETRAINED`` & co."""
         settings = settings or Settings()
+        kwargs.setdefault("workers", settings.embedding_workers or None)
         return cls(
             settings.clip_model,
             settings.clip_pretrained,
-            device,
+            device if device is not None else settings.embedding_device,
             batch_size=settings.embedding_batch_size,
             default_strategy=settings.embedding_strategy,
             **kwargs,
@@ -451,7 +564,7 @@ class ClipEmbedder:
             return output_dim
         size = self._probe_input_size()
         with torch.inference_mode():
-            out = self._encode(torch.zeros(1, 3, size, size, device=self.device))
+            out = self._encode(torch.zeros(1, 3, size, size, device=self.device, dtype=self._dtype))
         return int(out.shape[-1])
 
     def _probe_input_size(self) -> int:
@@ -492,8 +605,66 @@ class ClipEmbedder:
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read image {os.fspath(image)!r}: {exc}") from exc
 
+    def _decode_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="clip-decode")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the decode threads (a later call starts them again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _host_uint8(self, image: ImageInput) -> torch.Tensor:
+        assert self._fast is not None
+        return self._fast.host(self.load_image(image))
+
+    def _read_jpeg(self, image: ImageInput) -> torch.Tensor | Image.Image:
+        """A JPEG file's bytes (to decode on the device); anything else decoded here."""
+        if not isinstance(image, Image.Image):
+            try:
+                data = Path(image).read_bytes()
+            except OSError as exc:
+                raise ValueError(f"cannot read image {os.fspath(image)!r}: {exc}") from exc
+            if data[:3] == b"\xff\xd8\xff":
+                return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return self.load_image(image)
+
     def _prepare(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        return torch.stack([self._preprocess(self.load_image(image)) for image in images])
+        """Decode and preprocess ``images`` into one model-ready batch on the model's device."""
+        fast = self._fast
+        if fast is None:  # a non-standard transform: open_clip's own, image by image, in the pool
+            tensors = list(self._decode_pool().map(lambda im: self._preprocess(self.load_image(im)), images))
+            return torch.stack(tensors).to(self.device, self._dtype, non_blocking=True)
+        if self.decode_on_device:
+            return fast.normalise(self._prepare_on_device(fast, images), self._dtype)
+        crops = list(self._decode_pool().map(self._host_uint8, images))
+        return fast.normalise(torch.stack(crops).to(self.device, non_blocking=True), self._dtype)
+
+    def _prepare_on_device(self, fast: FastPreprocess, images: Sequence[ImageInput]) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        read = list(self._decode_pool().map(self._read_jpeg, images))
+        jpegs = [i for i, item in enumerate(read) if isinstance(item, torch.Tensor)]
+        crops: list[torch.Tensor | None] = [None] * len(read)
+        if jpegs:
+            try:
+                decoded = decode_jpeg(
+                    [read[i] for i in jpegs],  # type: ignore[misc]
+                    mode=ImageReadMode.RGB,
+                    device=self.device,
+                )
+            except RuntimeError as exc:
+                raise ValueError(f"cannot decode a JPEG keyframe: {exc}") from exc
+            for i, image in zip(jpegs, decoded, strict=True):
+                crops[i] = fast.device(image)
+        for i, item in enumerate(read):
+            if isinstance(item, Image.Image):
+                crops[i] = fast.host(item).to(self.device)
+        return torch.stack([c for c in crops if c is not None])
 
     def _encode(self, batch: torch.Tensor) -> torch.Tensor:
         encode: Any = getattr(self._model, "encode_image")  # noqa: B009 - open_clip is untyped
@@ -503,7 +674,7 @@ class ClipEmbedder:
     def embed_tensors(self, batch: torch.Tensor) -> FloatArray:
         """Embed an already preprocessed (n, 3, H, W) batch in one forward pass; rows are unit vectors."""
         with torch.inference_mode():
-            features = self._encode(batch.to(self.device, non_blocking=True))
+            features = self._encode(batch.to(self.device, self._dtype, non_blocking=True))
             features = torch.nn.functional.normalize(features.float(), dim=-1)
             result: FloatArray = features.cpu().numpy().astype(np.float32, copy=False)
             return result
@@ -551,14 +722,34 @@ class ClipEmbedder:
         keyframe's (only that keyframe is decoded and embedded). ``strategy=None`` uses the embedder's
         default (``HEATERS_EMBEDDING_STRATEGY`` when built with :meth:`from_settings`).
         """
-        chosen = _check_strategy(strategy if strategy is not None else self.default_strategy)
         if isinstance(keyframes, str | os.PathLike | Image.Image):
             raise TypeError("keyframes must be a sequence of images, not a single image")
-        if len(keyframes) == 0:
-            raise ValueError("a clip needs at least one keyframe to be embedded; got an empty list")
-        if chosen == "keyframe_single":
-            return [self.embed_image(keyframes[middle_index(len(keyframes))])]
-        return combine_keyframe_vectors(self.embed_images(keyframes), chosen)
+        return self.embed_clips([keyframes], strategy)[0]
+
+    def embed_clips(
+        self, clips: Sequence[Sequence[ImageInput]], strategy: str | None = None
+    ) -> list[list[FloatArray]]:
+        """:meth:`embed_clip_keyframes` for several clips at once: their keyframes share batches, so a
+        device gets full batches even when each clip has three keyframes."""
+        chosen = _check_strategy(strategy if strategy is not None else self.default_strategy)
+        picked: list[list[ImageInput]] = []
+        for keyframes in clips:
+            if len(keyframes) == 0:
+                raise ValueError("a clip needs at least one keyframe to be embedded; got an empty list")
+            if chosen == "keyframe_single":
+                picked.append([keyframes[middle_index(len(keyframes))]])
+            else:
+                picked.append(list(keyframes))
+        vectors = self.embed_images([image for keyframes in picked for image in keyframes])
+        out: list[list[FloatArray]] = []
+        start = 0
+        for keyframes in picked:
+            part = vectors[start : start + len(keyframes)]
+            start += len(keyframes)
+            out.append(
+                [part[0].copy()] if chosen == "keyframe_single" else combine_keyframe_vectors(part, chosen)
+            )
+        return out
 
     def __repr__(self) -> str:
         return (

@@ -105,8 +105,21 @@ class Settings(BaseSettings):
     # Media.
     proxy_max_height: int = 720
     proxy_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
+    media_single_pass: bool = Field(
+        default=True,
+        description="Decode each video once for its proxy, sprite sheets and shot analysis "
+        "(off: each stage decodes on its own).",
+    )
     sprite_fps: float = 24.0
-    sprite_tile_width: int = 480
+    sprite_tile_width: int = Field(
+        default=640,
+        ge=2,
+        description="Sprite tile width in pixels; the review player shows tiles at this size.",
+    )
+    sprite_format: Literal["webp", "jpeg"] = "webp"
+    sprite_quality: int | None = Field(
+        default=None, description="WebP quality 0-100 (default 60) or JPEG qscale 2-31 (default 3)."
+    )
     sprite_columns: int = 5
     sprite_rows: int = 5
     keyframe_strategy: KeyframeStrategy = "multi"
@@ -114,6 +127,12 @@ class Settings(BaseSettings):
         default="auto",
         description="fast (hand-tuned, no model), cascade (fast proposals, TransNetV2 decides; CPU), "
         "neural (TransNetV2 on every frame; GPU) or auto (neural on a GPU, cascade otherwise).",
+    )
+    keyframe_short_side: int = Field(
+        default=224,
+        ge=0,
+        description="Keyframes are scaled down to this shorter side, the embedding model's input size "
+        "(ViT-B-32: 224); 0 = the proxy's size.",
     )
 
     # Embeddings.
@@ -124,6 +143,22 @@ class Settings(BaseSettings):
     )
     embedding_strategy: EmbeddingStrategy = "keyframe_multi_avg"
     embedding_batch_size: int = 32
+    embedding_device: str = Field(
+        default="auto",
+        description="Where the CLIP model runs: auto (CUDA when present), cpu, cuda or cuda:N.",
+    )
+    embedding_clips_per_batch: int = Field(
+        default=32, ge=1, description="Clips whose keyframes one forward pass may take (batches span clips)."
+    )
+    embedding_worker_threads: int = Field(
+        default=8,
+        ge=1,
+        description="Threads of a worker's embeddings queue; their clips share batches, so more threads "
+        "mean fuller batches.",
+    )
+    embedding_workers: int = Field(
+        default=0, ge=0, description="Threads decoding keyframes for the embedder; 0 = one per CPU core."
+    )
 
     # Pipeline.
     ingest_worker_threads: int = Field(

@@ -51,14 +51,19 @@ class Pipeline:
 
         Downloads get a worker of their own (``HEATERS_INGEST_WORKER_THREADS`` threads) beside the one
         for the other queues (``worker_threads``), so a slow download never holds up proxies, shots or
-        embeddings of videos already downloaded."""
+        embeddings of videos already downloaded; so do embeddings (``HEATERS_EMBEDDING_WORKER_THREADS``),
+        whose threads pool their clips into shared batches."""
         if worker:
             clean_workdirs(self.context.settings)  # what killed workers left behind
             wanted = set(queues or self.actors.queues)
-            groups: list[tuple[set[str], int]] = [(wanted, worker_threads)]
-            if "ingest" in wanted and len(wanted) > 1:
-                ingest_threads = self.context.settings.ingest_worker_threads
-                groups = [({"ingest"}, ingest_threads), (wanted - {"ingest"}, worker_threads)]
+            settings = self.context.settings
+            groups: list[tuple[set[str], int]] = []
+            own = {"ingest": settings.ingest_worker_threads, "embeddings": settings.embedding_worker_threads}
+            for queue, threads in own.items():
+                if queue in wanted and len(wanted) > 1:
+                    groups.append(({queue}, threads))
+                    wanted = wanted - {queue}
+            groups.append((wanted, worker_threads))
             for group, threads in groups:
                 started = dramatiq.Worker(
                     self.broker, queues=group, worker_threads=threads, worker_timeout=100

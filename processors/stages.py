@@ -8,10 +8,12 @@ and recorded as failed when the last attempt fails.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,12 +26,20 @@ from domain.base import stage_actor
 from domain.errors import DomainError
 from infra.config import Settings
 from infra.media.ffmpeg import MediaError
+from infra.media.sprites import content_type as sprite_content_type
 from infra.object_storage import ObjectStorage
+from processors.embedding_batches import EmbeddingBatcher
 from processors.middleware import report_attempt
 from processors.work_ledger import SupersededAttempt, ensure_current
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from domain.video import Video
     from infra.clip_embedder import ClipEmbedder
+    from infra.media.inspect import MediaInfo
+    from infra.media.shot_detection import ShotDetector
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +53,30 @@ class PipelineContext:
     settings: Settings
     embedder_factory: Callable[[], ClipEmbedder] | None = None
     _embedder: ClipEmbedder | None = field(default=None, init=False, repr=False)
+    _batcher: EmbeddingBatcher | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def embedder(self) -> ClipEmbedder:
-        if self._embedder is None:
-            if self.embedder_factory is not None:
-                self._embedder = self.embedder_factory()
-            else:
-                from infra.clip_embedder import ClipEmbedder
+        with self._lock:  # worker threads share one model
+            if self._embedder is None:
+                if self.embedder_factory is not None:
+                    self._embedder = self.embedder_factory()
+                else:
+                    from infra.clip_embedder import ClipEmbedder
 
-                self._embedder = ClipEmbedder.from_settings(self.settings)
-        return self._embedder
+                    self._embedder = ClipEmbedder.from_settings(self.settings)
+            return self._embedder
+
+    def embedding_batcher(self) -> EmbeddingBatcher:
+        """Where this worker's embedding threads pool their clips (batches that span clips)."""
+        embedder = self.embedder()
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = EmbeddingBatcher(
+                    lambda clips, strategy: embedder.embed_clips(clips, strategy),
+                    max_clips=self.settings.embedding_clips_per_batch,
+                )
+            return self._batcher
 
 
 class PermanentFailure(Exception):
@@ -220,14 +244,35 @@ def _fetch(ctx: PipelineContext, key: str, workdir: Path) -> Path:
     return ctx.storage.get_to_path(key, workdir / Path(key).name)
 
 
+def pass_prefix(proxy_key: str) -> str:
+    """Where the proxy's decode pass leaves the sprite sheets and the shot analysis it made on the
+    way: beside the proxy, named after it (``…/proxy-a2.mp4`` → ``…/proxy-a2-pass/``), so they are
+    as attempt-scoped as the proxy and the later stages find them from the proxy's key alone."""
+    return proxy_key.rsplit(".", 1)[0] + "-pass/"
+
+
+def _shot_detector(ctx: PipelineContext) -> ShotDetector:
+    """The detector the shots stage runs (and the proxy's decode pass feeds): ``HEATERS_SHOT_DETECTOR``."""
+    from infra.media.shot_detection import make_detector
+
+    return make_detector(ctx.settings.shot_detector)
+
+
 def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+    """Encode the proxy; with ``media_single_pass`` the same decode also renders the sprite sheets
+    and runs the shot detector, whose results the sprites and shots stages then record."""
     from infra.media.transcode import make_proxy
 
     def work(attempt: int, workdir: Path) -> None:
         video = ctx.app.get_video(video_id)
         source = _fetch(ctx, video.media["source"], workdir)
         out = workdir / "proxy.mp4"
-        info = make_proxy(source, out, ctx.settings.proxy_max_height, preset=ctx.settings.proxy_preset)
+        s = ctx.settings
+        extras: dict[str, Path] = {}
+        if s.media_single_pass:
+            info, extras = _decode_once(ctx, video_id, source, out, workdir)
+        else:
+            info = make_proxy(source, out, s.proxy_max_height, preset=s.proxy_preset)
         if info.video.frame_count != video.frame_count:
             log.warning(
                 "video %s: proxy has %d frames, source %d; clips follow the proxy",
@@ -237,6 +282,12 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
             )
         key = video_key(video_id, f"proxy-a{attempt}.mp4")  # this attempt's own key: never overwritten
         ensure_current(f"video {video_id}: proxy attempt {attempt}")
+        prefix = pass_prefix(key)
+        if "sprites" in extras:  # before the proxy is recorded: the sprites stage looks for them then
+            for path in sorted(extras["sprites"].iterdir()):
+                ctx.storage.put_file(prefix + "sprites/" + path.name, path, sprite_content_type(path.name))
+        if "shots" in extras:
+            ctx.storage.put_file(prefix + "shots.json", extras["shots"], "application/json")
         ctx.storage.put_file(key, out, "video/mp4")
         ctx.app.record_proxy(
             video_id,
@@ -251,37 +302,114 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
     _run_video_stage(ctx, video_id, "proxy", work, final_attempt)
 
 
+def _decode_once(
+    ctx: PipelineContext, video_id: UUID, source: Path, out: Path, workdir: Path
+) -> tuple[MediaInfo, dict[str, Path]]:
+    """One decode of ``source`` for the proxy, the sprite sheets and the shot analysis; returns
+    the proxy's info and the local files of the extras that succeeded."""
+    from infra.media.media_pass import Analysis, SpriteSpec, decode_once
+
+    s = ctx.settings
+    detector = _shot_detector(ctx)
+    cuts: list[int] = []
+
+    def consume(batch: NDArray[np.uint8]) -> None:
+        cuts.extend(detector.process(batch))
+
+    sprite_spec = SpriteSpec(
+        s.sprite_fps, s.sprite_tile_width, s.sprite_columns, s.sprite_rows, s.sprite_format, s.sprite_quality
+    )
+    result = decode_once(
+        source,
+        out,
+        max_height=s.proxy_max_height,
+        preset=s.proxy_preset,
+        sprites=(sprite_spec, workdir / "sprites"),
+        # a detector wanting an exact frame size (TransNetV2 alone: 48x27 whatever the aspect) decodes the
+        # proxy in the shots stage instead
+        analysis=(
+            Analysis(detector.analysis_width, detector.pix_fmt, consume)
+            if detector.analysis_size is None
+            else None
+        ),
+    )
+    extras: dict[str, Path] = {}
+    if result.sprites is not None:
+        extras["sprites"] = workdir / "sprites"
+    if result.analysed_frames is not None:
+        try:
+            cuts.extend(detector.finish())
+        except Exception as error:  # the shots stage decodes the proxy itself and reports its own failure
+            log.warning("video %s: shot analysis in the decode pass failed: %s", video_id, error)
+        else:
+            count = result.analysed_frames
+            kinds = dict(getattr(detector, "kinds", {}))
+            found = sorted({c for c in cuts if 0 < c < count})
+            analysis = {
+                "cuts": found,
+                "frame_count": count,
+                "detector": detector.name,
+                "params": detector.params,
+                "kinds": {str(c): kinds[c] for c in found if c in kinds},
+            }
+            extras["shots"] = workdir / "shots.json"
+            extras["shots"].write_text(json.dumps(analysis), encoding="utf-8")
+    elif detector.analysis_size is None:
+        log.warning("video %s: no shot analysis from the decode pass: %s", video_id, result.analysis_error)
+    return result.proxy, extras
+
+
+def _from_pass(ctx: PipelineContext, video: Video, name: str) -> str | None:
+    """The key of what the proxy's decode pass left for a later stage, if it did."""
+    proxy_key = video.media.get("proxy")
+    if proxy_key is None:
+        return None
+    key = pass_prefix(proxy_key) + name
+    return key if ctx.storage.exists(key) else None
+
+
 def sprites(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
     from infra.media.sprites import make_sprites
 
     def work(attempt: int, workdir: Path) -> None:
         video = ctx.app.get_video(video_id)
+        rendered = _from_pass(ctx, video, "sprites/manifest.json")
+        if rendered is not None:  # rendered in the proxy's decode pass: nothing left to decode
+            ensure_current(f"video {video_id}: sprites attempt {attempt}")
+            ctx.app.record_sprites(video_id, attempt, rendered, stage_actor("sprites"))
+            return
         proxy_path = _fetch(ctx, video.media["proxy"], workdir)
         out = workdir / "sprites"
         s = ctx.settings
-        make_sprites(proxy_path, out, s.sprite_fps, s.sprite_tile_width, s.sprite_columns, s.sprite_rows)
+        make_sprites(
+            proxy_path, out, s.sprite_fps, s.sprite_tile_width, s.sprite_columns, s.sprite_rows,
+            image_format=s.sprite_format, quality=s.sprite_quality,
+        )  # fmt: skip
         prefix = video_key(video_id, f"sprites-a{attempt}/")  # this attempt's own keys
         ensure_current(f"video {video_id}: sprites attempt {attempt}")
         for path in sorted(out.iterdir()):
-            content_type = "application/json" if path.suffix == ".json" else "image/jpeg"
-            ctx.storage.put_file(prefix + path.name, path, content_type)
+            ctx.storage.put_file(prefix + path.name, path, sprite_content_type(path.name))
         ctx.app.record_sprites(video_id, attempt, prefix + "manifest.json", stage_actor("sprites"))
 
     _run_video_stage(ctx, video_id, "sprites", work, final_attempt)
 
 
 def shots(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
-    from infra.media.shot_detection import detect_shots, make_detector
+    from infra.media.shot_detection import detect_shots
 
     def work(attempt: int, workdir: Path) -> None:
         video = ctx.app.get_video(video_id)
-        proxy_path = _fetch(ctx, video.media["proxy"], workdir)
-        result = detect_shots(proxy_path, make_detector(ctx.settings.shot_detector))
-        cuts = [c for c in result.cuts if 0 < c < video.frame_count]
+        analysed = _from_pass(ctx, video, "shots.json")
+        if analysed is not None:  # analysed in the proxy's decode pass
+            found = json.loads(ctx.storage.get_bytes(analysed).decode("utf-8"))
+            detected, detector, params = list(found["cuts"]), str(found["detector"]), dict(found["params"])
+        else:
+            proxy_path = _fetch(ctx, video.media["proxy"], workdir)
+            result = detect_shots(proxy_path, _shot_detector(ctx))
+            detected, detector, params = result.cuts, result.detector, result.params
+        cuts = [c for c in detected if 0 < c < video.frame_count]
         ensure_current(f"video {video_id}: shots attempt {attempt}")
-        clip_ids = ctx.app.record_shots(
-            video_id, attempt, cuts, result.detector, result.params, stage_actor("shots")
-        )
+        clip_ids = ctx.app.record_shots(video_id, attempt, cuts, detector, params, stage_actor("shots"))
         log.info("video %s: %d shots → %d clips", video_id, len(cuts) + 1, len(clip_ids))
 
     _run_video_stage(ctx, video_id, "shots", work, final_attempt)
@@ -339,7 +467,10 @@ def keyframes(
         video = ctx.app.get_video(clip.video_id)
         proxy_path = _fetch(ctx, video.media["proxy"], workdir)
         strategy = ctx.settings.keyframe_strategy
-        paths = extract_keyframes(proxy_path, workdir / "kf", clip.start, clip.end, video.fps, strategy)
+        paths = extract_keyframes(
+            proxy_path, workdir / "kf", clip.start, clip.end, video.fps, strategy,
+            short_side=ctx.settings.keyframe_short_side,
+        )  # fmt: skip
         frames = [frame for _, frame in keyframe_frames(clip.start, clip.end, strategy)]
         keys = []
         ensure_current(f"clip {clip_id}: keyframes")
@@ -362,10 +493,12 @@ def embedding(
         images = [_fetch(ctx, key, workdir) for key in clip.keyframes["keys"]]
         try:
             embedder = ctx.embedder()
+            batcher = ctx.embedding_batcher()
         except EmbeddingModelUnavailable as error:
             raise PermanentFailure(str(error)) from error
         strategy = ctx.settings.embedding_strategy
-        vectors = embedder.embed_clip_keyframes(images, strategy)
+        vectors = batcher.embed(images, strategy)  # in one batch with the clips of the other threads
+        ensure_current(f"clip {clip_id}: embedding")
         ctx.app.record_embedding(
             clip_id,
             embedder.model_name,

@@ -38,14 +38,26 @@ def extract_keyframes(
     strategy: KeyframeStrategy = "multi",
     *,
     quality: int = 2,
+    short_side: int = 0,
     timeout: float = 120.0,
 ) -> list[Path]:
     """Write the strategy's frames of clip ``[start_frame, end_frame)`` of ``src`` as JPEGs named
     ``keyframe_<percent>_f<frame>.jpg`` in ``out_dir``; return their paths in percent order.
 
     Each frame is decoded exactly: the input is seeked to half a frame before it and decoding
-    discards everything earlier (cheap on the all-intra proxy, correct on any input).
+    discards everything earlier (cheap on the all-intra proxy, correct on any input). With
+    ``short_side`` > 0 the frames are scaled down (never up) so their shorter side has that many
+    pixels: the size the embedding model takes in (``HEATERS_KEYFRAME_SHORT_SIDE``), so the embedder
+    decodes small JPEGs and barely resizes.
     """
+    if short_side < 0:
+        raise ValueError(f"short_side must be >= 0, got {short_side}")
+    scale = []
+    if short_side > 0:
+        n = short_side
+        w = f"if(gte(iw\\,ih)\\,-2\\,min(iw\\,{n}))"
+        h = f"if(gte(iw\\,ih)\\,min(ih\\,{n})\\,-2)"
+        scale = ["-vf", f"scale=w={w}:h={h}:flags=bicubic"]
     src, out_dir = Path(src), Path(out_dir)
     if not src.is_file():
         raise MediaError("video file does not exist", src)
@@ -60,7 +72,7 @@ def extract_keyframes(
             run_ffmpeg(
                 [
                     "-ss", f"{seek:.6f}", "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn",
-                    "-frames:v", "1", "-fps_mode", "passthrough", "-q:v", str(quality),
+                    *scale, "-frames:v", "1", "-fps_mode", "passthrough", "-q:v", str(quality),
                     "-update", "1", "-f", "image2", str(tmp),
                 ],
                 what=f"extracting frame {frame}",

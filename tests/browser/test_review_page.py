@@ -63,7 +63,9 @@ def _video_with_sprites(
     video_id = app.submit(str(src), "user:tester")
     prefix = f"videos/{video_id}/sprites"
     sprites_dir = storage.root / prefix
-    manifest = make_sprites(src, sprites_dir, fps=25.0, tile_width=320, columns=5, rows=5)
+    manifest = make_sprites(
+        src, sprites_dir, fps=25.0, tile_width=320, columns=5, rows=5, image_format="webp"
+    )
     attempt = app.start_video_stage(video_id, "download", PIPELINE)
     app.record_downloaded(
         video_id, attempt, PIPELINE, media_key=f"videos/{video_id}/source.mp4",
@@ -161,6 +163,18 @@ def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path
                 "document.getElementById('player').style.backgroundImage.includes('sheet_')"
             )
             page.screenshot(path=str(shots / "01-review.png"))
+            # WebP sheets, shown at the size they were rendered (320 px tiles, not upscaled)
+            assert player.evaluate("p => [p.style.width, p.style.height]") == ["320px", "240px"]
+            loaded = player.evaluate(
+                """p => new Promise(done => {
+                    const img = new Image();
+                    img.onload = () => done([img.naturalWidth, img.naturalHeight]);
+                    img.onerror = () => done(null);
+                    img.src = getComputedStyle(p).backgroundImage.slice(5, -2);
+                })"""
+            )
+            assert loaded == [1600, 1200]  # a 5x5 sheet of 320x240 tiles, decoded by the browser
+            assert ".webp" in player.evaluate("p => p.style.backgroundImage")
 
             # play / pause with Space, then scrub with the slider
             page.keyboard.press("Space")

@@ -15,14 +15,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageStat
 
 from infra.config import Settings
 from infra.media.download import DownloadError, fetch_source
-from infra.media.ffmpeg import ffmpeg_exe, probe
+from infra.media.ffmpeg import MediaError, ffmpeg_exe, probe
 from infra.media.inspect import inspect_media
 from infra.media.keyframes import extract_keyframes, keyframe_frames
+from infra.media.media_pass import Analysis, SpriteSpec, decode_once
 from infra.media.sprites import (
     MANIFEST_NAME,
     load_manifest,
@@ -262,6 +264,17 @@ def test_keyframes_per_strategy(ramp_proxy: Path, tmp_path: Path) -> None:
     assert keyframe_frames(0, 4, "midpoint") == [(50, 2)]
 
 
+def test_keyframes_at_the_models_size_are_scaled_down_never_up(ramp_proxy: Path, tmp_path: Path) -> None:
+    small = extract_keyframes(ramp_proxy, tmp_path / "a", 10, 30, FPS, "multi", short_side=60)
+    for path, frame in zip(small, (15, 20, 25), strict=True):
+        with Image.open(path) as image:
+            assert image.size == (80, 60)  # 160x120 with its shorter side at 60
+            assert ramp_frame(image) == frame
+    kept = extract_keyframes(ramp_proxy, tmp_path / "b", 10, 30, FPS, "midpoint", short_side=224)
+    with Image.open(kept[0]) as image:
+        assert image.size == (160, 120)
+
+
 def test_keyframes_exact_on_long_gop_source(media: dict[str, Path], tmp_path: Path) -> None:
     paths = extract_keyframes(media["ramp"], tmp_path, 40, 80, FPS, "multi")  # keyframes at 0, 50
     with Image.open(paths[0]) as a, Image.open(paths[2]) as c:
@@ -430,3 +443,85 @@ def test_download_served_text_file(http_root: tuple[str, Path], tmp_path: Path) 
         fetch_source(url, tmp_path, PRIVATE_OK)
     assert "not a video" in info.value.reason or "no downloadable video" in info.value.reason
     assert url in info.value.reason
+
+
+# ---------------------------------------------------------------- one decode pass
+
+
+def test_one_decode_makes_proxy_webp_sprites_and_analysis_frames_of_the_same_frames(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    batches: list[np.ndarray] = []
+    result = decode_once(
+        media["ramp"],
+        tmp_path / "proxy.mp4",
+        sprites=(SpriteSpec(fps=10, tile_width=80, columns=4, rows=3), tmp_path / "sprites"),
+        analysis=Analysis(32, "gray", batches.append, batch_size=16),
+    )
+    # The proxy is the same all-intra proxy make_proxy makes: every frame, every frame a keyframe.
+    assert result.proxy.frame_count == FRAMES and result.proxy.audio_codec == "aac"
+    assert all(key_flags(tmp_path / "proxy.mp4"))
+    assert len(frame_md5s(tmp_path / "proxy.mp4")) == FRAMES
+    # Analysis frames: all of them, in order, at the reduced size.
+    frames = np.concatenate(batches)
+    assert result.analysed_frames == FRAMES and result.analysis_error is None
+    assert frames.shape == (FRAMES, 24, 32) and max(len(b) for b in batches) == 16
+    for n in (0, 1, 37, 99):
+        assert ramp_frame(Image.fromarray(frames[n])) == n
+    # Sprites: WebP sheets in the proxy's numbering, the manifest beside them.
+    manifest = result.sprites
+    assert manifest is not None and manifest == load_manifest(tmp_path / "sprites" / MANIFEST_NAME)
+    assert manifest.sheets == [f"sheet_{i:05d}.webp" for i in range(4)] and manifest.sprite_count == 40
+    assert not [p for p in (tmp_path / "sprites").iterdir() if p.name.startswith(".")]  # no work dirs left
+    for frame in (0, 31, 62, 99):
+        name, x, y = sprite_position(manifest, frame)
+        with Image.open(tmp_path / "sprites" / name) as sheet:
+            assert sheet.format == "WEBP" and sheet.size == (320, 180)
+            tile = sheet.crop((x + 8, y + 8, x + 72, y + 52))
+            assert ramp_frame(tile) == sprite_source_frame(manifest, sprite_index(manifest, frame))
+
+
+def test_one_decode_keeps_the_proxy_when_the_analysis_fails(media: dict[str, Path], tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def broken(batch: np.ndarray) -> None:
+        seen.append(len(batch))
+        raise RuntimeError("detector exploded")
+
+    result = decode_once(
+        media["ramp"], tmp_path / "proxy.mp4", analysis=Analysis(32, "rgb24", broken, batch_size=10)
+    )
+    assert seen == [10]  # called once, then the frames are read and dropped
+    assert result.analysed_frames is None and result.analysis_error == "RuntimeError: detector exploded"
+    assert result.proxy.frame_count == FRAMES and result.sprites is None
+
+
+def test_one_decode_of_a_non_video_is_a_media_error(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.mp4"
+    bad.write_bytes(b"not a video\n" * 100)
+    with pytest.raises(MediaError):
+        decode_once(bad, tmp_path / "proxy.mp4", analysis=Analysis(32, "gray", lambda b: None))
+    assert not (tmp_path / "proxy.mp4").exists()
+
+
+def test_webp_sprites_are_smaller_than_jpeg_at_the_same_tile_size(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    webp = make_sprites(media["playable"], tmp_path / "w", fps=25, tile_width=160, image_format="webp")
+    jpeg = make_sprites(media["playable"], tmp_path / "j", fps=25, tile_width=160, image_format="jpeg")
+    assert webp.sheets[0].endswith(".webp") and jpeg.sheets[0].endswith(".jpg")
+    size = lambda d: sum(p.stat().st_size for p in d.glob("sheet_*"))  # noqa: E731
+    assert size(tmp_path / "w") < size(tmp_path / "j")
+    with pytest.raises(ValueError, match="webp limit"):
+        make_sprites(media["playable"], tmp_path / "x", tile_width=4000, columns=5, image_format="webp")
+
+
+def test_one_decode_with_impossible_sprite_settings_still_makes_the_proxy(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    result = decode_once(
+        media["ramp"],
+        tmp_path / "proxy.mp4",
+        sprites=(SpriteSpec(tile_width=8000, columns=5), tmp_path / "sprites"),  # wider than WebP allows
+    )
+    assert result.proxy.frame_count == FRAMES and result.sprites is None

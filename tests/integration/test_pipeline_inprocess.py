@@ -54,6 +54,11 @@ def test_submit_to_pending_review_then_approve_to_export(
 
     storage = pipeline.context.storage
     assert storage.exists(video.media["proxy"]) and storage.exists(video.media["sprites"])
+    # One decode made the proxy, the sprites and the shot analysis: the later stages recorded them.
+    pass_prefix = video.media["proxy"].removesuffix(".mp4") + "-pass/"
+    assert video.media["sprites"] == pass_prefix + "sprites/manifest.json"
+    assert storage.exists(pass_prefix + "shots.json")
+    assert all(k.endswith((".webp", ".json")) for k in storage.list(pass_prefix + "sprites/"))
 
     pg_app.approve(clips[1].id, "user:alice")
     wait_until(lambda: pg_app.get_clip(clips[1].id).state == "exported", timeout=120)
@@ -67,6 +72,24 @@ def test_submit_to_pending_review_then_approve_to_export(
         "Submitted", "DownloadStarted", "Downloaded", "ProxyStarted", "ProxyCreated",
         "SpritesStarted", "SpritesCreated", "ShotDetectionStarted", "ShotsDetected",
     ]  # fmt: skip
+
+
+def test_each_stage_decodes_on_its_own_when_the_single_pass_is_off(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home", database_schema=pg_schema, media_single_pass=False)
+    storage = LocalObjectStorage(tmp_path / "media")
+    pipeline = build_pipeline(settings, pg_app, pg_address, storage, embedder_factory=tiny_embedder)
+    pipeline.start(poll_seconds=0.05)
+    try:
+        video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
+        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
+    finally:
+        pipeline.stop()
+    video = pg_app.get_video(video_id)
+    assert video.state == "clipped" and video.cuts == CUTS
+    assert video.media["sprites"] == f"videos/{video_id}/sprites-a1/manifest.json"
+    assert not storage.list(video.media["proxy"].removesuffix(".mp4") + "-pass/")
 
 
 @pytest.mark.parametrize(

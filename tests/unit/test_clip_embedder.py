@@ -18,6 +18,8 @@ from infra.clip_embedder import (
     TINY_MODEL,
     ClipEmbedder,
     EmbeddingModelUnavailable,
+    FastPreprocess,
+    choose_device,
     combine_keyframe_vectors,
     resolve_weights,
 )
@@ -236,3 +238,88 @@ def test_default_architecture_dimension() -> None:
     vector = full.embed_image(_image(1))
     assert vector.shape == (512,)
     assert abs(float(np.linalg.norm(vector)) - 1.0) < ATOL
+
+
+# -- throughput: the parallel decode pool, the device path, fp16, batches spanning clips ------------
+
+
+def _jpegs(tmp_path: Path, count: int, size: tuple[int, int] = (320, 180)) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"kf{i}.jpg"
+        _image(100 + i, size).resize((size[0] * 2, size[1] * 2)).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(np.sum(a * b, axis=1))
+
+
+def test_split_preprocess_matches_open_clips_transform(embedder: ClipEmbedder) -> None:
+    fast = FastPreprocess.of(embedder.preprocess)
+    assert fast is not None and (fast.resize, fast.crop) == (224, 224)
+    for size in [(96, 64), (64, 96), (640, 360)]:
+        image = _image(7, size)
+        expected = embedder.preprocess(image)
+        ours = fast.normalise(fast.host(image).unsqueeze(0), torch.float32)[0]
+        assert ours.shape == expected.shape
+        # uint8 rounding of the resized pixels is the only difference: under one grey level
+        assert float((ours - expected).abs().max()) < 1.0 / 255 / min(fast.std) + 1e-4
+
+
+def test_the_device_decode_path_runs_on_the_cpu_and_agrees(embedder: ClipEmbedder, tmp_path: Path) -> None:
+    paths = _jpegs(tmp_path, 5)
+    png = tmp_path / "still.png"
+    _image(9, (200, 120)).save(png)
+    host = embedder.embed_images([*paths, png])
+    on_device = ClipEmbedder.random_init(tiny=True, seed=0, batch_size=4, device="cpu", decode_on_device=True)
+    assert on_device.decode_on_device and not on_device.half
+    vectors = on_device.embed_images([*paths, png])  # torchvision decode_jpeg + resize as tensors
+    assert vectors.shape == host.shape
+    assert _cosines(vectors, host).min() > 0.99
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(paths[0].read_bytes()[:200])
+    with pytest.raises(ValueError, match="JPEG"):
+        on_device.embed_images([broken])
+
+
+def test_the_decode_pool_gives_the_same_vectors_as_one_thread(tmp_path: Path) -> None:
+    paths = _jpegs(tmp_path, 7)
+    one = ClipEmbedder.random_init(tiny=True, seed=0, batch_size=3, device="cpu", workers=1, prefetch=False)
+    many = ClipEmbedder.random_init(tiny=True, seed=0, batch_size=3, device="cpu", workers=4, prefetch=True)
+    np.testing.assert_allclose(many.embed_images(paths), one.embed_images(paths), atol=ATOL)
+    many.close()
+
+
+def test_fp16_path_on_the_cpu_agrees_with_fp32(embedder: ClipEmbedder, images: list[Image.Image]) -> None:
+    half = ClipEmbedder.random_init(tiny=True, seed=0, device="cpu", half=True)
+    assert half.half
+    vectors = half.embed_images(images)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert _cosines(vectors, embedder.embed_images(images)).min() > 0.99
+
+
+def test_device_setting(tmp_path: Path) -> None:
+    assert choose_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert choose_device("cpu") == torch.device("cpu")
+    with pytest.raises(EmbeddingModelUnavailable, match="HEATERS_EMBEDDING_DEVICE"):
+        choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EmbeddingModelUnavailable, match="no CUDA device"):
+            choose_device("cuda")
+    settings = Settings(home=tmp_path, clip_pretrained=str(tmp_path / "none.pt"), embedding_device="cpu")
+    assert settings.embedding_device == "cpu" and settings.embedding_workers == 0
+
+
+def test_batches_span_clips_and_match_clip_by_clip(embedder: ClipEmbedder, images: list[Image.Image]) -> None:
+    clips = [images[0:3], images[3:5], images[1:2]]
+    for strategy in ("keyframe_multi_avg", "keyframe_multi", "keyframe_single"):
+        together = embedder.embed_clips(clips, strategy)
+        apart = [embedder.embed_clip_keyframes(c, strategy) for c in clips]
+        assert [len(v) for v in together] == [len(v) for v in apart]
+        for a, b in zip(together, apart, strict=True):
+            np.testing.assert_allclose(np.stack(a), np.stack(b), atol=ATOL)
+    with pytest.raises(ValueError, match="at least one keyframe"):
+        embedder.embed_clips([images[:1], []])

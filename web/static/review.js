@@ -33,6 +33,8 @@
     idMode: false,
     lastActivity: Date.now(),
     images: new Map(),
+    sheetQueue: [],
+    sheetsLoading: 0,
   };
 
   // -- small helpers -------------------------------------------------------------------------------
@@ -109,24 +111,50 @@
     return state.queue[0] || null;
   }
 
-  function prefetch(clip) {
-    if (!clip || !clip.sprite) return;
+  // Sheets load in the order the reviewer needs them, SHEETS_IN_FLIGHT at a time: the sheet of each
+  // queued clip's first frame (the current clip's first of all), then the rest of each clip in order.
+  // Requested all at once they shared the link, and the first frame waited for every sheet.
+  const SHEETS_IN_FLIGHT = 2;
+
+  function clipSheets(clip) {
+    if (!clip || !clip.sprite) return [];
     const first = Math.floor(spriteIndex(clip.sprite, clip.start_frame) / clip.sprite.per_sheet);
     const last = Math.floor(spriteIndex(clip.sprite, Math.max(clip.start_frame, clip.end_frame - 1)) / clip.sprite.per_sheet);
-    for (let s = first; s <= last; s++) {
-      const url = clip.sprite.sheets[s];
-      if (url && !state.images.has(url)) {
-        const img = new Image();
-        img.src = url;
-        state.images.set(url, img);
-      }
-    }
+    const urls = [];
+    for (let s = first; s <= last; s++) if (clip.sprite.sheets[s]) urls.push(clip.sprite.sheets[s]);
+    return urls;
+  }
+
+  function prefetch(clips) {
+    const lists = clips.map(clipSheets);
+    const ordered = [...lists.map((urls) => urls[0]), ...lists.flatMap((urls) => urls.slice(1))];
+    state.sheetQueue = ordered.filter((url, i) => url && !state.images.has(url) && ordered.indexOf(url) === i);
+    loadSheets();
+  }
+
+  function loadSheets() {
     if (state.images.size > 200) state.images.clear();
+    while (state.sheetsLoading < SHEETS_IN_FLIGHT && state.sheetQueue.length) {
+      const url = state.sheetQueue.shift();
+      if (state.images.has(url)) continue;
+      const img = new Image();
+      img.decoding = "async";
+      const done = () => {
+        state.sheetsLoading -= 1;
+        loadSheets();
+      };
+      img.onload = done;
+      img.onerror = done;
+      state.sheetsLoading += 1;
+      img.src = url;
+      state.images.set(url, img);
+    }
   }
 
   function scale(sprite) {
     const maxWidth = Math.min(960, root.clientWidth || 960);
-    return Math.min(2, maxWidth / sprite.tile_width);
+    // Tiles are rendered at the size the player shows them (HEATERS_SPRITE_TILE_WIDTH): never upscale.
+    return Math.min(1, maxWidth / sprite.tile_width);
   }
 
   function draw() {
@@ -246,7 +274,7 @@
     state.frame = clip.start_frame;
     history.replaceState(null, "", "/review?clip=" + encodeURIComponent(clip.id));
     root.dataset.clip = clip.id;
-    state.queue.forEach(prefetch);
+    prefetch(state.queue);
     draw();
     clearTimeout(show.beat);
     show.beat = setTimeout(heartbeat, 300); // tells the server this clip is on screen
@@ -373,7 +401,7 @@
           have.add(c.id);
         }
         if (!hadClip) show();
-        else state.queue.forEach(prefetch);
+        else prefetch(state.queue);
       } while (state.refillAgain);
     } catch (error) {
       flash(error.message, "err");
