@@ -41,7 +41,7 @@ from commands.errors import Conflict, NotFound
 from commands.service import HeatersApplication
 from domain.errors import DomainError
 from infra.config import Settings
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, connect
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
 from projections.rebuild import RebuildRunning
 from web.api import OpsApi, ReviewApi, SearchApi
@@ -218,10 +218,16 @@ def create_app(
     )
 
     def startup() -> None:
-        ensure_tables(address, schema)
-        sessions.open()
-        rm.open()
-        review.prepare()
+        # Web processes starting together would race on CREATE ... IF NOT EXISTS (which is not safe
+        # under concurrency: a duplicate pg_type row fails the loser's startup), so one at a time.
+        with connect(address, autocommit=True) as guard:
+            guard.execute(
+                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"heaters-web-tables:{schema}",)
+            )
+            ensure_tables(address, schema)
+            sessions.open()
+            rm.open()
+            review.prepare()
         log.info("web app ready on schema %s", schema)
 
     def shutdown() -> None:

@@ -5,12 +5,9 @@ twice, and the read models equal a rebuild from the log."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -22,65 +19,17 @@ from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
 from projections.rebuild import rebuild
 from projections.runner import catch_up
+from tests.integration.fleet import Fleet, answers, fleet_env, wait_for
 from tests.integration.pipeline_support import known_cuts_video
 from tests.integration.redis_server import OwnRedis, free_port
 from tests.projection_helpers import checksums
 
 pytestmark = pytest.mark.integration
 
-HEATERS = str(Path(sys.executable).with_name("heaters"))
 RESULTS = ("Downloaded", "ProxyCreated", "SpritesCreated", "ShotsDetected")
 #: Every video in flight during a fault reaches `clipped` within this many seconds.
 BOUND = 90.0
 HEARTBEAT_TIMEOUT = 3.0
-
-
-class Fleet:
-    """The Heaters services as processes, by name; each logs to its own file."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.commands: dict[str, list[str]] = {}
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        self.commands[name] = list(args)
-        handle = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen([HEATERS, *args], env=self.env, stdout=handle, stderr=handle)
-        self.processes[name] = process
-        return process
-
-    def restart(self, name: str) -> None:
-        self.start(name, *self.commands[name])
-
-    def kill9(self, name: str) -> None:
-        process = self.processes[name]
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-
-    def signal(self, name: str, signum: int) -> None:
-        self.processes[name].send_signal(signum)
-
-    def by_pid(self, pid: int) -> str:
-        return next(n for n, p in self.processes.items() if p.pid == pid)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-    def tails(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n" + p.read_text(errors="replace")[-1500:] for p in sorted(self.logs.glob("*.log"))
-        )
 
 
 @pytest.fixture
@@ -90,23 +39,13 @@ def shape(
     redis = OwnRedis(tmp_path / "redis")
     redis.start()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATERS_")}
-    env |= {
-        "HEATERS_HOME": str(tmp_path / "home"),
-        "HEATERS_MEDIA_DIR": str(tmp_path / "media"),
-        "HEATERS_DATABASE_URL": f"postgresql://{pg_address.user}:@/{pg_address.dbname}?host={pg_address.host}",
-        "HEATERS_DATABASE_SCHEMA": pg_schema,
-        "HEATERS_REDIS_URL": redis.url,
-        "HEATERS_REDIS_NAMESPACE": "faults",
-        "HEATERS_REDIS_HEARTBEAT_TIMEOUT_MS": "3000",
-        "HEATERS_STAGE_HEARTBEAT_SECONDS": "0.5",
-        "HEATERS_STAGE_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT),
-        "HEATERS_DISPATCH_START_TIMEOUT_SECONDS": "5",
-        "HEATERS_MAX_ATTEMPTS": "6",
-        "HEATERS_METRICS_PORT": "0",
-    }
+    env = fleet_env(
+        pg_address, pg_schema, redis.url, tmp_path,
+        redis_namespace="faults", redis_heartbeat_timeout_ms="3000", stage_heartbeat_seconds="0.5",
+        stage_heartbeat_timeout_seconds=str(HEARTBEAT_TIMEOUT), dispatch_start_timeout_seconds="5",
+        max_attempts="6",
+    )  # fmt: skip
     logs = tmp_path / "logs"
-    logs.mkdir()
     fleet = Fleet(env, logs)
     catch_up(pg_address, pg_schema)  # the read-model tables exist before the daemons race to them
     fleet.start("web", "up", "--host", "127.0.0.1", "--port", str(port), "--no-pipeline", "--no-worker",
@@ -121,15 +60,6 @@ def shape(
     finally:
         fleet.stop()
         redis.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, fleet: Fleet) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout:.0f} s\n{fleet.tails()}")
 
 
 def clipped(app: HeatersApplication, ids: list[UUID]) -> bool:
@@ -178,7 +108,7 @@ def test_every_video_is_clipped_once_whatever_fails(
         return batch
 
     web = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(web + "/healthz"), 60, "the web app", fleet)
+    wait_for(lambda: answers(web + "/healthz"), 60, "the web app", fleet)
 
     def verify() -> None:
         """After each fault: no result stored twice, the layout the shots give, read models = rebuild."""
@@ -238,13 +168,6 @@ def test_every_video_is_clipped_once_whatever_fails(
 
     verify()
     assert httpx.get(web + "/readyz", timeout=10).status_code == 200
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _caught_up(address: DatabaseAddress, schema: str, head: int) -> bool:
