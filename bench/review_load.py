@@ -1,10 +1,15 @@
 """Review under load: concurrent reviewers (HTTP clients on loopback) against the real web app.
 
-    python -m bench.review_load [--reviewers 20] [--seconds 60] [--out bench/results/review_load.json]
+    python -m bench.review_load [--reviewers 20] [--seconds 60] [--rate 1.0] [--out bench/results/review_load.json]
 
 Starts an embedded PostgreSQL, the web app under uvicorn and the projection daemon, fills the review
 queue with clips, then lets each reviewer log in and loop: fetch the next clip (the page's JSON call),
-and approve / skip / archive / split / merge / undo it. Prints p50/p95/p99 per action and for the next
+and approve / skip / archive / split / merge / undo it. Closed loop (the default): each reviewer acts
+again as soon as the answer comes, so the actions per second are the saturation throughput. Open loop
+(``--rate R``): each reviewer acts R times a second on a fixed schedule whatever the answers, the way
+people work; an action's latency then counts from its scheduled time, so a late start is not hidden.
+The server side is timed too: the command (event store), the read-your-writes wait and the whole
+action, per action. Prints p50/p95/p99 per action and for the next
 clip, counts conflicts (expected when two reviewers race) and other errors (must be zero), and checks
 afterwards that the event store holds exactly the events the successful actions imply. The baseline is
 the same action through the application service directly (no HTTP, no read models), in the same run.
@@ -16,13 +21,16 @@ import argparse
 import json
 import multiprocessing
 import multiprocessing.queues
+import os
 import random
 import socket
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +45,36 @@ from infra.object_storage import LocalObjectStorage
 from projections.runner import ProjectionDaemon, catch_up
 from web.app import create_app
 from web.auth import add_user
+from web.review import Projections, Review
 
 SCHEMA = "bench"
 PASSWORD = "review-load-password"
 #: Events a successful action stores (undo varies: at least one).
 EVENTS_PER_ACTION = {"approve": 1, "skip": 1, "archive": 1, "split": 6, "merge": 5}
+ACTIONS = ("approve", "skip", "archive", "split", "merge", "undo")
+
+
+@dataclass
+class ServerTimes:
+    """Seconds spent in the web process per action: in the command, waiting for read-your-writes,
+    and in the whole ``Review.act``."""
+
+    parts: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, part: str, seconds: float) -> None:
+        with self.lock:
+            self.parts[part].append(seconds)
+
+    def timed(self, part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.add(part, time.perf_counter() - started)
+
+        return wrapper
 
 
 @dataclass
@@ -104,12 +137,19 @@ def _fill_queue(app: HeatersApplication, videos: int, clips_per_video: int) -> N
         app.record_shots(video_id, app.start_video_stage(video_id, "shots", actor), cuts, "bench", {}, actor)
 
 
-def _reviewers(base: str, names: list[str], seconds: float, results: Any) -> None:
+def _reviewers(base: str, names: list[str], seconds: float, rate: float | None, results: Any) -> None:
     """The client process: one thread per reviewer; sends the tally back when time is up."""
     tally = Tally()
-    deadline = time.monotonic() + seconds
+    # every reviewer logs in (argon2: CPU-heavy) before anyone acts, and the clock starts then
+    deadlines: list[float] = []
+
+    def start() -> None:
+        deadlines.append(time.monotonic() + seconds)
+        results.put({"started": True})
+
+    ready = threading.Barrier(len(names), action=start)
     threads = [
-        threading.Thread(target=_reviewer, args=(base, name, deadline, tally, i))
+        threading.Thread(target=_reviewer, args=(base, name, ready, deadlines, tally, i, rate))
         for i, name in enumerate(names)
     ]
     for thread in threads:
@@ -119,7 +159,17 @@ def _reviewers(base: str, names: list[str], seconds: float, results: Any) -> Non
     results.put(tally.as_dict())
 
 
-def _reviewer(base: str, name: str, deadline: float, tally: Tally, seed: int) -> None:
+def _reviewer(
+    base: str,
+    name: str,
+    ready: threading.Barrier,
+    deadlines: list[float],
+    tally: Tally,
+    seed: int,
+    rate: float | None,
+) -> None:
+    """One reviewer: closed loop (``rate`` None: act again at once) or open loop (``rate`` actions a
+    second on a fixed schedule, latency counted from the scheduled time)."""
     rng = random.Random(seed)
     with httpx.Client(base_url=base, timeout=30.0, follow_redirects=False) as client:
         client.get("/login")
@@ -127,15 +177,30 @@ def _reviewer(base: str, name: str, deadline: float, tally: Tally, seed: int) ->
         login = client.post(
             "/login", data={"name": name, "password": PASSWORD, "next": "/review", "_csrf_token": token}
         )
+        ready.wait(120)
         if login.status_code != 303:
             tally.record("login", 0.0, "error", f"{name}: HTTP {login.status_code}")
             return
+        deadline = deadlines[0]
         headers = {"x-csrftoken": client.cookies.get("csrftoken") or ""}
         done: list[str] = []
+        period = 1.0 / rate if rate else 0.0
+        tick = time.perf_counter() + rng.random() * period  # reviewers out of phase
         while time.monotonic() < deadline:
+            late = 0.0  # open loop: how long after its scheduled time this round starts
+            if rate:
+                wait = tick - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                else:
+                    late = -wait
+                    tally.record("late start", late, "ok")
+                tick += period
             started = time.perf_counter()
             response = client.get("/api/review/next", params={"count": 1})
-            tally.record("next clip", time.perf_counter() - started, "ok" if response.is_success else "error")
+            tally.record(
+                "next clip", late + time.perf_counter() - started, "ok" if response.is_success else "error"
+            )
             clips = response.json().get("clips", []) if response.is_success else []
             if not clips:
                 time.sleep(0.05)
@@ -151,7 +216,7 @@ def _reviewer(base: str, name: str, deadline: float, tally: Tally, seed: int) ->
                 target = done[-1]
             started = time.perf_counter()
             response = client.post(f"/api/clips/{target}/{action}", json=body, headers=headers)
-            seconds = time.perf_counter() - started
+            seconds = late + time.perf_counter() - started
             if response.is_success:
                 tally.record(action, seconds, "ok")
                 if action == "undo":
@@ -174,6 +239,32 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
     return cuts[49] * 1000, cuts[94] * 1000, cuts[98] * 1000
 
 
+def _spy_summary(path: Path, top: int = 25) -> list[tuple[str, float, float]]:
+    """From py-spy's raw (collapsed) stacks: the functions with the largest share of the samples,
+    inclusive and self, as (function, inclusive %, self %); printed too."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+                  for f in stack.split(";")]  # fmt: skip
+        for frame in set(frames):
+            inclusive[frame] += n
+        own[frames[-1]] += n
+    if not total:
+        return []
+    rows = [(f, 100 * n / total, 100 * own[f] / total) for f, n in inclusive.most_common(top)]
+    print(f"\npy-spy: {total} samples of the web process (busy threads only)")
+    for frame, incl, self_share in rows:
+        print(f"{incl:6.1f}% {self_share:6.1f}%  {frame}")
+    return rows
+
+
 def _baseline(app: HeatersApplication, rounds: int) -> list[float]:
     """Approve latency through the application service alone."""
     _fill_queue(app, 1, rounds)
@@ -186,18 +277,44 @@ def _baseline(app: HeatersApplication, rounds: int) -> list[float]:
     return latencies
 
 
-def run(reviewers: int, seconds: float, out: Path) -> dict[str, Any]:
+def run(
+    reviewers: int, seconds: float, out: Path, rate: float | None = None, py_spy: str | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, embedded_postgres(Path(tmp)) as address:
         prepare_schema(address, SCHEMA)
-        return _run(address, Path(tmp), reviewers, seconds, out)
+        return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy)
 
 
-def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, out: Path) -> dict[str, Any]:
+def _time_server(app: HeatersApplication, times: ServerTimes) -> Callable[[], None]:
+    """Time the commands, the read-your-writes wait and ``Review.act`` in this process; returns the undo."""
+    settle, act = Projections.settle, Review.act
+    Projections.settle = times.timed("read-your-writes wait", settle)  # type: ignore[method-assign]
+    Review.act = times.timed("whole action (server)", act)  # type: ignore[method-assign]
+    for command in ("approve", "skip", "archive", "split", "merge", "undo"):
+        setattr(app, command, times.timed("command (event store)", getattr(app, command)))
+
+    def undo() -> None:
+        Projections.settle, Review.act = settle, act  # type: ignore[method-assign]
+
+    return undo
+
+
+def _run(
+    address: DatabaseAddress,
+    tmp: Path,
+    reviewers: int,
+    seconds: float,
+    out: Path,
+    rate: float | None,
+    py_spy: str | None,
+) -> dict[str, Any]:
     settings = Settings(home=tmp / "home", database_schema=SCHEMA)
     app = HeatersApplication(env=eventsourcing_env(address, SCHEMA, pool_size=reviewers + 5))
     _fill_queue(app, videos=reviewers, clips_per_video=150)
     baseline = _baseline(app, 200)
     names = [f"reviewer{i}" for i in range(reviewers)]
+    times = ServerTimes()
+    untime = _time_server(app, times)
     web = create_app(settings, app, address, LocalObjectStorage(tmp / "media"))
     for name in names:
         add_user(address, SCHEMA, name, "reviewer", PASSWORD)
@@ -214,10 +331,25 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
     # The reviewers run in another process, so that they do not share the server's interpreter lock.
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
-    clients = context.Process(target=_reviewers, args=(f"http://127.0.0.1:{port}", names, seconds, results))
+    clients = context.Process(
+        target=_reviewers, args=(f"http://127.0.0.1:{port}", names, seconds, rate, results)
+    )
+    load_before = os.getloadavg()
     clients.start()
+    results.get(timeout=300)  # the reviewers are logged in: the measured time starts
+    spy = None
+    if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
+        spy = subprocess.Popen(
+            [py_spy, "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", "50",
+             "--nonblocking", "--format", "raw", "--output", str(out.with_suffix(".py-spy.txt"))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     tally = Tally.from_dict(results.get(timeout=seconds + 120))
+    load_after = os.getloadavg()
     clients.join(30)
+    if spy is not None:
+        spy.wait(60)
+    untime()
     server.should_exit = True
     thread.join(10)
     daemon.stop()
@@ -226,7 +358,7 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
     for event in app.iter_events(start=events_before + 1):
         stored[getattr(event, "actor", "")] += 1
     ok = Counter({a: n for (a, o), n in tally.outcomes.items() if o == "ok"})
-    expected_min = sum(EVENTS_PER_ACTION.get(a, 1) * n for a, n in ok.items() if a != "next clip")
+    expected_min = sum(EVENTS_PER_ACTION.get(a, 1) * n for a, n in ok.items() if a in ACTIONS)
     expected_exact = sum(EVENTS_PER_ACTION[a] * n for a, n in ok.items() if a in EVENTS_PER_ACTION)
     user_events = sum(n for actor, n in stored.items() if actor.startswith("user:reviewer"))
     undo_events = user_events - expected_exact
@@ -234,11 +366,13 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
     app.close()
 
     rows: list[dict[str, Any]] = []
-    print(f"\nreview under load: {reviewers} reviewers for {seconds:.0f} s on loopback\n")
+    mode = f"open loop, each acting {rate:g} times a second" if rate else "closed loop"
+    print(f"\nreview under load: {reviewers} reviewers ({mode}) for {seconds:.0f} s on loopback")
+    print(f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}\n")
     print(
         f"{'action':<11}{'ok':>7}{'conflict':>10}{'refused':>9}{'error':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
     )
-    for action in ["next clip", "approve", "skip", "archive", "split", "merge", "undo"]:
+    for action in ["next clip", *ACTIONS]:
         p50, p95, p99 = _percentiles(tally.latencies.get(action, []))
         counts = {o: tally.outcomes[(action, o)] for o in ("ok", "conflict", "refused", "error")}
         rows.append({"action": action, **counts, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99})
@@ -253,6 +387,26 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
         f"\napprove p50 over HTTP (with read-your-writes) / application service alone: "
         f"{approve_p50 / b50:.1f}x"
     )
+    answered = sum(n for (a, o), n in tally.outcomes.items() if a in ACTIONS and o != "error")
+    throughput = answered / seconds
+    fetches = sum(n for (a, o), n in tally.outcomes.items() if a == "next clip") / seconds
+    late = tally.latencies.get("late start", [])
+    print(f"\nactions answered: {throughput:.1f}/s (plus {fetches:.1f} next-clip fetches/s)")
+    if rate:
+        print(f"rounds that started late (the previous one overran its period): {len(late)}")
+    server_ms = {}
+    print(f"\n{'in the web process':<26}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for part, values in sorted(times.parts.items()):
+        p50, p95, p99 = _percentiles(values)
+        server_ms[part] = {"n": len(values), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+        print(f"{part:<26}{len(values):>7}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}")
+    action_p95 = _percentiles([v for a in ACTIONS for v in tally.latencies.get(a, [])])[1]
+    if rate:
+        print(f"\np95 of all actions: {action_p95:.1f} ms (target < 50 ms)")
+    else:
+        print(f"\nsaturation: {throughput:.1f} actions/s (target >= 250)")
+    spied = out.with_suffix(".py-spy.txt")
+    profile = _spy_summary(spied) if py_spy and spied.exists() else []
     print(f"errors other than conflicts: {len(tally.errors)}")
     print(f"events stored by reviewers: {user_events}; implied by successful actions: >= {expected_min}")
     print(f"event count consistent: {consistent}")
@@ -266,6 +420,15 @@ def _run(address: DatabaseAddress, tmp: Path, reviewers: int, seconds: float, ou
         "events_stored_by_reviewers": user_events,
         "events_implied_min": expected_min,
         "event_count_consistent": consistent,
+        "mode": "open" if rate else "closed",
+        "rate_per_reviewer": rate,
+        "actions_per_second": throughput,
+        "next_clips_per_second": fetches,
+        "late_starts": len(late),
+        "actions_p95_ms": action_p95,
+        "server_ms": server_ms,
+        "load_average_1min": [load_before[0], load_after[0]],
+        "py_spy_top": profile,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -279,8 +442,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reviewers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/review_load.json"))
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: actions per second per reviewer (default: closed loop)",
+    )
+    parser.add_argument("--py-spy", default=None, help="path of a py-spy binary: sample the web process")
     args = parser.parse_args(argv)
-    run(args.reviewers, args.seconds, args.out)
+    run(args.reviewers, args.seconds, args.out, args.rate, args.py_spy)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
-from infra.database import DatabaseAddress, retry_once_on_lost_connection
+from infra.database import DatabaseAddress, check_idle_connection, retry_once_on_lost_connection
 from infra.media.sprites import SpriteManifest, sprite_position
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
 
@@ -54,7 +54,7 @@ class ReadModels:
             },
             open=False,
             name="heaters-web",
-            check=ConnectionPool.check_connection,  # a connection the server closed is replaced
+            check=check_idle_connection,  # a connection the server closed is replaced
         )
 
     def open(self) -> None:

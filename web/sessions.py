@@ -27,7 +27,7 @@ from litestar.stores.base import Store
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from infra.database import DatabaseAddress, connect, retry_once_on_lost_connection
+from infra.database import DatabaseAddress, check_idle_connection, connect, retry_once_on_lost_connection
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class PostgresSessionStore(Store):
                     kwargs={"autocommit": True},
                     open=False,
                     name="heaters-web-sessions",
-                    check=ConnectionPool.check_connection,  # a connection the server closed is replaced
+                    check=check_idle_connection,  # a connection the server closed is replaced
                 )
                 self._pool.open(wait=False)
             return self._pool
