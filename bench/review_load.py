@@ -83,6 +83,7 @@ class Tally:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    client_cpu: float = 0.0  # CPU seconds of the reviewers' process while measured
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +92,7 @@ class Tally:
             "outcomes": [[a, o, n] for (a, o), n in self.outcomes.items()],
             "errors": self.errors,
             "refusals": self.refusals,
+            "client_cpu": self.client_cpu,
         }
 
     @classmethod
@@ -99,6 +101,7 @@ class Tally:
         tally.latencies.update(data["latencies"])
         tally.outcomes.update({(a, o): n for a, o, n in data["outcomes"]})
         tally.errors, tally.refusals = list(data["errors"]), list(data["refusals"])
+        tally.client_cpu = float(data.get("client_cpu", 0.0))
         return tally
 
     def record(self, action: str, seconds: float, outcome: str, detail: str = "") -> None:
@@ -142,9 +145,11 @@ def _reviewers(base: str, names: list[str], seconds: float, rate: float | None, 
     tally = Tally()
     # every reviewer logs in (argon2: CPU-heavy) before anyone acts, and the clock starts then
     deadlines: list[float] = []
+    cpu: list[float] = []
 
     def start() -> None:
         deadlines.append(time.monotonic() + seconds)
+        cpu.append(sum(os.times()[:2]))
         results.put({"started": True})
 
     ready = threading.Barrier(len(names), action=start)
@@ -156,6 +161,7 @@ def _reviewers(base: str, names: list[str], seconds: float, rate: float | None, 
         thread.start()
     for thread in threads:
         thread.join()
+    tally.client_cpu = sum(os.times()[:2]) - cpu[0] if cpu else 0.0
     results.put(tally.as_dict())
 
 
@@ -239,7 +245,27 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
     return cuts[49] * 1000, cuts[94] * 1000, cuts[98] * 1000
 
 
-def _spy_summary(path: Path, top: int = 25) -> list[tuple[str, float, float]]:
+def _postgres_cpu(datadir: Path) -> float:
+    """CPU seconds used so far by the PostgreSQL processes serving ``datadir`` (the embedded server
+    and its backends, read from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    postmasters = set()
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if str(datadir).encode() in cmdline:
+            postmasters.add(int(entry.name))
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return sum(cpu for pid, (parent, cpu) in stats.items() if pid in postmasters or parent in postmasters)
+
+
+def _spy_summary(path: Path, top: int = 45) -> list[tuple[str, float, float]]:
     """From py-spy's raw (collapsed) stacks: the functions with the largest share of the samples,
     inclusive and self, as (function, inclusive %, self %); printed too."""
     inclusive: Counter[str] = Counter()
@@ -259,7 +285,7 @@ def _spy_summary(path: Path, top: int = 25) -> list[tuple[str, float, float]]:
     if not total:
         return []
     rows = [(f, 100 * n / total, 100 * own[f] / total) for f, n in inclusive.most_common(top)]
-    print(f"\npy-spy: {total} samples of the web process (busy threads only)")
+    print(f"\npy-spy: {total} samples of the web process (the thread holding the GIL: its CPU time)")
     for frame, incl, self_share in rows:
         print(f"{incl:6.1f}% {self_share:6.1f}%  {frame}")
     return rows
@@ -337,14 +363,20 @@ def _run(
     load_before = os.getloadavg()
     clients.start()
     results.get(timeout=300)  # the reviewers are logged in: the measured time starts
+    cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]))
     spy = None
     if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
         spy = subprocess.Popen(
             [py_spy, "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", "50",
-             "--nonblocking", "--format", "raw", "--output", str(out.with_suffix(".py-spy.txt"))],
+             "--nonblocking", "--gil", "--format", "raw", "--output", str(out.with_suffix(".py-spy.txt"))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     tally = Tally.from_dict(results.get(timeout=seconds + 120))
+    cpu = {
+        "postgres": _postgres_cpu(tmp) - cpu_before[0],
+        "web process (app + daemon)": sum(os.times()[:2]) - cpu_before[1],
+        "reviewers (clients)": float(tally.client_cpu),
+    }
     load_after = os.getloadavg()
     clients.join(30)
     if spy is not None:
@@ -407,6 +439,9 @@ def _run(
         print(f"\nsaturation: {throughput:.1f} actions/s (target >= 250)")
     spied = out.with_suffix(".py-spy.txt")
     profile = _spy_summary(spied) if py_spy and spied.exists() else []
+    print(f"\nCPU seconds in the {seconds:.0f} s measured (2 cores = {2 * seconds:.0f} CPU-seconds at most):")
+    for who, used in cpu.items():
+        print(f"  {who:<28}{used:7.1f}  ({used / max(answered, 1) * 1000:.1f} ms per action answered)")
     print(f"errors other than conflicts: {len(tally.errors)}")
     print(f"events stored by reviewers: {user_events}; implied by successful actions: >= {expected_min}")
     print(f"event count consistent: {consistent}")
@@ -429,6 +464,7 @@ def _run(
         "server_ms": server_ms,
         "load_average_1min": [load_before[0], load_after[0]],
         "py_spy_top": profile,
+        "cpu_seconds": cpu,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
