@@ -304,11 +304,24 @@ def _baseline(app: HeatersApplication, rounds: int) -> list[float]:
 
 
 def run(
-    reviewers: int, seconds: float, out: Path, rate: float | None = None, py_spy: str | None = None
+    reviewers: int,
+    seconds: float,
+    out: Path,
+    rate: float | None = None,
+    py_spy: str | None = None,
+    daemon_process: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, embedded_postgres(Path(tmp)) as address:
         prepare_schema(address, SCHEMA)
-        return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy)
+        return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy, daemon_process)
+
+
+def _daemon_process(address: DatabaseAddress, stop: Any) -> None:
+    """A projection daemon in a process of its own, until ``stop`` is set."""
+    daemon = ProjectionDaemon(address, SCHEMA)
+    daemon.start()
+    stop.wait()
+    daemon.stop()
 
 
 def _time_server(app: HeatersApplication, times: ServerTimes) -> Callable[[], None]:
@@ -333,6 +346,7 @@ def _run(
     out: Path,
     rate: float | None,
     py_spy: str | None,
+    daemon_process_wanted: bool,
 ) -> dict[str, Any]:
     settings = Settings(home=tmp / "home", database_schema=SCHEMA)
     app = HeatersApplication(env=eventsourcing_env(address, SCHEMA, pool_size=reviewers + 5))
@@ -346,7 +360,14 @@ def _run(
         add_user(address, SCHEMA, name, "reviewer", PASSWORD)
     catch_up(address, SCHEMA)
     daemon = ProjectionDaemon(address, SCHEMA)
-    daemon.start()
+    context = multiprocessing.get_context("spawn")
+    stop_daemon = context.Event()
+    daemon_process = None
+    if daemon_process_wanted:  # the Procfile's shape: the web process has no daemon of its own
+        daemon_process = context.Process(target=_daemon_process, args=(address, stop_daemon))
+        daemon_process.start()
+    else:
+        daemon.start()
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -355,7 +376,6 @@ def _run(
         time.sleep(0.05)
     events_before = app.recorder.max_notification_id() or 0
     # The reviewers run in another process, so that they do not share the server's interpreter lock.
-    context = multiprocessing.get_context("spawn")
     results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
     clients = context.Process(
         target=_reviewers, args=(f"http://127.0.0.1:{port}", names, seconds, rate, results)
@@ -374,7 +394,7 @@ def _run(
     tally = Tally.from_dict(results.get(timeout=seconds + 120))
     cpu = {
         "postgres": _postgres_cpu(tmp) - cpu_before[0],
-        "web process (app + daemon)": sum(os.times()[:2]) - cpu_before[1],
+        "web process": sum(os.times()[:2]) - cpu_before[1],
         "reviewers (clients)": float(tally.client_cpu),
     }
     load_after = os.getloadavg()
@@ -385,6 +405,9 @@ def _run(
     server.should_exit = True
     thread.join(10)
     daemon.stop()
+    if daemon_process is not None:
+        stop_daemon.set()
+        daemon_process.join(30)
 
     stored: Counter[str] = Counter()
     for event in app.iter_events(start=events_before + 1):
@@ -399,6 +422,7 @@ def _run(
 
     rows: list[dict[str, Any]] = []
     mode = f"open loop, each acting {rate:g} times a second" if rate else "closed loop"
+    mode += ", projection daemon in its own process" if daemon_process_wanted else ""
     print(f"\nreview under load: {reviewers} reviewers ({mode}) for {seconds:.0f} s on loopback")
     print(f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}\n")
     print(
@@ -456,6 +480,7 @@ def _run(
         "events_implied_min": expected_min,
         "event_count_consistent": consistent,
         "mode": "open" if rate else "closed",
+        "daemon_process": daemon_process_wanted,
         "rate_per_reviewer": rate,
         "actions_per_second": throughput,
         "next_clips_per_second": fetches,
@@ -485,8 +510,11 @@ def main(argv: list[str] | None = None) -> None:
         help="open loop: actions per second per reviewer (default: closed loop)",
     )
     parser.add_argument("--py-spy", default=None, help="path of a py-spy binary: sample the web process")
+    parser.add_argument(
+        "--daemon-process", action="store_true", help="run the projection daemon in a process of its own"
+    )
     args = parser.parse_args(argv)
-    run(args.reviewers, args.seconds, args.out, args.rate, args.py_spy)
+    run(args.reviewers, args.seconds, args.out, args.rate, args.py_spy, args.daemon_process)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,11 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 import domain.clip
 import domain.video
-from infra.database import DatabaseAddress, connect
+from infra.database import DatabaseAddress, check_idle_connection, connect
 from projections.base import Cursor, ErrorPolicy, EventRecord, Projection
 from projections.clips import ClipsProjection
 from projections.history import HistoryProjection
@@ -532,23 +533,52 @@ def wait_for(
     local = _local(address, schema)
     if local.daemons > 0 and local.wait(wanted, position, deadline):
         return True
-    delay = 0.005
-    with schema_connection(address, schema) as conn:
-        conn.autocommit = True
-        while True:
-            try:
-                rows = conn.execute(
-                    "SELECT name, position FROM projection_positions WHERE name = ANY(%s)", (wanted,)
-                ).fetchall()
-            except psycopg.errors.UndefinedTable:
-                rows = []
-            reached = {name: int(p) for name, p in rows}
-            if all(reached.get(n, -1) >= position for n in wanted):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.05)
+    # No daemon in this process (a web process beside the daemons' own): poll the positions on a
+    # pooled connection (a new connection per wait cost PostgreSQL a backend each time), soon at first
+    # since the daemon's batch usually lands within a few milliseconds.
+    delay = 0.002
+    positions = sql.SQL("SELECT name, position FROM {} WHERE name = ANY(%s)").format(
+        sql.Identifier(schema, "projection_positions")
+    )
+    try:
+        with _wait_pool(address).connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
+            while True:
+                try:
+                    rows = conn.execute(positions, (wanted,)).fetchall()
+                except psycopg.errors.UndefinedTable:
+                    rows = []
+                reached = {name: int(p) for name, p in rows}
+                if all(reached.get(n, -1) >= position for n in wanted):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 1.5, 0.02)
+    except PoolTimeout:  # every pooled connection busy with other waits until the deadline
+        return False
+
+
+_wait_pools: dict[str, ConnectionPool[psycopg.Connection[Any]]] = {}
+
+
+def _wait_pool(address: DatabaseAddress) -> ConnectionPool[psycopg.Connection[Any]]:
+    """The connections :func:`wait_for` polls on, one pool per database in this process (none kept
+    open when idle)."""
+    key = address.conninfo()
+    with _local_lock:
+        pool = _wait_pools.get(key)
+        if pool is None:
+            pool = ConnectionPool(
+                key,
+                min_size=0,
+                max_size=8,
+                kwargs={"autocommit": True},
+                name="heaters-read-your-writes",
+                check=check_idle_connection,
+                open=True,
+            )
+            _wait_pools[key] = pool
+        return pool
 
 
 DAEMONS_DDL = """CREATE TABLE IF NOT EXISTS {}.projection_daemons (
