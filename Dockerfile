@@ -9,6 +9,7 @@ COPY projections projections
 COPY processors processors
 COPY web web
 COPY infra infra
+COPY entrypoints entrypoints
 COPY bench bench
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
     && useradd --create-home heaters

@@ -285,7 +285,7 @@ def create_app(
         },
         on_startup=[startup],
         on_shutdown=[shutdown],
-        logging_config=None,  # the process configured logging (infra.runtime); one format for all
+        logging_config=None,  # the process configured logging (entrypoints.bootstrap); one format for all
         middleware=[
             RotatingSessionConfig(
                 max_age=settings.session_idle_seconds,

@@ -24,11 +24,11 @@ from domain.base import StageProgress, user_actor
 from domain.clip import Clip
 from domain.errors import DomainError
 from domain.video import Video
-from infra.cli_projections import projections
-from infra.cli_users import user
+from entrypoints.bootstrap import configure_logging, open_application
+from entrypoints.cli_projections import projections
+from entrypoints.cli_users import user
 from infra.config import Settings
 from infra.database import DatabaseAddress
-from infra.runtime import configure_logging, open_application
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -383,8 +383,8 @@ def _wait_for_clips(app: HeatersApplication, video_id: UUID, timeout: float) -> 
 
 
 def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: float) -> None:
+    from entrypoints.pipeline import build_pipeline
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
 
     normalised = _normalise_source(source)
     with _clear_errors(), obj.session() as (app, address), _up_lock(obj.settings) as alone:
@@ -458,9 +458,9 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     import signal
     import threading
 
+    from entrypoints.pipeline import build_pipeline
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
 
     configure_logging(logging.INFO)  # a service: one line per stage run, always
     stop = threading.Event()
@@ -489,9 +489,9 @@ def process_manager(obj: Context) -> None:
     import signal
     import threading
 
+    from entrypoints.pipeline import build_pipeline
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
 
     configure_logging(logging.INFO)  # a service: what it sends, refused sends, resends
     stop = threading.Event()
@@ -533,8 +533,8 @@ def up(
 
     import uvicorn
 
+    from entrypoints.pipeline import build_pipeline
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
     from projections.runner import ProjectionDaemon, catch_up
     from web.app import create_app
     from web.auth import user_count
