@@ -45,9 +45,10 @@ from bench.shot_detection import match
 from commands.service import HeatersApplication
 from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
-from infra.database import embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import embedded_postgres, eventsourcing_env
 from infra.media.ffmpeg import ffmpeg_exe
 from infra.object_storage import LocalObjectStorage
+from infra.schema import prepare_schema
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Wiring: settings → database → the application service."""
+"""Wiring: settings → database (its schema prepared, once) → the application service.
+
+The one module that turns settings into the concrete adapters every command and service uses."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from contextlib import contextmanager
 from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.database import DatabaseAddress, database, eventsourcing_env
+from infra.schema import prepare_schema
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -23,9 +26,18 @@ def build_application(settings: Settings, address: DatabaseAddress) -> HeatersAp
 
 
 @contextmanager
-def open_application(settings: Settings) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
-    """The application on the configured database (started first when it is the embedded one)."""
+def open_database(settings: Settings) -> Iterator[DatabaseAddress]:
+    """The configured database (started first when it is the embedded one) with the Heaters schema
+    and its tables in place: the one step that applies ``infra.schema``."""
     with database(settings) as address:
+        prepare_schema(address, settings.database_schema)
+        yield address
+
+
+@contextmanager
+def open_application(settings: Settings) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
+    """The application on the prepared database (``open_database``)."""
+    with open_database(settings) as address:
         app = build_application(settings, address)
         try:
             yield app, address

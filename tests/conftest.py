@@ -10,7 +10,8 @@ import pytest
 from psycopg import sql
 
 from commands.service import HeatersApplication
-from infra.database import DatabaseAddress, connect, embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import DatabaseAddress, connect, embedded_postgres, eventsourcing_env
+from infra.schema import prepare_schema
 
 
 @pytest.fixture

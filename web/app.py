@@ -45,7 +45,7 @@ from infra.database import DatabaseAddress
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
 from projections.rebuild import RebuildRunning
 from web.api import OpsApi, ReviewApi, SearchApi
-from web.auth import LoginLimiter, RotatingSessionConfig, current_user, ensure_tables, require
+from web.auth import LoginLimiter, RotatingSessionConfig, current_user, require
 from web.health import Health
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
 from web.readmodels import Manifests, ReadModels
@@ -218,10 +218,8 @@ def create_app(
     )
 
     def startup() -> None:
-        ensure_tables(address, schema)
         sessions.open()
         rm.open()
-        review.prepare()
         log.info("web app ready on schema %s", schema)
 
     def shutdown() -> None:

@@ -33,19 +33,6 @@ MAX_LEASES = 10
 #: How many of a reviewer's decisions their undo stack keeps.
 UNDO_DEPTH = 200
 
-#: Tables of the review service besides ``review_leases`` (created by ``web.auth.ensure_tables``):
-#: whether a leased clip is on its reviewer's screen, and each reviewer's undo stack.
-REVIEW_DDL = (
-    "ALTER TABLE review_leases ADD COLUMN IF NOT EXISTS opened boolean NOT NULL DEFAULT false",
-    """CREATE TABLE IF NOT EXISTS review_undo (
-           id bigserial PRIMARY KEY,
-           reviewer text NOT NULL,
-           clip_id uuid NOT NULL,
-           action text NOT NULL,
-           at timestamptz NOT NULL DEFAULT now()
-       )""",
-    "CREATE INDEX IF NOT EXISTS review_undo_reviewer ON review_undo (reviewer, id)",
-)
 
 
 class LeaseHeld(Exception):
@@ -123,12 +110,6 @@ class Review:
         self.projections = projections
         self.lease_ttl = lease_ttl
         self.max_leases = max(1, min(max_leases, MAX_LEASES))
-
-    def prepare(self) -> None:
-        """Create the review tables (after ``web.auth.ensure_tables``)."""
-        with self.rm.connection() as conn:
-            for statement in REVIEW_DDL:
-                conn.execute(statement)
 
     # -- reading -----------------------------------------------------------------------------------
 
