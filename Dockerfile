@@ -10,7 +10,6 @@ COPY processors processors
 COPY web web
 COPY infra infra
 COPY entrypoints entrypoints
-COPY bench bench
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
     && useradd --create-home heaters
 USER heaters
