@@ -18,9 +18,10 @@ from uuid import UUID
 import click
 from pydantic import ValidationError
 
+from commands.audit import jsonable, parse_as_of, state_of
 from commands.errors import Conflict, NotFound
 from commands.service import HeatersApplication
-from domain.base import StageProgress, user_actor
+from domain.base import user_actor
 from domain.clip import Clip
 from domain.errors import DomainError
 from domain.video import Video
@@ -35,20 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("heaters.cli")
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, UUID | Path):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, StageProgress):
-        return value.as_dict()
-    if isinstance(value, set):
-        return sorted(str(v) for v in value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, default=_json_default, indent=2))  # json escapes control characters
+    click.echo(json.dumps(data, default=jsonable, indent=2))  # json escapes control characters
 
 
 #: C0 and C1 control characters (and DEL): a file name or title must not ring the bell, move the
@@ -253,23 +242,10 @@ def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
 
 
 def _parse_as_of(value: str) -> int | datetime:
-    if value.isdigit():
-        return int(value)
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a version number nor an ISO time (e.g. 2026-11-25T12:00:00+00:00)"
-        ) from None
-    if when.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a timezone, e.g. {value}+00:00")
-    return when
-
-
-def _state_summary(aggregate: Video | Clip) -> dict[str, Any]:
-    state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
-    state["state"] = aggregate.state
-    return state
+        return parse_as_of(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @main.command()
@@ -287,7 +263,7 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
         state = None
         if point is not None:
             version = point if isinstance(point, int) else app.version_at(aggregate.id, point)
-            state = _state_summary(app.state_at(aggregate.id, version))
+            state = state_of(app.state_at(aggregate.id, version))
             entries = [e for e in entries if e.version <= version]
     if as_json:
         _print_json(
@@ -295,13 +271,13 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
         )
         return
     for entry in entries:
-        payload = json.dumps(entry.payload, default=_json_default, sort_keys=True)
+        payload = json.dumps(entry.payload, default=jsonable, sort_keys=True)
         _echo(
             f"v{entry.version:<4} {entry.timestamp.isoformat()}  {entry.event:<22} {entry.actor:<20} {payload}"
         )
     if state is not None:
         _echo(f"\nstate as of v{state['version']}:")
-        _echo(json.dumps(state, default=_json_default, indent=2, sort_keys=True))
+        _echo(json.dumps(state, default=jsonable, indent=2, sort_keys=True))
 
 
 @main.command()

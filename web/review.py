@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +33,28 @@ MAX_LEASES = 10
 #: How many of a reviewer's decisions their undo stack keeps.
 UNDO_DEPTH = 200
 
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a reviewer asked of a clip: the clip, the other clip (merge, group), the frame (split) and
+    the version they saw."""
+
+    clip_id: UUID
+    other: UUID | None
+    actor: str
+    frame: int | None
+    seen: int | None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a decision did: the reviewer's message and the clips it made, removed or grouped with."""
+
+    message: str
+    new_ids: list[UUID] = field(default_factory=list)
+    removed: list[UUID] = field(default_factory=list)
+    other_id: UUID | None = None
 
 
 class LeaseHeld(Exception):
@@ -260,40 +282,15 @@ class Review:
             partner_holder = self.rm.lease_holder(partner, user.name, opened_only=True) if partner else None
             if partner is not None and partner_holder is not None:
                 raise LeaseHeld(partner, partner_holder)
-        actor = user.actor
-        new_ids: list[UUID] = []
-        removed: list[UUID] = []
-        other_id: UUID | None = None
-        simple: dict[str, tuple[Callable[..., None], str]] = {
-            "approve": (self.heaters.approve, "Approved"),
-            "skip": (self.heaters.skip, "Skipped"),
-            "archive": (self.heaters.archive, "Archived"),
-        }
-        short = short_id(cid)
-        if action in simple:
-            command, verb = simple[action]
-            command(cid, actor, seen=seen)
-            message = f"{verb} clip {short}"
-        elif action == "split":
-            if frame is None:
-                raise ValueError("split needs a frame")
-            new_ids = list(self.heaters.split(cid, frame, actor, seen=seen))
-            message = f"Split clip {short} at frame {frame}"
-        elif action == "merge":
-            new_ids = [self.heaters.merge(cid, other, actor, seen=seen)]
-            partner_text = f"clip {short_id(other)}" if other else "the previous clip"
-            message = f"Merged clip {short} with {partner_text} into clip {short_id(new_ids[0])}"
-            merged = self.heaters.get_clip(cid).last_decision or {}
-            removed = [merged["with_clip_id"]] if merged.get("kind") == "merge" else []
-        elif action == "group":
-            other_id = self.heaters.group(cid, other, actor, seen=seen)
-            message = f"Grouped clip {short} with clip {short_id(other_id)}"
-        elif action == "undo":
+        if action == "undo":
             return self._undo(user, cid)
-        else:
+        decide = DECISIONS.get(action)
+        if decide is None:
             raise ValueError(f"unknown action {action!r}")
+        done = decide(self, Decision(cid, other, user.actor, frame, seen))
+        message = done.message
         self._push(user, cid, action)
-        for new_id in new_ids:  # the reviewer reviews what they just made
+        for new_id in done.new_ids:  # the reviewer reviews what they just made
             self.rm.take_lease(new_id, user.name, self.lease_ttl)
         # Release the lease only once the read models show the decision: released earlier, another
         # reviewer's next-clip query could still see the clip as pending and take it.
@@ -309,10 +306,44 @@ class Review:
             message=message,
             pending=self.rm.pending_count(),
             caught_up=caught_up,
-            new_clip_ids=[str(i) for i in new_ids],
-            other_clip_id=str(other_id) if other_id else None,
-            removed_clip_ids=[str(c) for c in removed],
+            new_clip_ids=[str(i) for i in done.new_ids],
+            other_clip_id=str(done.other_id) if done.other_id else None,
+            removed_clip_ids=[str(c) for c in done.removed],
         )
+
+    # -- the decisions, one handler each (``DECISIONS``) ---------------------------------------------
+
+    def _approve(self, d: Decision) -> Decided:
+        self.heaters.approve(d.clip_id, d.actor, seen=d.seen)
+        return Decided(f"Approved clip {short_id(d.clip_id)}")
+
+    def _skip(self, d: Decision) -> Decided:
+        self.heaters.skip(d.clip_id, d.actor, seen=d.seen)
+        return Decided(f"Skipped clip {short_id(d.clip_id)}")
+
+    def _archive(self, d: Decision) -> Decided:
+        self.heaters.archive(d.clip_id, d.actor, seen=d.seen)
+        return Decided(f"Archived clip {short_id(d.clip_id)}")
+
+    def _split(self, d: Decision) -> Decided:
+        if d.frame is None:
+            raise ValueError("split needs a frame")
+        new_ids = list(self.heaters.split(d.clip_id, d.frame, d.actor, seen=d.seen))
+        return Decided(f"Split clip {short_id(d.clip_id)} at frame {d.frame}", new_ids=new_ids)
+
+    def _merge(self, d: Decision) -> Decided:
+        merged_id = self.heaters.merge(d.clip_id, d.other, d.actor, seen=d.seen)
+        partner = f"clip {short_id(d.other)}" if d.other else "the previous clip"
+        merged = self.heaters.get_clip(d.clip_id).last_decision or {}
+        return Decided(
+            f"Merged clip {short_id(d.clip_id)} with {partner} into clip {short_id(merged_id)}",
+            new_ids=[merged_id],
+            removed=[merged["with_clip_id"]] if merged.get("kind") == "merge" else [],
+        )
+
+    def _group(self, d: Decision) -> Decided:
+        other_id = self.heaters.group(d.clip_id, d.other, d.actor, seen=d.seen)
+        return Decided(f"Grouped clip {short_id(d.clip_id)} with clip {short_id(other_id)}", other_id=other_id)
 
     # -- undo: each reviewer's own decisions, newest first -----------------------------------------
 
@@ -386,3 +417,14 @@ class Review:
 
     def skipped(self) -> list[Row]:
         return self.rm.skipped()
+
+
+#: The review actions besides undo, each with its handler.
+DECISIONS: dict[str, Callable[[Review, Decision], Decided]] = {
+    "approve": Review._approve,
+    "skip": Review._skip,
+    "archive": Review._archive,
+    "split": Review._split,
+    "merge": Review._merge,
+    "group": Review._group,
+}
