@@ -47,8 +47,9 @@ from projections.rebuild import RebuildRunning
 from web.api import OpsApi, ReviewApi, SearchApi
 from web.auth import LoginLimiter, RotatingSessionConfig, current_user, require
 from web.health import Health
+from web.media import Manifests
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
-from web.readmodels import Manifests, ReadModels
+from web.readmodels import ReadModels
 from web.review import LeaseHeld, Projections, Review
 from web.security import (
     SWAGGER_ASSETS_DIR,

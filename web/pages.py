@@ -25,7 +25,8 @@ from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from web.auth import LoginLimiter, User, authenticate, require, session_user, start_session
-from web.readmodels import Manifests, ReadModels
+from web.media import Manifests
+from web.readmodels import ReadModels
 from web.review import Projections, Review
 from web.search import search_page
 

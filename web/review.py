@@ -17,7 +17,9 @@ from infra.database import DatabaseAddress
 from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
 from web.auth import User
 from web.dto import ActionResult, ClipView, NextClips, Sibling, Siblings, SpritePlayer
-from web.readmodels import Manifests, ReadModels, Row
+from web.leases import Leases
+from web.media import Manifests
+from web.readmodels import ReadModels, Row
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ class Review:
     ) -> None:
         self.heaters = heaters
         self.rm = rm
+        self.leases = Leases(rm)
         self.manifests = manifests
         self.projections = projections
         self.lease_ttl = lease_ttl
@@ -159,7 +162,7 @@ class Review:
             next_clip_id=str(ids[index + 1]) if 0 <= index < len(ids) - 1 else None,
             grouped_with=[str(g) for g in row.get("grouped_with") or []],
             sprite=SpritePlayer(**player) if player else None,
-            leased_by=self.rm.lease_holder(row["id"], reviewer) if reviewer else None,
+            leased_by=self.leases.lease_holder(row["id"], reviewer) if reviewer else None,
             version=int(row["version"]),
         )
 
@@ -170,7 +173,7 @@ class Review:
         already holds (those no longer awaiting review come back in ``gone``); ``after``: continue after
         this clip, in its video."""
         count = max(1, min(count, self.max_leases))
-        self.rm.renew_leases(user.name, self.lease_ttl)
+        self.leases.renew_leases(user.name, self.lease_ttl)
         start: tuple[UUID, int] | None = None
         if after is not None:
             row = self.rm.clip(after)
@@ -179,14 +182,14 @@ class Review:
         views: list[ClipView] = []
         skip = list(exclude)
         for _ in range(5):  # read models behind the log: leave out what the log already decided
-            ids = self.rm.claim_next(
+            ids = self.leases.claim_next(
                 user.name, count - len(views), skip, self.lease_ttl, self.max_leases, start
             )
             if not ids:
                 break
             decided = [clip_id for clip_id in ids if not self._pending_in_log(clip_id)]
             if decided:
-                self.rm.release(decided, user.name)
+                self.leases.release(decided, user.name)
             skip += ids
             for clip_id in ids:
                 if clip_id in decided:
@@ -197,7 +200,7 @@ class Review:
                     continue
             if len(views) >= count:
                 break
-        gone = [str(c) for c in self.rm.unavailable(exclude, user.name)]
+        gone = [str(c) for c in self.leases.unavailable(exclude, user.name)]
         return NextClips(clips=views, pending=self.rm.pending_count(), gone=gone)
 
     def _pending_in_log(self, clip_id: UUID) -> bool:
@@ -217,18 +220,18 @@ class Review:
             raise NotFound("clip", cid)
         holder = None
         if row["state"] in ("pending_review", "skipped") and row["live"]:
-            holder = self.rm.take_lease(cid, user.name, self.lease_ttl, opened=True)
+            holder = self.leases.take_lease(cid, user.name, self.lease_ttl, opened=True)
         view = self.view(cid, row=row)
         view.leased_by = holder
         return view
 
     def heartbeat(self, user: User, shown: UUID | None) -> int:
         """The page is open: keep its leases; ``shown`` is the clip on screen."""
-        return self.rm.renew_leases(user.name, self.lease_ttl, shown)
+        return self.leases.renew_leases(user.name, self.lease_ttl, shown)
 
     def release(self, user: User, clip_ids: Sequence[UUID] | None) -> int:
         """The page closed (or the reviewer logged out): its clips go back to the queue at once."""
-        released = self.rm.release(clip_ids, user.name)
+        released = self.leases.release(clip_ids, user.name)
         log.info("%s released %d leases", user.name, released)
         return released
 
@@ -274,12 +277,12 @@ class Review:
         """One decision on the clip the reviewer has on screen (``seen``: the version they saw)."""
         cid = parse_id(clip_id, "clip id")
         other = parse_id(with_clip_id, "other clip id") if with_clip_id else None
-        holder = self.rm.lease_holder(cid, user.name)
+        holder = self.leases.lease_holder(cid, user.name)
         if holder is not None:
             raise LeaseHeld(cid, holder)
         if action in ("merge", "group"):  # the other clip must not be on another reviewer's screen
             partner = other or self._previous(cid)
-            partner_holder = self.rm.lease_holder(partner, user.name, opened_only=True) if partner else None
+            partner_holder = self.leases.lease_holder(partner, user.name, opened_only=True) if partner else None
             if partner is not None and partner_holder is not None:
                 raise LeaseHeld(partner, partner_holder)
         if action == "undo":
@@ -291,11 +294,11 @@ class Review:
         message = done.message
         self._push(user, cid, action)
         for new_id in done.new_ids:  # the reviewer reviews what they just made
-            self.rm.take_lease(new_id, user.name, self.lease_ttl)
+            self.leases.take_lease(new_id, user.name, self.lease_ttl)
         # Release the lease only once the read models show the decision: released earlier, another
         # reviewer's next-clip query could still see the clip as pending and take it.
         caught_up = self.projections.settle()
-        self.rm.release([cid], user.name)
+        self.leases.release([cid], user.name)
         if not caught_up:
             message += LATE_NOTE
         log.info("%s: %s on clip %s", user.name, action, cid)
@@ -392,7 +395,7 @@ class Review:
         if entry is not None:
             self._drop(entry)
         back = [target.id]  # the clip the undone decision was made on: the page shows it again
-        self.rm.take_lease(target.id, user.name, self.lease_ttl)
+        self.leases.take_lease(target.id, user.name, self.lease_ttl)
         removed = list(decision.get("into") or []) if undone == "split" else []
         if undone == "merge":
             removed = [decision["into"]]

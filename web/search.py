@@ -9,7 +9,8 @@ from uuid import UUID
 
 from commands.errors import NotFound, parse_id
 from domain.errors import short_id
-from web.readmodels import Manifests, ReadModels
+from web.media import Manifests
+from web.readmodels import ReadModels
 
 log = logging.getLogger(__name__)
 
