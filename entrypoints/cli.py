@@ -16,20 +16,20 @@ from urllib.parse import urlparse
 from uuid import UUID
 
 import click
+import psycopg
 from pydantic import ValidationError
 
 from commands.audit import jsonable, parse_as_of, state_of
-from commands.errors import Conflict, NotFound
+from commands.errors import Conflict, NotFound, parse_id
 from commands.service import HeatersApplication
 from domain.base import user_actor
-from domain.clip import Clip
 from domain.errors import DomainError
 from domain.video import Video
-from entrypoints.bootstrap import configure_logging, open_application
+from entrypoints.bootstrap import configure_logging, open_application, open_database
 from entrypoints.cli_projections import projections
 from entrypoints.cli_users import user
 from infra.config import Settings
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -158,30 +158,24 @@ def submit(obj: Context, source: str, who: str | None, wait: bool, timeout: floa
     _submit(obj, source, who, wait, timeout)
 
 
-def _video_row(video: Video) -> dict[str, Any]:
-    return {
-        "id": video.id,
-        "state": video.state,
-        "source": video.source,
-        "title": video.metadata.get("title"),
-        "frames": video.frame_count or None,
-        "fps": video.fps or None,
-        "clips": len(video.layout),
-        "submitted_at": video.created_on,
-        "failure": next((p.last_error for p in video.stages.values() if p.status == "failed"), None),
-    }
+@contextmanager
+def _read_models(obj: Context) -> Iterator[tuple[psycopg.Connection[Any], DatabaseAddress]]:
+    """A connection on the read models, brought up to the log head first (no daemon may be running)."""
+    from projections.runner import catch_up
+    from projections.views import VIEW_PROJECTIONS
+
+    with open_database(obj.settings) as address:
+        catch_up(address, obj.settings.database_schema, VIEW_PROJECTIONS)
+        with connect(address) as conn:
+            yield conn, address
 
 
-def _clip_row(clip: Clip) -> dict[str, Any]:
-    return {
-        "id": clip.id,
-        "video_id": clip.video_id,
-        "start": clip.start,
-        "end": clip.end,
-        "state": clip.state,
-        "origin": clip.origin,
-        "grouped_with": sorted(str(c) for c in clip.grouped_with),
-    }
+def _video_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "frames": row["frames"] or None, "fps": row["fps"] or None}
+
+
+def _clip_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "grouped_with": sorted(str(c) for c in row["grouped_with"] or ())}
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -199,10 +193,11 @@ def videos(obj: Context, as_json: bool) -> None:
     """List every submitted video with its pipeline state, flagging work that waits longer than
     expected (and on what)."""
     from processors.work_ledger import waiting_work
+    from projections.views import video_list
 
     s = obj.settings
-    with _clear_errors(), obj.session() as (app, address):
-        rows = [_video_row(app.get_video(vid)) for vid in app.video_ids()]
+    with _clear_errors(), _read_models(obj) as (conn, address):
+        rows = [_video_row(row) for row in video_list(conn, s.database_schema)]
         late = waiting_work(
             address,
             s.database_schema,
@@ -230,9 +225,15 @@ def videos(obj: Context, as_json: bool) -> None:
 @pass_context
 def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
     """List the live clips (of one video, or of all), in frame order."""
-    with _clear_errors(), obj.app() as app:
-        video_ids = [video_id] if video_id else app.video_ids()
-        rows = [_clip_row(c) for vid in video_ids for c in app.clips_of(vid)]
+    from projections.views import live_clip_list, video_exists
+
+    schema = obj.settings.database_schema
+    with _clear_errors():
+        vid = parse_id(video_id, "video id") if video_id else None
+        with _read_models(obj) as (conn, _address):
+            if vid is not None and not video_exists(conn, schema, vid):
+                raise NotFound("video", vid)
+            rows = [_clip_row(row) for row in live_clip_list(conn, schema, vid)]
     if as_json:
         _print_json(rows)
     elif not rows:
