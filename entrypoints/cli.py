@@ -29,7 +29,7 @@ from entrypoints.bootstrap import configure_logging, open_application, open_data
 from entrypoints.cli_projections import projections
 from entrypoints.cli_users import user
 from infra.config import Settings
-from infra.database import DatabaseAddress, connect
+from infra.database import DatabaseAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,12 +161,12 @@ def submit(obj: Context, source: str, who: str | None, wait: bool, timeout: floa
 @contextmanager
 def _read_models(obj: Context) -> Iterator[tuple[psycopg.Connection[Any], DatabaseAddress]]:
     """A connection on the read models, brought up to the log head first (no daemon may be running)."""
-    from projections.runner import catch_up
+    from projections.runner import catch_up, schema_connection
     from projections.views import VIEW_PROJECTIONS
 
     with open_database(obj.settings) as address:
         catch_up(address, obj.settings.database_schema, VIEW_PROJECTIONS)
-        with connect(address) as conn:
+        with schema_connection(address, obj.settings.database_schema) as conn:
             yield conn, address
 
 
@@ -197,7 +197,7 @@ def videos(obj: Context, as_json: bool) -> None:
 
     s = obj.settings
     with _clear_errors(), _read_models(obj) as (conn, address):
-        rows = [_video_row(row) for row in video_list(conn, s.database_schema)]
+        rows = [_video_row(row) for row in video_list(conn)]
         late = waiting_work(
             address,
             s.database_schema,
@@ -227,13 +227,12 @@ def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
     """List the live clips (of one video, or of all), in frame order."""
     from projections.views import live_clip_list, video_exists
 
-    schema = obj.settings.database_schema
     with _clear_errors():
         vid = parse_id(video_id, "video id") if video_id else None
         with _read_models(obj) as (conn, _address):
-            if vid is not None and not video_exists(conn, schema, vid):
+            if vid is not None and not video_exists(conn, vid):
                 raise NotFound("video", vid)
-            rows = [_clip_row(row) for row in live_clip_list(conn, schema, vid)]
+            rows = [_clip_row(row) for row in live_clip_list(conn, vid)]
     if as_json:
         _print_json(rows)
     elif not rows:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from commands.errors import NotFound, parse_id
 from domain.errors import short_id
+from projections import views
 from web.media import Manifests
 from web.readmodels import ReadModels
 
@@ -46,7 +47,7 @@ def search_page(
     models, strategies = rm.embedding_options()
     video_id: UUID | None = parse_id(video, "video id") if video else None
     random_pick = not clip or clip == "random"
-    clip_id = rm.random_embedded_clip(model, strategy, video_id) if random_pick else parse_id(clip, "clip id")
+    clip_id = rm.read(views.random_embedded_clip, model, strategy, video_id) if random_pick else parse_id(clip, "clip id")
     results: list[dict[str, Any]] = []
     has_more = False
     main: dict[str, Any] | None = None
@@ -60,7 +61,7 @@ def search_page(
         offset = (page_number - 1) * PAGE_SIZE
         found: list[SimilarClip]
         if order == "asc":
-            found = rm.least_similar(clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
+            found = rm.read(views.least_similar, clip_id, model, strategy, video_id, PAGE_SIZE + 1, offset)
         else:
             with rm.tuple_connection() as conn:
                 found = list(
