@@ -9,7 +9,7 @@ COPY projections projections
 COPY processors processors
 COPY web web
 COPY infra infra
-COPY bench bench
+COPY entrypoints entrypoints
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
     && useradd --create-home heaters
 USER heaters

@@ -47,11 +47,12 @@ from uuid import UUID
 from bench.corpus import CORPUS_VERSION, Motion, Shot, ShotKind, Transition, Truth, load_truth, make_video
 from bench.shot_detection import match
 from commands.service import HeatersApplication
+from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
-from infra.database import embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import embedded_postgres, eventsourcing_env
 from infra.media.ffmpeg import ffmpeg_exe
 from infra.object_storage import LocalObjectStorage
-from infra.pipeline import Pipeline, build_pipeline
+from infra.schema import prepare_schema
 
 logger = logging.getLogger(__name__)
 

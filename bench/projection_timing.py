@@ -53,7 +53,12 @@ def measure(events: int, seed: int = 42) -> dict[str, Any]:
 
     from bench.projections import generate
     from commands.service import HeatersApplication
-    from infra.database import connect, embedded_postgres, eventsourcing_env, prepare_schema
+    from infra.database import connect, embedded_postgres, eventsourcing_env
+
+    try:
+        from infra.schema import prepare_schema
+    except ImportError:  # a baseline commit from before infra/schema.py
+        from infra.database import prepare_schema  # type: ignore[attr-defined,no-redef]
     from projections.rebuild import rebuild
     from projections.runner import catch_up
 

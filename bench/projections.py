@@ -33,7 +33,8 @@ from psycopg.types.json import Jsonb
 
 from commands.service import HeatersApplication
 from domain.clip import Clip
-from infra.database import embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import embedded_postgres, eventsourcing_env
+from infra.schema import prepare_schema
 from projections.base import json_safe
 from projections.history import ENVELOPE
 

@@ -40,8 +40,9 @@ import uvicorn
 
 from commands.service import HeatersApplication
 from infra.config import Settings
-from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env
 from infra.object_storage import LocalObjectStorage
+from infra.schema import prepare_schema
 from projections.runner import ProjectionDaemon, catch_up
 from web.app import create_app
 from web.auth import add_user

@@ -33,7 +33,8 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
-from infra.database import connect, embedded_postgres, prepare_schema
+from infra.database import connect, embedded_postgres
+from infra.schema import prepare_schema
 from projections import similarity
 from projections.queries import similar_clips
 from projections.runner import build_projections, ensure_schema, set_search_path

@@ -35,10 +35,11 @@ import uvicorn
 from bench.pipeline import SOURCES, ensure_video
 from commands.service import HeatersApplication
 from infra.config import Settings
-from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env
 from infra.media.ffmpeg import probe
 from infra.media.sprites import SpriteFormat, make_sprites
 from infra.object_storage import LocalObjectStorage
+from infra.schema import prepare_schema
 from projections.runner import ProjectionDaemon
 from web.app import create_app
 from web.auth import add_user

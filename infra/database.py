@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
-from psycopg import sql
 
 from infra.config import Settings
 
@@ -109,18 +108,10 @@ def embedded_postgres(home: Path) -> Iterator[DatabaseAddress]:
 def database(settings: Settings) -> Iterator[DatabaseAddress]:
     """The configured database: external when ``HEATERS_DATABASE_URL`` is set, else embedded."""
     if settings.database_url:
-        address = DatabaseAddress.from_url(settings.database_url)
-        prepare_schema(address, settings.database_schema)
-        yield address
+        yield DatabaseAddress.from_url(settings.database_url)
         return
     with embedded_postgres(settings.resolved_home) as address:
-        prepare_schema(address, settings.database_schema)
         yield address
-
-
-def prepare_schema(address: DatabaseAddress, schema: str) -> None:
-    with connect(address, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 def eventsourcing_env(address: DatabaseAddress, schema: str, pool_size: int = 5) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from domain.clip import Clip
 from domain.video import Video
 from infra.database import DatabaseAddress
 from infra.metrics import WORK_REFUSED, WORK_RESENT, WORK_SENT
-from processors.work_ledger import ensure_work_table, redispatch, work_pool
+from processors.work_ledger import redispatch, work_pool
 
 log = logging.getLogger(__name__)
 
@@ -150,22 +151,32 @@ class PipelineProcessManager:
         self.batch_size = batch_size
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        ensure_work_table(address, schema)
         # The loop reads its position every poll: pooled connections, not a new backend each time.
-        self._pool = work_pool(address, 2, "heaters-process-manager")
-        with self._pool.connection() as conn:
-            conn.execute(
-                sql.SQL("INSERT INTO {}.pipeline_tracking VALUES (%s, 0) ON CONFLICT DO NOTHING").format(
-                    sql.Identifier(schema)
-                ),
-                (NAME,),
-            )
+        # The pool connects on first use (``_connection``): building the manager does no I/O.
+        self._pool = work_pool(address, 2, "heaters-process-manager", open=False)
+        self._opened = False
+        self._open_lock = threading.Lock()
+
+    def _connection(self) -> AbstractContextManager[Any]:
+        """A pooled connection; the first opens the pool and the manager's row in ``pipeline_tracking``."""
+        with self._open_lock:
+            if not self._opened:
+                self._pool.open()
+                with self._pool.connection() as conn:
+                    conn.execute(
+                        sql.SQL("INSERT INTO {} VALUES (%s, 0) ON CONFLICT DO NOTHING").format(
+                            self._table("pipeline_tracking")
+                        ),
+                        (NAME,),
+                    )
+                self._opened = True
+        return self._pool.connection()
 
     def _table(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
     def position(self) -> int:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._table("pipeline_tracking")),
                 (NAME,),
@@ -181,7 +192,7 @@ class PipelineProcessManager:
         if not notifications:
             return 0
         last = notifications[-1].id
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             current = conn.execute(
                 sql.SQL("SELECT position FROM {} WHERE name = %s FOR UPDATE").format(
                     self._table("pipeline_tracking")
@@ -229,7 +240,7 @@ class PipelineProcessManager:
         """Deliver the outbox's due rows; each is marked sent once the broker accepted it. A broker
         error stops the round (the rest stay in the outbox) and is raised."""
         sent = 0
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             rows = conn.execute(
                 sql.SQL(
                     "SELECT aggregate_id, stage, resends FROM {} WHERE state = 'dispatched' AND sent_at IS NULL"
@@ -268,7 +279,7 @@ class PipelineProcessManager:
 
     def redispatch_stalled(self) -> list[tuple[str, UUID, str]]:
         """Put back in the outbox work sent but not claimed in time, or whose worker stopped beating."""
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             rows = conn.execute(
                 sql.SQL(
                     "WITH stalled AS (SELECT aggregate_id, stage, heartbeat_at IS NOT NULL AS running FROM {t}"

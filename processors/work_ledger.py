@@ -31,53 +31,17 @@ from infra.database import DatabaseAddress, connect
 
 log = logging.getLogger(__name__)
 
-DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.pipeline_tracking (
-    name text PRIMARY KEY,
-    position bigint NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {schema}.pipeline_work (
-    aggregate_id uuid NOT NULL,
-    stage text NOT NULL,
-    state text NOT NULL,                 -- dispatched, done, failed, cancelled
-    due_at timestamptz NOT NULL,         -- when the work is due (now, or after a grace period)
-    dispatched_at timestamptz,           -- when an event last asked for it
-    dispatch_count integer NOT NULL DEFAULT 0,
-    event_position bigint NOT NULL,      -- the event that asked for it
-    PRIMARY KEY (aggregate_id, stage)
-);
-ALTER TABLE {schema}.pipeline_work
-    ADD COLUMN IF NOT EXISTS sent_at timestamptz,        -- NULL while dispatched: in the outbox, to send
-    ADD COLUMN IF NOT EXISTS start_by timestamptz,       -- sent and not claimed by then: send again
-    ADD COLUMN IF NOT EXISTS run_token uuid,             -- the attempt that holds the work now
-    ADD COLUMN IF NOT EXISTS started_at timestamptz,
-    ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz,   -- NULL when no worker runs it
-    ADD COLUMN IF NOT EXISTS resends integer NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS runs integer NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS last_error text,
-    ADD COLUMN IF NOT EXISTS worker text                 -- host:pid of the worker that claimed it last
-"""
-
 #: This process as the work table names it: which worker holds (or last held) a stage.
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
-# A lock key of its own so that two processes creating the table at once do not collide.
-_DDL_LOCK = 0x6865617465727301
-
-
-def ensure_work_table(address: DatabaseAddress, schema: str) -> None:
-    with connect(address, autocommit=True) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
-        conn.execute(sql.SQL(DDL).format(schema=sql.Identifier(schema)))
-
-
-def work_pool(address: DatabaseAddress, max_size: int, name: str) -> ConnectionPool:
-    """A small pool whose connections are checked before use (a server restart leaves none broken)."""
+def work_pool(address: DatabaseAddress, max_size: int, name: str, *, open: bool = True) -> ConnectionPool:
+    """A small pool whose connections are checked before use (a server restart leaves none broken);
+    ``open=False``: it connects on ``open()``."""
     return ConnectionPool(
         address.conninfo(),
         min_size=1,
         max_size=max_size,
-        open=True,
+        open=open,
         check=ConnectionPool.check_connection,
         name=name,
         kwargs={"autocommit": True},
@@ -147,7 +111,6 @@ class WorkLedger:
         self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
         self.start_timeout_seconds = start_timeout_seconds
         self.retry_wait_seconds = retry_wait_seconds
-        ensure_work_table(address, schema)
         self._pool = work_pool(address, 2, "heaters-work-ledger")
         self._held: dict[UUID, Claim] = {}
         self._lock = threading.Lock()

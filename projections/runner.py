@@ -126,7 +126,7 @@ def ensure_schema(conn: psycopg.Connection[Any], projections: Sequence[Projectio
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public")
     except psycopg.errors.UniqueViolation:  # another process created it at the same instant
         pass
-    names = ["projection_positions", "projection_errors", "review_leases"]
+    names = ["projection_positions", "projection_errors"]
     names += [p.table(t) for p in projections for t in p.base_tables()]
     with conn.transaction():
         present = conn.execute(

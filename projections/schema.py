@@ -127,9 +127,4 @@ RUNNER_DDL = """
         skipped boolean NOT NULL,
         at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (name, position)
-    );
-    CREATE TABLE IF NOT EXISTS review_leases (
-        clip_id uuid PRIMARY KEY,
-        reviewer text NOT NULL,
-        expires_at timestamptz NOT NULL
     )"""

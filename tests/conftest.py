@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 from psycopg import sql
 
 from commands.service import HeatersApplication
-from infra.database import DatabaseAddress, connect, embedded_postgres, eventsourcing_env, prepare_schema
+from infra.database import DatabaseAddress, connect, embedded_postgres, eventsourcing_env
+from infra.schema import prepare_schema
 
 
 @pytest.fixture
@@ -49,3 +51,15 @@ def pg_app(pg_env: dict[str, str]) -> Iterator[HeatersApplication]:
     app = HeatersApplication(env=pg_env)
     yield app
     app.close()
+
+
+@pytest.fixture
+def web(
+    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
+) -> Iterator[Any]:
+    """The web app on the test's schema, a client, users and a projection daemon
+    (``tests.integration.test_web_app.open_web``)."""
+    from tests.integration.test_web_app import open_web
+
+    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
+        yield opened

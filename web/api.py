@@ -33,7 +33,8 @@ from web.dto import (
     SplitBody,
     TargetBody,
 )
-from web.readmodels import Manifests, ReadModels
+from web.media import Manifests
+from web.readmodels import ReadModels
 from web.review import Projections, Review
 from web.search import search_page
 

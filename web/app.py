@@ -41,14 +41,15 @@ from commands.errors import Conflict, NotFound
 from commands.service import HeatersApplication
 from domain.errors import DomainError
 from infra.config import Settings
-from infra.database import DatabaseAddress, connect
+from infra.database import DatabaseAddress
 from infra.object_storage import ObjectNotFoundError, ObjectStorage, validate_key
 from projections.rebuild import RebuildRunning
 from web.api import OpsApi, ReviewApi, SearchApi
-from web.auth import LoginLimiter, RotatingSessionConfig, current_user, ensure_tables, require
+from web.auth import LoginLimiter, RotatingSessionConfig, current_user, require
 from web.health import Health
+from web.media import Manifests
 from web.pages import AuditPages, AuthPages, OpsPages, ReviewPages, SearchPages, error_page
-from web.readmodels import Manifests, ReadModels
+from web.readmodels import ReadModels
 from web.review import LeaseHeld, Projections, Review
 from web.security import (
     SWAGGER_ASSETS_DIR,
@@ -218,16 +219,8 @@ def create_app(
     )
 
     def startup() -> None:
-        # Web processes starting together would race on CREATE ... IF NOT EXISTS (which is not safe
-        # under concurrency: a duplicate pg_type row fails the loser's startup), so one at a time.
-        with connect(address, autocommit=True) as guard:
-            guard.execute(
-                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"heaters-web-tables:{schema}",)
-            )
-            ensure_tables(address, schema)
-            sessions.open()
-            rm.open()
-            review.prepare()
+        sessions.open()
+        rm.open()
         log.info("web app ready on schema %s", schema)
 
     def shutdown() -> None:
@@ -291,7 +284,7 @@ def create_app(
         },
         on_startup=[startup],
         on_shutdown=[shutdown],
-        logging_config=None,  # the process configured logging (infra.runtime); one format for all
+        logging_config=None,  # the process configured logging (entrypoints.bootstrap); one format for all
         middleware=[
             RotatingSessionConfig(
                 max_age=settings.session_idle_seconds,

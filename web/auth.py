@@ -42,38 +42,6 @@ ROLES: tuple[str, ...] = get_args(Role)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
-USERS_DDL = """
-    CREATE TABLE IF NOT EXISTS {t} (
-        name text PRIMARY KEY,
-        role text NOT NULL CHECK (role IN ('reviewer', 'auditor', 'ops')),
-        password_hash text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        disabled_at timestamptz
-    )"""
-#: Tables made before accounts could be disabled get the column.
-USERS_DISABLED_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS disabled_at timestamptz"
-
-#: One row per failed login; rows older than the limiter's window are purged as new ones come.
-LOGIN_FAILURES_DDL = """
-    CREATE TABLE IF NOT EXISTS {t} (
-        client text NOT NULL,
-        account text NOT NULL,
-        failed_at timestamptz NOT NULL DEFAULT now()
-    )"""
-LOGIN_FAILURES_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS login_failures_client_idx ON {t} (client, failed_at)",
-    "CREATE INDEX IF NOT EXISTS login_failures_account_idx ON {t} (account, failed_at)",
-    "CREATE INDEX IF NOT EXISTS login_failures_time_idx ON {t} (failed_at)",
-)
-
-#: Same DDL as ``projections.schema.RUNNER_DDL`` (idempotent): the web app may start before the runner.
-LEASES_DDL = """
-    CREATE TABLE IF NOT EXISTS {t} (
-        clip_id uuid PRIMARY KEY,
-        reviewer text NOT NULL,
-        expires_at timestamptz NOT NULL
-    )"""
-
 _hasher = PasswordHasher()
 #: A hash to verify against when the user does not exist, so timing does not reveal which names exist.
 _DUMMY_HASH = _hasher.hash("not a real password")
@@ -117,27 +85,12 @@ def hash_password(password: str, *, name: str | None = None) -> str:
     return _hasher.hash(password)
 
 
-def ensure_tables(address: DatabaseAddress, schema: str) -> None:
-    """Create the ``users``, ``review_leases`` and ``login_failures`` tables if missing."""
-    with connect(address, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        for ddl, table in (
-            (USERS_DDL, "users"),
-            (USERS_DISABLED_COLUMN, "users"),
-            (LEASES_DDL, "review_leases"),
-            (LOGIN_FAILURES_DDL, "login_failures"),
-            *((index, "login_failures") for index in LOGIN_FAILURES_INDEXES),
-        ):
-            conn.execute(sql.SQL(ddl).format(t=sql.Identifier(schema, table)))  # type: ignore[arg-type]
-
-
 def add_user(address: DatabaseAddress, schema: str, name: str, role: str, password: str) -> bool:
     """Create a user or replace its role and password (and enable it again); True if it was new. An
     existing user's sessions end: they were opened with the old password or role."""
     validate_name(name)
     checked = validate_role(role)
     digest = hash_password(password, name=name)
-    ensure_tables(address, schema)
     with connect(address, autocommit=True) as conn:
         row = conn.execute(
             sql.SQL(
@@ -157,7 +110,6 @@ def add_user(address: DatabaseAddress, schema: str, name: str, role: str, passwo
 def disable_user(address: DatabaseAddress, schema: str, name: str) -> int:
     """Refuse the user's logins from now on and end their sessions; the number of sessions ended.
     ``add_user`` with a new password enables the account again. LookupError if there is no such user."""
-    ensure_tables(address, schema)
     with connect(address, autocommit=True) as conn:
         cur = conn.execute(
             sql.SQL("UPDATE {} SET disabled_at = coalesce(disabled_at, now()) WHERE name = %s").format(
@@ -175,7 +127,6 @@ def disable_user(address: DatabaseAddress, schema: str, name: str) -> int:
 def remove_user(address: DatabaseAddress, schema: str, name: str) -> int:
     """Delete the account and end its sessions (its events keep naming it); the number of sessions
     ended. LookupError if there is no such user."""
-    ensure_tables(address, schema)
     with connect(address, autocommit=True) as conn:
         cur = conn.execute(
             sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(schema, "users")), (name,)
@@ -188,7 +139,6 @@ def remove_user(address: DatabaseAddress, schema: str, name: str) -> int:
 
 
 def user_count(address: DatabaseAddress, schema: str) -> int:
-    ensure_tables(address, schema)
     with connect(address) as conn:
         row = conn.execute(
             sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "users"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,13 +18,15 @@ from litestar.exceptions import ValidationException
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Response, Template
 
+from commands.audit import jsonable, parse_time, state_of
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
 from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from web.auth import LoginLimiter, User, authenticate, require, session_user, start_session
-from web.readmodels import Manifests, ReadModels
+from web.media import Manifests
+from web.readmodels import ReadModels
 from web.review import Projections, Review
 from web.search import search_page
 
@@ -213,48 +214,13 @@ class SearchPages(Controller):
 
 
 def _state_rows(aggregate: object) -> list[tuple[str, str]]:
-    state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
-    state["state"] = getattr(aggregate, "state", None)
-    return [(k, _show(v)) for k, v in sorted(state.items())]
+    return [(k, _show(v)) for k, v in sorted(state_of(aggregate).items())]
 
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(value, default=_default, sort_keys=True)
-
-
-def _default(value: object) -> object:
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset):
-        return sorted(str(v) for v in value)
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    if hasattr(value, "__dict__"):
-        return {k: v for k, v in vars(value).items() if not k.startswith("_")}
-    return str(value)
-
-
-_SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
-
-
-def parse_as_of_time(text: str) -> datetime:
-    """An ISO-8601 time with a timezone (``2026-01-31T12:00:00+01:00``, ``…Z``). A ``+`` left
-    unescaped in a typed URL arrives as a space and is put back."""
-    value = _SPACED_OFFSET.sub(r"\1+\2", text.strip())
-    example = "e.g. 2026-01-31T12:00:00+00:00 or 2026-01-31T12:00:00Z"
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"as_of_time must be an ISO-8601 time with a timezone ({example}), got {text!r}"
-        ) from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(f"as_of_time needs a timezone ({example}), got {text!r}")
-    return when
+    return json.dumps(value, default=jsonable, sort_keys=True)
 
 
 def _time_default(events: list[dict[str, Any]]) -> str:
@@ -327,7 +293,10 @@ class AuditPages(Controller):
         if as_of_time and as_of_time.strip():
             if as_of is not None:
                 raise ValueError("give as_of (a version) or as_of_time (a time), not both")
-            when = parse_as_of_time(as_of_time)
+            try:
+                when = parse_time(as_of_time)
+            except ValueError as error:
+                raise ValueError(f"as_of_time: {error}") from None
             try:
                 as_of = heaters.version_at(ident, when)
             except DomainError as error:  # before the aggregate existed: a bad time for it

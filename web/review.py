@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +17,9 @@ from infra.database import DatabaseAddress
 from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
 from web.auth import User
 from web.dto import ActionResult, ClipView, NextClips, Sibling, Siblings, SpritePlayer
-from web.readmodels import Manifests, ReadModels, Row
+from web.leases import Leases
+from web.media import Manifests
+from web.readmodels import ReadModels, Row
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +35,28 @@ MAX_LEASES = 10
 #: How many of a reviewer's decisions their undo stack keeps.
 UNDO_DEPTH = 200
 
-#: Tables of the review service besides ``review_leases`` (created by ``web.auth.ensure_tables``):
-#: whether a leased clip is on its reviewer's screen, and each reviewer's undo stack.
-REVIEW_DDL = (
-    "ALTER TABLE review_leases ADD COLUMN IF NOT EXISTS opened boolean NOT NULL DEFAULT false",
-    """CREATE TABLE IF NOT EXISTS review_undo (
-           id bigserial PRIMARY KEY,
-           reviewer text NOT NULL,
-           clip_id uuid NOT NULL,
-           action text NOT NULL,
-           at timestamptz NOT NULL DEFAULT now()
-       )""",
-    "CREATE INDEX IF NOT EXISTS review_undo_reviewer ON review_undo (reviewer, id)",
-)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a reviewer asked of a clip: the clip, the other clip (merge, group), the frame (split) and
+    the version they saw."""
+
+    clip_id: UUID
+    other: UUID | None
+    actor: str
+    frame: int | None
+    seen: int | None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a decision did: the reviewer's message and the clips it made, removed or grouped with."""
+
+    message: str
+    new_ids: list[UUID] = field(default_factory=list)
+    removed: list[UUID] = field(default_factory=list)
+    other_id: UUID | None = None
 
 
 class LeaseHeld(Exception):
@@ -119,16 +130,11 @@ class Review:
     ) -> None:
         self.heaters = heaters
         self.rm = rm
+        self.leases = Leases(rm)
         self.manifests = manifests
         self.projections = projections
         self.lease_ttl = lease_ttl
         self.max_leases = max(1, min(max_leases, MAX_LEASES))
-
-    def prepare(self) -> None:
-        """Create the review tables (after ``web.auth.ensure_tables``)."""
-        with self.rm.connection() as conn:
-            for statement in REVIEW_DDL:
-                conn.execute(statement)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -156,7 +162,7 @@ class Review:
             next_clip_id=str(ids[index + 1]) if 0 <= index < len(ids) - 1 else None,
             grouped_with=[str(g) for g in row.get("grouped_with") or []],
             sprite=SpritePlayer(**player) if player else None,
-            leased_by=self.rm.lease_holder(row["id"], reviewer) if reviewer else None,
+            leased_by=self.leases.lease_holder(row["id"], reviewer) if reviewer else None,
             version=int(row["version"]),
         )
 
@@ -167,7 +173,7 @@ class Review:
         already holds (those no longer awaiting review come back in ``gone``); ``after``: continue after
         this clip, in its video."""
         count = max(1, min(count, self.max_leases))
-        self.rm.renew_leases(user.name, self.lease_ttl)
+        self.leases.renew_leases(user.name, self.lease_ttl)
         start: tuple[UUID, int] | None = None
         if after is not None:
             row = self.rm.clip(after)
@@ -176,14 +182,14 @@ class Review:
         views: list[ClipView] = []
         skip = list(exclude)
         for _ in range(5):  # read models behind the log: leave out what the log already decided
-            ids = self.rm.claim_next(
+            ids = self.leases.claim_next(
                 user.name, count - len(views), skip, self.lease_ttl, self.max_leases, start
             )
             if not ids:
                 break
             decided = [clip_id for clip_id in ids if not self._pending_in_log(clip_id)]
             if decided:
-                self.rm.release(decided, user.name)
+                self.leases.release(decided, user.name)
             skip += ids
             for clip_id in ids:
                 if clip_id in decided:
@@ -194,7 +200,7 @@ class Review:
                     continue
             if len(views) >= count:
                 break
-        gone = [str(c) for c in self.rm.unavailable(exclude, user.name)]
+        gone = [str(c) for c in self.leases.unavailable(exclude, user.name)]
         return NextClips(clips=views, pending=self.rm.pending_count(), gone=gone)
 
     def _pending_in_log(self, clip_id: UUID) -> bool:
@@ -214,18 +220,18 @@ class Review:
             raise NotFound("clip", cid)
         holder = None
         if row["state"] in ("pending_review", "skipped") and row["live"]:
-            holder = self.rm.take_lease(cid, user.name, self.lease_ttl, opened=True)
+            holder = self.leases.take_lease(cid, user.name, self.lease_ttl, opened=True)
         view = self.view(cid, row=row)
         view.leased_by = holder
         return view
 
     def heartbeat(self, user: User, shown: UUID | None) -> int:
         """The page is open: keep its leases; ``shown`` is the clip on screen."""
-        return self.rm.renew_leases(user.name, self.lease_ttl, shown)
+        return self.leases.renew_leases(user.name, self.lease_ttl, shown)
 
     def release(self, user: User, clip_ids: Sequence[UUID] | None) -> int:
         """The page closed (or the reviewer logged out): its clips go back to the queue at once."""
-        released = self.rm.release(clip_ids, user.name)
+        released = self.leases.release(clip_ids, user.name)
         log.info("%s released %d leases", user.name, released)
         return released
 
@@ -271,53 +277,28 @@ class Review:
         """One decision on the clip the reviewer has on screen (``seen``: the version they saw)."""
         cid = parse_id(clip_id, "clip id")
         other = parse_id(with_clip_id, "other clip id") if with_clip_id else None
-        holder = self.rm.lease_holder(cid, user.name)
+        holder = self.leases.lease_holder(cid, user.name)
         if holder is not None:
             raise LeaseHeld(cid, holder)
         if action in ("merge", "group"):  # the other clip must not be on another reviewer's screen
             partner = other or self._previous(cid)
-            partner_holder = self.rm.lease_holder(partner, user.name, opened_only=True) if partner else None
+            partner_holder = self.leases.lease_holder(partner, user.name, opened_only=True) if partner else None
             if partner is not None and partner_holder is not None:
                 raise LeaseHeld(partner, partner_holder)
-        actor = user.actor
-        new_ids: list[UUID] = []
-        removed: list[UUID] = []
-        other_id: UUID | None = None
-        simple: dict[str, tuple[Callable[..., None], str]] = {
-            "approve": (self.heaters.approve, "Approved"),
-            "skip": (self.heaters.skip, "Skipped"),
-            "archive": (self.heaters.archive, "Archived"),
-        }
-        short = short_id(cid)
-        if action in simple:
-            command, verb = simple[action]
-            command(cid, actor, seen=seen)
-            message = f"{verb} clip {short}"
-        elif action == "split":
-            if frame is None:
-                raise ValueError("split needs a frame")
-            new_ids = list(self.heaters.split(cid, frame, actor, seen=seen))
-            message = f"Split clip {short} at frame {frame}"
-        elif action == "merge":
-            new_ids = [self.heaters.merge(cid, other, actor, seen=seen)]
-            partner_text = f"clip {short_id(other)}" if other else "the previous clip"
-            message = f"Merged clip {short} with {partner_text} into clip {short_id(new_ids[0])}"
-            merged = self.heaters.get_clip(cid).last_decision or {}
-            removed = [merged["with_clip_id"]] if merged.get("kind") == "merge" else []
-        elif action == "group":
-            other_id = self.heaters.group(cid, other, actor, seen=seen)
-            message = f"Grouped clip {short} with clip {short_id(other_id)}"
-        elif action == "undo":
+        if action == "undo":
             return self._undo(user, cid)
-        else:
+        decide = DECISIONS.get(action)
+        if decide is None:
             raise ValueError(f"unknown action {action!r}")
+        done = decide(self, Decision(cid, other, user.actor, frame, seen))
+        message = done.message
         self._push(user, cid, action)
-        for new_id in new_ids:  # the reviewer reviews what they just made
-            self.rm.take_lease(new_id, user.name, self.lease_ttl)
+        for new_id in done.new_ids:  # the reviewer reviews what they just made
+            self.leases.take_lease(new_id, user.name, self.lease_ttl)
         # Release the lease only once the read models show the decision: released earlier, another
         # reviewer's next-clip query could still see the clip as pending and take it.
         caught_up = self.projections.settle()
-        self.rm.release([cid], user.name)
+        self.leases.release([cid], user.name)
         if not caught_up:
             message += LATE_NOTE
         log.info("%s: %s on clip %s", user.name, action, cid)
@@ -328,10 +309,44 @@ class Review:
             message=message,
             pending=self.rm.pending_count(),
             caught_up=caught_up,
-            new_clip_ids=[str(i) for i in new_ids],
-            other_clip_id=str(other_id) if other_id else None,
-            removed_clip_ids=[str(c) for c in removed],
+            new_clip_ids=[str(i) for i in done.new_ids],
+            other_clip_id=str(done.other_id) if done.other_id else None,
+            removed_clip_ids=[str(c) for c in done.removed],
         )
+
+    # -- the decisions, one handler each (``DECISIONS``) ---------------------------------------------
+
+    def _approve(self, d: Decision) -> Decided:
+        self.heaters.approve(d.clip_id, d.actor, seen=d.seen)
+        return Decided(f"Approved clip {short_id(d.clip_id)}")
+
+    def _skip(self, d: Decision) -> Decided:
+        self.heaters.skip(d.clip_id, d.actor, seen=d.seen)
+        return Decided(f"Skipped clip {short_id(d.clip_id)}")
+
+    def _archive(self, d: Decision) -> Decided:
+        self.heaters.archive(d.clip_id, d.actor, seen=d.seen)
+        return Decided(f"Archived clip {short_id(d.clip_id)}")
+
+    def _split(self, d: Decision) -> Decided:
+        if d.frame is None:
+            raise ValueError("split needs a frame")
+        new_ids = list(self.heaters.split(d.clip_id, d.frame, d.actor, seen=d.seen))
+        return Decided(f"Split clip {short_id(d.clip_id)} at frame {d.frame}", new_ids=new_ids)
+
+    def _merge(self, d: Decision) -> Decided:
+        merged_id = self.heaters.merge(d.clip_id, d.other, d.actor, seen=d.seen)
+        partner = f"clip {short_id(d.other)}" if d.other else "the previous clip"
+        merged = self.heaters.get_clip(d.clip_id).last_decision or {}
+        return Decided(
+            f"Merged clip {short_id(d.clip_id)} with {partner} into clip {short_id(merged_id)}",
+            new_ids=[merged_id],
+            removed=[merged["with_clip_id"]] if merged.get("kind") == "merge" else [],
+        )
+
+    def _group(self, d: Decision) -> Decided:
+        other_id = self.heaters.group(d.clip_id, d.other, d.actor, seen=d.seen)
+        return Decided(f"Grouped clip {short_id(d.clip_id)} with clip {short_id(other_id)}", other_id=other_id)
 
     # -- undo: each reviewer's own decisions, newest first -----------------------------------------
 
@@ -380,7 +395,7 @@ class Review:
         if entry is not None:
             self._drop(entry)
         back = [target.id]  # the clip the undone decision was made on: the page shows it again
-        self.rm.take_lease(target.id, user.name, self.lease_ttl)
+        self.leases.take_lease(target.id, user.name, self.lease_ttl)
         removed = list(decision.get("into") or []) if undone == "split" else []
         if undone == "merge":
             removed = [decision["into"]]
@@ -405,3 +420,14 @@ class Review:
 
     def skipped(self) -> list[Row]:
         return self.rm.skipped()
+
+
+#: The review actions besides undo, each with its handler.
+DECISIONS: dict[str, Callable[[Review, Decision], Decided]] = {
+    "approve": Review._approve,
+    "skip": Review._skip,
+    "archive": Review._archive,
+    "split": Review._split,
+    "merge": Review._merge,
+    "group": Review._group,
+}

@@ -9,7 +9,9 @@ from uuid import UUID
 
 from commands.errors import NotFound, parse_id
 from domain.errors import short_id
-from web.readmodels import Manifests, ReadModels
+from projections import views
+from web.media import Manifests
+from web.readmodels import ReadModels
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def search_page(
     models, strategies = rm.embedding_options()
     video_id: UUID | None = parse_id(video, "video id") if video else None
     random_pick = not clip or clip == "random"
-    clip_id = rm.random_embedded_clip(model, strategy, video_id) if random_pick else parse_id(clip, "clip id")
+    clip_id = rm.read(views.random_embedded_clip, model, strategy, video_id) if random_pick else parse_id(clip, "clip id")
     results: list[dict[str, Any]] = []
     has_more = False
     main: dict[str, Any] | None = None

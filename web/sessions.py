@@ -35,18 +35,6 @@ T = TypeVar("T")
 
 TABLE = "web_sessions"
 
-SESSIONS_DDL = """
-    CREATE TABLE IF NOT EXISTS {t} (
-        key_digest bytea PRIMARY KEY,
-        data bytea NOT NULL,
-        expires_at timestamptz,
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        user_name text
-    )"""
-SESSIONS_INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
-#: Tables made before sessions named their user get the column.
-SESSIONS_USER_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS user_name text"
-SESSIONS_USER_INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (user_name) WHERE user_name IS NOT NULL"
 
 
 def _digest(key: str) -> bytes:
@@ -70,22 +58,8 @@ def _session_user(data: bytes) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def ensure_sessions_table(address: DatabaseAddress, schema: str) -> None:
-    """Create ``web_sessions`` (and its indexes) if missing."""
-    t = sql.Identifier(schema, TABLE)
-    with connect(address, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL(SESSIONS_DDL).format(t=t))  # type: ignore[arg-type]
-        conn.execute(sql.SQL(SESSIONS_USER_COLUMN).format(t=t))  # type: ignore[arg-type]
-        for ddl, index in ((SESSIONS_INDEX, "expires"), (SESSIONS_USER_INDEX, "user")):
-            conn.execute(
-                sql.SQL(ddl).format(i=sql.Identifier(f"{TABLE}_{index}_idx"), t=t)  # type: ignore[arg-type]
-            )
-
-
 def end_sessions(address: DatabaseAddress, schema: str, name: str) -> int:
     """Log ``name`` out everywhere: delete every session of that user; the number ended."""
-    ensure_sessions_table(address, schema)
     with connect(address, autocommit=True) as conn:
         cur = conn.execute(
             sql.SQL("DELETE FROM {} WHERE user_name = %s").format(sql.Identifier(schema, TABLE)), (name,)
@@ -120,8 +94,7 @@ class PostgresSessionStore(Store):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the table if needed, purge expired sessions and open the pool (idempotent)."""
-        ensure_sessions_table(self.address, self.schema)
+        """Purge expired sessions and open the pool (idempotent); ``infra.schema`` made the table."""
         self._get_pool()
         self.purge()
 

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from commands.service import HeatersApplication
-from infra.database import DatabaseAddress
 from tests.helpers import clipped_video
-from tests.integration.test_web_app import Web, open_web
+from tests.integration.test_web_app import Web
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
 
 
 def sample(metrics: str, name: str) -> float:

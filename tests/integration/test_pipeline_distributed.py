@@ -18,10 +18,10 @@ import torch
 from psycopg import sql
 
 from commands.service import HeatersApplication
+from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import DatabaseAddress, connect
 from infra.object_storage import S3ObjectStorage
-from infra.pipeline import Pipeline, build_pipeline
 from projections.runner import catch_up
 from tests.integration.pipeline_support import known_cuts_video, tiny_embedder, video_settled, wait_until
 from tests.integration.redis_server import free_port

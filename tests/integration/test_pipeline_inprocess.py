@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from commands.service import HeatersApplication
+from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import LocalObjectStorage
-from infra.pipeline import Pipeline, build_pipeline
 from tests.integration.pipeline_support import (
     CUTS,
     known_cuts_video,

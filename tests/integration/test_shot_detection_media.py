@@ -198,7 +198,7 @@ def test_shots_command_takes_the_detector_setting(
 ) -> None:
     from click.testing import CliRunner
 
-    from infra.cli import main
+    from entrypoints.cli import main
 
     path, truth = edited
     runner = CliRunner()

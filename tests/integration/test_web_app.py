@@ -71,14 +71,6 @@ def open_web(
         daemon.stop()
 
 
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
-
-
 def test_review_flow_reads_its_writes(web: Web) -> None:
     video_id, clips = clipped_video(web.heaters, cuts=(100, 200))
     assert web.login("rita").status_code == 303

@@ -3,7 +3,6 @@ projections that cannot catch up."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,11 @@ from infra.database import DatabaseAddress, connect
 from infra.object_storage import LocalObjectStorage
 from projections.runner import ProjectionDaemon
 from tests.helpers import clipped_video
-from tests.integration.test_web_app import PASSWORD, Web, open_web
+from tests.integration.test_web_app import PASSWORD, Web
 from web.app import create_app
 from web.auth import add_user
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
 
 
 def terminate_every_other_backend(address: DatabaseAddress) -> int:

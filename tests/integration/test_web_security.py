@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from commands.service import HeatersApplication
-from infra.database import DatabaseAddress, connect
+from infra.database import connect
 from tests.helpers import PIPELINE, clipped_video
-from tests.integration.test_web_app import PASSWORD, Web, open_web
+from tests.integration.test_web_app import PASSWORD, Web
 from web.auth import hash_password
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
 
 
 ZERO = "00000000-0000-0000-0000-000000000000"

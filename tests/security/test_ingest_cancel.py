@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_cli import heaters
-from tests.integration.test_web_app import Web, web  # noqa: F401 - the fixture
+from tests.integration.test_web_app import Web
 
 pytestmark = pytest.mark.integration
 
 
-def test_ops_cancel_a_download_from_the_ops_page(web: Web) -> None:  # noqa: F811
+def test_ops_cancel_a_download_from_the_ops_page(web: Web) -> None:
     video_id = web.heaters.submit("https://example.com/endless.mp4", "user:alice")
     web.heaters.start_video_stage(video_id, "download", "stage:download")
 

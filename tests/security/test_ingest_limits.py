@@ -13,11 +13,11 @@ import pytest
 
 from commands.service import HeatersApplication
 from domain.errors import DomainError
+from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.media.download import DownloadError, fetch_source
 from infra.object_storage import LocalObjectStorage
-from infra.pipeline import Pipeline, build_pipeline
 from tests.integration.pipeline_support import known_cuts_video, tiny_embedder, video_settled, wait_until
 from tests.security.servers import serving
 

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from commands.service import HeatersApplication
-from infra.database import DatabaseAddress
 from projections.rebuild import RebuildRunning, _rebuild_lock
 from tests.helpers import clipped_video
-from tests.integration.test_web_app import Web, open_web
+from tests.integration.test_web_app import Web
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
 
 
 @pytest.mark.parametrize("url", ["/api/search", "/search"])

@@ -4,27 +4,15 @@ cached past logout, strong passwords, and ``/schema`` served without a CDN."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from litestar.middleware.csrf import generate_csrf_token
 
-from commands.service import HeatersApplication
-from infra.database import DatabaseAddress
 from tests.helpers import clipped_video
-from tests.integration.test_web_app import Web, open_web
+from tests.integration.test_web_app import Web
 from web.auth import add_user, check_password
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
 
 
 def test_a_csrf_token_from_outside_the_session_is_refused(web: Web) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,13 @@ from psycopg import sql
 
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
-from tests.integration.test_web_app import Web, open_web
+from tests.integration.test_web_app import Web
 from tests.security.web_support import PASSWORD, make_app, settings_for
 from web.auth import add_user
 
 pytestmark = pytest.mark.integration
 
 HEATERS = str(Path(sys.executable).with_name("heaters"))
-
-
-@pytest.fixture
-def web(
-    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
-) -> Iterator[Web]:
-    with open_web(pg_address, pg_schema, pg_app, tmp_path) as opened:
-        yield opened
 
 
 def cli(web: Web, *args: str) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ def _modules_after(code: str) -> list[str]:
 def test_help_loads_no_heavy_module() -> None:
     code = (
         "from click.testing import CliRunner\n"
-        "from infra.cli import main\n"
+        "from entrypoints.cli import main\n"
         "r = CliRunner().invoke(main, ['--help'])\n"
         "assert r.exit_code == 0 and 'projections' in r.output and 'user' in r.output, r.output\n"
         "r = CliRunner().invoke(main, ['shots', '--help'])\n"
@@ -43,7 +43,7 @@ def test_help_loads_no_heavy_module() -> None:
 def test_lazy_command_groups_still_run() -> None:
     from click.testing import CliRunner
 
-    from infra.cli import main
+    from entrypoints.cli import main
 
     result = CliRunner().invoke(main, ["user", "--help"])
     assert result.exit_code == 0 and "Manage the accounts" in result.output

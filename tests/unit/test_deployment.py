@@ -9,7 +9,7 @@ import click
 import pytest
 import yaml
 
-from infra.cli import main
+from entrypoints.cli import main
 from infra.config import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yaml"

@@ -9,12 +9,14 @@ that user's web sessions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import click
 from pydantic import ValidationError
 
+from entrypoints.bootstrap import open_database
 from infra.config import Settings
-from infra.database import database
+from infra.database import DatabaseAddress
 from web.auth import ROLES, add_user, disable_user, remove_user, validate_name, validate_role
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def add(name: str, role: str, password: str | None) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     assert password is not None
     try:
-        with database(settings) as address:
+        with open_database(settings) as address:
             created = add_user(address, settings.database_schema, name, role, password)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
@@ -61,27 +63,25 @@ def _settings() -> Settings:
         raise click.ClickException(str(error)) from None
 
 
+def _end_account(name: str, end: Callable[[DatabaseAddress, str, str], int], done: str) -> None:
+    settings = _settings()
+    try:
+        with open_database(settings) as address:
+            ended = end(address, settings.database_schema, name)
+    except LookupError as error:
+        raise click.ClickException(str(error.args[0])) from None
+    click.echo(f"user {name} {done}; {ended} session(s) ended")
+
+
 @user.command("disable")
 @click.argument("name")
 def disable(name: str) -> None:
     """Refuse the user's logins and end their sessions (`user add` with a new password enables it)."""
-    settings = _settings()
-    try:
-        with database(settings) as address:
-            ended = disable_user(address, settings.database_schema, name)
-    except LookupError as error:
-        raise click.ClickException(str(error.args[0])) from None
-    click.echo(f"user {name} disabled; {ended} session(s) ended")
+    _end_account(name, disable_user, "disabled")
 
 
 @user.command("remove")
 @click.argument("name")
 def remove(name: str) -> None:
     """Delete the account and end its sessions (the events it recorded keep its name)."""
-    settings = _settings()
-    try:
-        with database(settings) as address:
-            ended = remove_user(address, settings.database_schema, name)
-    except LookupError as error:
-        raise click.ClickException(str(error.args[0])) from None
-    click.echo(f"user {name} removed; {ended} session(s) ended")
+    _end_account(name, remove_user, "removed")

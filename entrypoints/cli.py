@@ -21,8 +21,9 @@ import click
 # Only click is imported up front: `heaters --help` and `heaters shots` must start fast. Every
 # command imports what it uses (pydantic, the event store, torch, the web app) when it runs.
 if TYPE_CHECKING:
+    import psycopg
+
     from commands.service import HeatersApplication
-    from domain.clip import Clip
     from domain.video import Video
     from infra.config import Settings
     from infra.database import DatabaseAddress
@@ -32,22 +33,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("heaters.cli")
 
 
-def _json_default(value: object) -> object:
-    from domain.base import StageProgress
-
-    if isinstance(value, UUID | Path):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, StageProgress):
-        return value.as_dict()
-    if isinstance(value, set):
-        return sorted(str(v) for v in value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, default=_json_default, indent=2))  # json escapes control characters
+    from commands.audit import jsonable
+
+    click.echo(json.dumps(data, default=jsonable, indent=2))  # json escapes control characters
 
 
 #: C0 and C1 control characters (and DEL): a file name or title must not ring the bell, move the
@@ -114,14 +103,14 @@ class Context:
 
     @contextmanager
     def app(self) -> Iterator[HeatersApplication]:
-        from infra.runtime import open_application
+        from entrypoints.bootstrap import open_application
 
         with open_application(self.settings) as (app, _address):
             yield app
 
     @contextmanager
     def session(self) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
-        from infra.runtime import open_application
+        from entrypoints.bootstrap import open_application
 
         with open_application(self.settings) as opened:
             yield opened
@@ -147,10 +136,10 @@ class _LazyGroup(click.Group):
 
     lazy: dict[str, tuple[str, str]] = {
         "projections": (
-            "infra.cli_projections",
+            "entrypoints.cli_projections",
             "The read models built from the event log: status, catch-up, rebuild, resume.",
         ),
-        "user": ("infra.cli_users", "Manage the accounts of the web app."),
+        "user": ("entrypoints.cli_users", "Manage the accounts of the web app."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -195,7 +184,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     Settings come from HEATERS_* environment variables (see README). With none set, everything runs
     embedded under ./.heaters: PostgreSQL with pgvector, local media storage and an in-process broker.
     """
-    from infra.runtime import configure_logging
+    from entrypoints.bootstrap import configure_logging
 
     configure_logging(logging.INFO if verbose else logging.WARNING)
     ctx.obj = Context(verbose)
@@ -230,30 +219,25 @@ def submit(obj: Context, source: str, who: str | None, wait: bool, timeout: floa
     _submit(obj, source, who, wait, timeout)
 
 
-def _video_row(video: Video) -> dict[str, Any]:
-    return {
-        "id": video.id,
-        "state": video.state,
-        "source": video.source,
-        "title": video.metadata.get("title"),
-        "frames": video.frame_count or None,
-        "fps": video.fps or None,
-        "clips": len(video.layout),
-        "submitted_at": video.created_on,
-        "failure": next((p.last_error for p in video.stages.values() if p.status == "failed"), None),
-    }
+@contextmanager
+def _read_models(obj: Context) -> Iterator[tuple[psycopg.Connection[Any], DatabaseAddress]]:
+    """A connection on the read models, brought up to the log head first (no daemon may be running)."""
+    from entrypoints.bootstrap import open_database
+    from projections.runner import catch_up, schema_connection
+    from projections.views import VIEW_PROJECTIONS
+
+    with open_database(obj.settings) as address:
+        catch_up(address, obj.settings.database_schema, VIEW_PROJECTIONS)
+        with schema_connection(address, obj.settings.database_schema) as conn:
+            yield conn, address
 
 
-def _clip_row(clip: Clip) -> dict[str, Any]:
-    return {
-        "id": clip.id,
-        "video_id": clip.video_id,
-        "start": clip.start,
-        "end": clip.end,
-        "state": clip.state,
-        "origin": clip.origin,
-        "grouped_with": sorted(str(c) for c in clip.grouped_with),
-    }
+def _video_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "frames": row["frames"] or None, "fps": row["fps"] or None}
+
+
+def _clip_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "grouped_with": sorted(str(c) for c in row["grouped_with"] or ())}
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -271,10 +255,11 @@ def videos(obj: Context, as_json: bool) -> None:
     """List every submitted video with its pipeline state, flagging work that waits longer than
     expected (and on what)."""
     from processors.work_ledger import waiting_work
+    from projections.views import video_list
 
     s = obj.settings
-    with _clear_errors(), obj.session() as (app, address):
-        rows = [_video_row(app.get_video(vid)) for vid in app.video_ids()]
+    with _clear_errors(), _read_models(obj) as (conn, address):
+        rows = [_video_row(row) for row in video_list(conn)]
         late = waiting_work(
             address,
             s.database_schema,
@@ -302,9 +287,15 @@ def videos(obj: Context, as_json: bool) -> None:
 @pass_context
 def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
     """List the live clips (of one video, or of all), in frame order."""
-    with _clear_errors(), obj.app() as app:
-        video_ids = [video_id] if video_id else app.video_ids()
-        rows = [_clip_row(c) for vid in video_ids for c in app.clips_of(vid)]
+    from commands.errors import NotFound, parse_id
+    from projections.views import live_clip_list, video_exists
+
+    with _clear_errors():
+        vid = parse_id(video_id, "video id") if video_id else None
+        with _read_models(obj) as (conn, _address):
+            if vid is not None and not video_exists(conn, vid):
+                raise NotFound("video", vid)
+            rows = [_clip_row(row) for row in live_clip_list(conn, vid)]
     if as_json:
         _print_json(rows)
     elif not rows:
@@ -314,23 +305,12 @@ def clips(obj: Context, video_id: str | None, as_json: bool) -> None:
 
 
 def _parse_as_of(value: str) -> int | datetime:
-    if value.isdigit():
-        return int(value)
+    from commands.audit import parse_as_of
+
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a version number nor an ISO time (e.g. 2026-11-25T12:00:00+00:00)"
-        ) from None
-    if when.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a timezone, e.g. {value}+00:00")
-    return when
-
-
-def _state_summary(aggregate: Video | Clip) -> dict[str, Any]:
-    state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
-    state["state"] = aggregate.state
-    return state
+        return parse_as_of(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @main.command()
@@ -341,6 +321,8 @@ def _state_summary(aggregate: Video | Clip) -> dict[str, Any]:
 @pass_context
 def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: bool) -> None:
     """Replay a video's or clip's history: every event with actor, time and payload."""
+    from commands.audit import jsonable, state_of
+
     point = _parse_as_of(as_of) if as_of else None
     with _clear_errors(), obj.app() as app:
         aggregate = app.get_video(ident) if kind == "video" else app.get_clip(ident)
@@ -348,7 +330,7 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
         state = None
         if point is not None:
             version = point if isinstance(point, int) else app.version_at(aggregate.id, point)
-            state = _state_summary(app.state_at(aggregate.id, version))
+            state = state_of(app.state_at(aggregate.id, version))
             entries = [e for e in entries if e.version <= version]
     if as_json:
         _print_json(
@@ -356,13 +338,13 @@ def history(obj: Context, kind: str, ident: str, as_of: str | None, as_json: boo
         )
         return
     for entry in entries:
-        payload = json.dumps(entry.payload, default=_json_default, sort_keys=True)
+        payload = json.dumps(entry.payload, default=jsonable, sort_keys=True)
         _echo(
             f"v{entry.version:<4} {entry.timestamp.isoformat()}  {entry.event:<22} {entry.actor:<20} {payload}"
         )
     if state is not None:
         _echo(f"\nstate as of v{state['version']}:")
-        _echo(json.dumps(state, default=_json_default, indent=2, sort_keys=True))
+        _echo(json.dumps(state, default=jsonable, indent=2, sort_keys=True))
 
 
 @main.command()
@@ -444,8 +426,8 @@ def _wait_for_clips(app: HeatersApplication, video_id: UUID, timeout: float) -> 
 
 
 def _submit(obj: Context, source: str, who: str | None, wait: bool, timeout: float) -> None:
+    from entrypoints.pipeline import build_pipeline
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
 
     normalised = _normalise_source(source)
     with _clear_errors(), obj.session() as (app, address), _up_lock(obj.settings) as alone:
@@ -527,10 +509,10 @@ def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     import signal
     import threading
 
+    from entrypoints.bootstrap import configure_logging
+    from entrypoints.pipeline import build_pipeline
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
-    from infra.runtime import configure_logging
 
     configure_logging(logging.INFO)  # a service: one line per stage run, always
     stop = threading.Event()
@@ -559,10 +541,10 @@ def process_manager(obj: Context) -> None:
     import signal
     import threading
 
+    from entrypoints.bootstrap import configure_logging
+    from entrypoints.pipeline import build_pipeline
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
-    from infra.runtime import configure_logging
 
     configure_logging(logging.INFO)  # a service: what it sends, refused sends, resends
     stop = threading.Event()
@@ -604,9 +586,9 @@ def up(
 
     import uvicorn
 
+    from entrypoints.bootstrap import configure_logging
+    from entrypoints.pipeline import build_pipeline
     from infra.object_storage import storage_from_settings
-    from infra.pipeline import build_pipeline
-    from infra.runtime import configure_logging
     from projections.runner import ProjectionDaemon, catch_up
     from web.app import create_app
     from web.auth import user_count

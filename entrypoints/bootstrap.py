@@ -1,4 +1,6 @@
-"""Wiring: settings → database → the application service."""
+"""Wiring: settings → database (its schema prepared, once) → the application service.
+
+The one module that turns settings into the concrete adapters every command and service uses."""
 
 from __future__ import annotations
 
@@ -22,17 +24,29 @@ def configure_logging(level: int = logging.INFO) -> None:
 def build_application(settings: Settings, address: DatabaseAddress) -> HeatersApplication:
     from commands.service import HeatersApplication
     from infra.database import eventsourcing_env
+    from infra.schema import schema_lock
 
     env = eventsourcing_env(address, settings.database_schema, settings.database_pool_size)
-    return HeatersApplication(env=env, min_clip_frames=settings.min_clip_frames)
+    with schema_lock(address):  # eventsourcing creates its tables IF NOT EXISTS: one process at a time
+        return HeatersApplication(env=env, min_clip_frames=settings.min_clip_frames)
+
+
+@contextmanager
+def open_database(settings: Settings) -> Iterator[DatabaseAddress]:
+    """The configured database (started first when it is the embedded one) with the Heaters schema
+    and its tables in place: the one step that applies ``infra.schema``."""
+    from infra.database import database
+    from infra.schema import prepare_schema
+
+    with database(settings) as address:
+        prepare_schema(address, settings.database_schema)
+        yield address
 
 
 @contextmanager
 def open_application(settings: Settings) -> Iterator[tuple[HeatersApplication, DatabaseAddress]]:
-    """The application on the configured database (started first when it is the embedded one)."""
-    from infra.database import database
-
-    with database(settings) as address:
+    """The application on the prepared database (``open_database``)."""
+    with open_database(settings) as address:
         app = build_application(settings, address)
         try:
             yield app, address

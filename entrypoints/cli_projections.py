@@ -8,8 +8,8 @@ import logging
 import click
 from pydantic import ValidationError
 
+from entrypoints.bootstrap import open_application
 from infra.config import Settings
-from infra.runtime import open_application
 from projections.rebuild import RebuildRunning
 from projections.rebuild import rebuild as rebuild_projections
 from projections.runner import PROJECTIONS, ProjectionError, catch_up

@@ -1,0 +1,169 @@
+"""Review leases (``review_leases``): a lease keeps a clip awaiting review in one reviewer's queue for a
+short time. ``opened``: the clip is on the reviewer's screen (only then does it block another
+reviewer's action on it, its merge or group, or keep a bookmark from taking it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import psycopg
+
+from web.readmodels import ReadModels, Row
+
+
+class Leases:
+    """The leases of the review queue, on the read models' connection pool (the queue joins
+    ``review_leases`` with ``rm_clips``)."""
+
+    def __init__(self, rm: ReadModels) -> None:
+        self.rm = rm
+
+    def claim_next(
+        self,
+        reviewer: str,
+        count: int,
+        exclude: Sequence[UUID],
+        ttl: float,
+        limit: int,
+        after: tuple[UUID, int] | None = None,
+    ) -> list[UUID]:
+        """Lease up to ``count`` clips awaiting review for ``reviewer``, never holding more than
+        ``limit`` leases in all. Order: clips pending review before skipped ones (a skipped clip comes
+        back after the rest, longest skipped first); with ``after`` = (video, frame), that video's later
+        clips first; then by video, then frame. Clips leased by someone else are passed over; a lease is taken atomically (two
+        reviewers racing for one clip: one gets it, the other moves on)."""
+        claimed: list[UUID] = []
+        skip = list(exclude)
+        video, frame = after if after else (None, 0)
+        with self.rm.connection() as conn:
+            held_row = conn.execute(
+                "SELECT count(*) AS n FROM review_leases WHERE reviewer = %s AND expires_at > now()",
+                (reviewer,),
+            ).fetchone()
+            held = int(held_row["n"]) if held_row else 0
+            for _ in range(count * 4 + 4):
+                if len(claimed) >= count:
+                    break
+                candidates = conn.execute(
+                    """SELECT c.id, (l.reviewer = %(me)s AND l.expires_at > now()) AS mine
+                       FROM rm_clips c
+                       JOIN rm_videos v ON v.id = c.video_id
+                       LEFT JOIN review_leases l ON l.clip_id = c.id
+                       WHERE c.state IN ('pending_review', 'skipped') AND c.live
+                         AND NOT (c.id = ANY(%(skip)s))
+                         AND (l.clip_id IS NULL OR l.expires_at <= now() OR l.reviewer = %(me)s)
+                       ORDER BY c.state = 'skipped', CASE WHEN c.state = 'skipped' THEN c.updated_at END,
+                                (c.video_id = %(video)s AND c.start_frame >= %(frame)s) DESC,
+                                v.submitted_at, c.video_id, c.start_frame
+                       LIMIT %(n)s""",
+                    {"skip": skip, "me": reviewer, "n": count - len(claimed), "video": video, "frame": frame},
+                ).fetchall()
+                if not candidates:
+                    break
+                for row in candidates:
+                    skip.append(row["id"])
+                    if not row["mine"] and held >= limit:
+                        continue
+                    if self._take_lease(conn, row["id"], reviewer, ttl):
+                        claimed.append(row["id"])
+                        held += 0 if row["mine"] else 1
+        return claimed
+
+    @staticmethod
+    def _take_lease(
+        conn: psycopg.Connection[Row], clip_id: UUID, reviewer: str, ttl: float, opened: bool = False
+    ) -> bool:
+        """Lease ``clip_id`` to ``reviewer`` unless someone else holds it. ``opened`` (the reviewer opened
+        it by its link) also takes a lease another reviewer only prefetched."""
+        row = conn.execute(
+            """INSERT INTO review_leases (clip_id, reviewer, expires_at, opened)
+               VALUES (%(id)s, %(me)s, now() + make_interval(secs => %(ttl)s), %(opened)s)
+               ON CONFLICT (clip_id) DO UPDATE SET reviewer = EXCLUDED.reviewer,
+                   expires_at = EXCLUDED.expires_at,
+                   opened = EXCLUDED.opened OR (review_leases.opened AND review_leases.reviewer = EXCLUDED.reviewer)
+               WHERE review_leases.expires_at <= now() OR review_leases.reviewer = EXCLUDED.reviewer
+                  OR (EXCLUDED.opened AND NOT review_leases.opened)
+               RETURNING clip_id""",
+            {"id": clip_id, "me": reviewer, "ttl": ttl, "opened": opened},
+        ).fetchone()
+        return row is not None
+
+    def take_lease(self, clip_id: UUID, reviewer: str, ttl: float, opened: bool = False) -> str | None:
+        """Lease one clip; None if taken, else the name of the reviewer holding it."""
+        with self.rm.connection() as conn:
+            if self._take_lease(conn, clip_id, reviewer, ttl, opened):
+                return None
+            return self._holder(conn, clip_id, reviewer) or None
+
+    def lease_holder(self, clip_id: UUID, reviewer: str, *, opened_only: bool = False) -> str | None:
+        """The other reviewer holding a live lease on the clip (with ``opened_only``: having it on
+        screen), if any."""
+        with self.rm.connection() as conn:
+            return self._holder(conn, clip_id, reviewer, opened_only)
+
+    @staticmethod
+    def _holder(
+        conn: psycopg.Connection[Row], clip_id: UUID, reviewer: str, opened_only: bool = False
+    ) -> str | None:
+        row = conn.execute(
+            """SELECT reviewer FROM review_leases
+               WHERE clip_id = %s AND expires_at > now() AND reviewer <> %s AND (opened OR NOT %s)""",
+            (clip_id, reviewer, opened_only),
+        ).fetchone()
+        return str(row["reviewer"]) if row else None
+
+    def renew_leases(self, reviewer: str, ttl: float, shown: UUID | None = None) -> int:
+        """Keep the reviewer's live leases ``ttl`` seconds more (the page's heartbeat); ``shown`` is the
+        clip on their screen, now opened."""
+        with self.rm.connection() as conn:
+            cur = conn.execute(
+                """UPDATE review_leases SET expires_at = now() + make_interval(secs => %s),
+                          opened = opened OR (clip_id = %s::uuid) IS TRUE
+                   WHERE reviewer = %s AND expires_at > now()""",
+                (ttl, shown, reviewer),
+            )
+            conn.execute("DELETE FROM review_leases WHERE expires_at < now() - interval '1 hour'")
+            # leases on clips decided meanwhile (by someone else: the holder's action was refused) go,
+            # so they never count against the reviewer's limit
+            conn.execute(
+                """DELETE FROM review_leases l USING rm_clips c
+                   WHERE l.reviewer = %s AND c.id = l.clip_id
+                     AND (NOT c.live OR c.state NOT IN ('pending_review', 'skipped'))""",
+                (reviewer,),
+            )
+            return cur.rowcount
+
+    def leases_of(self, reviewer: str) -> list[UUID]:
+        rows = self.rm.all(
+            "SELECT clip_id FROM review_leases WHERE reviewer = %s AND expires_at > now() ORDER BY clip_id",
+            (reviewer,),
+        )
+        return [r["clip_id"] for r in rows]
+
+    def release(self, clip_ids: Sequence[UUID] | None, reviewer: str) -> int:
+        """Release the reviewer's leases on ``clip_ids`` (None: all of them)."""
+        with self.rm.connection() as conn:
+            cur = conn.execute(
+                "DELETE FROM review_leases WHERE reviewer = %s AND (%s::uuid[] IS NULL OR clip_id = ANY(%s))",
+                (
+                    reviewer,
+                    None if clip_ids is None else list(clip_ids),
+                    None if clip_ids is None else list(clip_ids),
+                ),
+            )
+            return cur.rowcount
+
+    def unavailable(self, clip_ids: Sequence[UUID], reviewer: str) -> list[UUID]:
+        """Which of ``clip_ids`` no longer await review, or are on another reviewer's screen."""
+        if not clip_ids:
+            return []
+        rows = self.rm.all(
+            """SELECT c.id FROM rm_clips c LEFT JOIN review_leases l ON l.clip_id = c.id
+               WHERE c.id = ANY(%(ids)s)
+                 AND (NOT c.live OR c.state NOT IN ('pending_review', 'skipped')
+                      OR (l.reviewer <> %(me)s AND l.expires_at > now()))""",
+            {"ids": list(clip_ids), "me": reviewer},
+        )
+        return [r["id"] for r in rows]
+
