@@ -67,16 +67,9 @@ def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
     path = Path(path)
     video = probe(path, timeout=timeout)
     try:
-        proc = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=60.0,
-            check=False,
-        )
+        header = _read_header(path)
     except subprocess.TimeoutExpired as exc:
         raise MediaError("reading the container header timed out", path) from exc
-    header = proc.stderr.decode("utf-8", "replace")  # exit code 1 ("no output file") is expected
     fmt = _INPUT_RE.search(header)
     brand = _BRAND_RE.search(header)
     vstream = _VIDEO_RE.search(header)
@@ -97,16 +90,9 @@ def diagnose_unreadable(path: Path | str) -> str:
     """Why ffmpeg cannot open ``path``, in words a person can act on (for error messages)."""
     path = Path(path)
     try:
-        proc = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=60.0,
-            check=False,
-        )
+        err = _read_header(path)
     except subprocess.TimeoutExpired:
         return "ffmpeg timed out reading the header"
-    err = proc.stderr.decode("utf-8", "replace")
     try:
         with path.open("rb") as f:
             head = f.read(12)
@@ -122,3 +108,15 @@ def diagnose_unreadable(path: Path | str) -> str:
         return "no video stream (audio only?)"
     lines = [line.strip() for line in err.splitlines() if line.strip()]
     return lines[-1][:200] if lines else "ffmpeg cannot read it"
+
+
+def _read_header(path: Path) -> str:
+    """What ``ffmpeg -i`` says about ``path``'s container and streams (raises ``TimeoutExpired``)."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60.0,
+        check=False,
+    )
+    return proc.stderr.decode("utf-8", "replace")  # exit code 1 ("no output file") is expected
