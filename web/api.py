@@ -11,9 +11,6 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
-from commands.service import HeatersApplication
-from infra.config import Settings
-from infra.database import DatabaseAddress
 from web import ops
 from web.auth import User, require
 from web.dto import (
@@ -261,18 +258,10 @@ class OpsApi(Controller):
 
     @post("/retry/{ident:str}", status_code=200, sync_to_thread=True)
     def retry(
-        self,
-        heaters: NamedDependency[HeatersApplication],
-        projections: NamedDependency[Projections],
-        user: NamedDependency[User],
-        ident: FromPath[str],
-        settings: NamedDependency[Settings],
-        address: NamedDependency[DatabaseAddress],
+        self, projections: NamedDependency[Projections], user: NamedDependency[User], ident: FromPath[str]
     ) -> RetryResult:
         """Re-open the failed stage of a video or clip, or else send its stuck work again."""
-        done, caught_up = ops.retry(
-            heaters, projections, address, settings.database_schema, parse_id(ident, "id"), user
-        )
+        done, caught_up = ops.retry(projections, parse_id(ident, "id"), user)
         return RetryResult(id=ident, stage=done.split(" ")[0], message=done, caught_up=caught_up)
 
     @get("/projections", sync_to_thread=True)

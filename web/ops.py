@@ -9,27 +9,18 @@ from uuid import UUID
 from projections.schema import PROJECTION_TABLES
 
 if TYPE_CHECKING:
-    from commands.service import HeatersApplication
-    from infra.database import DatabaseAddress
     from web.auth import User
     from web.review import Projections
 
 log = logging.getLogger(__name__)
 
 
-def retry(
-    heaters: HeatersApplication,
-    projections: Projections,
-    address: DatabaseAddress,
-    schema: str,
-    ident: UUID,
-    user: User,
-) -> tuple[str, bool]:
+def retry(projections: Projections, ident: UUID, user: User) -> tuple[str, bool]:
     """Re-open the failed stage of a video or clip, or else send its stuck work again; then wait for
     the projections. Returns what was done, in words, and whether the projections caught up."""
     from processors.work_ledger import retry_work
 
-    done = retry_work(heaters, address, schema, ident, user.actor)
+    done = retry_work(projections.app, projections.address, projections.schema, ident, user.actor)
     return done, projections.settle(None)
 
 

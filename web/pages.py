@@ -352,15 +352,11 @@ class OpsPages(Controller):
     def retry(
         self,
         request: Request[Any, Any, Any],
-        heaters: NamedDependency[HeatersApplication],
         projections: NamedDependency[Projections],
         user: NamedDependency[User],
         ident: FromPath[str],
-        settings: NamedDependency[Settings],
-        address: NamedDependency[DatabaseAddress],
     ) -> Redirect:
-        cid = parse_id(ident, "video or clip id")
-        done, _ = ops.retry(heaters, projections, address, settings.database_schema, cid, user)
+        done, _ = ops.retry(projections, parse_id(ident, "video or clip id"), user)
         _flash(request, f"{ident}: {done}")
         return Redirect("/ops", status_code=303)
 
