@@ -506,38 +506,25 @@ def shots(obj: Context, video: Path, as_json: bool, detector: str | None) -> Non
 @pass_context
 def worker(obj: Context, threads: int, queues: tuple[str, ...]) -> None:
     """Run a Dramatiq worker for the pipeline's actors (production: with HEATERS_REDIS_URL)."""
-    import signal
-    import threading
-
-    from entrypoints.bootstrap import configure_logging
-    from entrypoints.pipeline import build_pipeline
-    from infra.metrics import serve
-    from infra.object_storage import storage_from_settings
-
-    configure_logging(logging.INFO)  # a service: one line per stage run, always
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if obj.settings.metrics_port:
-        serve(obj.settings.metrics_port)
-    with obj.session() as (app, address):
-        # Workers only work (no process-manager pool here); `heaters process-manager` dispatches.
-        pipeline = build_pipeline(
-            obj.settings, app, address, storage_from_settings(obj.settings), manager=False
-        )
-        pipeline.start(worker=True, worker_threads=threads, queues=set(queues) or None)
-        _echo(f"worker running ({threads} threads); Ctrl+C stops")
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            pipeline.stop()
+    # Workers only work (no process-manager pool here); `heaters process-manager` dispatches.
+    _run_pipeline_until_stopped(
+        obj, f"worker running ({threads} threads)", worker=True, threads=threads, queues=set(queues) or None
+    )
 
 
 @main.command("process-manager")
 @pass_context
 def process_manager(obj: Context) -> None:
     """Follow the event log and dispatch pipeline work (and reconcile stuck work)."""
+    # Logs what it sends, refused sends, resends.
+    _run_pipeline_until_stopped(obj, "process manager running", worker=False)
+
+
+def _run_pipeline_until_stopped(
+    obj: Context, running: str, *, worker: bool, threads: int = 2, queues: set[str] | None = None
+) -> None:
+    """Run the pipeline as a service until SIGTERM or Ctrl+C: its workers (``worker``: the actors of
+    ``queues`` on ``threads`` threads) or else its process manager."""
     import signal
     import threading
 
@@ -546,17 +533,17 @@ def process_manager(obj: Context) -> None:
     from infra.metrics import serve
     from infra.object_storage import storage_from_settings
 
-    configure_logging(logging.INFO)  # a service: what it sends, refused sends, resends
+    configure_logging(logging.INFO)  # a service: one line per stage run or send, always
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if obj.settings.metrics_port:
         serve(obj.settings.metrics_port)
     with obj.session() as (app, address):
         pipeline = build_pipeline(
-            obj.settings, app, address, storage_from_settings(obj.settings), worker=False
+            obj.settings, app, address, storage_from_settings(obj.settings), manager=not worker, worker=worker
         )
-        pipeline.start(worker=False)
-        _echo("process manager running; Ctrl+C stops")
+        pipeline.start(worker=worker, worker_threads=threads, queues=queues)
+        _echo(f"{running}; Ctrl+C stops")
         try:
             stop.wait()
         except KeyboardInterrupt:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,10 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
-from commands.service import HeatersApplication
-from infra.config import Settings
-from infra.database import DatabaseAddress
-from projections.schema import PROJECTION_TABLES
+from web import ops
 from web.auth import User, require
 from web.dto import (
     ActionResult,
@@ -37,8 +33,6 @@ from web.media import Manifests
 from web.readmodels import ReadModels
 from web.review import Projections, Review
 from web.search import search_page
-
-log = logging.getLogger(__name__)
 
 REVIEW = require("reviewer")
 
@@ -264,19 +258,10 @@ class OpsApi(Controller):
 
     @post("/retry/{ident:str}", status_code=200, sync_to_thread=True)
     def retry(
-        self,
-        heaters: NamedDependency[HeatersApplication],
-        projections: NamedDependency[Projections],
-        user: NamedDependency[User],
-        ident: FromPath[str],
-        settings: NamedDependency[Settings],
-        address: NamedDependency[DatabaseAddress],
+        self, projections: NamedDependency[Projections], user: NamedDependency[User], ident: FromPath[str]
     ) -> RetryResult:
         """Re-open the failed stage of a video or clip, or else send its stuck work again."""
-        from processors.work_ledger import retry_work
-
-        done = retry_work(heaters, address, settings.database_schema, parse_id(ident, "id"), user.actor)
-        caught_up = projections.settle(None)
+        done, caught_up = ops.retry(projections, parse_id(ident, "id"), user)
         return RetryResult(id=ident, stage=done.split(" ")[0], message=done, caught_up=caught_up)
 
     @get("/projections", sync_to_thread=True)
@@ -289,10 +274,7 @@ class OpsApi(Controller):
         self, projections: NamedDependency[Projections], user: NamedDependency[User], name: FromPath[str]
     ) -> RebuildResult:
         """Rebuild one projection's read models from the whole log (swapped in when caught up)."""
-        if name not in PROJECTION_TABLES:
-            raise ValueError(f"no projection named {name!r}; known: {', '.join(sorted(PROJECTION_TABLES))}")
-        log.info("%s rebuilds projection %s", user.name, name)
-        detail = projections.rebuild(name)
+        detail = ops.rebuild(projections, user, name)
         return RebuildResult(name=name, message=f"projection {name} rebuilt", detail=_plain(detail))
 
 

@@ -24,6 +24,7 @@ from commands.service import HeatersApplication
 from domain.errors import DomainError
 from infra.config import Settings
 from infra.database import DatabaseAddress
+from web import ops
 from web.auth import LoginLimiter, User, authenticate, require, session_user, start_session
 from web.media import Manifests
 from web.readmodels import ReadModels
@@ -351,18 +352,11 @@ class OpsPages(Controller):
     def retry(
         self,
         request: Request[Any, Any, Any],
-        heaters: NamedDependency[HeatersApplication],
         projections: NamedDependency[Projections],
         user: NamedDependency[User],
         ident: FromPath[str],
-        settings: NamedDependency[Settings],
-        address: NamedDependency[DatabaseAddress],
     ) -> Redirect:
-        from processors.work_ledger import retry_work
-
-        cid = parse_id(ident, "video or clip id")
-        done = retry_work(heaters, address, settings.database_schema, cid, user.actor)
-        projections.settle(None)
+        done, _ = ops.retry(projections, parse_id(ident, "video or clip id"), user)
         _flash(request, f"{ident}: {done}")
         return Redirect("/ops", status_code=303)
 
@@ -404,12 +398,7 @@ class OpsPages(Controller):
         user: NamedDependency[User],
         name: FromPath[str],
     ) -> Redirect:
-        from projections.schema import PROJECTION_TABLES
-
-        if name not in PROJECTION_TABLES:
-            raise ValueError(f"no projection named {name!r}")
-        log.info("%s rebuilds projection %s", user.name, name)
-        projections.rebuild(name)
+        ops.rebuild(projections, user, name)
         _flash(request, f"projection {name} rebuilt")
         return Redirect("/ops", status_code=303)
 

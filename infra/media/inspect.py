@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Self, TypeVar, overload
 
 from infra.media.ffmpeg import LOCAL_INPUT, MediaError, VideoInfo, ffmpeg_exe, probe
 
 logger = logging.getLogger(__name__)
+_Fact = TypeVar("_Fact")
 
 __all__ = ["MediaInfo", "diagnose_unreadable", "inspect_media"]
 
@@ -24,6 +27,20 @@ _BRAND_RE = re.compile(r"^\s*major_brand\s*:\s*(?P<brand>.*)$", re.MULTILINE)
 _VIDEO_RE = re.compile(r"Stream #0:\d+[^:]*: Video: (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)")
 _AUDIO_RE = re.compile(r"Stream #0:\d+[^:]*: Audio: (?P<codec>[A-Za-z0-9_]+)")
 _PIXFMT_RE = re.compile(r"(?:^|, )(?P<pix>(?:yuv|yuvj|nv|gbr|rgb|bgr|gray|p0)[a-z0-9]*)(?:\(|,|$)")
+
+
+class _OfVideo(Generic[_Fact]):
+    """A read-only attribute of :class:`MediaInfo` that is a fact of its ``video`` (typed by ``fact``)."""
+
+    def __init__(self, fact: Callable[[VideoInfo], _Fact]) -> None:
+        self._fact = fact
+
+    @overload
+    def __get__(self, info: None, owner: type[MediaInfo]) -> Self: ...
+    @overload
+    def __get__(self, info: MediaInfo, owner: type[MediaInfo] | None = None) -> _Fact: ...
+    def __get__(self, info: MediaInfo | None, owner: type[MediaInfo] | None = None) -> _Fact | Self:
+        return self if info is None else self._fact(info.video)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,29 +53,13 @@ class MediaInfo:
     pix_fmt: str | None  # of the first video stream, e.g. "yuv420p"
     audio_codec: str | None  # of the first audio stream; None when there is no audio
 
-    @property
-    def duration(self) -> float:
-        return self.video.duration
-
-    @property
-    def fps(self) -> float:
-        return self.video.fps
-
-    @property
-    def frame_count(self) -> int:
-        return self.video.frame_count
-
-    @property
-    def width(self) -> int:
-        return self.video.width
-
-    @property
-    def height(self) -> int:
-        return self.video.height
-
-    @property
-    def codec(self) -> str:
-        return self.video.codec
+    # The video stream's facts, read as the VideoInfo's.
+    duration = _OfVideo(lambda video: video.duration)
+    fps = _OfVideo(lambda video: video.fps)
+    frame_count = _OfVideo(lambda video: video.frame_count)
+    width = _OfVideo(lambda video: video.width)
+    height = _OfVideo(lambda video: video.height)
+    codec = _OfVideo(lambda video: video.codec)
 
 
 def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
@@ -66,16 +67,9 @@ def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
     path = Path(path)
     video = probe(path, timeout=timeout)
     try:
-        proc = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=60.0,
-            check=False,
-        )
+        header = _read_header(path)
     except subprocess.TimeoutExpired as exc:
         raise MediaError("reading the container header timed out", path) from exc
-    header = proc.stderr.decode("utf-8", "replace")  # exit code 1 ("no output file") is expected
     fmt = _INPUT_RE.search(header)
     brand = _BRAND_RE.search(header)
     vstream = _VIDEO_RE.search(header)
@@ -96,16 +90,9 @@ def diagnose_unreadable(path: Path | str) -> str:
     """Why ffmpeg cannot open ``path``, in words a person can act on (for error messages)."""
     path = Path(path)
     try:
-        proc = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=60.0,
-            check=False,
-        )
+        err = _read_header(path)
     except subprocess.TimeoutExpired:
         return "ffmpeg timed out reading the header"
-    err = proc.stderr.decode("utf-8", "replace")
     try:
         with path.open("rb") as f:
             head = f.read(12)
@@ -121,3 +108,15 @@ def diagnose_unreadable(path: Path | str) -> str:
         return "no video stream (audio only?)"
     lines = [line.strip() for line in err.splitlines() if line.strip()]
     return lines[-1][:200] if lines else "ffmpeg cannot read it"
+
+
+def _read_header(path: Path) -> str:
+    """What ``ffmpeg -i`` says about ``path``'s container and streams (raises ``TimeoutExpired``)."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60.0,
+        check=False,
+    )
+    return proc.stderr.decode("utf-8", "replace")  # exit code 1 ("no output file") is expected
