@@ -627,7 +627,8 @@
   }
 
   document.addEventListener("mousemove", () => (state.lastActivity = Date.now()), { passive: true });
-  setInterval(heartbeat, Math.max(5, LEASE_SECONDS / 3) * 1000);
+  // three beats per lease time, so a lease never lapses between two beats however short it is
+  setInterval(heartbeat, Math.max(1, LEASE_SECONDS / 3) * 1000);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") {
       state.lastActivity = Date.now();
