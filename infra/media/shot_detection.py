@@ -753,19 +753,27 @@ def merge_fades(
     return out
 
 
+def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """The runs of consecutive true values in ``mask``, as ``[start, end)``."""
+    runs: list[tuple[int, int]] = []
+    t, n = 0, len(mask)
+    while t < n:
+        if not mask[t]:
+            t += 1
+            continue
+        s = t
+        while t < n and mask[t]:
+            t += 1
+        runs.append((s, t))
+    return runs
+
+
 def fade_runs(
     flat: NDArray[np.bool_], luma: FloatArray, dark: float = 48.0, bright: float = 200.0, max_len: int = 250
 ) -> list[tuple[int, int]]:
     """Runs of flat frames that are black or white (a fade's held colour), as ``[start, end)``."""
     runs: list[tuple[int, int]] = []
-    t, n = 0, len(flat)
-    while t < n:
-        if not flat[t]:
-            t += 1
-            continue
-        s = t
-        while t < n and flat[t]:
-            t += 1
+    for s, t in true_runs(flat):
         level = float(luma[s:t].mean())
         if t - s <= max_len and (level < dark or level > bright):
             runs.append((s, t))
@@ -1060,18 +1068,8 @@ class CascadeDetector(ShotDetector):
         """Middles of runs of dark, bright or nearly flat frames inside the video (maybe a fade)."""
         fast = self._fast
         low = (fast.luma < fast.fade_dark) | (fast.luma > fast.fade_bright) | (fast.flat)
-        out: list[int] = []
-        t, n = 0, len(low)
-        while t < n:
-            if not low[t]:
-                t += 1
-                continue
-            s = t
-            while t < n and low[t]:
-                t += 1
-            if s > 0 and t < n and t - s <= 4 * self.margin:
-                out.append((s + t) // 2)
-        return out
+        n = len(low)
+        return [(s + t) // 2 for s, t in true_runs(low) if s > 0 and t < n and t - s <= 4 * self.margin]
 
     def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
         if self._model is None:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from infra.media.shot_detection import true_runs
+
 logger = logging.getLogger(__name__)
 
 INPUT_HEIGHT, INPUT_WIDTH = 27, 48
@@ -244,16 +246,9 @@ class VideoScorer:
 def transitions_from_scores(scores: Scores, threshold: float = 0.5) -> list[int]:
     """First frame of each new shot: one per run of frames above ``threshold``, just after the
     run's most likely frame (a hard cut's run is the old shot's last frame)."""
-    above = scores > threshold
     cuts: list[int] = []
-    t, n = 0, len(scores)
-    while t < n:
-        if not above[t]:
-            t += 1
-            continue
-        s = t
-        while t < n and above[t]:
-            t += 1
+    n = len(scores)
+    for s, t in true_runs(scores > threshold):
         peak = s + int(np.argmax(scores[s:t]))
         if 0 < peak + 1 < n:
             cuts.append(peak + 1)
