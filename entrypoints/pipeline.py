@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import dramatiq
+from dramatiq.middleware import Retries
 
 from commands.service import HeatersApplication
 from infra.broker import make_broker, queue_depths
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import ObjectStorage
-from processors.actors import PipelineActors
-from processors.middleware import StageTiming
+from processors.actors import declare_actors, dispatch
+from processors.middleware import StageContext, StageFailures, StageTiming, WorkClaims
 from processors.process_manager import PipelineProcessManager
+from processors.queues import QUEUES
 from processors.stages import PipelineContext, clean_workdirs
 from processors.work_ledger import WorkLedger
 
@@ -34,7 +37,6 @@ class Pipeline:
 
     context: PipelineContext
     broker: dramatiq.Broker
-    actors: PipelineActors
     manager: PipelineProcessManager | None
     ledger: WorkLedger | None
     workers: list[dramatiq.Worker] = field(default_factory=list)
@@ -55,7 +57,7 @@ class Pipeline:
         whose threads pool their clips into shared batches."""
         if worker:
             clean_workdirs(self.context.settings)  # what killed workers left behind
-            wanted = set(queues or self.actors.queues)
+            wanted = set(queues or QUEUES)
             settings = self.context.settings
             groups: list[tuple[set[str], int]] = []
             own = {"ingest": settings.ingest_worker_threads, "embeddings": settings.embedding_worker_threads}
@@ -86,6 +88,10 @@ class Pipeline:
     def queue_depths(self) -> dict[str, int]:
         return queue_depths(self.broker)
 
+    def dispatch(self, stage: str, aggregate_id: UUID, delay_ms: int | None = None) -> str:
+        """Send one stage's message for a video or clip (the process manager sends through this)."""
+        return dispatch(self.broker, stage, aggregate_id, delay_ms)
+
 
 def build_pipeline(
     settings: Settings,
@@ -94,15 +100,12 @@ def build_pipeline(
     storage: ObjectStorage,
     *,
     embedder_factory: Callable[[], ClipEmbedder] | None = None,
-    broker: dramatiq.Broker | None = None,
-    min_backoff_ms: int = 1_000,
     manager: bool = True,
     worker: bool = True,
 ) -> Pipeline:
     """``manager``: follow the log and send work; ``worker``: run the actors (claims, heartbeats)."""
     context = PipelineContext(app, storage, settings, embedder_factory)
-    broker = broker or make_broker(settings)
-    broker.add_middleware(StageTiming())
+    broker = make_broker(settings)
     ledger = (
         WorkLedger(
             address,
@@ -114,21 +117,18 @@ def build_pipeline(
         if worker
         else None
     )
-    actors = PipelineActors(
-        broker, lambda: context, settings.max_attempts, min_backoff_ms=min_backoff_ms, ledger=ledger
-    )
-    for queue in actors.queues:
-        broker.declare_queue(queue)
-
-    def dispatch(stage: str, aggregate_id: UUID, delay_ms: int | None) -> object:
-        return actors.dispatch(stage, aggregate_id, delay_ms)
-
+    broker.add_middleware(StageFailures(context), before=Retries)  # its after-hook sees Retries' decision
+    broker.add_middleware(StageTiming())
+    broker.add_middleware(StageContext(context))
+    if ledger is not None:
+        broker.add_middleware(WorkClaims(ledger))
+    declare_actors(broker)
     process_manager = (
         PipelineProcessManager(
             app,
             address,
             settings.database_schema,
-            dispatch,
+            partial(dispatch, broker),
             archive_grace_seconds=settings.archive_grace_seconds,
             start_timeout_seconds=settings.dispatch_start_timeout_seconds,
             heartbeat_timeout_seconds=settings.stage_heartbeat_timeout_seconds,
@@ -136,4 +136,4 @@ def build_pipeline(
         if manager
         else None
     )
-    return Pipeline(context, broker, actors, process_manager, ledger)
+    return Pipeline(context, broker, process_manager, ledger)

@@ -1,131 +1,132 @@
-"""Dramatiq actors: tiny wrappers that run one stage for one video or clip.
+"""Dramatiq actors: one per stage, each running that stage for one video or clip.
 
-Separate queues keep long downloads from starving review-critical work: ``ingest`` (downloads),
-``media`` (proxy, sprites, shots, keyframes, export, purge) and ``embeddings``. Each stage has its own
-time limit; failures are retried with exponential backoff up to ``HEATERS_MAX_ATTEMPTS``.
+Their options are on the decorators: the queue (``processors/queues.py``), the time limit, the retry
+backoff, and ``throws``: a ``PermanentFailure`` (recorded by the stage with its reason) is not retried.
+Any other error is retried by Dramatiq's ``Retries`` middleware, which the broker gets from
+``HEATERS_MAX_ATTEMPTS`` (``infra/broker.py``). What every actor shares is middleware
+(``processors/middleware.py``): the pipeline context, the work claim and its heartbeat, timing, and
+the ``…Failed`` event when retries run out.
+
+The actors are declared at import on a broker of their own (Dramatiq checks their options against
+one); ``declare_actors`` declares them on each broker a process runs, so several brokers in one
+process (tests) each have them. Names stay ``heaters_<stage>``: queued messages name their actor.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
+from dramatiq.brokers.stub import StubBroker
 
 from processors import stages
-from processors.stages import PipelineContext
-from processors.work_ledger import WorkLedger
+from processors.middleware import current_run
+from processors.queues import STAGE_QUEUES
+from processors.stages import PermanentFailure
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 
+_declared_on = StubBroker()
 
-@dataclass(frozen=True)
-class StageSpec:
-    queue: str
-    time_limit_ms: int
-
-
-STAGE_SPECS: dict[str, StageSpec] = {
-    "download": StageSpec("ingest", 180 * MINUTE_MS),
-    "proxy": StageSpec("media", 120 * MINUTE_MS),
-    "sprites": StageSpec("media", 60 * MINUTE_MS),
-    "shots": StageSpec("media", 60 * MINUTE_MS),
-    "keyframes": StageSpec("media", 5 * MINUTE_MS),
-    "embedding": StageSpec("embeddings", 10 * MINUTE_MS),
-    "export": StageSpec("media", 10 * MINUTE_MS),
-    "purge": StageSpec("media", 5 * MINUTE_MS),
+#: What every stage actor shares: where it is first declared, and how it is retried.
+_SHARED: dict[str, Any] = {
+    "broker": _declared_on,
+    "throws": (PermanentFailure,),
+    "min_backoff": 1_000,
+    "max_backoff": 5 * MINUTE_MS,
 }
 
 
-def _attempt() -> int:
-    message = CurrentMessage.get_current_message()
-    return int(message.options.get("retries", 0)) + 1 if message is not None else 1
+# -- video stages: their attempts are counted by the video (across deliveries and a person's retries)
 
 
-class PipelineActors:
-    """The pipeline's actors on one broker; ``dispatch(stage, id)`` sends one message."""
+@dramatiq.actor(
+    actor_name="heaters_download", queue_name=STAGE_QUEUES["download"], time_limit=180 * MINUTE_MS, **_SHARED
+)
+def download(video_id: str) -> None:
+    stages.download(current_run().context, UUID(video_id))
 
-    def __init__(
-        self,
-        broker: dramatiq.Broker,
-        context: Callable[[], PipelineContext],
-        max_attempts: int,
-        min_backoff_ms: int = 1_000,
-        max_backoff_ms: int = 5 * MINUTE_MS,
-        ledger: WorkLedger | None = None,
-    ) -> None:
-        self.broker = broker
-        self.ledger = ledger
-        self.max_attempts = max_attempts
-        self.actors: dict[str, dramatiq.Actor[Any, Any]] = {}
 
-        def final(attempt: int) -> bool:
-            return attempt >= max_attempts
+@dramatiq.actor(
+    actor_name="heaters_proxy", queue_name=STAGE_QUEUES["proxy"], time_limit=120 * MINUTE_MS, **_SHARED
+)
+def make_proxy(video_id: str) -> None:
+    stages.proxy(current_run().context, UUID(video_id))
 
-        def video_stage(stage: str) -> Callable[[str], None]:
-            def run(video_id: str) -> None:
-                stages.VIDEO_STAGES[stage](context(), UUID(video_id), final)
 
-            return run
+@dramatiq.actor(
+    actor_name="heaters_sprites", queue_name=STAGE_QUEUES["sprites"], time_limit=60 * MINUTE_MS, **_SHARED
+)
+def make_sprites(video_id: str) -> None:
+    stages.sprites(current_run().context, UUID(video_id))
 
-        def clip_stage(stage: str) -> Callable[[str], None]:
-            def run(clip_id: str) -> None:
-                stages.CLIP_STAGES[stage](context(), UUID(clip_id), _attempt(), final)
 
-            return run
+@dramatiq.actor(
+    actor_name="heaters_shots", queue_name=STAGE_QUEUES["shots"], time_limit=60 * MINUTE_MS, **_SHARED
+)
+def detect_shots(video_id: str) -> None:
+    stages.shots(current_run().context, UUID(video_id))
 
-        def purge(clip_id: str) -> None:
-            stages.purge_archived(context(), UUID(clip_id))
 
-        functions: dict[str, Callable[[str], None]] = {
-            **{s: video_stage(s) for s in stages.VIDEO_STAGES},
-            **{s: clip_stage(s) for s in stages.CLIP_STAGES},
-            "purge": purge,
-        }
+# -- clip stages: their attempt is the message's delivery attempt --------------------------------
 
-        def claimed(stage: str, fn: Callable[[str], None]) -> Callable[[str], None]:
-            """Run under a claim on the work row: skipped while a live attempt elsewhere holds it,
-            and its heartbeat proves this one alive while it runs."""
 
-            def run(aggregate_id: str) -> None:
-                if ledger is None:
-                    fn(aggregate_id)
-                    return
-                with ledger.running(stage, UUID(aggregate_id)) as claim:
-                    if claim is not None:
-                        fn(aggregate_id)
+@dramatiq.actor(
+    actor_name="heaters_keyframes", queue_name=STAGE_QUEUES["keyframes"], time_limit=5 * MINUTE_MS, **_SHARED
+)
+def extract_keyframes(clip_id: str) -> None:
+    run = current_run()
+    stages.keyframes(run.context, UUID(clip_id), run.attempt)
 
-            return run
 
-        for stage, bare in functions.items():
-            spec = STAGE_SPECS[stage]
-            fn = claimed(stage, bare)
-            fn.__name__ = f"heaters_{stage}"
-            self.actors[stage] = dramatiq.Actor(
-                fn,
-                broker=broker,
-                actor_name=f"heaters_{stage}",
-                queue_name=spec.queue,
-                priority=0,
-                options={
-                    "time_limit": spec.time_limit_ms,
-                    "max_retries": max_attempts - 1,
-                    "min_backoff": min_backoff_ms,
-                    "max_backoff": max_backoff_ms,
-                },
-            )
+@dramatiq.actor(
+    actor_name="heaters_embedding", queue_name=STAGE_QUEUES["embedding"], time_limit=10 * MINUTE_MS, **_SHARED
+)
+def embed(clip_id: str) -> None:
+    run = current_run()
+    stages.embedding(run.context, UUID(clip_id), run.attempt)
 
-    def dispatch(self, stage: str, aggregate_id: UUID, delay_ms: int | None = None) -> str:
-        message = self.actors[stage].send_with_options(args=(str(aggregate_id),), delay=delay_ms)
-        log.info("dispatched %s for %s (message %s)", stage, aggregate_id, message.message_id)
-        return str(message.message_id)
 
-    @property
-    def queues(self) -> set[str]:
-        return {spec.queue for spec in STAGE_SPECS.values()}
+@dramatiq.actor(
+    actor_name="heaters_export", queue_name=STAGE_QUEUES["export"], time_limit=10 * MINUTE_MS, **_SHARED
+)
+def export(clip_id: str) -> None:
+    run = current_run()
+    stages.export(run.context, UUID(clip_id), run.attempt)
+
+
+@dramatiq.actor(
+    actor_name="heaters_purge", queue_name=STAGE_QUEUES["purge"], time_limit=5 * MINUTE_MS, **_SHARED
+)
+def purge(clip_id: str) -> None:
+    """An archived clip's derived media, after the grace period (no ``…Failed`` event: it is retried)."""
+    stages.purge_archived(current_run().context, UUID(clip_id))
+
+
+STAGE_ACTORS: dict[str, dramatiq.Actor[[str], None]] = {
+    "download": download,
+    "proxy": make_proxy,
+    "sprites": make_sprites,
+    "shots": detect_shots,
+    "keyframes": extract_keyframes,
+    "embedding": embed,
+    "export": export,
+    "purge": purge,
+}
+
+
+def declare_actors(broker: dramatiq.Broker) -> None:
+    """Put the stage actors (and their queues) on ``broker``, whose workers then run them."""
+    for actor in STAGE_ACTORS.values():
+        broker.declare_actor(actor)
+
+
+def dispatch(broker: dramatiq.Broker, stage: str, aggregate_id: UUID, delay_ms: int | None = None) -> str:
+    """Send one message: run ``stage`` for this video or clip (after ``delay_ms``)."""
+    message = broker.enqueue(STAGE_ACTORS[stage].message(str(aggregate_id)), delay=delay_ms)
+    log.info("dispatched %s for %s (message %s)", stage, aggregate_id, message.message_id)
+    return str(message.message_id)

@@ -2,12 +2,14 @@
 
 Each function is idempotent: it returns at once when its stage is already done, and a result reported
 twice stores one event. A failure a person must act on (404, a non-video file, a forbidden scheme) is
-recorded at once as a ``…Failed`` event; anything else is raised so the broker retries it with backoff,
-and recorded as failed when the last attempt fails.
+recorded at once as a ``…Failed`` event and raised as ``PermanentFailure``, which the actors' ``throws``
+keeps Dramatiq from retrying; anything else is raised for Dramatiq to retry with backoff, and
+``StageFailures`` (processors/middleware.py) records it when Dramatiq gives up.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -29,7 +31,6 @@ from infra.media.ffmpeg import MediaError
 from infra.media.sprites import content_type as sprite_content_type
 from infra.object_storage import ObjectStorage
 from processors.embedding_batches import EmbeddingBatcher
-from processors.middleware import report_attempt
 from processors.work_ledger import SupersededAttempt, ensure_current
 
 if TYPE_CHECKING:
@@ -81,6 +82,34 @@ class PipelineContext:
 
 class PermanentFailure(Exception):
     """The stage cannot succeed by retrying; the reason is recorded for a person to act on."""
+
+
+_started_attempt: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "heaters_started_attempt", default=None
+)
+
+
+def started_attempt() -> int | None:
+    """The attempt the stage running in this thread started (the number its events record); None
+    before it started one (skipped, or failed before it began)."""
+    return _started_attempt.get()
+
+
+def forget_started_attempt() -> None:
+    """A new message begins on this thread: no attempt started yet."""
+    _started_attempt.set(None)
+
+
+def record_failure(ctx: PipelineContext, stage: str, aggregate_id: UUID, attempt: int, reason: str) -> None:
+    """Record the ``…Failed`` event of a video or clip stage's attempt (a purge has none)."""
+    actor = stage_actor(stage)
+    try:
+        if stage in VIDEO_STAGES:
+            ctx.app.record_video_failure(aggregate_id, stage, attempt, reason, actor)
+        elif stage in CLIP_STAGES:
+            ctx.app.record_clip_failure(aggregate_id, stage, attempt, reason, actor)
+    except DomainError as error:  # e.g. a person cancelled or retried it meanwhile
+        log.info("%s %s: failure of attempt %d not recorded: %s", stage, aggregate_id, attempt, error)
 
 
 @contextmanager
@@ -138,11 +167,9 @@ def _run_video_stage(
     video_id: UUID,
     stage: str,
     work: Callable[[int, Path], None],
-    final_attempt: Callable[[int], bool],
 ) -> None:
     app, actor = ctx.app, stage_actor(stage)
-    video = app.get_video(video_id)
-    status, retry_base = video.stages[stage].status, video.stages[stage].retry_base
+    status = app.get_video(video_id).stages[stage].status
     if status in ("done", "failed"):
         log.info("video %s: %s already %s, nothing to do", video_id, stage, status)
         return
@@ -152,7 +179,6 @@ def _run_video_stage(
         log.info("video %s: %s not started: %s", video_id, stage, error)
         return
     log.info("video %s: %s attempt %d started", video_id, stage, attempt)
-    report_attempt(attempt)
 
     def attempt_work(workdir: Path) -> None:
         try:
@@ -160,44 +186,32 @@ def _run_video_stage(
         except DomainError as error:  # the result broke a rule (e.g. a video without frames)
             raise PermanentFailure(str(error)) from error
 
-    _attempt(
-        ctx,
-        f"video {video_id}: {stage}",
-        attempt_work,
-        lambda reason: app.record_video_failure(video_id, stage, attempt, reason, actor),
-        attempt,
-        lambda n: final_attempt(n - retry_base),  # attempts since the last retry a person asked for
-    )
+    _run_attempt(ctx, stage, video_id, attempt, attempt_work)
 
 
-def _attempt(
-    ctx: PipelineContext,
-    what: str,
-    work: Callable[[Path], None],
-    record_failure: Callable[[str], object],
-    attempt: int,
-    final_attempt: Callable[[int], bool],
+def _run_attempt(
+    ctx: PipelineContext, stage: str, aggregate_id: UUID, attempt: int, work: Callable[[Path], None]
 ) -> None:
-    """Run one attempt of a stage: a reason a person must act on is recorded at once; other errors
-    are raised for the broker to retry, and recorded when the last attempt fails."""
+    """Run one attempt of a stage in a work directory of its own. A reason a person must act on is
+    recorded at once and raised as ``PermanentFailure`` (not retried); other errors are raised for
+    Dramatiq to retry (``StageFailures`` records the last one when it gives up)."""
+    _started_attempt.set(attempt)
     try:
         with _workdir(ctx.settings) as workdir:
             work(workdir)
     except SupersededAttempt as error:  # a newer attempt owns the work: write nothing, retry nothing
         log.warning("%s", error)
     except (MediaError, PermanentFailure) as error:
-        record_failure(str(error))
-    except Exception as error:
-        if final_attempt(attempt):
-            record_failure(f"{type(error).__name__}: {error} (gave up after {attempt} attempts)")
-            return
-        log.warning("%s attempt %d failed, will retry: %s", what, attempt, error)
+        record_failure(ctx, stage, aggregate_id, attempt, str(error))
+        if isinstance(error, MediaError):
+            raise PermanentFailure(str(error)) from error
         raise
     else:
-        log.info("%s done (attempt %d)", what, attempt)
+        kind = "video" if stage in VIDEO_STAGES else "clip"
+        log.info("%s %s: %s done (attempt %d)", kind, aggregate_id, stage, attempt)
 
 
-def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+def download(ctx: PipelineContext, video_id: UUID) -> None:
     from infra.media.download import fetch_source
     from infra.media.transcode import normalise
 
@@ -234,7 +248,7 @@ def download(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int]
             codec="h264" if playable.transcoded else info.codec,
         )
 
-    _run_video_stage(ctx, video_id, "download", work, final_attempt)
+    _run_video_stage(ctx, video_id, "download", work)
 
 
 def _fetch(ctx: PipelineContext, key: str, workdir: Path) -> Path:
@@ -258,7 +272,7 @@ def _shot_detector(ctx: PipelineContext) -> ShotDetector:
     return make_detector(ctx.settings.shot_detector)
 
 
-def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+def proxy(ctx: PipelineContext, video_id: UUID) -> None:
     """Encode the proxy; with ``media_single_pass`` the same decode also renders the sprite sheets
     and runs the shot detector, whose results the sprites and shots stages then record."""
     from infra.media.transcode import make_proxy
@@ -299,7 +313,7 @@ def proxy(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
             frame_count=info.video.frame_count,
         )
 
-    _run_video_stage(ctx, video_id, "proxy", work, final_attempt)
+    _run_video_stage(ctx, video_id, "proxy", work)
 
 
 def _decode_once(
@@ -368,7 +382,7 @@ def _from_pass(ctx: PipelineContext, video: Video, name: str) -> str | None:
     return key if ctx.storage.exists(key) else None
 
 
-def sprites(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+def sprites(ctx: PipelineContext, video_id: UUID) -> None:
     from infra.media.sprites import make_sprites
 
     def work(attempt: int, workdir: Path) -> None:
@@ -391,10 +405,10 @@ def sprites(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int],
             ctx.storage.put_file(prefix + path.name, path, sprite_content_type(path.name))
         ctx.app.record_sprites(video_id, attempt, prefix + "manifest.json", stage_actor("sprites"))
 
-    _run_video_stage(ctx, video_id, "sprites", work, final_attempt)
+    _run_video_stage(ctx, video_id, "sprites", work)
 
 
-def shots(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], bool]) -> None:
+def shots(ctx: PipelineContext, video_id: UUID) -> None:
     from infra.media.shot_detection import detect_shots
 
     def work(attempt: int, workdir: Path) -> None:
@@ -412,10 +426,10 @@ def shots(ctx: PipelineContext, video_id: UUID, final_attempt: Callable[[int], b
         clip_ids = ctx.app.record_shots(video_id, attempt, cuts, detector, params, stage_actor("shots"))
         log.info("video %s: %d shots → %d clips", video_id, len(cuts) + 1, len(clip_ids))
 
-    _run_video_stage(ctx, video_id, "shots", work, final_attempt)
+    _run_video_stage(ctx, video_id, "shots", work)
 
 
-VIDEO_STAGES: dict[str, Callable[[PipelineContext, UUID, Callable[[int], bool]], None]] = {
+VIDEO_STAGES: dict[str, Callable[[PipelineContext, UUID], None]] = {
     "download": download,
     "proxy": proxy,
     "sprites": sprites,
@@ -433,10 +447,8 @@ def _run_clip_stage(
     needs: str | None,
     work: Callable[[Path], None],
     attempt: int,
-    final_attempt: Callable[[int], bool],
 ) -> None:
-    app, actor = ctx.app, stage_actor(stage)
-    clip = app.get_clip(clip_id)
+    clip = ctx.app.get_clip(clip_id)
     progress = clip.stages[stage]
     if not clip.is_approved or progress.status in ("done", "failed"):
         log.info("clip %s: %s skipped (state %s, stage %s)", clip_id, stage, clip.state, progress.status)
@@ -445,21 +457,12 @@ def _run_clip_stage(
         log.info("clip %s: %s waits for %s", clip_id, stage, needs)
         return
     try:
-        _attempt(
-            ctx,
-            f"clip {clip_id}: {stage}",
-            work,
-            lambda reason: app.record_clip_failure(clip_id, stage, attempt, reason, actor),
-            attempt,
-            final_attempt,
-        )
+        _run_attempt(ctx, stage, clip_id, attempt, work)
     except DomainError as error:  # the clip changed meanwhile (e.g. approval undone): nothing to do
         log.info("clip %s: %s result not recorded: %s", clip_id, stage, error)
 
 
-def keyframes(
-    ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Callable[[int], bool]
-) -> None:
+def keyframes(ctx: PipelineContext, clip_id: UUID, attempt: int) -> None:
     from infra.media.keyframes import extract_keyframes, keyframe_frames
 
     def work(workdir: Path) -> None:
@@ -480,12 +483,10 @@ def keyframes(
             keys.append(key)
         ctx.app.record_keyframes(clip_id, strategy, keys, frames, stage_actor("keyframes"))
 
-    _run_clip_stage(ctx, clip_id, "keyframes", None, work, attempt, final_attempt)
+    _run_clip_stage(ctx, clip_id, "keyframes", None, work, attempt)
 
 
-def embedding(
-    ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Callable[[int], bool]
-) -> None:
+def embedding(ctx: PipelineContext, clip_id: UUID, attempt: int) -> None:
     from infra.clip_embedder import EmbeddingModelUnavailable
 
     def work(workdir: Path) -> None:
@@ -508,10 +509,10 @@ def embedding(
             stage_actor("embedding"),
         )
 
-    _run_clip_stage(ctx, clip_id, "embedding", "keyframes", work, attempt, final_attempt)
+    _run_clip_stage(ctx, clip_id, "embedding", "keyframes", work, attempt)
 
 
-def export(ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Callable[[int], bool]) -> None:
+def export(ctx: PipelineContext, clip_id: UUID, attempt: int) -> None:
     from infra.media.transcode import export_clip
 
     def work(workdir: Path) -> None:
@@ -524,7 +525,7 @@ def export(ctx: PipelineContext, clip_id: UUID, attempt: int, final_attempt: Cal
         ctx.storage.put_file(key, out, "video/mp4")
         ctx.app.record_export(clip_id, key, stage_actor("export"))
 
-    _run_clip_stage(ctx, clip_id, "export", "embedding", work, attempt, final_attempt)
+    _run_clip_stage(ctx, clip_id, "export", "embedding", work, attempt)
 
 
 def purge_archived(ctx: PipelineContext, clip_id: UUID) -> None:
@@ -539,7 +540,7 @@ def purge_archived(ctx: PipelineContext, clip_id: UUID) -> None:
     ctx.app.record_media_purged(clip_id, keys, stage_actor("purge"))
 
 
-CLIP_STAGES: dict[str, Callable[[PipelineContext, UUID, int, Callable[[int], bool]], None]] = {
+CLIP_STAGES: dict[str, Callable[[PipelineContext, UUID, int], None]] = {
     "keyframes": keyframes,
     "embedding": embedding,
     "export": export,

@@ -28,11 +28,13 @@ from psycopg_pool import ConnectionPool
 from commands.service import HeatersApplication
 from domain.errors import DomainError
 from infra.database import DatabaseAddress, connect
+from processors.queues import STAGE_QUEUES
 
 log = logging.getLogger(__name__)
 
 #: This process as the work table names it: which worker holds (or last held) a stage.
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
 
 def work_pool(address: DatabaseAddress, max_size: int, name: str, *, open: bool = True) -> ConnectionPool:
     """A small pool whose connections are checked before use (a server restart leaves none broken);
@@ -178,15 +180,31 @@ class WorkLedger:
                 claim.aggregate_id,
             )
 
-    @contextmanager
-    def running(self, stage: str, aggregate_id: UUID) -> Iterator[Claim | None]:
-        """Run a stage under a claim (yields None when another live attempt holds the work)."""
+    def hold(self, stage: str, aggregate_id: UUID) -> Claim | None:
+        """Claim the work for the attempt this thread runs, as the thread's current claim; None when
+        a live attempt elsewhere holds it (this delivery is then skipped)."""
         claim = self.claim(stage, aggregate_id)
         if claim is None:
             log.info("%s for %s: already running elsewhere (live heartbeat); skipped", stage, aggregate_id)
+            return None
+        _current_claim.set(claim)
+        return claim
+
+    def let_go(self, claim: Claim, error: BaseException | None) -> None:
+        """The attempt holding ``claim`` ended (``error``: how it failed): release its work row."""
+        _current_claim.set(None)
+        try:
+            self.release(claim, error)
+        except Exception:
+            log.exception("%s for %s: could not release its work row", claim.stage, claim.aggregate_id)
+
+    @contextmanager
+    def running(self, stage: str, aggregate_id: UUID) -> Iterator[Claim | None]:
+        """Run a stage under a claim (yields None when another live attempt holds the work)."""
+        claim = self.hold(stage, aggregate_id)
+        if claim is None:
             yield None
             return
-        reset = _current_claim.set(claim)
         error: BaseException | None = None
         try:
             yield claim
@@ -194,11 +212,7 @@ class WorkLedger:
             error = raised
             raise
         finally:
-            _current_claim.reset(reset)
-            try:
-                self.release(claim, error)
-            except Exception:
-                log.exception("%s for %s: could not release its work row", stage, aggregate_id)
+            self.let_go(claim, error)
 
     def beat(self) -> None:
         """Refresh the heartbeat of every held claim; a claim whose token is gone is marked lost."""
@@ -271,8 +285,6 @@ def waiting_work(
 ) -> list[WaitingWork]:
     """Open work that is late: unsent (the broker refuses), sent but not started (no worker on its
     queue, or a deep queue), or running without a heartbeat (its worker died or froze)."""
-    from processors.actors import STAGE_SPECS
-
     with connect(address, autocommit=True) as conn:
         if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
             0
@@ -301,7 +313,7 @@ def waiting_work(
         worker,
         ran,
     ) in rows:
-        queue = STAGE_SPECS[stage].queue if stage in STAGE_SPECS else "?"
+        queue = STAGE_QUEUES.get(stage, "?")
         if unsent and float(due_age) > outbox_grace_seconds:
             age, on = float(due_age), f"the broker: not accepted for {_age(float(due_age))}"
         elif running and float(beat_age) > heartbeat_timeout_seconds:

@@ -51,7 +51,7 @@ def _ingest(app: HeatersApplication, source: Path, tmp_path: Path) -> tuple[Pipe
     ctx = PipelineContext(app, LocalObjectStorage(tmp_path / "media"), Settings(home=tmp_path / "home"))
     video_id = app.submit(str(source), "user:alice")
     for stage in (stages.download, stages.proxy, stages.sprites, stages.shots):
-        stage(ctx, video_id, lambda attempt: True)
+        stage(ctx, video_id)
         video = app.get_video(video_id)
         assert video.failed_stage is None, video.stages
     return ctx, app.get_video(video_id)

@@ -158,12 +158,12 @@ def test_a_message_delivered_twice_stores_one_result(
         video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
         wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
         for stage in ("download", "proxy", "sprites", "shots"):
-            manager.actors.dispatch(stage, video_id)  # deliver every stage's message again
+            manager.dispatch(stage, video_id)  # deliver every stage's message again
         clip_id = pg_app.clips_of(video_id)[1].id
         pg_app.approve(clip_id, "user:alice")
         wait_until(lambda: pg_app.get_clip(clip_id).state == "exported", timeout=120)
         for stage in ("keyframes", "embedding", "export"):
-            manager.actors.dispatch(stage, clip_id)
+            manager.dispatch(stage, clip_id)
         manager.broker.join("media", timeout=60_000)
         manager.broker.join("ingest", timeout=60_000)
         manager.broker.join("embeddings", timeout=60_000)

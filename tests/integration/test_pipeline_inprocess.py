@@ -31,9 +31,7 @@ def pipeline(
         home=tmp_path / "home", database_schema=pg_schema, max_attempts=2, archive_grace_seconds=0.5
     )
     storage = LocalObjectStorage(tmp_path / "media")
-    pipeline = build_pipeline(
-        settings, pg_app, pg_address, storage, embedder_factory=tiny_embedder, min_backoff_ms=10
-    )
+    pipeline = build_pipeline(settings, pg_app, pg_address, storage, embedder_factory=tiny_embedder)
     pipeline.start(poll_seconds=0.05)
     yield pipeline
     pipeline.stop()

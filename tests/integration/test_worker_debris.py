@@ -136,7 +136,7 @@ def test_an_attempt_frozen_past_its_heartbeat_writes_nothing_and_records_nothing
         try:
             with on.running("proxy", video_id) as claim:
                 assert claim is not None
-                stages.proxy(ctx, video_id, lambda n: False)
+                stages.proxy(ctx, video_id)
         except BaseException as error:  # pragma: no cover - shown by the assertion below
             errors.append(error)
 

@@ -183,7 +183,8 @@ def test_the_video_ends_download_failed_with_the_reason(
     settings = _settings(public, tmp_path)
     ctx = PipelineContext(memory_app, LocalObjectStorage(tmp_path / "media"), settings)
     video_id = memory_app.submit(public.url("/video.m3u8"), "user:alice")
-    stages.download(ctx, video_id, lambda attempt: False)
+    with pytest.raises(stages.PermanentFailure):  # recorded, and not retried (the actor's throws)
+        stages.download(ctx, video_id)
     video = memory_app.get_video(video_id)
     assert video.state == "download_failed"
     assert "127.0.0.1 (loopback), which is not allowed" in (video.stages["download"].last_error or "")
