@@ -267,6 +267,17 @@ class WaitingWork:
     resends: int
 
 
+def _work_rows(
+    address: DatabaseAddress, schema: str, statement: str, params: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Run one statement on ``pipeline_work`` (``{}`` in it); no rows while the table does not exist."""
+    with connect(address, autocommit=True) as conn:
+        if (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[0]:
+            table = sql.Identifier(schema, "pipeline_work")
+            return conn.execute(sql.SQL(statement).format(table), params).fetchall()
+    return []
+
+
 def _age(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -285,20 +296,15 @@ def waiting_work(
 ) -> list[WaitingWork]:
     """Open work that is late: unsent (the broker refuses), sent but not started (no worker on its
     queue, or a deep queue), or running without a heartbeat (its worker died or froze)."""
-    with connect(address, autocommit=True) as conn:
-        if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
-            0
-        ]:
-            return []
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT aggregate_id, stage, resends, sent_at IS NULL, heartbeat_at IS NOT NULL,"
-                " extract(epoch FROM now() - due_at), extract(epoch FROM now() - sent_at),"
-                " extract(epoch FROM now() - heartbeat_at), last_error, worker,"
-                " started_at IS NOT NULL AND started_at >= sent_at"
-                " FROM {} WHERE state = 'dispatched' AND due_at <= now() ORDER BY due_at"
-            ).format(sql.Identifier(schema, "pipeline_work"))
-        ).fetchall()
+    rows = _work_rows(
+        address,
+        schema,
+        "SELECT aggregate_id, stage, resends, sent_at IS NULL, heartbeat_at IS NOT NULL,"
+        " extract(epoch FROM now() - due_at), extract(epoch FROM now() - sent_at),"
+        " extract(epoch FROM now() - heartbeat_at), last_error, worker,"
+        " started_at IS NOT NULL AND started_at >= sent_at"
+        " FROM {} WHERE state = 'dispatched' AND due_at <= now() ORDER BY due_at",
+    )
     out: list[WaitingWork] = []
     for (
         aggregate_id,
@@ -335,19 +341,14 @@ def redispatch(
     address: DatabaseAddress, schema: str, aggregate_id: UUID, stage: str | None = None
 ) -> list[str]:
     """An operator's retry of stuck work: its open rows go back to the outbox (sent at once)."""
-    with connect(address, autocommit=True) as conn:
-        if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
-            0
-        ]:
-            return []
-        rows = conn.execute(
-            sql.SQL(
-                "UPDATE {} SET sent_at = NULL, due_at = least(due_at, now()), resends = resends + 1,"
-                " run_token = NULL, heartbeat_at = NULL, last_error = NULL WHERE aggregate_id = %s"
-                " AND state = 'dispatched' AND (%s::text IS NULL OR stage = %s) RETURNING stage"
-            ).format(sql.Identifier(schema, "pipeline_work")),
-            (aggregate_id, stage, stage),
-        ).fetchall()
+    rows = _work_rows(
+        address,
+        schema,
+        "UPDATE {} SET sent_at = NULL, due_at = least(due_at, now()), resends = resends + 1,"
+        " run_token = NULL, heartbeat_at = NULL, last_error = NULL WHERE aggregate_id = %s"
+        " AND state = 'dispatched' AND (%s::text IS NULL OR stage = %s) RETURNING stage",
+        (aggregate_id, stage, stage),
+    )
     stages = sorted(str(r[0]) for r in rows)
     if stages:
         log.warning("%s: %s sent again on an operator's request", aggregate_id, ", ".join(stages))
@@ -372,14 +373,9 @@ def retry_work(
 
 def outbox_size(address: DatabaseAddress, schema: str) -> int:
     """Due work the broker has not accepted yet."""
-    with connect(address, autocommit=True) as conn:
-        if not (conn.execute("SELECT to_regclass(%s)", (f"{schema}.pipeline_work",)).fetchone() or (None,))[
-            0
-        ]:
-            return 0
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*) FROM {} WHERE state = 'dispatched' AND sent_at IS NULL AND due_at <= now()"
-            ).format(sql.Identifier(schema, "pipeline_work"))
-        ).fetchone()
-    return int(row[0]) if row else 0
+    rows = _work_rows(
+        address,
+        schema,
+        "SELECT count(*) FROM {} WHERE state = 'dispatched' AND sent_at IS NULL AND due_at <= now()",
+    )
+    return int(rows[0][0]) if rows else 0
