@@ -622,7 +622,7 @@ CLIP_STATE_EVENTS: frozenset[type[Any]] = frozenset(CLIP_STATE_AFTER.keys() - {C
 }
 
 
-def clip_state_after(state: str, event: object) -> ClipState:
+def clip_state_after(state: str, event: Any) -> ClipState:
     """A clip's state after ``event``: what its ``apply`` sets, and what the read models follow.
 
     A sprite ready makes a new clip pending review; an undone decision restores the state before it;
@@ -631,7 +631,7 @@ def clip_state_after(state: str, event: object) -> ClipState:
     if kind is Clip.SpriteReady:
         return ClipState.PENDING_REVIEW if state == ClipState.CREATED else ClipState(state)
     if kind is Clip.DecisionUndone:
-        return ClipState(getattr(event, "restored_state"))  # noqa: B009
+        return ClipState(event.restored_state)
     return CLIP_STATE_AFTER.get(kind) or ClipState(state)
 
 

@@ -11,7 +11,7 @@ names here. Which events move each stage is declared beside the events, once per
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -169,14 +169,16 @@ class StageTable(Generic[S]):
                 known = moves.get(cls)
                 if known is not None and known[1] is not move:
                     raise DomainError(f"{cls.__name__} cannot both {known[1]} and {move} a stage")
+                if known is not None and "stage" not in {f.name for f in fields(cls)}:
+                    raise DomainError(f"{cls.__name__} serves two stages but names neither")
                 moves[cls] = (None, move) if known is not None else (stage, move)
         #: Each stage event → its stage (``None``: the event's ``stage`` field says) and move.
         self.moves = moves
 
-    def move(self, event: object) -> tuple[S, StageMove] | None:
+    def move(self, event: Any) -> tuple[S, StageMove] | None:
         """The stage ``event`` moves and how, or ``None`` for an event that moves no stage."""
         found = self.moves.get(type(event))
         if found is None:
             return None
         stage, move = found
-        return (self.stages(getattr(event, "stage")) if stage is None else stage), move  # noqa: B009
+        return (self.stages(event.stage) if stage is None else stage), move

@@ -125,6 +125,14 @@ def test_a_table_missing_a_stage_or_giving_an_event_two_roles_is_refused() -> No
     }
     with pytest.raises(DomainError, match="ProxyFailed cannot both"):
         StageTable(VideoStage, twisted, Video.RetryRequested)
+    shared = {
+        **VIDEO_STAGE_EVENTS.events,
+        VideoStage.SHOTS: StageEvents(
+            Video.ShotDetectionStarted, Video.SpritesCreated, Video.ShotDetectionFailed
+        ),
+    }
+    with pytest.raises(DomainError, match="SpritesCreated serves two stages but names neither"):
+        StageTable(VideoStage, shared, Video.RetryRequested)
 
 
 def test_video_states_are_exactly_those_the_stages_reach() -> None:
