@@ -3,7 +3,8 @@
 created → (sprite ready) pending_review → approved | skipped | archived; grouped (approved and linked);
 split (retired: two new clips replace it); merged (retired: one new clip replaces it and its neighbour);
 retired (a clip made by a split or merge that was undone). Approved clips go on:
-approved → keyframed → embedded → exported.
+approved → keyframed → embedded → exported. The states are :class:`domain.stages.ClipState`; the state
+each event leaves is :func:`clip_state_after`, which the read models follow too.
 
 Every review decision is pushed on the clip's decision stack; :meth:`Clip.undo_decision` pops the last
 one by a compensating ``DecisionUndone`` event, so history is kept.
@@ -11,28 +12,30 @@ one by a compensating ``DecisionUndone`` event, so history is kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from domain.base import HeatersAggregate, StageProgress
 from domain.errors import Conflict, DomainError, person, short_id, when
+from domain.stages import ClipOrigin, ClipStage, ClipState, Decision, StageEvents, StageStatus, StageTable
 from domain.vectors import DEFAULT_DTYPE, decode_vectors, encode_vectors
 
-CLIP_STAGES: tuple[str, ...] = ("keyframes", "embedding", "export")
-
-REVIEWABLE = frozenset({"pending_review", "skipped"})
-APPROVED = frozenset({"approved", "keyframed", "embedded", "exported"})
-RETIRED = frozenset({"split", "merged", "retired"})
-DECISIONS = ("approve", "skip", "archive", "group", "split", "merge")
+#: Awaiting a reviewer's decision (a skip is not a verdict).
+REVIEWABLE = frozenset({ClipState.PENDING_REVIEW, ClipState.SKIPPED})
+APPROVED = frozenset({ClipState.APPROVED, ClipState.KEYFRAMED, ClipState.EMBEDDED, ClipState.EXPORTED})
+#: Replaced by other clips: out of the layout.
+RETIRED = frozenset({ClipState.SPLIT, ClipState.MERGED, ClipState.RETIRED})
+#: Undoing these un-approves the clip: its keyframes, embedding and export go.
+UNAPPROVING = frozenset({Decision.APPROVE, Decision.GROUP})
 #: How messages name each decision.
 DONE = {
-    "approve": "approved",
-    "skip": "skipped",
-    "archive": "archived",
-    "group": "grouped",
-    "split": "split",
-    "merge": "merged",
+    Decision.APPROVE: "approved",
+    Decision.SKIP: "skipped",
+    Decision.ARCHIVE: "archived",
+    Decision.GROUP: "grouped",
+    Decision.SPLIT: "split",
+    Decision.MERGE: "merged",
 }
 
 
@@ -62,26 +65,25 @@ class Clip(HeatersAggregate):
 
         def apply(self, clip: Clip) -> None:
             clip.sprite_manifest = self.manifest_key
-            if clip.state == "created":
-                clip.state = "pending_review"
+            clip.state = clip_state_after(clip.state, self)
 
     class Approved(HeatersAggregate.Event):
         TOPIC = "heaters.clip:Approved"
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("approve", "approved", self)
+            clip._decide(Decision.APPROVE, self)
 
     class Skipped(HeatersAggregate.Event):
         TOPIC = "heaters.clip:Skipped"
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("skip", "skipped", self)
+            clip._decide(Decision.SKIP, self)
 
     class Archived(HeatersAggregate.Event):
         TOPIC = "heaters.clip:Archived"
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("archive", "archived", self)
+            clip._decide(Decision.ARCHIVE, self)
 
     class Grouped(HeatersAggregate.Event):
         """This clip is approved and linked with ``with_clip_id``. A group is a connected set of
@@ -91,7 +93,7 @@ class Clip(HeatersAggregate):
         with_clip_id: UUID
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("group", "approved", self, with_clip_id=self.with_clip_id)
+            clip._decide(Decision.GROUP, self, with_clip_id=self.with_clip_id)
             clip.grouped_with.add(self.with_clip_id)
             clip.group_links[self.with_clip_id] = {"by": self.actor, "at": self.timestamp}
 
@@ -123,7 +125,7 @@ class Clip(HeatersAggregate):
         into: list[UUID]
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("split", "split", self, frame=self.frame, into=list(self.into))
+            clip._decide(Decision.SPLIT, self, frame=self.frame, into=list(self.into))
 
     class Merged(HeatersAggregate.Event):
         """This clip and ``with_clip_id`` were replaced by ``into``."""
@@ -133,7 +135,7 @@ class Clip(HeatersAggregate):
         into: UUID
 
         def apply(self, clip: Clip) -> None:
-            clip._decide("merge", "merged", self, with_clip_id=self.with_clip_id, into=self.into)
+            clip._decide(Decision.MERGE, self, with_clip_id=self.with_clip_id, into=self.into)
 
     class DecisionUndone(HeatersAggregate.Event):
         """Compensates the last decision: the clip returns to ``restored_state``."""
@@ -144,11 +146,11 @@ class Clip(HeatersAggregate):
 
         def apply(self, clip: Clip) -> None:
             decision = clip.decisions.pop()
-            clip.state = self.restored_state
-            if decision["kind"] == "group":
+            clip.state = clip_state_after(clip.state, self)
+            if decision["kind"] == Decision.GROUP:
                 clip.grouped_with.discard(decision["with_clip_id"])
                 clip.group_links.pop(decision["with_clip_id"], None)
-            if decision["kind"] in ("approve", "group"):
+            if decision["kind"] in UNAPPROVING:
                 clip._clear_pipeline()
 
     class Retired(HeatersAggregate.Event):
@@ -158,7 +160,7 @@ class Clip(HeatersAggregate):
         reason: str
 
         def apply(self, clip: Clip) -> None:
-            clip.state = "retired"
+            clip.state = clip_state_after(clip.state, self)
 
     class KeyframesExtracted(HeatersAggregate.Event):
         TOPIC = "heaters.clip:KeyframesExtracted"
@@ -168,8 +170,7 @@ class Clip(HeatersAggregate):
 
         def apply(self, clip: Clip) -> None:
             clip.keyframes = {"strategy": self.strategy, "keys": list(self.keys), "frames": list(self.frames)}
-            clip.stages["keyframes"] = clip.stages["keyframes"].succeeded()
-            clip.state = "keyframed"
+            clip._move(self)
 
     class Embedded(HeatersAggregate.Event):
         """L2-normalised vectors (one, or one per keyframe for ``keyframe_multi``), stored compactly:
@@ -201,8 +202,7 @@ class Clip(HeatersAggregate):
                 "strategy": self.strategy,
                 "dimension": self.dimension,
             }
-            clip.stages["embedding"] = clip.stages["embedding"].succeeded()
-            clip.state = "embedded"
+            clip._move(self)
 
     class Exported(HeatersAggregate.Event):
         TOPIC = "heaters.clip:Exported"
@@ -210,8 +210,7 @@ class Clip(HeatersAggregate):
 
         def apply(self, clip: Clip) -> None:
             clip.export_key = self.media_key
-            clip.stages["export"] = clip.stages["export"].succeeded()
-            clip.state = "exported"
+            clip._move(self)
 
     class StageFailed(HeatersAggregate.Event):
         """A pipeline stage of an approved clip gave up (``stage``: keyframes, embedding, export)."""
@@ -222,14 +221,14 @@ class Clip(HeatersAggregate):
         reason: str
 
         def apply(self, clip: Clip) -> None:
-            clip.stages[self.stage] = clip.stages[self.stage].failed(self.reason, self.attempt)
+            clip._move(self)
 
     class RetryRequested(HeatersAggregate.Event):
         TOPIC = "heaters.clip:RetryRequested"
         stage: str
 
         def apply(self, clip: Clip) -> None:
-            clip.stages[self.stage] = clip.stages[self.stage].retried()
+            clip._move(self)
 
     class MediaPurged(HeatersAggregate.Event):
         """Derived media of an archived clip was deleted after the grace period; events stay."""
@@ -248,13 +247,13 @@ class Clip(HeatersAggregate):
         self.end = end
         self.origin = origin
         self.parent_ids = list(parent_ids)
-        self.state = "created"
+        self.state = ClipState.CREATED
         self.sprite_manifest: str | None = None
         self.decisions: list[dict[str, Any]] = []
         self.grouped_with: set[UUID] = set()
         #: Who linked each clip of ``grouped_with`` with this one, and when: {"by": actor, "at": time}.
         self.group_links: dict[UUID, dict[str, Any]] = {}
-        self.stages: dict[str, StageProgress] = {s: StageProgress() for s in CLIP_STAGES}
+        self.stages: dict[str, StageProgress] = {s: StageProgress() for s in ClipStage}
         self.keyframes: dict[str, Any] = {}
         self.embedding: dict[str, Any] = {}
         self.export_key: str | None = None
@@ -275,7 +274,7 @@ class Clip(HeatersAggregate):
     ) -> Clip:
         if not 0 <= start < end:
             raise DomainError(f"a clip needs 0 <= start < end, got [{start}, {end})")
-        if origin not in ("shots", "split", "merge"):
+        if origin not in tuple(ClipOrigin):
             raise DomainError(f"unknown clip origin {origin!r}")
         return cls._create(
             cls.Created,
@@ -315,31 +314,31 @@ class Clip(HeatersAggregate):
         return True
 
     def approve(self, actor: str) -> None:
-        self.require_reviewable("approve", actor)
+        self.require_reviewable(Decision.APPROVE, actor)
         self.trigger_event(self.Approved, actor=actor)
 
     def skip(self, actor: str) -> None:
         """Put off deciding this clip: it comes back after the clips pending review (and may be put off
         again)."""
-        self.require_reviewable("skip", actor)
+        self.require_reviewable(Decision.SKIP, actor)
         self.trigger_event(self.Skipped, actor=actor)
 
     def archive(self, actor: str) -> None:
         """Archive this clip. Refused while another clip is grouped with it: the group's decision stands
         (its author undoes it first), so an archived clip is never part of a group."""
-        self.require_reviewable("archive", actor)
-        self.require_ungrouped("archive", actor)
+        self.require_reviewable(Decision.ARCHIVE, actor)
+        self.require_ungrouped(Decision.ARCHIVE, actor)
         self.trigger_event(self.Archived, actor=actor)
 
     def group_with(self, other: Clip, actor: str) -> None:
         """Approve this clip as grouped with ``other`` (both get linked). ``other`` must be pending
         review (or skipped) or approved: never archived, never replaced."""
-        self.require_reviewable("group", actor)
+        self.require_reviewable(Decision.GROUP, actor)
         if other.id == self.id:
-            self._refuse("group", "a clip cannot be grouped with itself")
+            self._refuse(Decision.GROUP, "a clip cannot be grouped with itself")
         if other.video_id != self.video_id:
-            self._refuse("group", f"clip {short_id(other.id)} belongs to another video")
-        if other.state == "created":
+            self._refuse(Decision.GROUP, f"clip {short_id(other.id)} belongs to another video")
+        if other.state == ClipState.CREATED:
             raise DomainError(f"cannot group with clip {short_id(other.id)}: its sprites are not ready yet")
         if other.state not in REVIEWABLE | APPROVED:
             raise other.refusal(
@@ -348,13 +347,13 @@ class Clip(HeatersAggregate):
                 "a group needs a partner pending review or approved",
             )
         if other.id in self.grouped_with:
-            self._refuse("group", f"it is already grouped with clip {short_id(other.id)}")
+            self._refuse(Decision.GROUP, f"it is already grouped with clip {short_id(other.id)}")
         self.trigger_event(self.Grouped, with_clip_id=other.id, actor=actor)
         other.trigger_event(other.GroupJoined, with_clip_id=self.id, actor=actor)
 
     def split_into(self, frame: int, left_id: UUID, right_id: UUID, actor: str) -> None:
-        self.require_reviewable("split", actor)
-        self.require_ungrouped("split", actor)
+        self.require_reviewable(Decision.SPLIT, actor)
+        self.require_ungrouped(Decision.SPLIT, actor)
         self.trigger_event(self.Split, frame=frame, into=[left_id, right_id], actor=actor)
 
     def merge_into(self, other: Clip, merged_id: UUID, actor: str) -> None:
@@ -370,8 +369,8 @@ class Clip(HeatersAggregate):
                 f"cannot merge clip {short_id(self.id)} with clip {short_id(other.id)}: "
                 "they belong to different videos"
             )
-        self.require_reviewable("merge", actor)
-        if other.state == "created":
+        self.require_reviewable(Decision.MERGE, actor)
+        if other.state == ClipState.CREATED:
             raise DomainError(f"cannot merge with clip {short_id(other.id)}: its sprites are not ready yet")
         if other.state not in REVIEWABLE:
             raise other.refusal(
@@ -379,8 +378,8 @@ class Clip(HeatersAggregate):
                 actor,
                 "a merge needs both clips pending review",
             )
-        self.require_ungrouped("merge", actor)
-        other.require_ungrouped("merge", actor)
+        self.require_ungrouped(Decision.MERGE, actor)
+        other.require_ungrouped(Decision.MERGE, actor)
 
     def undo_decision(self, actor: str) -> dict[str, Any]:
         """Pop the last decision (the caller compensates other clips for split, merge and group)."""
@@ -405,8 +404,8 @@ class Clip(HeatersAggregate):
     # -- pipeline commands (idempotent: a result reported twice triggers one event) ----------------
 
     def record_keyframes(self, strategy: str, keys: list[str], frames: list[int], actor: str) -> bool:
-        self._require_approved("keyframes")
-        if self.stages["keyframes"].status == "done":
+        self._require_approved(ClipStage.KEYFRAMES)
+        if self.stages[ClipStage.KEYFRAMES].status == StageStatus.DONE:
             return False
         if not keys or len(keys) != len(frames):
             raise DomainError(f"clip {self.id}: keyframes need one key per frame, at least one")
@@ -425,10 +424,10 @@ class Clip(HeatersAggregate):
         actor: str,
         dtype: str = DEFAULT_DTYPE,
     ) -> bool:
-        self._require_approved("embedding")
-        if self.stages["keyframes"].status != "done":
+        self._require_approved(ClipStage.EMBEDDING)
+        if self.stages[ClipStage.KEYFRAMES].status != StageStatus.DONE:
             raise DomainError(f"clip {self.id}: embedding needs keyframes first (state: {self.state})")
-        if self.stages["embedding"].status == "done":
+        if self.stages[ClipStage.EMBEDDING].status == StageStatus.DONE:
             return False
         try:
             encoded = encode_vectors(vectors, dtype)
@@ -447,24 +446,24 @@ class Clip(HeatersAggregate):
         return True
 
     def record_export(self, media_key: str, actor: str) -> bool:
-        self._require_approved("export")
-        if self.stages["embedding"].status != "done":
+        self._require_approved(ClipStage.EXPORT)
+        if self.stages[ClipStage.EMBEDDING].status != StageStatus.DONE:
             raise DomainError(f"clip {self.id}: export comes after embedding (state: {self.state})")
-        if self.stages["export"].status == "done":
+        if self.stages[ClipStage.EXPORT].status == StageStatus.DONE:
             return False
         self.trigger_event(self.Exported, media_key=media_key, actor=actor)
         return True
 
     def record_failure(self, stage: str, attempt: int, reason: str, actor: str) -> bool:
-        if stage not in CLIP_STAGES:
-            raise DomainError(f"unknown clip stage {stage!r}; stages are {', '.join(CLIP_STAGES)}")
+        if stage not in tuple(ClipStage):
+            raise DomainError(f"unknown clip stage {stage!r}; stages are {', '.join(ClipStage)}")
         if not self.stages[stage].takes_failure(attempt, reason):
             return False
         self.trigger_event(self.StageFailed, stage=stage, attempt=attempt, reason=reason, actor=actor)
         return True
 
     def request_retry(self, actor: str) -> str:
-        stage = next((s for s in CLIP_STAGES if self.stages[s].status == "failed"), None)
+        stage = clip_failed_stage(self.stages)
         if stage is None:
             raise DomainError(f"clip {self.id} has no failed stage to retry (state: {self.state})")
         self._require_approved("retry")
@@ -472,7 +471,7 @@ class Clip(HeatersAggregate):
         return stage
 
     def purge_media(self, keys: list[str], actor: str) -> bool:
-        if self.state != "archived":
+        if self.state != ClipState.ARCHIVED:
             raise DomainError(f"clip {self.id}: only archived clips have their media purged ({self.state})")
         if self.media_purged:
             return False
@@ -481,7 +480,7 @@ class Clip(HeatersAggregate):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _decide(self, kind: str, new_state: str, event: HeatersAggregate.Event, **details: Any) -> None:
+    def _decide(self, kind: Decision, event: HeatersAggregate.Event, **details: Any) -> None:
         self.decisions.append(
             {
                 "kind": kind,
@@ -491,10 +490,18 @@ class Clip(HeatersAggregate):
                 **details,
             }
         )
-        self.state = new_state
+        self.state = clip_state_after(self.state, event)
+
+    def _move(self, event: HeatersAggregate.Event) -> None:
+        """Move the stage ``event`` moves, as :data:`CLIP_STAGE_EVENTS` pairs them, and the state with it."""
+        moved = CLIP_STAGE_EVENTS.move(event)
+        assert moved is not None, f"{type(event).__name__} moves no clip stage"
+        stage, move = moved
+        self.stages[stage] = self.stages[stage].moved(move, event)
+        self.state = clip_state_after(self.state, event)
 
     def _clear_pipeline(self) -> None:
-        self.stages = {s: StageProgress() for s in CLIP_STAGES}
+        self.stages = {s: StageProgress() for s in ClipStage}
         self.keyframes = {}
         self.embedding = {}
         self.export_key = None
@@ -507,7 +514,7 @@ class Clip(HeatersAggregate):
             self._refuse(action, "it was replaced by other clips")
 
     def require_reviewable(self, action: str, actor: str) -> None:
-        if self.state == "created":
+        if self.state == ClipState.CREATED:
             self._refuse(action, "its sprites are not ready yet")
         if self.state not in REVIEWABLE:
             raise self.refusal(f"{action} clip {short_id(self.id)}", actor)
@@ -536,28 +543,28 @@ class Clip(HeatersAggregate):
     def describe(self, actor: str | None = None, name: str | None = None) -> str:
         """What stands on this clip, in words: ``clip 1a2b3c4d was approved by rita at …``."""
         name = name or f"clip {short_id(self.id)}"
-        if self.state == "retired":
+        if self.state == ClipState.RETIRED:
             return f"{name} was retired (the split or merge that made it was undone)"
         decision = self.last_decision
         if decision is None:
             return f"{name} is {self.state.replace('_', ' ')}"
         kind = decision["kind"]
         detail = ""
-        if kind == "group":
+        if kind == Decision.GROUP:
             detail = f" with clip {short_id(decision['with_clip_id'])}"
-        elif kind == "merge":
+        elif kind == Decision.MERGE:
             detail = f" with clip {short_id(decision['with_clip_id'])} into clip {short_id(decision['into'])}"
-        elif kind == "split":
+        elif kind == Decision.SPLIT:
             detail = " into clips " + " and ".join(short_id(c) for c in decision["into"])
         by = decision.get("by")
         who = "you" if by is not None and by == actor else person(by)
-        now = "" if self.state == DONE[kind] or kind == "group" else f" (now {self.state})"
+        now = "" if self.state == DONE[kind] or kind == Decision.GROUP else f" (now {self.state})"
         return f"{name} was {DONE[kind]}{detail} by {who} at {when(decision.get('at'))}{now}"
 
     def what_now(self, actor: str | None = None) -> str:
         """What a reviewer refused because of this clip's last decision can do."""
         decision = self.last_decision
-        if decision is None or self.state == "retired":
+        if decision is None or self.state == ClipState.RETIRED:
             return "pick another clip"
         by = decision.get("by")
         if by is not None and by == actor:
@@ -579,3 +586,55 @@ class Clip(HeatersAggregate):
     def _require_approved(self, stage: str) -> None:
         if not self.is_approved:
             raise DomainError(f"clip {self.id}: {stage} is only for approved clips (state: {self.state})")
+
+
+#: Each clip stage and the events that move it (the only place that pairs them). A clip's stages record
+#: no start; ``StageFailed`` names its stage.
+CLIP_STAGE_EVENTS = StageTable(
+    ClipStage,
+    {
+        ClipStage.KEYFRAMES: StageEvents(None, Clip.KeyframesExtracted, Clip.StageFailed),
+        ClipStage.EMBEDDING: StageEvents(None, Clip.Embedded, Clip.StageFailed),
+        ClipStage.EXPORT: StageEvents(None, Clip.Exported, Clip.StageFailed),
+    },
+    retry=Clip.RetryRequested,
+)
+
+#: The state each event puts a clip in, whatever it was (see :func:`clip_state_after` for the rest).
+CLIP_STATE_AFTER: dict[type[Any], ClipState] = {
+    Clip.Created: ClipState.CREATED,
+    Clip.Approved: ClipState.APPROVED,
+    Clip.Skipped: ClipState.SKIPPED,
+    Clip.Archived: ClipState.ARCHIVED,
+    Clip.Grouped: ClipState.APPROVED,
+    Clip.Split: ClipState.SPLIT,
+    Clip.Merged: ClipState.MERGED,
+    Clip.Retired: ClipState.RETIRED,
+    Clip.KeyframesExtracted: ClipState.KEYFRAMED,
+    Clip.Embedded: ClipState.EMBEDDED,
+    Clip.Exported: ClipState.EXPORTED,
+}
+
+#: The events that can change a clip's state after its creation (what read models of states follow).
+CLIP_STATE_EVENTS: frozenset[type[Any]] = frozenset(CLIP_STATE_AFTER.keys() - {Clip.Created}) | {
+    Clip.SpriteReady,
+    Clip.DecisionUndone,
+}
+
+
+def clip_state_after(state: str, event: Any) -> ClipState:
+    """A clip's state after ``event``: what its ``apply`` sets, and what the read models follow.
+
+    A sprite ready makes a new clip pending review; an undone decision restores the state before it;
+    events that change no state (group links, failures, …) keep ``state``."""
+    kind = type(event)
+    if kind is Clip.SpriteReady:
+        return ClipState.PENDING_REVIEW if state == ClipState.CREATED else ClipState(state)
+    if kind is Clip.DecisionUndone:
+        return ClipState(event.restored_state)
+    return CLIP_STATE_AFTER.get(kind) or ClipState(state)
+
+
+def clip_failed_stage(stages: Mapping[str, StageProgress]) -> ClipStage | None:
+    """A clip's first failed stage, or ``None``."""
+    return next((s for s in ClipStage if stages[s].status == StageStatus.FAILED), None)

@@ -13,6 +13,7 @@ from domain.base import HeatersAggregate
 from domain.clip import Clip
 from domain.errors import Conflict, DomainError, person, short_id, when
 from domain.partition import Segment, merge_layout, replace_segments, split_layout
+from domain.stages import ClipOrigin, Decision, LayoutChange
 from domain.video import Video
 
 
@@ -31,7 +32,7 @@ def _new_clip(video: Video, segment: Segment, origin: str, parents: list[UUID], 
 
 def create_clips_for_shots(video: Video, layout: list[Segment], actor: str) -> list[Clip]:
     """The clips a fresh layout of detected shots makes; pending review since sprites exist."""
-    return [_new_clip(video, segment, "shots", [], actor) for segment in layout]
+    return [_new_clip(video, segment, ClipOrigin.SHOTS, [], actor) for segment in layout]
 
 
 def split_clip(
@@ -45,13 +46,13 @@ def split_clip(
 ) -> list[HeatersAggregate]:
     """Split ``clip`` at ``frame`` (the first frame of the right-hand part)."""
     _check_belongs(video, clip)
-    clip.require_reviewable("split", actor)
-    clip.require_ungrouped("split", actor)
+    clip.require_reviewable(Decision.SPLIT, actor)
+    clip.require_ungrouped(Decision.SPLIT, actor)
     layout = split_layout(video.layout, video.frame_count, clip.id, frame, left_id, right_id, min_clip_frames)
     clip.split_into(frame, left_id, right_id, actor)
-    video.change_layout("split", clip.id, layout, actor, frame=frame)
-    left = _new_clip(video, Segment(clip.start, frame, left_id), "split", [clip.id], actor)
-    right = _new_clip(video, Segment(frame, clip.end, right_id), "split", [clip.id], actor)
+    video.change_layout(LayoutChange.SPLIT, clip.id, layout, actor, frame=frame)
+    left = _new_clip(video, Segment(clip.start, frame, left_id), ClipOrigin.SPLIT, [clip.id], actor)
+    right = _new_clip(video, Segment(frame, clip.end, right_id), ClipOrigin.SPLIT, [clip.id], actor)
     return [video, clip, left, right]
 
 
@@ -65,10 +66,10 @@ def merge_clips(video: Video, clip: Clip, other: Clip, merged_id: UUID, actor: s
     clip.check_merge(other, actor)
     layout = merge_layout(video.layout, video.frame_count, clip.id, other.id, merged_id)
     clip.merge_into(other, merged_id, actor)
-    video.change_layout("merge", clip.id, layout, actor)
+    video.change_layout(LayoutChange.MERGE, clip.id, layout, actor)
     first, second = sorted([clip, other], key=lambda c: c.start)
     merged = _new_clip(
-        video, Segment(first.start, second.end, merged_id), "merge", [first.id, second.id], actor
+        video, Segment(first.start, second.end, merged_id), ClipOrigin.MERGE, [first.id, second.id], actor
     )
     return [video, clip, other, merged]
 
@@ -84,7 +85,7 @@ def undo_target(clip: Clip) -> UUID:
 
     A live clip with no decision of its own that was made by a split or merge undoes that split or merge
     (it is what the reviewer last did to these frames)."""
-    if clip.decisions or clip.origin == "shots" or not clip.is_live:
+    if clip.decisions or clip.origin == ClipOrigin.SHOTS or not clip.is_live:
         return clip.id
     return clip.parent_ids[0]
 
@@ -95,11 +96,11 @@ def related_clip_ids(clip: Clip) -> list[UUID]:
     if decision is None:
         return []
     kind = decision["kind"]
-    if kind == "split":
+    if kind == Decision.SPLIT:
         return list(decision["into"])
-    if kind == "merge":
+    if kind == Decision.MERGE:
         return [decision["with_clip_id"], decision["into"]]
-    if kind == "group":
+    if kind == Decision.GROUP:
         return [decision["with_clip_id"]]
     return []
 
@@ -142,11 +143,11 @@ def undo_last_decision(
     decision = clip.last_decision
     assert decision is not None
     kind = decision["kind"]
-    if kind == "split":
+    if kind == Decision.SPLIT:
         return _undo_split(video, clip, [related[c] for c in decision["into"]], actor)
-    if kind == "merge":
+    if kind == Decision.MERGE:
         return _undo_merge(video, clip, related[decision["with_clip_id"]], related[decision["into"]], actor)
-    if kind == "group":
+    if kind == Decision.GROUP:
         other = related[decision["with_clip_id"]]
         if not other.is_live:
             raise other.refusal(f"undo the grouping of clip {short_id(clip.id)}", actor, "it depends on that")
@@ -161,7 +162,7 @@ def undo_last_decision(
 
 def _undo_split(video: Video, clip: Clip, children: list[Clip], actor: str) -> list[HeatersAggregate]:
     for child in children:
-        _refuse_if_decided("split", clip, child, actor)
+        _refuse_if_decided(Decision.SPLIT, clip, child, actor)
     layout = replace_segments(
         video.layout,
         video.frame_count,
@@ -171,12 +172,12 @@ def _undo_split(video: Video, clip: Clip, children: list[Clip], actor: str) -> l
     clip.undo_decision(actor)
     for child in children:
         child.retire(f"the split of clip {clip.id} was undone", actor)
-    video.change_layout("split_undone", clip.id, layout, actor)
+    video.change_layout(LayoutChange.SPLIT_UNDONE, clip.id, layout, actor)
     return [video, clip, *children]
 
 
 def _undo_merge(video: Video, clip: Clip, partner: Clip, merged: Clip, actor: str) -> list[HeatersAggregate]:
-    _refuse_if_decided("merge", clip, merged, actor)
+    _refuse_if_decided(Decision.MERGE, clip, merged, actor)
     layout = replace_segments(
         video.layout,
         video.frame_count,
@@ -186,5 +187,5 @@ def _undo_merge(video: Video, clip: Clip, partner: Clip, merged: Clip, actor: st
     clip.undo_decision(actor)
     partner.undo_decision(actor)
     merged.retire(f"the merge of clips {clip.id} and {partner.id} was undone", actor)
-    video.change_layout("merge_undone", clip.id, layout, actor)
+    video.change_layout(LayoutChange.MERGE_UNDONE, clip.id, layout, actor)
     return [video, clip, partner, merged]

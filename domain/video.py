@@ -1,22 +1,22 @@
 """The Video aggregate: a source video's way through the pipeline, and the layout of its clips.
 
-Stages run in order: download → proxy → sprites → shots. Each has a ``…Started`` event (with the attempt
-number), a success event and a ``…Failed`` event (reason, attempt). Results are idempotent: reporting a
+Stages run in order: download → proxy → sprites → shots (:class:`domain.stages.VideoStage`). Each has a
+``…Started`` event (with the attempt number), a success event and a ``…Failed`` event (reason, attempt),
+paired with their stage once, in :data:`VIDEO_STAGE_EVENTS`. Results are idempotent: reporting a
 stage's result once it is done triggers no event. After shots are detected the video owns the clip
 layout, whose invariant (:mod:`domain.partition`) every split, merge and undo keeps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from domain.base import HeatersAggregate, StageProgress
 from domain.errors import DomainError
 from domain.partition import Segment, check_partition, layout_from_cuts
-
-PIPELINE_STAGES: tuple[str, ...] = ("download", "proxy", "sprites", "shots")
+from domain.stages import StageEvents, StageStatus, StageTable, VideoStage, VideoState
 
 
 class Video(HeatersAggregate):
@@ -33,7 +33,7 @@ class Video(HeatersAggregate):
         attempt: int
 
         def apply(self, video: Video) -> None:
-            video._start("download", self.attempt)
+            video._move(self)
 
     class Downloaded(HeatersAggregate.Event):
         """The source is stored and probed (``media_key`` names it in object storage)."""
@@ -64,7 +64,7 @@ class Video(HeatersAggregate):
                 "height": self.height,
                 "codec": self.codec,
             }
-            video._succeed("download")
+            video._move(self)
 
     class DownloadFailed(HeatersAggregate.Event):
         TOPIC = "heaters.video:DownloadFailed"
@@ -72,14 +72,14 @@ class Video(HeatersAggregate):
         reason: str
 
         def apply(self, video: Video) -> None:
-            video._fail("download", self.reason, self.attempt)
+            video._move(self)
 
     class ProxyStarted(HeatersAggregate.Event):
         TOPIC = "heaters.video:ProxyStarted"
         attempt: int
 
         def apply(self, video: Video) -> None:
-            video._start("proxy", self.attempt)
+            video._move(self)
 
     class ProxyCreated(HeatersAggregate.Event):
         """An all-intra proxy (every frame a keyframe) for frame-accurate review and export.
@@ -104,7 +104,7 @@ class Video(HeatersAggregate):
             video.media["proxy"] = self.media_key
             if self.frame_count is not None:
                 video.metadata["proxy_frame_count"] = self.frame_count
-            video._succeed("proxy")
+            video._move(self)
 
     class ProxyFailed(HeatersAggregate.Event):
         TOPIC = "heaters.video:ProxyFailed"
@@ -112,14 +112,14 @@ class Video(HeatersAggregate):
         reason: str
 
         def apply(self, video: Video) -> None:
-            video._fail("proxy", self.reason, self.attempt)
+            video._move(self)
 
     class SpritesStarted(HeatersAggregate.Event):
         TOPIC = "heaters.video:SpritesStarted"
         attempt: int
 
         def apply(self, video: Video) -> None:
-            video._start("sprites", self.attempt)
+            video._move(self)
 
     class SpritesCreated(HeatersAggregate.Event):
         """Sprite sheets of the whole video; any clip's frame range indexes into them."""
@@ -130,7 +130,7 @@ class Video(HeatersAggregate):
 
         def apply(self, video: Video) -> None:
             video.media["sprites"] = self.manifest_key
-            video._succeed("sprites")
+            video._move(self)
 
     class SpritesFailed(HeatersAggregate.Event):
         TOPIC = "heaters.video:SpritesFailed"
@@ -138,14 +138,14 @@ class Video(HeatersAggregate):
         reason: str
 
         def apply(self, video: Video) -> None:
-            video._fail("sprites", self.reason, self.attempt)
+            video._move(self)
 
     class ShotDetectionStarted(HeatersAggregate.Event):
         TOPIC = "heaters.video:ShotDetectionStarted"
         attempt: int
 
         def apply(self, video: Video) -> None:
-            video._start("shots", self.attempt)
+            video._move(self)
 
     class ShotsDetected(HeatersAggregate.Event):
         """Shot boundaries (first frame of each new shot) and the clips they make."""
@@ -161,7 +161,7 @@ class Video(HeatersAggregate):
             video.layout = [Segment.from_payload(c) for c in self.clips]
             video.cuts = list(self.cuts)
             video.detector = {"name": self.detector, "params": dict(self.params)}
-            video._succeed("shots")
+            video._move(self)
 
     class ShotDetectionFailed(HeatersAggregate.Event):
         TOPIC = "heaters.video:ShotDetectionFailed"
@@ -169,14 +169,14 @@ class Video(HeatersAggregate):
         reason: str
 
         def apply(self, video: Video) -> None:
-            video._fail("shots", self.reason, self.attempt)
+            video._move(self)
 
     class RetryRequested(HeatersAggregate.Event):
         TOPIC = "heaters.video:RetryRequested"
         stage: str
 
         def apply(self, video: Video) -> None:
-            video.stages[self.stage] = video.stages[self.stage].retried()
+            video._move(self)
 
     class LayoutChanged(HeatersAggregate.Event):
         """Clips replaced by others over the same frames: a split, a merge, or the undo of one.
@@ -198,7 +198,7 @@ class Video(HeatersAggregate):
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.stages: dict[str, StageProgress] = {s: StageProgress() for s in PIPELINE_STAGES}
+        self.stages: dict[str, StageProgress] = {s: StageProgress() for s in VideoStage}
         self.media: dict[str, str] = {}
         self.metadata: dict[str, Any] = {}
         self.layout: list[Segment] = []
@@ -226,25 +226,18 @@ class Video(HeatersAggregate):
         return float(self.metadata.get("fps", 0.0))
 
     @property
-    def state(self) -> str:
+    def state(self) -> VideoState:
         """``submitted``, ``<stage>_running``, ``<stage>_failed`` or ``clipped`` once every stage is done."""
-        for stage in PIPELINE_STAGES:
-            progress = self.stages[stage]
-            if progress.status == "done":
-                continue
-            if progress.status == "pending":
-                return "submitted" if stage == "download" else f"{stage}_pending"
-            return f"{stage}_{progress.status}"
-        return "clipped"
+        return video_state(self.stages)
 
     @property
-    def current_stage(self) -> str | None:
+    def current_stage(self) -> VideoStage | None:
         """The first stage that is not done, or ``None`` when all are."""
-        return next((s for s in PIPELINE_STAGES if self.stages[s].status != "done"), None)
+        return video_current_stage(self.stages)
 
     @property
-    def failed_stage(self) -> str | None:
-        return next((s for s in PIPELINE_STAGES if self.stages[s].status == "failed"), None)
+    def failed_stage(self) -> VideoStage | None:
+        return video_failed_stage(self.stages)
 
     def clip_ids(self) -> list[UUID]:
         return [s.clip_id for s in self.layout]
@@ -262,20 +255,16 @@ class Video(HeatersAggregate):
         """Record that a stage's work begins; returns the attempt number."""
         self._require_stage_ready(stage)
         attempt = self.stages[stage].attempts + 1
-        started = {
-            "download": self.DownloadStarted,
-            "proxy": self.ProxyStarted,
-            "sprites": self.SpritesStarted,
-            "shots": self.ShotDetectionStarted,
-        }[stage]
+        started = VIDEO_STAGE_EVENTS.events[VideoStage(stage)].started
+        assert started is not None  # every video stage records its start
         self.trigger_event(started, attempt=attempt, actor=actor)
         return attempt
 
     def record_downloaded(self, actor: str, attempt: int, **metadata: Any) -> bool:
-        if self._already_done("download"):
+        if self._already_done(VideoStage.DOWNLOAD):
             return False
-        progress = self.stages["download"]
-        if progress.status == "failed" and progress.attempts >= attempt:
+        progress = self.stages[VideoStage.DOWNLOAD]
+        if progress.status == StageStatus.FAILED and progress.attempts >= attempt:
             return False  # the result of an attempt that was cancelled or given up on meanwhile
         if int(metadata.get("frame_count", 0)) <= 0:
             raise DomainError(f"video {self.id}: a downloaded video must have frames")
@@ -291,8 +280,8 @@ class Video(HeatersAggregate):
         height: int,
         frame_count: int | None = None,
     ) -> bool:
-        self._require_done("download", before="proxy")
-        if self._already_done("proxy"):
+        self._require_done(VideoStage.DOWNLOAD, before=VideoStage.PROXY)
+        if self._already_done(VideoStage.PROXY):
             return False
         if frame_count is not None and frame_count <= 0:
             raise DomainError(f"video {self.id}: a proxy must have frames, not {frame_count}")
@@ -309,8 +298,8 @@ class Video(HeatersAggregate):
         return True
 
     def record_sprites(self, actor: str, attempt: int, manifest_key: str) -> bool:
-        self._require_done("proxy", before="sprites")
-        if self._already_done("sprites"):
+        self._require_done(VideoStage.PROXY, before=VideoStage.SPRITES)
+        if self._already_done(VideoStage.SPRITES):
             return False
         self.trigger_event(self.SpritesCreated, attempt=attempt, manifest_key=manifest_key, actor=actor)
         return True
@@ -325,8 +314,8 @@ class Video(HeatersAggregate):
         clip_ids: Sequence[UUID],
     ) -> list[Segment] | None:
         """Record shot boundaries; returns the new clip layout, or ``None`` when already recorded."""
-        self._require_done("sprites", before="shots")
-        if self._already_done("shots"):
+        self._require_done(VideoStage.SPRITES, before=VideoStage.SHOTS)
+        if self._already_done(VideoStage.SHOTS):
             return None
         layout = layout_from_cuts(cuts, self.frame_count, clip_ids)
         self.trigger_event(
@@ -341,24 +330,19 @@ class Video(HeatersAggregate):
         return layout
 
     def record_failure(self, stage: str, attempt: int, reason: str, actor: str) -> bool:
-        if stage not in PIPELINE_STAGES:
-            raise DomainError(f"unknown video stage {stage!r}; stages are {', '.join(PIPELINE_STAGES)}")
+        self._require_known(stage)
         if not self.stages[stage].takes_failure(attempt, reason):
             return False
-        failed = {
-            "download": self.DownloadFailed,
-            "proxy": self.ProxyFailed,
-            "sprites": self.SpritesFailed,
-            "shots": self.ShotDetectionFailed,
-        }[stage]
-        self.trigger_event(failed, attempt=attempt, reason=reason, actor=actor)
+        self.trigger_event(
+            VIDEO_STAGE_EVENTS.events[VideoStage(stage)].failed, attempt=attempt, reason=reason, actor=actor
+        )
         return True
 
     def cancel_download(self, actor: str, reason: str | None = None) -> str:
         """A person stops a download that is waiting or running: it ends as ``DownloadFailed`` whose
         reason says who cancelled it and why (``heaters retry`` starts it again). Returns the reason."""
-        progress = self.stages["download"]
-        if progress.status not in ("pending", "running"):
+        progress = self.stages[VideoStage.DOWNLOAD]
+        if progress.status not in (StageStatus.PENDING, StageStatus.RUNNING):
             raise DomainError(
                 f"video {self.id}: there is no download to cancel (download is {progress.status}, state: {self.state})"
             )
@@ -386,7 +370,7 @@ class Video(HeatersAggregate):
         frame: int | None = None,
     ) -> None:
         """Record a layout built by :mod:`domain.partition` (which checked the invariant)."""
-        if self.stages["shots"].status != "done":
+        if self.stages[VideoStage.SHOTS].status != StageStatus.DONE:
             raise DomainError(f"video {self.id} has no clips yet (state: {self.state})")
         check_partition(new_layout, self.frame_count)
         before = {s.clip_id: s for s in self.layout}
@@ -403,32 +387,65 @@ class Video(HeatersAggregate):
 
     # -- helpers for apply() ----------------------------------------------------------------------
 
-    def _start(self, stage: str, attempt: int) -> None:
-        self.stages[stage] = self.stages[stage].started(attempt)
-
-    def _succeed(self, stage: str) -> None:
-        self.stages[stage] = self.stages[stage].succeeded()
-
-    def _fail(self, stage: str, reason: str, attempt: int) -> None:
-        self.stages[stage] = self.stages[stage].failed(reason, attempt)
+    def _move(self, event: HeatersAggregate.Event) -> None:
+        """Move the stage ``event`` moves, as :data:`VIDEO_STAGE_EVENTS` pairs them."""
+        moved = VIDEO_STAGE_EVENTS.move(event)
+        assert moved is not None, f"{type(event).__name__} moves no video stage"
+        stage, move = moved
+        self.stages[stage] = self.stages[stage].moved(move, event)
 
     def _already_done(self, stage: str) -> bool:
-        return self.stages[stage].status == "done"
+        return self.stages[stage].status == StageStatus.DONE
 
     def _require_done(self, stage: str, before: str) -> None:
-        if self.stages[stage].status != "done":
+        if self.stages[stage].status != StageStatus.DONE:
             raise DomainError(f"video {self.id}: {before} needs {stage} done first (state: {self.state})")
 
+    @staticmethod
+    def _require_known(stage: str) -> None:
+        if stage not in tuple(VideoStage):
+            raise DomainError(f"unknown video stage {stage!r}; stages are {', '.join(VideoStage)}")
+
     def _require_stage_ready(self, stage: str) -> None:
-        if stage not in PIPELINE_STAGES:
-            raise DomainError(f"unknown video stage {stage!r}; stages are {', '.join(PIPELINE_STAGES)}")
-        index = PIPELINE_STAGES.index(stage)
+        self._require_known(stage)
+        stages = list(VideoStage)
+        index = stages.index(VideoStage(stage))
         if index > 0:
-            self._require_done(PIPELINE_STAGES[index - 1], before=stage)
-        if self.stages[stage].status == "done":
+            self._require_done(stages[index - 1], before=stage)
+        if self.stages[stage].status == StageStatus.DONE:
             raise DomainError(f"video {self.id}: {stage} is already done")
-        if self.stages[stage].status == "failed":
+        if self.stages[stage].status == StageStatus.FAILED:
             raise DomainError(
                 f"video {self.id}: {stage} failed ({self.stages[stage].last_error}); "
                 f"run `heaters retry video {self.id}` to try again"
             )
+
+
+#: Each video stage and the events that move it (the only place that pairs them).
+VIDEO_STAGE_EVENTS = StageTable(
+    VideoStage,
+    {
+        VideoStage.DOWNLOAD: StageEvents(Video.DownloadStarted, Video.Downloaded, Video.DownloadFailed),
+        VideoStage.PROXY: StageEvents(Video.ProxyStarted, Video.ProxyCreated, Video.ProxyFailed),
+        VideoStage.SPRITES: StageEvents(Video.SpritesStarted, Video.SpritesCreated, Video.SpritesFailed),
+        VideoStage.SHOTS: StageEvents(
+            Video.ShotDetectionStarted, Video.ShotsDetected, Video.ShotDetectionFailed
+        ),
+    },
+    retry=Video.RetryRequested,
+)
+
+
+def video_state(stages: Mapping[str, StageProgress]) -> VideoState:
+    """The state of a video whose stages have got this far (:attr:`Video.state`; read models too)."""
+    stage = video_current_stage(stages)
+    return VideoState.at(stage, StageStatus.DONE if stage is None else stages[stage].status)
+
+
+def video_current_stage(stages: Mapping[str, StageProgress]) -> VideoStage | None:
+    """The first stage that is not done, or ``None`` when all are."""
+    return next((s for s in VideoStage if stages[s].status != StageStatus.DONE), None)
+
+
+def video_failed_stage(stages: Mapping[str, StageProgress]) -> VideoStage | None:
+    return next((s for s in VideoStage if stages[s].status == StageStatus.FAILED), None)

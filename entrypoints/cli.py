@@ -398,26 +398,24 @@ def _up_lock(settings: Settings) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-STAGE_LABELS = {"download": "download", "proxy": "proxy", "sprites": "sprites", "shots": "shot detection"}
-
-
 def _wait_for_clips(app: HeatersApplication, video_id: UUID, timeout: float) -> Video:
     """Show progress per stage until the video's clips are pending review or a stage failed."""
     import time
 
-    from domain.video import PIPELINE_STAGES
+    from domain.stages import StageStatus, VideoStage
 
     deadline = time.monotonic() + timeout
-    with click.progressbar(length=len(PIPELINE_STAGES), label="waiting", show_pos=True) as bar:
+    with click.progressbar(length=len(VideoStage), label="waiting", show_pos=True) as bar:
         done = 0
         while True:
             video = app.get_video(video_id)
-            finished = sum(video.stages[s].status == "done" for s in PIPELINE_STAGES)
+            finished = sum(video.stages[s].status == StageStatus.DONE for s in VideoStage)
             if finished > done:
                 bar.update(finished - done)
                 done = finished
             stage = video.current_stage
-            bar.label = f"{STAGE_LABELS.get(stage or '', 'done'):<15}"
+            label = "done" if stage is None else "shot detection" if stage == VideoStage.SHOTS else stage
+            bar.label = f"{label:<15}"
             if stage is None or video.failed_stage is not None:
                 return video
             if time.monotonic() > deadline:

@@ -16,14 +16,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
 
 from psycopg import sql
 
 from commands.service import HeatersApplication
-from domain.clip import Clip
-from domain.video import Video
+from domain.clip import CLIP_STAGE_EVENTS, UNAPPROVING, Clip
+from domain.stages import PURGE, ClipStage, Decision, VideoStage
+from domain.video import VIDEO_STAGE_EVENTS, Video
 from infra.database import DatabaseAddress
 from infra.metrics import WORK_REFUSED, WORK_RESENT, WORK_SENT
 from processors.work_ledger import redispatch, work_pool
@@ -45,24 +47,30 @@ class Reaction:
     delay_seconds: float = 0.0
 
 
-NEXT_VIDEO_STAGE: dict[type[Any], str] = {
-    Video.Created: "download",
-    Video.Downloaded: "proxy",
-    Video.ProxyCreated: "sprites",
-    Video.SpritesCreated: "shots",
+#: The video event that asks for each stage: the one that finished the stage before it (or ``Submitted``).
+NEXT_VIDEO_STAGE: dict[type[Any], VideoStage] = {
+    Video.Created: VideoStage.DOWNLOAD,
+    **{VIDEO_STAGE_EVENTS.events[before].done: stage for before, stage in pairwise(VideoStage)},
 }
-DONE_VIDEO_STAGE: dict[type[Any], str] = {
-    Video.Downloaded: "download",
-    Video.ProxyCreated: "proxy",
-    Video.SpritesCreated: "sprites",
-    Video.ShotsDetected: "shots",
+DONE_VIDEO_STAGE: dict[type[Any], VideoStage] = {
+    events.done: stage for stage, events in VIDEO_STAGE_EVENTS.events.items()
 }
-FAILED_VIDEO_STAGE: dict[type[Any], str] = {
-    Video.DownloadFailed: "download",
-    Video.ProxyFailed: "proxy",
-    Video.SpritesFailed: "sprites",
-    Video.ShotDetectionFailed: "shots",
+FAILED_VIDEO_STAGE: dict[type[Any], VideoStage] = {
+    events.failed: stage for stage, events in VIDEO_STAGE_EVENTS.events.items()
 }
+#: The clip event that asks for each clip stage: an approval, then the stage before it finishing.
+NEXT_CLIP_STAGE: dict[type[Any], ClipStage] = {
+    Clip.Approved: ClipStage.KEYFRAMES,
+    Clip.Grouped: ClipStage.KEYFRAMES,
+    **{CLIP_STAGE_EVENTS.events[before].done: stage for before, stage in pairwise(ClipStage)},
+}
+DONE_CLIP_STAGE: dict[type[Any], ClipStage] = {
+    events.done: stage for stage, events in CLIP_STAGE_EVENTS.events.items()
+}
+#: A clip's work that ends with its approval (and the purge of an archived one).
+CLIP_WORK: tuple[str, ...] = (*ClipStage, PURGE)
+#: An undo of these decisions cancels the clip's work.
+CANCELLING_UNDO = UNAPPROVING | {Decision.ARCHIVE}
 
 
 def reactions(event: Any, archive_grace_seconds: float) -> list[Reaction]:
@@ -78,25 +86,20 @@ def reactions(event: Any, archive_grace_seconds: float) -> list[Reaction]:
         out.append(Reaction(oid, NEXT_VIDEO_STAGE[kind], "dispatched"))
     if kind in (Video.RetryRequested, Clip.RetryRequested):
         out.append(Reaction(oid, event.stage, "dispatched"))
-    if kind in (Clip.Approved, Clip.Grouped):
-        out.append(Reaction(oid, "keyframes", "dispatched"))
-    if kind is Clip.KeyframesExtracted:
-        out += [Reaction(oid, "keyframes", "done"), Reaction(oid, "embedding", "dispatched")]
-    if kind is Clip.Embedded:
-        out += [Reaction(oid, "embedding", "done"), Reaction(oid, "export", "dispatched")]
-    if kind is Clip.Exported:
-        out.append(Reaction(oid, "export", "done"))
+    if kind in DONE_CLIP_STAGE:
+        out.append(Reaction(oid, DONE_CLIP_STAGE[kind], "done"))
+    if kind in NEXT_CLIP_STAGE:
+        out.append(Reaction(oid, NEXT_CLIP_STAGE[kind], "dispatched"))
     if kind is Clip.StageFailed:
         out.append(Reaction(oid, event.stage, "failed"))
     if kind is Clip.Archived:
-        out.append(Reaction(oid, "purge", "dispatched", delay_seconds=archive_grace_seconds))
+        out.append(Reaction(oid, PURGE, "dispatched", delay_seconds=archive_grace_seconds))
     if kind is Clip.MediaPurged:
-        out.append(Reaction(oid, "purge", "done"))
+        out.append(Reaction(oid, PURGE, "done"))
     if kind in (Clip.Split, Clip.Merged, Clip.Retired) or (
-        kind is Clip.DecisionUndone and event.undone in ("approve", "group", "archive")
+        kind is Clip.DecisionUndone and event.undone in CANCELLING_UNDO
     ):
-        stages = ("keyframes", "embedding", "export", "purge")
-        out += [Reaction(oid, stage, "cancelled") for stage in stages]
+        out += [Reaction(oid, stage, "cancelled") for stage in CLIP_WORK]
     return out
 
 
@@ -107,13 +110,10 @@ TOPICS: list[str] = sorted(
             *NEXT_VIDEO_STAGE,
             *DONE_VIDEO_STAGE,
             *FAILED_VIDEO_STAGE,
+            *NEXT_CLIP_STAGE,
+            *DONE_CLIP_STAGE,
             Video.RetryRequested,
             Clip.RetryRequested,
-            Clip.Approved,
-            Clip.Grouped,
-            Clip.KeyframesExtracted,
-            Clip.Embedded,
-            Clip.Exported,
             Clip.StageFailed,
             Clip.Archived,
             Clip.MediaPurged,

@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from domain.clip import Clip
+from domain.clip import UNAPPROVING, Clip, clip_state_after
+from domain.stages import ClipState, Decision
 from projections.base import Cursor, EventRecord, Projection, RowCache
-from projections.lifecycle import clip_failure, clip_stage_change, clip_stages, is_live, next_clip_state
+from projections.lifecycle import (
+    CLIP_STAGE_TOPICS,
+    CLIP_STATE_TOPICS,
+    clip_failure,
+    clip_stage_change,
+    clip_stages,
+    is_live,
+)
 
 COLUMNS = (
     "id",
@@ -34,12 +42,12 @@ COLUMNS = (
 )
 
 _DECISION = {
-    Clip.Approved.TOPIC: "approve",
-    Clip.Skipped.TOPIC: "skip",
-    Clip.Archived.TOPIC: "archive",
-    Clip.Grouped.TOPIC: "group",
-    Clip.Split.TOPIC: "split",
-    Clip.Merged.TOPIC: "merge",
+    Clip.Approved.TOPIC: Decision.APPROVE,
+    Clip.Skipped.TOPIC: Decision.SKIP,
+    Clip.Archived.TOPIC: Decision.ARCHIVE,
+    Clip.Grouped.TOPIC: Decision.GROUP,
+    Clip.Split.TOPIC: Decision.SPLIT,
+    Clip.Merged.TOPIC: Decision.MERGE,
 }
 
 
@@ -52,17 +60,10 @@ class ClipsProjection(Projection):
         self.caches = [self.rows]
         self._handlers: dict[str, Callable[[EventRecord], None]] = {Clip.Created.TOPIC: self._created}
         for topic in (
-            *_DECISION,
-            Clip.SpriteReady.TOPIC,
+            *CLIP_STATE_TOPICS,
+            *CLIP_STAGE_TOPICS,
             Clip.GroupJoined.TOPIC,
             Clip.GroupLeft.TOPIC,
-            Clip.DecisionUndone.TOPIC,
-            Clip.Retired.TOPIC,
-            Clip.KeyframesExtracted.TOPIC,
-            Clip.Embedded.TOPIC,
-            Clip.Exported.TOPIC,
-            Clip.StageFailed.TOPIC,
-            Clip.RetryRequested.TOPIC,
             Clip.MediaPurged.TOPIC,
         ):
             self._handlers[topic] = self._changed
@@ -85,7 +86,7 @@ class ClipsProjection(Projection):
                 "video_id": e.video_id,
                 "start_frame": e.start,
                 "end_frame": e.end,
-                "state": "created",
+                "state": ClipState.CREATED,
                 "live": True,
                 "origin": e.origin,
                 "parent_ids": list(e.parent_ids),
@@ -109,7 +110,7 @@ class ClipsProjection(Projection):
         topic = record.topic
         row = self.rows.edit(record.originator_id)
         previous_state = row["state"]
-        row["state"] = next_clip_state(previous_state, topic, e)
+        row["state"] = clip_state_after(previous_state, e)
         row["live"] = is_live(row["state"])
         if topic in _DECISION:
             decision: dict[str, Any] = {"kind": _DECISION[topic], "previous_state": previous_state}
@@ -135,7 +136,7 @@ class ClipsProjection(Projection):
             row["keyframes"] = {}
             row["export_key"] = None
         stages = dict(row["stages"])
-        if clip_stage_change(stages, topic, e):
+        if clip_stage_change(stages, e):
             row["stages"] = stages
             row["failed_stage"], row["failure_reason"] = clip_failure(stages)
         row["last_actor"] = e.actor
@@ -147,8 +148,8 @@ class ClipsProjection(Projection):
         decisions = list(row["decisions"])
         last = decisions.pop() if decisions else {"kind": e.undone}
         row["decisions"] = decisions
-        if last.get("kind") == "group" and last.get("with_clip_id"):
+        if last.get("kind") == Decision.GROUP and last.get("with_clip_id"):
             row["grouped_with"] = [c for c in row["grouped_with"] if str(c) != last["with_clip_id"]]
-        if e.undone in ("approve", "group"):
+        if e.undone in UNAPPROVING:
             row["keyframes"] = {}
             row["export_key"] = None

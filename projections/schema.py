@@ -7,6 +7,8 @@ them in one transaction once caught up, so readers always see a complete read mo
 
 from __future__ import annotations
 
+from domain.stages import ClipState
+
 #: Read-model tables owned by each projection (name → tables). Rebuilding a projection rebuilds these.
 PROJECTION_TABLES: dict[str, tuple[str, ...]] = {
     "videos": ("rm_videos",),
@@ -67,7 +69,8 @@ TABLE_DDL: dict[str, str] = {
             version integer NOT NULL
         );
         CREATE INDEX IF NOT EXISTS {t}_video ON {t} (video_id, start_frame) WHERE live;
-        CREATE INDEX IF NOT EXISTS {t}_pending ON {t} (created_at, id) WHERE state = 'pending_review'""",
+        CREATE INDEX IF NOT EXISTS {t}_pending ON {t} (created_at, id) WHERE state = """
+    f"'{ClipState.PENDING_REVIEW}'",
     # Every event of every video and clip, for the audit pages.
     "rm_history": """
         CREATE TABLE IF NOT EXISTS {t} (

@@ -26,7 +26,8 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from domain.clip import Clip
+from domain.clip import UNAPPROVING, Clip
+from domain.stages import Decision
 from domain.vectors import decode_raw, packed_bytes
 from projections.base import Cursor, EventRecord, Projection, RowCache
 
@@ -170,9 +171,9 @@ class SimilarityProjection(Projection):
 
     def _undone(self, record: EventRecord) -> None:
         e: Any = record.event
-        if e.undone in ("approve", "group"):
+        if e.undone in UNAPPROVING:
             self.ops.append(("drop", record.originator_id))
-        elif e.undone in ("split", "merge"):
+        elif e.undone in (Decision.SPLIT, Decision.MERGE):
             self.ops.append(("live", record.originator_id, True, e.timestamp))
 
     # -- writing -------------------------------------------------------------------------------------

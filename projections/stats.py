@@ -19,16 +19,17 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from domain.clip import Clip
+from domain.clip import Clip, clip_state_after
+from domain.stages import ClipState, StageMove, StageStatus
 from domain.video import Video
 from projections.base import Cursor, EventRecord, Projection, RowCache
 from projections.lifecycle import (
+    CLIP_STAGE_TOPICS,
     CLIP_STATE_TOPICS,
-    VIDEO_STAGE_EVENTS,
-    change_stage,
+    VIDEO_STAGE_TOPICS,
     clip_stage_change,
     clip_stages,
-    next_clip_state,
+    video_stage_change,
     video_stages,
     video_state,
 )
@@ -42,7 +43,7 @@ MEMBERS_DDL = """
     )"""
 
 #: The clip topics this projection follows: state changes, and failures and retries for the counts.
-_CLIP_TOPICS = CLIP_STATE_TOPICS | {Clip.StageFailed.TOPIC, Clip.RetryRequested.TOPIC}
+_CLIP_TOPICS = CLIP_STATE_TOPICS | CLIP_STAGE_TOPICS
 
 
 def _keys(member: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -50,7 +51,9 @@ def _keys(member: dict[str, Any] | None) -> list[tuple[str, str]]:
         return []
     kind = member["kind"]
     keys = [(kind, member["state"])]
-    keys += [(f"{kind}_stage_failed", s) for s, p in member["stages"].items() if p["status"] == "failed"]
+    keys += [
+        (f"{kind}_stage_failed", s) for s, p in member["stages"].items() if p["status"] == StageStatus.FAILED
+    ]
     return keys
 
 
@@ -66,10 +69,9 @@ class StatsProjection(Projection):
         self._mark = 0
         self._handlers: dict[str, Callable[[EventRecord], None]] = {
             Video.Created.TOPIC: self._video_created,
-            Video.RetryRequested.TOPIC: self._video_changed,
             Clip.Created.TOPIC: self._clip_created,
         }
-        for topic in VIDEO_STAGE_EVENTS:
+        for topic in VIDEO_STAGE_TOPICS:
             self._handlers[topic] = self._video_changed
         for topic in _CLIP_TOPICS:
             self._handlers[topic] = self._clip_changed
@@ -103,25 +105,24 @@ class StatsProjection(Projection):
         e: Any = record.event
         member = self.members.edit(record.originator_id)
         stages = dict(member["stages"])
-        stage, op = VIDEO_STAGE_EVENTS.get(record.topic, (getattr(e, "stage", ""), "retry"))
-        change_stage(stages, stage, op, e)
-        if op == "fail":
-            self.failures.append(("video_failures", stage))
+        moved = video_stage_change(stages, e)
+        if moved is not None and moved[1] is StageMove.FAIL:
+            self.failures.append(("video_failures", moved[0]))
         member["stages"] = stages
         member["state"] = video_state(stages)[0]
 
     def _clip_created(self, record: EventRecord) -> None:
         self.members.put(
             record.originator_id,
-            {"id": record.originator_id, "kind": "clip", "state": "created", "stages": clip_stages()},
+            {"id": record.originator_id, "kind": "clip", "state": ClipState.CREATED, "stages": clip_stages()},
         )
 
     def _clip_changed(self, record: EventRecord) -> None:
         e: Any = record.event
         member = self.members.edit(record.originator_id)
-        member["state"] = next_clip_state(member["state"], record.topic, e)
+        member["state"] = clip_state_after(member["state"], e)
         stages = dict(member["stages"])
-        if clip_stage_change(stages, record.topic, e):
+        if clip_stage_change(stages, e):
             member["stages"] = stages
         if record.topic == Clip.StageFailed.TOPIC:
             self.failures.append(("clip_failures", e.stage))

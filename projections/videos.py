@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from domain.clip import Clip
+from domain.clip import Clip, clip_state_after
+from domain.stages import ClipState
 from domain.video import Video
 from projections.base import Cursor, EventRecord, Projection, RowCache
 from projections.lifecycle import (
     CLIP_STATE_TOPICS,
-    VIDEO_STAGE_EVENTS,
-    change_stage,
+    VIDEO_STAGE_TOPICS,
     is_live,
-    next_clip_state,
+    video_stage_change,
     video_stages,
     video_state,
 )
@@ -65,7 +65,7 @@ _MEDIA = {
 def _counts(clip: dict[str, Any] | None) -> tuple[int, int]:
     if clip is None or not is_live(clip["state"]):
         return 0, 0
-    return 1, int(clip["state"] == "pending_review")
+    return 1, int(clip["state"] == ClipState.PENDING_REVIEW)
 
 
 class VideosProjection(Projection):
@@ -79,11 +79,10 @@ class VideosProjection(Projection):
         self.caches = [self.videos, self.clips]
         self._handlers: dict[str, Callable[[EventRecord], None]] = {
             Video.Created.TOPIC: self._submitted,
-            Video.RetryRequested.TOPIC: self._video_changed,
             Video.LayoutChanged.TOPIC: self._video_changed,
             Clip.Created.TOPIC: self._clip_created,
         }
-        for topic in VIDEO_STAGE_EVENTS:
+        for topic in VIDEO_STAGE_TOPICS:
             self._handlers[topic] = self._video_changed
         for topic in CLIP_STATE_TOPICS:
             self._handlers[topic] = self._clip_changed
@@ -150,11 +149,7 @@ class VideosProjection(Projection):
         e: Any = record.event
         row = self.videos.edit(record.originator_id)
         stages = dict(row["stages"])
-        if record.topic in VIDEO_STAGE_EVENTS:
-            stage, op = VIDEO_STAGE_EVENTS[record.topic]
-            change_stage(stages, stage, op, e)
-        elif record.topic == Video.RetryRequested.TOPIC:
-            change_stage(stages, e.stage, "retry", e)
+        video_stage_change(stages, e)
         row["stages"] = stages
         row["state"], row["current_stage"], row["failed_stage"], row["failure_reason"] = video_state(stages)
         if record.topic in _MEDIA:
@@ -180,14 +175,14 @@ class VideosProjection(Projection):
         e: Any = record.event
         self.clips.put(
             record.originator_id,
-            {"clip_id": record.originator_id, "video_id": e.video_id, "state": "created"},
+            {"clip_id": record.originator_id, "video_id": e.video_id, "state": ClipState.CREATED},
         )
         self._touch(e.video_id, e.timestamp)
 
     def _clip_changed(self, record: EventRecord) -> None:
         e: Any = record.event
         clip = self.clips.edit(record.originator_id)
-        state = next_clip_state(clip["state"], record.topic, e)
+        state = clip_state_after(clip["state"], e)
         if state != clip["state"]:
             clip["state"] = state
             self._touch(clip["video_id"], e.timestamp)

@@ -7,15 +7,28 @@ the HNSW index is ``projections.queries.similar_clips``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
 
+from domain.clip import REVIEWABLE
+from domain.stages import ClipState, VideoState
+
 Row = dict[str, Any]
 Connection = psycopg.Connection[Any]
+
+
+def sql_literals(values: Iterable[str]) -> str:
+    """``('a', 'b')``: constants of the domain's vocabulary (never user input) as an SQL list, so a
+    partial index on them serves the query."""
+    return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
+
+
+#: The states of clips awaiting review (pending, or skipped and coming back), as an SQL list.
+REVIEWABLE_SQL = sql_literals(REVIEWABLE)
 
 #: The projections the CLI's lists read (caught up before reading when no daemon runs).
 VIEW_PROJECTIONS: tuple[str, ...] = ("videos", "clips")
@@ -58,7 +71,7 @@ def live_clips(conn: Connection, video_id: UUID) -> list[Row]:
 
 
 def pending_count(conn: Connection) -> int:
-    row = _one(conn, "SELECT count(*) AS n FROM rm_clips WHERE state = 'pending_review' AND live")
+    row = _one(conn, f"SELECT count(*) AS n FROM rm_clips WHERE state = '{ClipState.PENDING_REVIEW}' AND live")
     return int(row["n"]) if row else 0
 
 
@@ -73,9 +86,9 @@ def skipped(conn: Connection, limit: int = 500) -> list[Row]:
     """Skipped clips, oldest decision first (they come back after the clips pending review)."""
     return _all(
     conn,
-        """SELECT c.id, c.video_id, c.start_frame, c.end_frame, c.updated_at, v.title AS video_title
+        f"""SELECT c.id, c.video_id, c.start_frame, c.end_frame, c.updated_at, v.title AS video_title
            FROM rm_clips c JOIN rm_videos v ON v.id = c.video_id
-           WHERE c.state = 'skipped' AND c.live ORDER BY c.updated_at, c.id LIMIT %s""",
+           WHERE c.state = '{ClipState.SKIPPED}' AND c.live ORDER BY c.updated_at, c.id LIMIT %s""",
         (limit,),
     )
 
@@ -105,8 +118,9 @@ def waiting_downloads(conn: Connection) -> list[Row]:
     """Videos whose download is queued or running (ops can cancel them)."""
     return _all(
     conn,
-        """SELECT id, title, source, state, stages, updated_at
-           FROM rm_videos WHERE state IN ('submitted', 'download_running') ORDER BY updated_at LIMIT 200"""
+        f"""SELECT id, title, source, state, stages, updated_at FROM rm_videos
+           WHERE state IN {sql_literals((VideoState.SUBMITTED, VideoState.DOWNLOAD_RUNNING))}
+           ORDER BY updated_at LIMIT 200"""
     )
 
 

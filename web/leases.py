@@ -9,6 +9,8 @@ from uuid import UUID
 
 import psycopg
 
+from domain.stages import ClipState
+from projections.views import REVIEWABLE_SQL
 from web.readmodels import ReadModels, Row
 
 
@@ -46,14 +48,15 @@ class Leases:
                 if len(claimed) >= count:
                     break
                 candidates = conn.execute(
-                    """SELECT c.id, (l.reviewer = %(me)s AND l.expires_at > now()) AS mine
+                    f"""SELECT c.id, (l.reviewer = %(me)s AND l.expires_at > now()) AS mine
                        FROM rm_clips c
                        JOIN rm_videos v ON v.id = c.video_id
                        LEFT JOIN review_leases l ON l.clip_id = c.id
-                       WHERE c.state IN ('pending_review', 'skipped') AND c.live
+                       WHERE c.state IN {REVIEWABLE_SQL} AND c.live
                          AND NOT (c.id = ANY(%(skip)s))
                          AND (l.clip_id IS NULL OR l.expires_at <= now() OR l.reviewer = %(me)s)
-                       ORDER BY c.state = 'skipped', CASE WHEN c.state = 'skipped' THEN c.updated_at END,
+                       ORDER BY c.state = '{ClipState.SKIPPED}',
+                                CASE WHEN c.state = '{ClipState.SKIPPED}' THEN c.updated_at END,
                                 (c.video_id = %(video)s AND c.start_frame >= %(frame)s) DESC,
                                 v.submitted_at, c.video_id, c.start_frame
                        LIMIT %(n)s""",
@@ -127,9 +130,9 @@ class Leases:
             # leases on clips decided meanwhile (by someone else: the holder's action was refused) go,
             # so they never count against the reviewer's limit
             conn.execute(
-                """DELETE FROM review_leases l USING rm_clips c
+                f"""DELETE FROM review_leases l USING rm_clips c
                    WHERE l.reviewer = %s AND c.id = l.clip_id
-                     AND (NOT c.live OR c.state NOT IN ('pending_review', 'skipped'))""",
+                     AND (NOT c.live OR c.state NOT IN {REVIEWABLE_SQL})""",
                 (reviewer,),
             )
             return cur.rowcount
@@ -159,9 +162,9 @@ class Leases:
         if not clip_ids:
             return []
         rows = self.rm.all(
-            """SELECT c.id FROM rm_clips c LEFT JOIN review_leases l ON l.clip_id = c.id
+            f"""SELECT c.id FROM rm_clips c LEFT JOIN review_leases l ON l.clip_id = c.id
                WHERE c.id = ANY(%(ids)s)
-                 AND (NOT c.live OR c.state NOT IN ('pending_review', 'skipped')
+                 AND (NOT c.live OR c.state NOT IN {REVIEWABLE_SQL}
                       OR (l.reviewer <> %(me)s AND l.expires_at > now()))""",
             {"ids": list(clip_ids), "me": reviewer},
         )

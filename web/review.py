@@ -11,6 +11,7 @@ from uuid import UUID
 
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
+from domain.clip import REVIEWABLE
 from domain.errors import DomainError, short_id
 from domain.review import undo_target
 from infra.database import DatabaseAddress
@@ -207,7 +208,7 @@ class Review:
         """The event store's word (not the read models'): is the clip still waiting for review
         (pending, or skipped and so coming back)?"""
         try:
-            return self.heaters.get_clip(clip_id).state in ("pending_review", "skipped")
+            return self.heaters.get_clip(clip_id).state in REVIEWABLE
         except NotFound:
             return False
 
@@ -219,7 +220,7 @@ class Review:
         if row is None:
             raise NotFound("clip", cid)
         holder = None
-        if row["state"] in ("pending_review", "skipped") and row["live"]:
+        if row["state"] in REVIEWABLE and row["live"]:
             holder = self.leases.take_lease(cid, user.name, self.lease_ttl, opened=True)
         view = self.view(cid, row=row)
         view.leased_by = holder

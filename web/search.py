@@ -9,6 +9,7 @@ from uuid import UUID
 
 from commands.errors import NotFound, parse_id
 from domain.errors import short_id
+from domain.stages import ClipState
 from projections import views
 from web.media import Manifests
 from web.readmodels import ReadModels
@@ -119,9 +120,9 @@ def no_embedding_reason(
     state = str(row["state"])
     if not row.get("live"):
         return f"{name} has no embedding: it was {state} (replaced by other clips)"
-    if state in ("approved", "keyframed"):
+    if state in (ClipState.APPROVED, ClipState.KEYFRAMED):
         return f"{name} has no embedding yet: it is {state}, its embedding is on the way"
-    if state in ("embedded", "exported"):
+    if state in (ClipState.EMBEDDED, ClipState.EXPORTED):
         return f"{name} has no embedding in the read models yet (it is {state})"
     return f"{name} has no embedding: only approved clips are embedded, and it is {state.replace('_', ' ')}"
 
