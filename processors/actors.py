@@ -21,6 +21,7 @@ from uuid import UUID
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
+from domain.stages import PURGE, ClipStage, VideoStage
 from processors import stages
 from processors.middleware import current_run
 from processors.queues import STAGE_QUEUES
@@ -45,28 +46,40 @@ _SHARED: dict[str, Any] = {
 
 
 @dramatiq.actor(
-    actor_name="heaters_download", queue_name=STAGE_QUEUES["download"], time_limit=180 * MINUTE_MS, **_SHARED
+    actor_name="heaters_download",
+    queue_name=STAGE_QUEUES[VideoStage.DOWNLOAD],
+    time_limit=180 * MINUTE_MS,
+    **_SHARED,
 )
 def download(video_id: str) -> None:
     stages.download(current_run().context, UUID(video_id))
 
 
 @dramatiq.actor(
-    actor_name="heaters_proxy", queue_name=STAGE_QUEUES["proxy"], time_limit=120 * MINUTE_MS, **_SHARED
+    actor_name="heaters_proxy",
+    queue_name=STAGE_QUEUES[VideoStage.PROXY],
+    time_limit=120 * MINUTE_MS,
+    **_SHARED,
 )
 def make_proxy(video_id: str) -> None:
     stages.proxy(current_run().context, UUID(video_id))
 
 
 @dramatiq.actor(
-    actor_name="heaters_sprites", queue_name=STAGE_QUEUES["sprites"], time_limit=60 * MINUTE_MS, **_SHARED
+    actor_name="heaters_sprites",
+    queue_name=STAGE_QUEUES[VideoStage.SPRITES],
+    time_limit=60 * MINUTE_MS,
+    **_SHARED,
 )
 def make_sprites(video_id: str) -> None:
     stages.sprites(current_run().context, UUID(video_id))
 
 
 @dramatiq.actor(
-    actor_name="heaters_shots", queue_name=STAGE_QUEUES["shots"], time_limit=60 * MINUTE_MS, **_SHARED
+    actor_name="heaters_shots",
+    queue_name=STAGE_QUEUES[VideoStage.SHOTS],
+    time_limit=60 * MINUTE_MS,
+    **_SHARED,
 )
 def detect_shots(video_id: str) -> None:
     stages.shots(current_run().context, UUID(video_id))
@@ -76,7 +89,10 @@ def detect_shots(video_id: str) -> None:
 
 
 @dramatiq.actor(
-    actor_name="heaters_keyframes", queue_name=STAGE_QUEUES["keyframes"], time_limit=5 * MINUTE_MS, **_SHARED
+    actor_name="heaters_keyframes",
+    queue_name=STAGE_QUEUES[ClipStage.KEYFRAMES],
+    time_limit=5 * MINUTE_MS,
+    **_SHARED,
 )
 def extract_keyframes(clip_id: str) -> None:
     run = current_run()
@@ -84,7 +100,10 @@ def extract_keyframes(clip_id: str) -> None:
 
 
 @dramatiq.actor(
-    actor_name="heaters_embedding", queue_name=STAGE_QUEUES["embedding"], time_limit=10 * MINUTE_MS, **_SHARED
+    actor_name="heaters_embedding",
+    queue_name=STAGE_QUEUES[ClipStage.EMBEDDING],
+    time_limit=10 * MINUTE_MS,
+    **_SHARED,
 )
 def embed(clip_id: str) -> None:
     run = current_run()
@@ -92,7 +111,10 @@ def embed(clip_id: str) -> None:
 
 
 @dramatiq.actor(
-    actor_name="heaters_export", queue_name=STAGE_QUEUES["export"], time_limit=10 * MINUTE_MS, **_SHARED
+    actor_name="heaters_export",
+    queue_name=STAGE_QUEUES[ClipStage.EXPORT],
+    time_limit=10 * MINUTE_MS,
+    **_SHARED,
 )
 def export(clip_id: str) -> None:
     run = current_run()
@@ -100,7 +122,7 @@ def export(clip_id: str) -> None:
 
 
 @dramatiq.actor(
-    actor_name="heaters_purge", queue_name=STAGE_QUEUES["purge"], time_limit=5 * MINUTE_MS, **_SHARED
+    actor_name="heaters_purge", queue_name=STAGE_QUEUES[PURGE], time_limit=5 * MINUTE_MS, **_SHARED
 )
 def purge(clip_id: str) -> None:
     """An archived clip's derived media, after the grace period (no ``…Failed`` event: it is retried)."""
@@ -108,14 +130,14 @@ def purge(clip_id: str) -> None:
 
 
 STAGE_ACTORS: dict[str, dramatiq.Actor[[str], None]] = {
-    "download": download,
-    "proxy": make_proxy,
-    "sprites": make_sprites,
-    "shots": detect_shots,
-    "keyframes": extract_keyframes,
-    "embedding": embed,
-    "export": export,
-    "purge": purge,
+    VideoStage.DOWNLOAD: download,
+    VideoStage.PROXY: make_proxy,
+    VideoStage.SPRITES: make_sprites,
+    VideoStage.SHOTS: detect_shots,
+    ClipStage.KEYFRAMES: extract_keyframes,
+    ClipStage.EMBEDDING: embed,
+    ClipStage.EXPORT: export,
+    PURGE: purge,
 }
 
 

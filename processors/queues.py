@@ -7,15 +7,17 @@ work ledger and the operators' views read it without importing the actors.
 
 from __future__ import annotations
 
+from domain.stages import PURGE, ClipStage, VideoStage
+
 STAGE_QUEUES: dict[str, str] = {
-    "download": "ingest",
-    "proxy": "media",
-    "sprites": "media",
-    "shots": "media",
-    "keyframes": "media",
-    "embedding": "embeddings",
-    "export": "media",
-    "purge": "media",
+    VideoStage.DOWNLOAD: "ingest",
+    VideoStage.PROXY: "media",
+    VideoStage.SPRITES: "media",
+    VideoStage.SHOTS: "media",
+    ClipStage.KEYFRAMES: "media",
+    ClipStage.EMBEDDING: "embeddings",
+    ClipStage.EXPORT: "media",
+    PURGE: "media",
 }
 
 QUEUES: frozenset[str] = frozenset(STAGE_QUEUES.values())

@@ -33,7 +33,9 @@ from domain.stages import (
     VideoState,
 )
 from domain.video import VIDEO_STAGE_EVENTS, Video
+from processors.actors import STAGE_ACTORS
 from processors.process_manager import NEXT_VIDEO_STAGE, TOPICS, Reaction, reactions
+from processors.queues import STAGE_QUEUES
 from projections.lifecycle import (
     CLIP_STAGE_TOPICS,
     CLIP_STATE_TOPICS,
@@ -156,6 +158,13 @@ def test_the_process_manager_asks_for_each_stage_after_the_one_before() -> None:
         Video.ProxyCreated: VideoStage.SPRITES,
         Video.SpritesCreated: VideoStage.SHOTS,
     } == NEXT_VIDEO_STAGE
+
+
+def test_every_work_stage_has_one_actor_on_one_queue() -> None:
+    assert set(STAGE_ACTORS) == set(WORK_STAGES) == set(STAGE_QUEUES)
+    for stage, actor in STAGE_ACTORS.items():
+        assert actor.actor_name == f"heaters_{stage}"  # queued messages name their actor
+        assert actor.queue_name == STAGE_QUEUES[stage]
 
 
 # -- the read models' derivation agrees with the aggregates, for random histories ----------------------
