@@ -143,11 +143,12 @@ class Review:
     # -- reading -----------------------------------------------------------------------------------
 
     def view(self, clip_id: UUID, reviewer: str | None = None, row: Row | None = None) -> ClipView:
-        row = row or self.rm.clip(clip_id)
+        row = row or self.rm.read(views.clip_with_siblings, clip_id)
         if row is None:
             raise NotFound("clip", clip_id)
-        siblings = self.rm.live_clips(row["video_id"])
-        ids = [s["id"] for s in siblings]
+        ids = row.get("sibling_ids")
+        if ids is None:
+            ids = [s["id"] for s in self.rm.live_clips(row["video_id"])]
         index = ids.index(row["id"]) if row["id"] in ids else -1
         manifest_key = row.get("sprite_manifest") or (row.get("video_media") or {}).get("sprites")
         player = self.manifests.player(manifest_key)
@@ -219,7 +220,7 @@ class Review:
         """A bookmarked clip: leased to the reviewer (as on screen) when it awaits review and is not on
         another reviewer's screen."""
         cid = parse_id(clip_id, "clip id")
-        row = self.rm.clip(cid)
+        row = self.rm.read(views.clip_with_siblings, cid)
         if row is None:
             raise NotFound("clip", cid)
         holder = None
