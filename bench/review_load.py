@@ -9,7 +9,10 @@ again as soon as the answer comes, so the actions per second are the saturation 
 (``--rate R``): each reviewer acts R times a second on a fixed schedule whatever the answers, the way
 people work; an action's latency then counts from its scheduled time, so a late start is not hidden.
 The server side is timed too: the command (event store), the read-your-writes wait and the whole
-action, per action. Prints p50/p95/p99 per action and for the next
+action, per action; and profiled: per action kind and per next-clip fetch, the SQL statements sent
+(counted at psycopg's cursor, pipelined ones included), their round-trip time and the serving
+thread's CPU time, the statements outside the handlers (sessions) and the in-process daemon's, and
+the CPU per action of each process. Prints p50/p95/p99 per action and for the next
 clip, counts conflicts (expected when two reviewers race) and other errors (must be zero), and checks
 afterwards that the event store holds exactly the events the successful actions imply. The baseline is
 the same action through the application service directly (no HTTP, no read models), in the same run.
@@ -484,8 +487,9 @@ def _time_server(app: HeatersApplication, times: ServerTimes, statements: Statem
         lambda review, user, clip_id, action, **_: action, times.timed("whole action (server)", act)
     )
     Review.next = statements.scoped(lambda *_, **__: "next clip", next_clips)  # type: ignore[method-assign]
-    for command in ("approve", "skip", "archive", "split", "merge", "undo"):
-        setattr(app, command, times.timed("command (event store)", getattr(app, command)))
+    for command in ("approve", "skip", "archive", "split", "merge_pair", "undo_decision"):
+        if hasattr(app, command):  # the commands the review service calls
+            setattr(app, command, times.timed("command (event store)", getattr(app, command)))
 
     def undo() -> None:
         Projections.settle, Review.act, Review.next = settle, act, next_clips  # type: ignore[method-assign]
