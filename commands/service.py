@@ -40,7 +40,7 @@ RERUNS = 8
 #: Aggregates kept in memory per process (eventsourcing's cache, fast-forwarded from the store on every
 #: load, so never stale): a split, merge or undo otherwise replays its video's whole history, which
 #: grows with every layout change.
-AGGREGATE_CACHE_SIZE = 2000
+AGGREGATE_CACHE_SIZE = 1000
 #: Loads of one aggregate are serialized (by a lock chosen by its id): the library fast-forwards the
 #: cached aggregate under its own lock but copies it outside it, so a copy could see a half-applied event.
 LOAD_LOCKS = 64
