@@ -9,7 +9,10 @@ again as soon as the answer comes, so the actions per second are the saturation 
 (``--rate R``): each reviewer acts R times a second on a fixed schedule whatever the answers, the way
 people work; an action's latency then counts from its scheduled time, so a late start is not hidden.
 The server side is timed too: the command (event store), the read-your-writes wait and the whole
-action, per action. Prints p50/p95/p99 per action and for the next
+action, per action; and profiled: per action kind and per next-clip fetch, the SQL statements sent
+(counted at psycopg's cursor, pipelined ones included), their round-trip time and the serving
+thread's CPU time, the statements outside the handlers (sessions) and the in-process daemon's, and
+the CPU per action of each process. Prints p50/p95/p99 per action and for the next
 clip, counts conflicts (expected when two reviewers race) and other errors (must be zero), and checks
 afterwards that the event store holds exactly the events the successful actions imply. The baseline is
 the same action through the application service directly (no HTTP, no read models), in the same run.
@@ -32,6 +35,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,77 @@ class ServerTimes:
                 self.add(part, time.perf_counter() - started)
 
         return wrapper
+
+
+class Statements:
+    """Every SQL statement this process sends (psycopg's ``Cursor.execute``/``executemany``), counted
+    and timed (the round trip: the server's work plus the wire) by where it was sent from: inside a
+    review action (``Review.act``, per action), a next-clip fetch (``Review.next``), the projection
+    daemon's thread, or elsewhere in a request (sessions, middleware). Also the CPU time of the thread
+    running each action or fetch (``time.thread_time``: its own work, not waiting for the lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.count: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.cpu: defaultdict[str, float] = defaultdict(float)
+        self.calls: Counter[str] = Counter()
+        self._undo: list[Callable[[], None]] = []
+
+    def scope(self) -> str:
+        scope = getattr(self.local, "scope", None)
+        if scope is not None:
+            return str(scope)
+        return "daemon" if threading.current_thread().name.startswith("projections-") else "other"
+
+    def install(self) -> None:
+        import psycopg
+
+        for name in ("execute", "executemany"):
+            original = getattr(psycopg.Cursor, name)
+            setattr(psycopg.Cursor, name, self._counted(original))
+            self._undo.append(partial(setattr, psycopg.Cursor, name, original))
+
+    def _counted(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(cursor, *args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                scope = self.scope()
+                with self.lock:
+                    self.count[scope] += 1
+                    self.seconds[scope] += elapsed
+
+        return counted
+
+    def uninstall(self) -> None:
+        for undo in self._undo:
+            undo()
+
+    def scoped(self, scope_of: Callable[..., str], function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` with its statements and thread CPU counted under ``scope_of(*args)``."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            scope = scope_of(*args, **kwargs)
+            self.local.scope = scope
+            cpu = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.local.scope = None
+                with self.lock:
+                    self.cpu[scope] += time.thread_time() - cpu
+                    self.calls[scope] += 1
+
+        return wrapper
+
+    def reset(self) -> None:
+        with self.lock:
+            for counts in (self.count, self.seconds, self.cpu, self.calls):
+                counts.clear()
 
 
 @dataclass
@@ -266,6 +341,84 @@ def _postgres_cpu(datadir: Path) -> float:
     return sum(cpu for pid, (parent, cpu) in stats.items() if pid in postmasters or parent in postmasters)
 
 
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by process ``pid`` (0 without one)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _scope_profile(statements: Statements, scope: str) -> dict[str, float]:
+    """Per call of ``scope``: statements, their round-trip ms and the thread's CPU ms."""
+    calls = max(statements.calls[scope], 1)
+    return {
+        "n": statements.calls[scope],
+        "statements": statements.count[scope] / calls,
+        "statement_ms": statements.seconds[scope] * 1000 / calls,
+        "thread_cpu_ms": statements.cpu[scope] * 1000 / calls,
+    }
+
+
+def _print_profile(
+    statements: Statements,
+    tally: Tally,
+    cpu: dict[str, float],
+    baseline: dict[str, float],
+    seconds: float,
+) -> dict[str, Any]:
+    """The cost of each kind of request in the web process: statements sent and their round trips,
+    and the CPU of the thread serving it; then what requests cost outside the handlers (sessions,
+    middleware), the projection daemon's statements, and CPU per action of each process."""
+    answered = sum(n for (a, o), n in tally.outcomes.items() if a in ACTIONS and o != "error")
+    fetches = sum(n for (a, o), n in tally.outcomes.items() if a == "next clip")
+    requests = max(answered + fetches, 1)
+    print(f"\n{'cost per request (web process)':<32}{'n':>7}{'statements':>12}{'stmt ms':>9}{'CPU ms':>8}")
+    rows: dict[str, Any] = {}
+    for scope in [*ACTIONS, "next clip"]:
+        row = rows[scope] = _scope_profile(statements, scope)
+        print(
+            f"{scope:<32}{row['n']:>7}{row['statements']:>12.1f}{row['statement_ms']:>9.2f}"
+            f"{row['thread_cpu_ms']:>8.2f}"
+        )
+    print(
+        f"{'baseline approve (service)':<32}{baseline['n']:>7}{baseline['statements']:>12.1f}"
+        f"{baseline['statement_ms']:>9.2f}{baseline['thread_cpu_ms']:>8.2f}"
+    )
+    rows["baseline approve (service)"] = baseline
+    outside = rows["outside handlers, per request"] = {
+        "n": requests,
+        "statements": statements.count["other"] / requests,
+        "statement_ms": statements.seconds["other"] * 1000 / requests,
+    }
+    print(
+        f"{'outside handlers, per request':<32}{requests:>7}{outside['statements']:>12.1f}"
+        f"{outside['statement_ms']:>9.2f}"
+    )
+    handled = sum(statements.count[s] for s in [*ACTIONS, "next clip"])
+    web_statements = (handled + statements.count["other"]) / max(answered, 1)
+    daemon = rows["daemon, per action"] = {
+        "statements": statements.count["daemon"] / max(answered, 1),
+        "statement_ms": statements.seconds["daemon"] * 1000 / max(answered, 1),
+    }
+    print(
+        f"{'daemon (in this process), per action':<39}{daemon['statements']:>12.1f}{daemon['statement_ms']:>9.2f}"
+    )
+    per_action = {who: used * 1000 / max(answered, 1) for who, used in cpu.items()}
+    rows["web statements per action with its fetch"] = web_statements
+    rows["cpu_ms_per_action"] = per_action
+    print(f"web statements per action with its next-clip fetch: {web_statements:.1f}")
+    print(
+        "CPU ms per action with its fetch: "
+        + ", ".join(f"{who} {ms:.1f}" for who, ms in per_action.items())
+        + f" ({answered / seconds:.1f} actions/s)"
+    )
+    return rows
+
+
 def _spy_summary(path: Path, top: int = 45) -> list[tuple[str, float, float]]:
     """From py-spy's raw (collapsed) stacks: the functions with the largest share of the samples,
     inclusive and self, as (function, inclusive %, self %); printed too."""
@@ -325,16 +478,21 @@ def _daemon_process(address: DatabaseAddress, stop: Any) -> None:
     daemon.stop()
 
 
-def _time_server(app: HeatersApplication, times: ServerTimes) -> Callable[[], None]:
-    """Time the commands, the read-your-writes wait and ``Review.act`` in this process; returns the undo."""
-    settle, act = Projections.settle, Review.act
+def _time_server(app: HeatersApplication, times: ServerTimes, statements: Statements) -> Callable[[], None]:
+    """Time the commands, the read-your-writes wait and ``Review.act`` in this process, and count the
+    statements of each action and next-clip fetch; returns the undo."""
+    settle, act, next_clips = Projections.settle, Review.act, Review.next
     Projections.settle = times.timed("read-your-writes wait", settle)  # type: ignore[method-assign]
-    Review.act = times.timed("whole action (server)", act)  # type: ignore[method-assign]
-    for command in ("approve", "skip", "archive", "split", "merge", "undo"):
-        setattr(app, command, times.timed("command (event store)", getattr(app, command)))
+    Review.act = statements.scoped(  # type: ignore[method-assign]
+        lambda review, user, clip_id, action, **_: action, times.timed("whole action (server)", act)
+    )
+    Review.next = statements.scoped(lambda *_, **__: "next clip", next_clips)  # type: ignore[method-assign]
+    for command in ("approve", "skip", "archive", "split", "merge_pair", "undo_decision"):
+        if hasattr(app, command):  # the commands the review service calls
+            setattr(app, command, times.timed("command (event store)", getattr(app, command)))
 
     def undo() -> None:
-        Projections.settle, Review.act = settle, act  # type: ignore[method-assign]
+        Projections.settle, Review.act, Review.next = settle, act, next_clips  # type: ignore[method-assign]
 
     return undo
 
@@ -352,10 +510,16 @@ def _run(
     settings = Settings(home=tmp / "home", database_schema=SCHEMA)
     app = HeatersApplication(env=eventsourcing_env(address, SCHEMA, pool_size=reviewers + 5))
     _fill_queue(app, videos=reviewers, clips_per_video=150)
+    statements = Statements()
+    statements.install()
+    service_approve = app.approve
+    app.approve = statements.scoped(lambda *_, **__: "baseline", app.approve)  # type: ignore[method-assign]
     baseline = _baseline(app, 200)
+    app.approve = service_approve  # type: ignore[method-assign]
+    baseline_profile = _scope_profile(statements, "baseline")
     names = [f"reviewer{i}" for i in range(reviewers)]
     times = ServerTimes()
-    untime = _time_server(app, times)
+    untime = _time_server(app, times, statements)
     web = create_app(settings, app, address, LocalObjectStorage(tmp / "media"))
     for name in names:
         add_user(address, SCHEMA, name, "reviewer", PASSWORD)
@@ -384,7 +548,9 @@ def _run(
     load_before = os.getloadavg()
     clients.start()
     results.get(timeout=300)  # the reviewers are logged in: the measured time starts
-    cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]))
+    statements.reset()
+    daemon_pid = daemon_process.pid if daemon_process is not None else None
+    cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]), _process_cpu(daemon_pid))
     spy = None
     if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
         spy = subprocess.Popen(
@@ -398,6 +564,9 @@ def _run(
         "web process": sum(os.times()[:2]) - cpu_before[1],
         "reviewers (clients)": float(tally.client_cpu),
     }
+    if daemon_pid is not None:
+        cpu["daemon process"] = _process_cpu(daemon_pid) - cpu_before[2]
+    statements.uninstall()
     load_after = os.getloadavg()
     clients.join(30)
     if spy is not None:
@@ -462,6 +631,7 @@ def _run(
         print(f"\np95 of all actions: {action_p95:.1f} ms (target < 50 ms)")
     else:
         print(f"\nsaturation: {throughput:.1f} actions/s (target >= 250)")
+    profile_rows = _print_profile(statements, tally, cpu, baseline_profile, seconds)
     spied = out.with_suffix(".py-spy.txt")
     profile = _spy_summary(spied) if py_spy and spied.exists() else []
     print(f"\nCPU seconds in the {seconds:.0f} s measured (2 cores = {2 * seconds:.0f} CPU-seconds at most):")
@@ -491,6 +661,7 @@ def _run(
         "load_average_1min": [load_before[0], load_after[0]],
         "py_spy_top": profile,
         "cpu_seconds": cpu,
+        "profile": profile_rows,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

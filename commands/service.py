@@ -10,10 +10,11 @@ re-run on fresh state. Pipeline results are idempotent: reporting a result twice
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -27,6 +28,7 @@ from domain.clip import Clip
 from domain.errors import DomainError, short_id
 from domain.partition import Segment
 from domain.video import Video
+from infra.database import check_pool_lightly
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,13 @@ A = TypeVar("A", bound=HeatersAggregate)
 
 #: How often a command is re-run when only aggregates it did not decide on moved under it.
 RERUNS = 8
+#: Aggregates kept in memory per process (eventsourcing's cache, fast-forwarded from the store on every
+#: load, so never stale): a split, merge or undo otherwise replays its video's whole history, which
+#: grows with every layout change.
+AGGREGATE_CACHE_SIZE = 1000
+#: Loads of one aggregate are serialized (by a lock chosen by its id): the library fast-forwards the
+#: cached aggregate under its own lock but copies it outside it, so a copy could see a half-applied event.
+LOAD_LOCKS = 64
 
 
 class _UnitOfWork:
@@ -68,6 +77,16 @@ class _UnitOfWork:
 
 
 @dataclass(frozen=True)
+class Undone:
+    """What an undo reversed: the decision's kind (``approve``, ``split``, ...), the clip it was made
+    on, and the decision as that clip recorded it (who, when, the clips it made)."""
+
+    kind: str
+    clip_id: UUID
+    decision: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One stored event as the auditor sees it."""
 
@@ -86,19 +105,31 @@ class HeatersApplication(Application[UUID]):
     """Commands and aggregate queries of Heaters."""
 
     name = "Heaters"
+    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": str(AGGREGATE_CACHE_SIZE)}
 
     def __init__(self, env: dict[str, str] | None = None, *, min_clip_frames: int = 3) -> None:
         super().__init__(env)
         if min_clip_frames < 1:
             raise ValueError("min_clip_frames must be at least 1")
         self.min_clip_frames = min_clip_frames
+        self._load_locks = [threading.Lock() for _ in range(LOAD_LOCKS)]
+        self._saved = threading.local()
+        datastore = getattr(self.recorder, "datastore", None)
+        if datastore is not None:  # PostgreSQL: check pooled connections without a round trip each
+            check_pool_lightly(datastore.pool)
 
     # -- loading ----------------------------------------------------------------------------------
+
+    def _get(self, aggregate_id: UUID) -> object:
+        """The current state of an aggregate: from the cache, fast-forwarded by the events stored since
+        (one round trip), or replayed from its whole history when not cached; a copy of its own."""
+        with self._load_locks[aggregate_id.int % LOAD_LOCKS]:
+            return self.repository.get(aggregate_id)
 
     def _load(self, ident: object, cls: type[A], kind: str) -> A:
         aggregate_id = parse_id(ident, f"{kind} id")
         try:
-            aggregate: object = self.repository.get(aggregate_id)
+            aggregate = self._get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(kind, aggregate_id) from None
         if not isinstance(aggregate, cls):
@@ -114,7 +145,7 @@ class HeatersApplication(Application[UUID]):
     def get_any(self, ident: object) -> Video | Clip:
         aggregate_id = parse_id(ident)
         try:
-            aggregate: object = self.repository.get(aggregate_id)
+            aggregate = self._get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound("video or clip", aggregate_id) from None
         assert isinstance(aggregate, Video | Clip)
@@ -144,11 +175,12 @@ class HeatersApplication(Application[UUID]):
         name: str,
         actor: str | None = None,
     ) -> T:
+        self._saved.position = None
         for _ in range(RERUNS):
             uow = _UnitOfWork(self)
             aggregates, result = command(uow)
             try:
-                self.save(*aggregates)
+                recordings = self.save(*aggregates)
             except IntegrityError:
                 for clip_id, version in uow.decided_on.items():
                     current = self.get_clip(clip_id)
@@ -160,8 +192,16 @@ class HeatersApplication(Application[UUID]):
                         ) from None
                 log.info("%s re-run: an aggregate it did not decide on changed meanwhile", name)
                 continue
+            if recordings:
+                self._saved.position = max(r.notification.id for r in recordings)
             return result
         raise DomainError(f"{name} could not be saved after {RERUNS} tries: the video is too busy, try again")
+
+    def saved_position(self) -> int | None:
+        """The log position of the last event this thread's last command stored (None before any):
+        read models that reached it show that command's result (read-your-writes)."""
+        position = getattr(self._saved, "position", None)
+        return int(position) if position is not None else None
 
     # -- submission -------------------------------------------------------------------------------
 
@@ -231,8 +271,14 @@ class HeatersApplication(Application[UUID]):
         self, clip_id: object, with_clip_id: object | None, actor: str, *, seen: int | None = None
     ) -> UUID:
         """Merge a clip with an adjacent one (by default the previous); returns the new clip's id."""
+        return self.merge_pair(clip_id, with_clip_id, actor, seen=seen)[0]
 
-        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], UUID]:
+    def merge_pair(
+        self, clip_id: object, with_clip_id: object | None, actor: str, *, seen: int | None = None
+    ) -> tuple[UUID, UUID]:
+        """:meth:`merge`, returning the new clip's id and the id of the clip merged in with ``clip_id``."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], tuple[UUID, UUID]]:
             clip = uow.clip(parse_id(clip_id, "clip id"), seen=seen, actor=actor)
             other_id = self._neighbour(uow, clip, with_clip_id, "merge")
             other = uow.clip(other_id)
@@ -242,11 +288,11 @@ class HeatersApplication(Application[UUID]):
                 )
             video = uow.video(clip.video_id)
             merged_id = uuid4()
-            return review.merge_clips(video, clip, other, merged_id, actor), merged_id
+            return review.merge_clips(video, clip, other, merged_id, actor), (merged_id, other.id)
 
-        merged = self._run(command, "merge", actor)
-        log.info("clip %s merged with %s into %s by %s", clip_id, with_clip_id or "previous", merged, actor)
-        return merged
+        merged, other_id = self._run(command, "merge", actor)
+        log.info("clip %s merged with %s into %s by %s", clip_id, other_id, merged, actor)
+        return merged, other_id
 
     def _neighbour(self, uow: _UnitOfWork, clip: Clip, other: object | None, action: str) -> UUID:
         if other is not None:
@@ -259,19 +305,23 @@ class HeatersApplication(Application[UUID]):
     def undo(self, clip_id: object, actor: str, *, any_author: bool = False) -> str:
         """Reverse the last review decision of a clip (split and merge included); returns what was undone.
         Only the decision's author may, or ops with ``any_author`` (the events name who undid it)."""
+        return self.undo_decision(clip_id, actor, any_author=any_author).kind
 
-        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], str]:
+    def undo_decision(self, clip_id: object, actor: str, *, any_author: bool = False) -> Undone:
+        """:meth:`undo`, returning the decision undone and the clip it was made on."""
+
+        def command(uow: _UnitOfWork) -> tuple[list[HeatersAggregate], Undone]:
             clip = uow.clip(parse_id(clip_id, "clip id"))
             target_id = review.undo_target(clip)
             target = clip if target_id == clip.id else uow.clip(target_id)
-            decision = target.last_decision
+            decision = dict(target.last_decision or {})
             related = {cid: uow.clip(cid) for cid in review.related_clip_ids(target)}
             video = uow.video(target.video_id)
             changed = review.undo_last_decision(video, target, related, actor, any_author=any_author)
-            return changed, str(decision["kind"] if decision else "nothing")
+            return changed, Undone(str(decision.get("kind") or "nothing"), target.id, decision)
 
         undone = self._run(command, "undo", actor)
-        log.info("clip %s: %s undone by %s", clip_id, undone, actor)
+        log.info("clip %s: %s undone by %s", clip_id, undone.kind, actor)
         return undone
 
     # -- pipeline: video stages -------------------------------------------------------------------

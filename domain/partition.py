@@ -28,6 +28,10 @@ class Segment:
     def length(self) -> int:
         return self.end - self.start
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Segment:
+        """Immutable: a copy of a video (the aggregate cache copies each one it hands out) shares it."""
+        return self
+
     def as_payload(self) -> dict[str, Any]:
         return {"clip_id": self.clip_id, "start": self.start, "end": self.end}
 

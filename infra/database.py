@@ -76,6 +76,14 @@ def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT 1")
 
 
+def check_pool_lightly(pool: Any) -> None:
+    """Give a pool that pings every connection it hands out (eventsourcing's ``POSTGRES_PRE_PING``: an
+    empty query, a round trip per checkout) :func:`check_idle_connection` instead, which pings only a
+    connection the server may have closed. ``pool``: a ``psycopg_pool.ConnectionPool``."""
+    if getattr(pool, "_check", None) is not None:
+        pool._check = check_idle_connection
+
+
 def retry_once_on_lost_connection(what: str, function: Callable[[], T]) -> T:
     """Run ``function``; when the server dropped its connection, run it once more on a fresh one.
     Only for reads and idempotent writes: the first try may or may not have reached the server."""

@@ -57,6 +57,20 @@ def clip(conn: Connection, clip_id: UUID) -> Row | None:
     )
 
 
+def clip_with_siblings(conn: Connection, clip_id: UUID) -> Row | None:
+    """:func:`clip`, plus ``sibling_ids``: the live clips of its video in frame order (one round trip
+    for the review page's clip view)."""
+    return _one(
+        conn,
+        """SELECT c.*, v.title AS video_title, v.source AS video_source, v.fps, v.frame_count,
+                  v.media AS video_media,
+                  ARRAY(SELECT s.id FROM rm_clips s WHERE s.video_id = c.video_id AND s.live
+                        ORDER BY s.start_frame) AS sibling_ids
+           FROM rm_clips c LEFT JOIN rm_videos v ON v.id = c.video_id WHERE c.id = %s""",
+        (clip_id,),
+    )
+
+
 def video(conn: Connection, video_id: UUID) -> Row | None:
     return _one(conn, "SELECT * FROM rm_videos WHERE id = %s", (video_id,))
 

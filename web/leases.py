@@ -79,7 +79,15 @@ class Leases:
     ) -> bool:
         """Lease ``clip_id`` to ``reviewer`` unless someone else holds it. ``opened`` (the reviewer opened
         it by its link) also takes a lease another reviewer only prefetched."""
-        row = conn.execute(
+        return Leases.send_take_lease(conn, clip_id, reviewer, ttl, opened).fetchone() is not None
+
+    @staticmethod
+    def send_take_lease(
+        conn: psycopg.Connection[Row], clip_id: UUID, reviewer: str, ttl: float, opened: bool = False
+    ) -> psycopg.Cursor[Row]:
+        """Send :meth:`_take_lease`'s statement (in a pipeline: with others, in one round trip); its
+        cursor returns the clip's id when the lease was taken."""
+        return conn.execute(
             """INSERT INTO review_leases (clip_id, reviewer, expires_at, opened)
                VALUES (%(id)s, %(me)s, now() + make_interval(secs => %(ttl)s), %(opened)s)
                ON CONFLICT (clip_id) DO UPDATE SET reviewer = EXCLUDED.reviewer,
@@ -89,8 +97,7 @@ class Leases:
                   OR (EXCLUDED.opened AND NOT review_leases.opened)
                RETURNING clip_id""",
             {"id": clip_id, "me": reviewer, "ttl": ttl, "opened": opened},
-        ).fetchone()
-        return row is not None
+        )
 
     def take_lease(self, clip_id: UUID, reviewer: str, ttl: float, opened: bool = False) -> str | None:
         """Lease one clip; None if taken, else the name of the reviewer holding it."""
@@ -118,23 +125,24 @@ class Leases:
 
     def renew_leases(self, reviewer: str, ttl: float, shown: UUID | None = None) -> int:
         """Keep the reviewer's live leases ``ttl`` seconds more (the page's heartbeat); ``shown`` is the
-        clip on their screen, now opened."""
+        clip on their screen, now opened. The three statements go in one round trip."""
         with self.rm.connection() as conn:
-            cur = conn.execute(
-                """UPDATE review_leases SET expires_at = now() + make_interval(secs => %s),
-                          opened = opened OR (clip_id = %s::uuid) IS TRUE
-                   WHERE reviewer = %s AND expires_at > now()""",
-                (ttl, shown, reviewer),
-            )
-            conn.execute("DELETE FROM review_leases WHERE expires_at < now() - interval '1 hour'")
-            # leases on clips decided meanwhile (by someone else: the holder's action was refused) go,
-            # so they never count against the reviewer's limit
-            conn.execute(
-                f"""DELETE FROM review_leases l USING rm_clips c
-                   WHERE l.reviewer = %s AND c.id = l.clip_id
-                     AND (NOT c.live OR c.state NOT IN {REVIEWABLE_SQL})""",
-                (reviewer,),
-            )
+            with conn.pipeline():
+                cur = conn.execute(
+                    """UPDATE review_leases SET expires_at = now() + make_interval(secs => %s),
+                              opened = opened OR (clip_id = %s::uuid) IS TRUE
+                       WHERE reviewer = %s AND expires_at > now()""",
+                    (ttl, shown, reviewer),
+                )
+                conn.execute("DELETE FROM review_leases WHERE expires_at < now() - interval '1 hour'")
+                # leases on clips decided meanwhile (by someone else: the holder's action was refused) go,
+                # so they never count against the reviewer's limit
+                conn.execute(
+                    f"""DELETE FROM review_leases l USING rm_clips c
+                       WHERE l.reviewer = %s AND c.id = l.clip_id
+                         AND (NOT c.live OR c.state NOT IN {REVIEWABLE_SQL})""",
+                    (reviewer,),
+                )
             return cur.rowcount
 
     def leases_of(self, reviewer: str) -> list[UUID]:
@@ -147,15 +155,18 @@ class Leases:
     def release(self, clip_ids: Sequence[UUID] | None, reviewer: str) -> int:
         """Release the reviewer's leases on ``clip_ids`` (None: all of them)."""
         with self.rm.connection() as conn:
-            cur = conn.execute(
-                "DELETE FROM review_leases WHERE reviewer = %s AND (%s::uuid[] IS NULL OR clip_id = ANY(%s))",
-                (
-                    reviewer,
-                    None if clip_ids is None else list(clip_ids),
-                    None if clip_ids is None else list(clip_ids),
-                ),
-            )
-            return cur.rowcount
+            return self.send_release(conn, clip_ids, reviewer).rowcount
+
+    @staticmethod
+    def send_release(
+        conn: psycopg.Connection[Row], clip_ids: Sequence[UUID] | None, reviewer: str
+    ) -> psycopg.Cursor[Row]:
+        """Send :meth:`release`'s statement (in a pipeline: with others, in one round trip)."""
+        ids = None if clip_ids is None else list(clip_ids)
+        return conn.execute(
+            "DELETE FROM review_leases WHERE reviewer = %s AND (%s::uuid[] IS NULL OR clip_id = ANY(%s))",
+            (reviewer, ids, ids),
+        )
 
     def unavailable(self, clip_ids: Sequence[UUID], reviewer: str) -> list[UUID]:
         """Which of ``clip_ids`` no longer await review, or are on another reviewer's screen."""
@@ -169,4 +180,3 @@ class Leases:
             {"ids": list(clip_ids), "me": reviewer},
         )
         return [r["id"] for r in rows]
-

@@ -9,13 +9,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
 from domain.clip import REVIEWABLE
 from domain.errors import DomainError, short_id
-from domain.review import undo_target
 from infra.database import DatabaseAddress
 from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
+from projections import views
 from web.auth import User
 from web.dto import ActionResult, ClipView, NextClips, Sibling, Siblings, SpritePlayer
 from web.leases import Leases
@@ -35,7 +37,6 @@ REVIEW_PROJECTIONS: tuple[str, ...] = ("clips", "videos", "history")
 MAX_LEASES = 10
 #: How many of a reviewer's decisions their undo stack keeps.
 UNDO_DEPTH = 200
-
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,14 @@ class Projections:
         self.schema = schema
         self.timeout = timeout
 
-    def settle(self, names: Sequence[str] | None = REVIEW_PROJECTIONS) -> bool:
-        """Wait until ``names`` have applied every event stored so far (read-your-writes)."""
+    def settle(self, names: Sequence[str] | None = REVIEW_PROJECTIONS, position: int | None = None) -> bool:
+        """Wait until ``names`` have applied the log up to ``position`` (read-your-writes; a command's
+        own position is enough, since events are numbered in commit order), by default every event
+        stored so far."""
         from projections.runner import wait_for
 
-        position = int(self.app.recorder.max_notification_id() or 0)
+        if position is None:
+            position = int(self.app.recorder.max_notification_id() or 0)
         wanted = list(names) if names else None
         caught_up = bool(wait_for(self.address, self.schema, position, names=wanted, timeout=self.timeout))
         if not caught_up:
@@ -140,11 +144,12 @@ class Review:
     # -- reading -----------------------------------------------------------------------------------
 
     def view(self, clip_id: UUID, reviewer: str | None = None, row: Row | None = None) -> ClipView:
-        row = row or self.rm.clip(clip_id)
+        row = row or self.rm.read(views.clip_with_siblings, clip_id)
         if row is None:
             raise NotFound("clip", clip_id)
-        siblings = self.rm.live_clips(row["video_id"])
-        ids = [s["id"] for s in siblings]
+        ids = row.get("sibling_ids")
+        if ids is None:
+            ids = [s["id"] for s in self.rm.live_clips(row["video_id"])]
         index = ids.index(row["id"]) if row["id"] in ids else -1
         manifest_key = row.get("sprite_manifest") or (row.get("video_media") or {}).get("sprites")
         player = self.manifests.player(manifest_key)
@@ -216,7 +221,7 @@ class Review:
         """A bookmarked clip: leased to the reviewer (as on screen) when it awaits review and is not on
         another reviewer's screen."""
         cid = parse_id(clip_id, "clip id")
-        row = self.rm.clip(cid)
+        row = self.rm.read(views.clip_with_siblings, cid)
         if row is None:
             raise NotFound("clip", cid)
         holder = None
@@ -283,7 +288,9 @@ class Review:
             raise LeaseHeld(cid, holder)
         if action in ("merge", "group"):  # the other clip must not be on another reviewer's screen
             partner = other or self._previous(cid)
-            partner_holder = self.leases.lease_holder(partner, user.name, opened_only=True) if partner else None
+            partner_holder = (
+                self.leases.lease_holder(partner, user.name, opened_only=True) if partner else None
+            )
             if partner is not None and partner_holder is not None:
                 raise LeaseHeld(partner, partner_holder)
         if action == "undo":
@@ -293,13 +300,15 @@ class Review:
             raise ValueError(f"unknown action {action!r}")
         done = decide(self, Decision(cid, other, user.actor, frame, seen))
         message = done.message
-        self._push(user, cid, action)
-        for new_id in done.new_ids:  # the reviewer reviews what they just made
-            self.leases.take_lease(new_id, user.name, self.lease_ttl)
+        position = self.heaters.saved_position()
+        with self.rm.connection() as conn, conn.pipeline():  # one round trip
+            self._push(conn, user, cid, action)
+            for new_id in done.new_ids:  # the reviewer reviews what they just made
+                Leases.send_take_lease(conn, new_id, user.name, self.lease_ttl)
         # Release the lease only once the read models show the decision: released earlier, another
         # reviewer's next-clip query could still see the clip as pending and take it.
-        caught_up = self.projections.settle()
-        self.leases.release([cid], user.name)
+        caught_up = self.projections.settle(position=position)
+        pending = self._release_and_count(user, [cid])
         if not caught_up:
             message += LATE_NOTE
         log.info("%s: %s on clip %s", user.name, action, cid)
@@ -308,7 +317,7 @@ class Review:
             action=action,
             clip_id=str(cid),
             message=message,
-            pending=self.rm.pending_count(),
+            pending=pending,
             caught_up=caught_up,
             new_clip_ids=[str(i) for i in done.new_ids],
             other_clip_id=str(done.other_id) if done.other_id else None,
@@ -336,34 +345,43 @@ class Review:
         return Decided(f"Split clip {short_id(d.clip_id)} at frame {d.frame}", new_ids=new_ids)
 
     def _merge(self, d: Decision) -> Decided:
-        merged_id = self.heaters.merge(d.clip_id, d.other, d.actor, seen=d.seen)
+        merged_id, other_id = self.heaters.merge_pair(d.clip_id, d.other, d.actor, seen=d.seen)
         partner = f"clip {short_id(d.other)}" if d.other else "the previous clip"
-        merged = self.heaters.get_clip(d.clip_id).last_decision or {}
         return Decided(
             f"Merged clip {short_id(d.clip_id)} with {partner} into clip {short_id(merged_id)}",
             new_ids=[merged_id],
-            removed=[merged["with_clip_id"]] if merged.get("kind") == "merge" else [],
+            removed=[other_id],
         )
 
     def _group(self, d: Decision) -> Decided:
         other_id = self.heaters.group(d.clip_id, d.other, d.actor, seen=d.seen)
-        return Decided(f"Grouped clip {short_id(d.clip_id)} with clip {short_id(other_id)}", other_id=other_id)
+        return Decided(
+            f"Grouped clip {short_id(d.clip_id)} with clip {short_id(other_id)}", other_id=other_id
+        )
 
     # -- undo: each reviewer's own decisions, newest first -----------------------------------------
 
-    def _push(self, user: User, clip_id: UUID, action: str) -> None:
-        """Put a decision on the reviewer's undo stack (the newest ``UNDO_DEPTH`` are kept)."""
+    @staticmethod
+    def _push(conn: psycopg.Connection[Row], user: User, clip_id: UUID, action: str) -> None:
+        """Put a decision on the reviewer's undo stack (the newest ``UNDO_DEPTH`` are kept), in one
+        statement: the DELETE does not see the row the INSERT adds, so it keeps ``UNDO_DEPTH - 1``."""
+        conn.execute(
+            """WITH pushed AS (
+                   INSERT INTO review_undo (reviewer, clip_id, action) VALUES (%(me)s, %(clip)s, %(action)s))
+               DELETE FROM review_undo WHERE reviewer = %(me)s AND id <= (
+                   SELECT id FROM review_undo WHERE reviewer = %(me)s ORDER BY id DESC
+                   OFFSET %(depth)s LIMIT 1)""",
+            {"me": user.name, "clip": clip_id, "action": action, "depth": UNDO_DEPTH - 1},
+        )
+
+    def _release_and_count(self, user: User, clip_ids: Sequence[UUID]) -> int:
+        """Release the reviewer's leases on ``clip_ids`` and count the clips pending review, in one
+        round trip."""
         with self.rm.connection() as conn:
-            conn.execute(
-                "INSERT INTO review_undo (reviewer, clip_id, action) VALUES (%s, %s, %s)",
-                (user.name, clip_id, action),
-            )
-            conn.execute(
-                """DELETE FROM review_undo WHERE reviewer = %(me)s AND id <= (
-                       SELECT id FROM review_undo WHERE reviewer = %(me)s ORDER BY id DESC
-                       OFFSET %(depth)s LIMIT 1)""",
-                {"me": user.name, "depth": UNDO_DEPTH},
-            )
+            with conn.pipeline():
+                Leases.send_release(conn, clip_ids, user.name)
+                pending = views.pending_count(conn)
+            return pending
 
     def undo_last(self, user: User) -> ActionResult:
         """Undo the reviewer's last decision that still stands (from any tab or session): their undo
@@ -389,28 +407,29 @@ class Review:
 
     def _undo(self, user: User, cid: UUID, entry: int | None = None) -> ActionResult:
         """Undo the last decision on ``cid``: the reviewer's own; ops may undo anyone's."""
-        before = self.heaters.get_clip(cid)
-        target = before if before.last_decision else self.heaters.get_clip(undo_target(before))
-        decision = target.last_decision or {}
-        undone = self.heaters.undo(cid, user.actor, any_author=user.role == "ops")
-        if entry is not None:
-            self._drop(entry)
-        back = [target.id]  # the clip the undone decision was made on: the page shows it again
-        self.leases.take_lease(target.id, user.name, self.lease_ttl)
+        done = self.heaters.undo_decision(cid, user.actor, any_author=user.role == "ops")
+        undone, decision, target_id = done.kind, done.decision, done.clip_id
+        position = self.heaters.saved_position()
+        with self.rm.connection() as conn, conn.pipeline():  # one round trip
+            if entry is not None:
+                conn.execute("DELETE FROM review_undo WHERE id = %s", (entry,))
+            # the clip the undone decision was made on: the page shows it again
+            Leases.send_take_lease(conn, target_id, user.name, self.lease_ttl)
+        back = [target_id]
         removed = list(decision.get("into") or []) if undone == "split" else []
         if undone == "merge":
             removed = [decision["into"]]
-        caught_up = self.projections.settle()
+        caught_up = self.projections.settle(position=position)
         author = str(decision.get("by") or "")
         whose = "" if author == user.actor else f" (made by {author.removeprefix('user:')})"
-        log.info("%s: undo of %s on clip %s%s", user.name, undone, target.id, whose)
+        log.info("%s: undo of %s on clip %s%s", user.name, undone, target_id, whose)
         REVIEW_ACTIONS.labels("undo").inc()
-        message = f"Undid the {undone} of clip {short_id(target.id)}{whose}"
+        message = f"Undid the {undone} of clip {short_id(target_id)}{whose}"
         if not caught_up:
             message += LATE_NOTE
         return ActionResult(
             action="undo",
-            clip_id=str(target.id),
+            clip_id=str(target_id),
             message=message,
             pending=self.rm.pending_count(),
             caught_up=caught_up,
