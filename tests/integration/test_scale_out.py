@@ -16,12 +16,13 @@ import httpx
 import pytest
 from psycopg import sql
 
+from bench.harness import free_port
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
 from projections.runner import catch_up
 from tests.integration.fleet import Fleet, answers, fleet_env, wait_for
 from tests.integration.pipeline_support import known_cuts_video
-from tests.integration.redis_server import OwnRedis, free_port
+from tests.integration.redis_server import OwnRedis
 from tests.security.web_support import PASSWORD, login
 from web.auth import add_user
 
