@@ -52,3 +52,15 @@ def clipped_video(
 def live_layout(app: HeatersApplication, video_id: UUID) -> list[tuple[int, int, UUID]]:
     return [(s.start, s.end, s.clip_id) for s in app.get_video(video_id).layout]
 
+
+def assert_replay_rebuilds(app: HeatersApplication, aggregate_id: UUID, live: object) -> None:
+    """Replaying the aggregate's stored events (each one mutating what the ones before built) gives
+    ``live`` again, its version and its creation and modification times included."""
+    events = list(app.events.get(aggregate_id))
+    replayed = None
+    for event in events:
+        replayed = event.mutate(replayed)  # type: ignore[attr-defined]
+    assert replayed == live
+    assert replayed.version == len(events)
+    assert replayed.created_on == events[0].timestamp  # type: ignore[attr-defined]
+    assert replayed.modified_on == events[-1].timestamp  # type: ignore[attr-defined]

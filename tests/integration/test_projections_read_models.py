@@ -41,6 +41,14 @@ def video_counts(address: DatabaseAddress, schema: str, video_id: UUID) -> tuple
     return clip_count, pending_count
 
 
+def live_clips(
+    address: DatabaseAddress, schema: str, video_id: UUID, columns: str = "id"
+) -> list[tuple[Any, ...]]:
+    """``columns`` of the video's live clips in ``rm_clips``, in frame order."""
+    query = f"SELECT {columns} FROM rm_clips WHERE video_id = %s AND live ORDER BY start_frame"
+    return rows(address, schema, query, video_id)
+
+
 def stats(address: DatabaseAddress, schema: str) -> dict[tuple[str, str], int]:
     return {(k, s): n for k, s, n in rows(address, schema, "SELECT kind, state, count FROM rm_stage_stats")}
 
@@ -66,12 +74,7 @@ def test_video_and_clips_after_shots(
     assert set(media) == {"source", "proxy", "sprites"}
     assert all(s["status"] == "done" for s in stages.values())
     assert video_counts(pg_address, pg_schema, video_id) == (3, 3)
-    live = rows(
-        pg_address,
-        pg_schema,
-        "SELECT id, start_frame, end_frame, state, origin FROM rm_clips WHERE video_id = %s AND live ORDER BY start_frame",
-        video_id,
-    )
+    live = live_clips(pg_address, pg_schema, video_id, "id, start_frame, end_frame, state, origin")
     assert live == [
         (clip_ids[0], 0, 100, "pending_review", "shots"),
         (clip_ids[1], 100, 200, "pending_review", "shots"),
@@ -140,12 +143,7 @@ def test_review_decisions_split_merge_group_and_undo(
     )
     assert clip_row(pg_address, pg_schema, left)["state"] == "retired"
     assert video_counts(pg_address, pg_schema, video_id) == (3, 1)
-    live = rows(
-        pg_address,
-        pg_schema,
-        "SELECT id FROM rm_clips WHERE video_id = %s AND live ORDER BY start_frame",
-        video_id,
-    )
+    live = live_clips(pg_address, pg_schema, video_id)
     assert [r[0] for r in live] == [a, b, c]
     s = stats(pg_address, pg_schema)
     assert s[("clip", "approved")] == 1 and s[("clip", "skipped")] == 1 and s[("clip", "pending_review")] == 1
