@@ -26,8 +26,6 @@ taken away).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import platform
@@ -43,6 +41,7 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
+from bench.harness import arguments, write_report
 from infra.clip_embedder import ClipEmbedder
 from infra.config import Settings
 
@@ -301,9 +300,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
     parser.add_argument("--images", type=int, default=96, help="number of keyframes (default 96)")
     parser.add_argument("--model", default="ViT-B-32", help="open_clip architecture (random weights)")
@@ -338,9 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fastest end-to-end variant: {report['best_end_to_end']}")
     load = report["machine"]["load_average_1m_before_after"]
     print(f"1-min load average before/after: {load[0]} / {load[1]} on {os.cpu_count()} CPUs")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ machine, client and server not overlapping): on this shared machine wall-clock f
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
+from bench.harness import arguments, write_report
 from commands.service import HeatersApplication
 from domain.clip import Clip
 from infra.database import embedded_postgres, eventsourcing_env
@@ -206,9 +206,7 @@ def report(now: dict[str, Any], baseline: dict[str, Any] | None, es: dict[str, A
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--es-events", type=int, default=2_000, help="0: skip eventsourcing's runner")
     parser.add_argument(
@@ -226,9 +224,7 @@ def main() -> None:
     es = measure_eventsourcing(args.events, args.es_events) if args.es_events else None
     results = {"now": now, "baseline": baseline, "eventsourcing_runner_history": es, "target_rate": TARGET}
     print(report(now, baseline, es))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    write_report(args.out, results)
 
 
 if __name__ == "__main__":

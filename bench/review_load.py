@@ -20,13 +20,10 @@ the same action through the application service directly (no HTTP, no read model
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
 import multiprocessing.queues
 import os
 import random
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -40,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
+from bench.harness import arguments, serve, write_report
 from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env
@@ -188,12 +185,6 @@ class Tally:
                 self.errors.append(f"{action}: {detail}")
             elif outcome in ("conflict", "refused") and len(self.refusals) < 200:
                 self.refusals.append(f"{action} {outcome}: {detail}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fill_queue(app: HeatersApplication, videos: int, clips_per_video: int) -> None:
@@ -533,47 +524,38 @@ def _run(
         daemon_process.start()
     else:
         daemon.start()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    events_before = app.recorder.max_notification_id() or 0
-    # The reviewers run in another process, so that they do not share the server's interpreter lock.
-    results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
-    clients = context.Process(
-        target=_reviewers, args=(f"http://127.0.0.1:{port}", names, seconds, rate, results)
-    )
-    load_before = os.getloadavg()
-    clients.start()
-    results.get(timeout=300)  # the reviewers are logged in: the measured time starts
-    statements.reset()
-    daemon_pid = daemon_process.pid if daemon_process is not None else None
-    cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]), _process_cpu(daemon_pid))
-    spy = None
-    if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
-        spy = subprocess.Popen(
-            [py_spy, "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", "50",
-             "--nonblocking", "--gil", "--format", "raw", "--output", str(out.with_suffix(".py-spy.txt"))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-    tally = Tally.from_dict(results.get(timeout=seconds + 120))
-    cpu = {
-        "postgres": _postgres_cpu(tmp) - cpu_before[0],
-        "web process": sum(os.times()[:2]) - cpu_before[1],
-        "reviewers (clients)": float(tally.client_cpu),
-    }
-    if daemon_pid is not None:
-        cpu["daemon process"] = _process_cpu(daemon_pid) - cpu_before[2]
-    statements.uninstall()
-    load_after = os.getloadavg()
-    clients.join(30)
-    if spy is not None:
-        spy.wait(60)
-    untime()
-    server.should_exit = True
-    thread.join(10)
+    with serve(web) as base:
+        events_before = app.recorder.max_notification_id() or 0
+        # The reviewers run in another process, so that they do not share the server's interpreter lock.
+        results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
+        clients = context.Process(target=_reviewers, args=(base, names, seconds, rate, results))
+        load_before = os.getloadavg()
+        clients.start()
+        results.get(timeout=300)  # the reviewers are logged in: the measured time starts
+        statements.reset()
+        daemon_pid = daemon_process.pid if daemon_process is not None else None
+        cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]), _process_cpu(daemon_pid))
+        spy = None
+        if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
+            spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", "50",
+                 "--nonblocking", "--gil", "--format", "raw", "--output", str(out.with_suffix(".py-spy.txt"))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        tally = Tally.from_dict(results.get(timeout=seconds + 120))
+        cpu = {
+            "postgres": _postgres_cpu(tmp) - cpu_before[0],
+            "web process": sum(os.times()[:2]) - cpu_before[1],
+            "reviewers (clients)": float(tally.client_cpu),
+        }
+        if daemon_pid is not None:
+            cpu["daemon process"] = _process_cpu(daemon_pid) - cpu_before[2]
+        statements.uninstall()
+        load_after = os.getloadavg()
+        clients.join(30)
+        if spy is not None:
+            spy.wait(60)
+        untime()
     daemon.stop()
     if daemon_process is not None:
         stop_daemon.set()
@@ -663,15 +645,12 @@ def _run(
         "cpu_seconds": cpu,
         "profile": profile_rows,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report)
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__)
     parser.add_argument("--reviewers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/review_load.json"))

@@ -17,7 +17,6 @@ the same float32 vectors. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
+from bench.harness import arguments, write_report
 from infra.database import connect, embedded_postgres
 from infra.schema import prepare_schema
 from projections import similarity
@@ -314,9 +314,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dimension", type=int, default=512)
     parser.add_argument("--queries", type=int, default=200)
@@ -352,9 +350,7 @@ def main() -> None:
         )
     if result["exact_scan_p50_ms"] is not None:
         print(f"exact scan (index scans off), p50: {result['exact_scan_p50_ms']} ms")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    write_report(args.out, result)
 
 
 if __name__ == "__main__":

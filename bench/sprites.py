@@ -16,13 +16,9 @@ holding the clip's first frame has arrived (``responseEnd``), best and median of
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
+from bench.harness import arguments, load_average, serve, write_report
 from bench.pipeline import SOURCES, ensure_video
 from commands.service import HeatersApplication
 from infra.config import Settings
@@ -79,12 +74,6 @@ class Result:
     first_frame_ms_all: list[float]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _review_site(tmp: Path) -> Iterator[tuple[str, HeatersApplication, DatabaseAddress, LocalObjectStorage]]:
     with embedded_postgres(tmp / "pg") as address:
@@ -95,21 +84,10 @@ def _review_site(tmp: Path) -> Iterator[tuple[str, HeatersApplication, DatabaseA
         add_user(address, SCHEMA, "rita", "reviewer", PASSWORD)
         daemon = ProjectionDaemon(address, SCHEMA)
         daemon.start()
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings, app, address, storage), host="127.0.0.1", port=port, log_level="warning"
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
         try:
-            yield f"http://127.0.0.1:{port}", app, address, storage
+            with serve(create_app(settings, app, address, storage)) as base:
+                yield base, app, address, storage
         finally:
-            server.should_exit = True
-            thread.join(10)
             daemon.stop()
             app.close()
 
@@ -210,16 +188,14 @@ def run(seconds: float, loads: int, mbit: float, rtt_ms: float, corpus: Path) ->
         "source_seconds": truth.frame_count / truth.fps,
         "link": {"mbit_per_s": mbit, "rtt_ms": rtt_ms, "cache": "cleared before each load"},
         "loads": loads,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": load_average(),
         "cpus": os.cpu_count(),
         "results": [asdict(r) for r in results],
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="source length (the pipeline corpus's)")
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--mbit", type=float, default=25.0, help="throttled download rate, Mbit/s")
@@ -237,9 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['first_sheet_bytes'] / 1e3:8.0f} {r['first_frame_ms_best']:12.0f} {r['first_frame_ms_median']:7.0f}"
         )
     print(f"link {args.mbit} Mbit/s, RTT {args.rtt_ms} ms; load average {report['load_average']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

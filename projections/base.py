@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -262,6 +262,28 @@ def insert_from_json(table: str, columns: Sequence[str], conflict: sql.Composabl
     ).format(table=sql.Identifier(table), cols=cols, conflict=conflict)
 
 
+T = TypeVar("T")
+
+
+class BatchList(list[T]):
+    """What a projection collects over a batch for its ``flush`` (statements to run, counts to add),
+    kept per event like a :class:`RowCache`: the runner brackets each event with :meth:`begin` and
+    :meth:`commit` / :meth:`rollback`, so an event whose handler raises leaves nothing here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._mark = 0
+
+    def begin(self) -> None:
+        self._mark = len(self)
+
+    def commit(self) -> None:
+        self._mark = len(self)
+
+    def rollback(self) -> None:
+        del self[self._mark :]
+
+
 class Projection(ABC):
     """A read model built from the event log.
 
@@ -283,7 +305,9 @@ class Projection(ABC):
         self.suffix = suffix
         #: During a rebuild, indexes that are slow to maintain row by row are created at the end.
         self.defer_indexes = bool(suffix)
-        self.caches: list[RowCache] = []
+        #: What the runner brackets per event and clears per batch.
+        self.caches: list[RowCache | BatchList[Any]] = []
+        self._handlers: dict[str, Callable[[EventRecord], None]] = {}
 
     # -- tables ------------------------------------------------------------------------------------
 
@@ -345,9 +369,9 @@ class Projection(ABC):
         if handler is not None:
             handler(record)
 
-    @abstractmethod
     def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
-        """Topic → handler."""
+        """Topic → handler: what a projection fills ``self._handlers`` with."""
+        return self._handlers
 
     @abstractmethod
     def flush(self, cur: Cursor) -> None:

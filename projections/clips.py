@@ -3,7 +3,7 @@ review state, group links, pipeline results and failures."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from domain.clip import UNAPPROVING, Clip, clip_state_after
@@ -58,7 +58,7 @@ class ClipsProjection(Projection):
         super().__init__(suffix)
         self.rows = RowCache(self.table("rm_clips"), "id", COLUMNS)
         self.caches = [self.rows]
-        self._handlers: dict[str, Callable[[EventRecord], None]] = {Clip.Created.TOPIC: self._created}
+        self._handlers = {Clip.Created.TOPIC: self._created}
         for topic in (
             *CLIP_STATE_TOPICS,
             *CLIP_STAGE_TOPICS,
@@ -67,9 +67,6 @@ class ClipsProjection(Projection):
             Clip.MediaPurged.TOPIC,
         ):
             self._handlers[topic] = self._changed
-
-    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
-        return self._handlers
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
         self.rows.load(cur, {e.originator_id for e in events if e.topic in self._handlers})

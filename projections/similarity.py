@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
@@ -29,7 +29,7 @@ from psycopg.pq import Format
 from domain.clip import UNAPPROVING, Clip
 from domain.stages import Decision
 from domain.vectors import decode_raw, packed_bytes
-from projections.base import Cursor, EventRecord, Projection, RowCache
+from projections.base import BatchList, Cursor, EventRecord, Projection, RowCache
 
 CLIP_VIDEO_DDL = """
     CREATE TABLE IF NOT EXISTS {t} (
@@ -110,11 +110,10 @@ class SimilarityProjection(Projection):
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
         self.clip_video = RowCache(self.table("rm_embeddings_clip_video"), "clip_id", ("clip_id", "video_id"))
-        self.caches = [self.clip_video]
-        self.ops: list[Op] = []
-        self._mark = 0
+        self.ops: BatchList[Op] = BatchList()
+        self.caches = [self.clip_video, self.ops]
         self._indexed: set[int] = set()
-        self._handlers: dict[str, Callable[[EventRecord], None]] = {
+        self._handlers = {
             Clip.Created.TOPIC: self._created,
             Clip.Embedded.TOPIC: self._embedded,
             Clip.Split.TOPIC: self._retired,
@@ -122,21 +121,6 @@ class SimilarityProjection(Projection):
             Clip.Retired.TOPIC: self._retired,
             Clip.DecisionUndone.TOPIC: self._undone,
         }
-
-    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
-        return self._handlers
-
-    def reset(self) -> None:
-        super().reset()
-        self.ops.clear()
-
-    def begin_event(self) -> None:
-        super().begin_event()
-        self._mark = len(self.ops)
-
-    def rollback_event(self) -> None:
-        super().rollback_event()
-        del self.ops[self._mark :]
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
         self.clip_video.load(cur, {e.originator_id for e in events if e.topic == Clip.Embedded.TOPIC})

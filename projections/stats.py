@@ -13,7 +13,7 @@ and clip's state and stage progress so counters can be moved from its old to its
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from domain.clip import Clip, clip_state_after
 from domain.stages import ClipState, StageMove, StageStatus
 from domain.video import Video
-from projections.base import Cursor, EventRecord, Projection, RowCache
+from projections.base import BatchList, Cursor, EventRecord, Projection, RowCache
 from projections.lifecycle import (
     CLIP_STAGE_TOPICS,
     CLIP_STATE_TOPICS,
@@ -64,10 +64,9 @@ class StatsProjection(Projection):
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
         self.members = RowCache(self.table("rm_stage_stats_members"), "id", ("id", "kind", "state", "stages"))
-        self.caches = [self.members]
-        self.failures: list[tuple[str, str]] = []
-        self._mark = 0
-        self._handlers: dict[str, Callable[[EventRecord], None]] = {
+        self.failures: BatchList[tuple[str, str]] = BatchList()
+        self.caches = [self.members, self.failures]
+        self._handlers = {
             Video.Created.TOPIC: self._video_created,
             Clip.Created.TOPIC: self._clip_created,
         }
@@ -75,21 +74,6 @@ class StatsProjection(Projection):
             self._handlers[topic] = self._video_changed
         for topic in _CLIP_TOPICS:
             self._handlers[topic] = self._clip_changed
-
-    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
-        return self._handlers
-
-    def reset(self) -> None:
-        super().reset()
-        self.failures.clear()
-
-    def begin_event(self) -> None:
-        super().begin_event()
-        self._mark = len(self.failures)
-
-    def rollback_event(self) -> None:
-        super().rollback_event()
-        del self.failures[self._mark :]
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
         self.members.load(cur, {e.originator_id for e in events if e.topic in self._handlers})

@@ -9,7 +9,7 @@ pending-ness changed moves its video's counters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from domain.clip import Clip, clip_state_after
@@ -77,7 +77,7 @@ class VideosProjection(Projection):
         self.videos = RowCache(self.table("rm_videos"), "id", COLUMNS)
         self.clips = RowCache(self.table("rm_videos_clip_state"), "clip_id", ("clip_id", "video_id", "state"))
         self.caches = [self.videos, self.clips]
-        self._handlers: dict[str, Callable[[EventRecord], None]] = {
+        self._handlers = {
             Video.Created.TOPIC: self._submitted,
             Video.LayoutChanged.TOPIC: self._video_changed,
             Clip.Created.TOPIC: self._clip_created,
@@ -86,9 +86,6 @@ class VideosProjection(Projection):
             self._handlers[topic] = self._video_changed
         for topic in CLIP_STATE_TOPICS:
             self._handlers[topic] = self._clip_changed
-
-    def handlers(self) -> Mapping[str, Callable[[EventRecord], None]]:
-        return self._handlers
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
         clip_ids = {e.originator_id for e in events if e.topic in CLIP_STATE_TOPICS}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from commands.errors import parse_id
@@ -45,6 +47,45 @@ def _caught_up_header(response: Response[Any]) -> Response[Any]:
     if isinstance(response.content, ActionResult):
         response.headers[CAUGHT_UP_HEADER] = "true" if response.content.caught_up else "false"
     return response
+
+
+def _decision_route(action: str, doc: str, handler: Callable[..., ActionResult]) -> HTTPRouteHandler:
+    handler.__name__ = handler.__qualname__ = action  # the operation's summary in the OpenAPI schema
+    handler.__doc__ = doc
+    return post(f"/clips/{{clip_id:str}}/{action}", guards=[REVIEW], status_code=200, sync_to_thread=True)(
+        handler
+    )
+
+
+def _decision(action: str, doc: str) -> HTTPRouteHandler:
+    """``POST /api/clips/{clip_id}/{action}``: a decision on the clip alone (a ``DecisionBody``)."""
+
+    def decide(
+        self: Controller,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[DecisionBody | None] = None,
+    ) -> ActionResult:
+        return review.act(user, clip_id, action, seen=data.seen if data else None)
+
+    return _decision_route(action, doc, decide)
+
+
+def _decision_with(action: str, doc: str) -> HTTPRouteHandler:
+    """``POST /api/clips/{clip_id}/{action}``: a decision on the clip and another (a ``TargetBody``)."""
+
+    def decide(
+        self: Controller,
+        review: NamedDependency[Review],
+        user: NamedDependency[User],
+        clip_id: FromPath[str],
+        data: JSONBody[TargetBody | None] = None,
+    ) -> ActionResult:
+        target = data or TargetBody()
+        return review.act(user, clip_id, action, with_clip_id=target.with_clip_id, seen=target.seen)
+
+    return _decision_route(action, doc, decide)
 
 
 @dataclass
@@ -138,37 +179,11 @@ class ReviewApi(Controller):
         """The live clips of the clip's video, in frame order, with sprite thumbnails (ID mode)."""
         return review.siblings(clip_id)
 
-    @post("/clips/{clip_id:str}/approve", guards=[REVIEW], status_code=200, sync_to_thread=True)
-    def approve(
-        self,
-        review: NamedDependency[Review],
-        user: NamedDependency[User],
-        clip_id: FromPath[str],
-        data: JSONBody[DecisionBody | None] = None,
-    ) -> ActionResult:
-        """Approve the clip (``seen``: the version on screen; a clip changed since is refused)."""
-        return review.act(user, clip_id, "approve", seen=data.seen if data else None)
-
-    @post("/clips/{clip_id:str}/skip", guards=[REVIEW], status_code=200, sync_to_thread=True)
-    def skip(
-        self,
-        review: NamedDependency[Review],
-        user: NamedDependency[User],
-        clip_id: FromPath[str],
-        data: JSONBody[DecisionBody | None] = None,
-    ) -> ActionResult:
-        """Skip the clip: it comes back after the clips pending review."""
-        return review.act(user, clip_id, "skip", seen=data.seen if data else None)
-
-    @post("/clips/{clip_id:str}/archive", guards=[REVIEW], status_code=200, sync_to_thread=True)
-    def archive(
-        self,
-        review: NamedDependency[Review],
-        user: NamedDependency[User],
-        clip_id: FromPath[str],
-        data: JSONBody[DecisionBody | None] = None,
-    ) -> ActionResult:
-        return review.act(user, clip_id, "archive", seen=data.seen if data else None)
+    approve = _decision(
+        "approve", "Approve the clip (``seen``: the version on screen; a clip changed since is refused)."
+    )
+    skip = _decision("skip", "Skip the clip: it comes back after the clips pending review.")
+    archive = _decision("archive", "Archive the clip: it leaves the review queue for good.")
 
     @post("/clips/{clip_id:str}/undo", guards=[REVIEW], status_code=200, sync_to_thread=True)
     def undo(
@@ -189,34 +204,14 @@ class ReviewApi(Controller):
         """Split at ``frame``: the first source frame of the right-hand clip."""
         return review.act(user, clip_id, "split", frame=data.frame, seen=data.seen)
 
-    @post("/clips/{clip_id:str}/merge", guards=[REVIEW], status_code=200, sync_to_thread=True)
-    def merge(
-        self,
-        review: NamedDependency[Review],
-        user: NamedDependency[User],
-        clip_id: FromPath[str],
-        data: JSONBody[TargetBody | None] = None,
-    ) -> ActionResult:
-        """Merge with an adjacent clip (by default the previous one); both must await review."""
-        return review.act(
-            user, clip_id, "merge", with_clip_id=data.with_clip_id if data else None,
-            seen=data.seen if data else None,
-        )  # fmt: skip
-
-    @post("/clips/{clip_id:str}/group", guards=[REVIEW], status_code=200, sync_to_thread=True)
-    def group(
-        self,
-        review: NamedDependency[Review],
-        user: NamedDependency[User],
-        clip_id: FromPath[str],
-        data: JSONBody[TargetBody | None] = None,
-    ) -> ActionResult:
-        """Approve as grouped with another clip of the same video (by default the previous one), pending
-        review or approved."""
-        return review.act(
-            user, clip_id, "group", with_clip_id=data.with_clip_id if data else None,
-            seen=data.seen if data else None,
-        )  # fmt: skip
+    merge = _decision_with(
+        "merge", "Merge with an adjacent clip (by default the previous one); both must await review."
+    )
+    group = _decision_with(
+        "group",
+        "Approve as grouped with another clip of the same video (by default the previous one), pending "
+        "review or approved.",
+    )
 
 
 class SearchApi(Controller):
@@ -275,14 +270,4 @@ class OpsApi(Controller):
     ) -> RebuildResult:
         """Rebuild one projection's read models from the whole log (swapped in when caught up)."""
         detail = ops.rebuild(projections, user, name)
-        return RebuildResult(name=name, message=f"projection {name} rebuilt", detail=_plain(detail))
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
+        return RebuildResult(name=name, message=f"projection {name} rebuilt", detail=detail)

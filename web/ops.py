@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from projections.schema import PROJECTION_TABLES
@@ -24,9 +24,10 @@ def retry(projections: Projections, ident: UUID, user: User) -> tuple[str, bool]
     return done, projections.settle(None)
 
 
-def rebuild(projections: Projections, user: User, name: str) -> Any:
-    """Rebuild one projection's read models from the whole log; returns the rebuild's details."""
+def rebuild(projections: Projections, user: User, name: str) -> int:
+    """Rebuild one projection's read models from the whole log; returns the log position they were
+    swapped in at."""
     if name not in PROJECTION_TABLES:
         raise ValueError(f"no projection named {name!r}; known: {', '.join(sorted(PROJECTION_TABLES))}")
     log.info("%s rebuilds projection %s", user.name, name)
-    return projections.rebuild(name)
+    return int(projections.rebuild(name))

@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -230,8 +229,49 @@ def _time_default(events: list[dict[str, Any]]) -> str:
     return str(at.astimezone(UTC).replace(microsecond=0).isoformat())
 
 
+def _history_page(
+    request: Request[Any, Any, Any],
+    rm: ReadModels,
+    heaters: HeatersApplication,
+    kind: str,
+    ident_text: str,
+    as_of: int | None,
+    as_of_time: str | None,
+) -> Template:
+    """Every event of the video or clip, and its state as of a version or a time when one is asked."""
+    ident = parse_id(ident_text, f"{kind} id")
+    row = rm.video(ident) if kind == "video" else rm.clip(ident)
+    if row is None:
+        raise NotFound(kind, ident)
+    events = [
+        {**e, "payload_text": json.dumps(e["payload"], indent=1, sort_keys=True, default=jsonable)}
+        for e in rm.history(ident)
+    ]
+    when: datetime | None = None
+    if as_of_time and as_of_time.strip():
+        if as_of is not None:
+            raise ValueError("give as_of (a version) or as_of_time (a time), not both")
+        try:
+            when = parse_time(as_of_time)
+        except ValueError as error:
+            raise ValueError(f"as_of_time: {error}") from None
+        try:
+            as_of = heaters.version_at(ident, when)
+        except DomainError as error:  # before the aggregate existed: a bad time for it
+            raise ValueError(f"bad as_of_time: {error}") from None
+    state_rows = _state_rows(heaters.state_at(ident, as_of)) if as_of is not None else None
+    return page(
+        request, rm, "history.html",
+        kind=kind, ident=str(ident), row=row, events=events, as_of=as_of, state_rows=state_rows,
+        as_of_time=when.isoformat() if when else None,
+        time_value=when.isoformat() if when else _time_default(events),
+        clips=rm.live_clips(ident) if kind == "video" else [],
+    )  # fmt: skip
+
+
 class AuditPages(Controller):
-    """History pages: auditors (and ops) read everything; reviewers read the history of clips."""
+    """History pages: auditors (and ops) read everything; reviewers read the history of clips. Each
+    shows every event; ``?as_of=VERSION`` or ``?as_of_time=ISO-8601`` also shows the state then."""
 
     @get("/videos", guards=[require("auditor")], sync_to_thread=True)
     def videos(self, request: Request[Any, Any, Any], rm: NamedDependency[ReadModels]) -> Template:
@@ -247,14 +287,7 @@ class AuditPages(Controller):
         as_of: FromQuery[int | None] = None,
         as_of_time: FromQuery[str | None] = None,
     ) -> Template:
-        """Every event of a video; ``?as_of=VERSION`` or ``?as_of_time=ISO-8601`` also shows its state
-        then."""
-        vid = parse_id(video_id, "video id")
-        row = rm.video(vid)
-        if row is None:
-            raise NotFound("video", vid)
-        clips = rm.live_clips(vid)
-        return self._history(request, rm, heaters, "video", vid, row, as_of, as_of_time, clips=clips)
+        return _history_page(request, rm, heaters, "video", video_id, as_of, as_of_time)
 
     @get("/clips/{clip_id:str}/history", guards=[require("auditor", "reviewer")], sync_to_thread=True)
     def clip_history(
@@ -266,50 +299,7 @@ class AuditPages(Controller):
         as_of: FromQuery[int | None] = None,
         as_of_time: FromQuery[str | None] = None,
     ) -> Template:
-        """Every event of a clip; ``?as_of=VERSION`` or ``?as_of_time=ISO-8601`` also shows its state
-        then."""
-        cid = parse_id(clip_id, "clip id")
-        row = rm.clip(cid)
-        if row is None:
-            raise NotFound("clip", cid)
-        return self._history(request, rm, heaters, "clip", cid, row, as_of, as_of_time, clips=[])
-
-    @staticmethod
-    def _history(
-        request: Request[Any, Any, Any],
-        rm: NamedDependency[ReadModels],
-        heaters: NamedDependency[HeatersApplication],
-        kind: str,
-        ident: UUID,
-        row: dict[str, Any],
-        as_of: int | None,
-        as_of_time: str | None,
-        clips: list[dict[str, Any]],
-    ) -> Template:
-        events = [
-            {**e, "payload_text": json.dumps(e["payload"], indent=1, sort_keys=True, default=str)}
-            for e in rm.history(ident)
-        ]
-        when: datetime | None = None
-        if as_of_time and as_of_time.strip():
-            if as_of is not None:
-                raise ValueError("give as_of (a version) or as_of_time (a time), not both")
-            try:
-                when = parse_time(as_of_time)
-            except ValueError as error:
-                raise ValueError(f"as_of_time: {error}") from None
-            try:
-                as_of = heaters.version_at(ident, when)
-            except DomainError as error:  # before the aggregate existed: a bad time for it
-                raise ValueError(f"bad as_of_time: {error}") from None
-        state_rows = _state_rows(heaters.state_at(ident, as_of)) if as_of is not None else None
-        return page(
-            request, rm, "history.html",
-            kind=kind, ident=str(ident), row=row, events=events, as_of=as_of, state_rows=state_rows,
-            as_of_time=when.isoformat() if when else None,
-            time_value=when.isoformat() if when else _time_default(events),
-            clips=clips,
-        )  # fmt: skip
+        return _history_page(request, rm, heaters, "clip", clip_id, as_of, as_of_time)
 
 
 class OpsPages(Controller):

@@ -4,269 +4,152 @@ approves and groups; the audit page then shows those events."""
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
-import uvicorn
 
 from commands.service import HeatersApplication
-from infra.config import Settings
 from infra.database import DatabaseAddress
-from infra.media.sprites import make_sprites
-from infra.object_storage import LocalObjectStorage
-from projections.runner import ProjectionDaemon
+from tests.browser.support import (
+    PASSWORD,
+    PLAYWRIGHT_EVAL,
+    chromium,
+    decide,
+    login,
+    new_page,
+    review_site,
+)
 from tests.helpers import PIPELINE
-from web.app import create_app
-from web.auth import add_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 log = logging.getLogger(__name__)
-
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "correct horse battery"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]  # fmt: skip
-
-
-#: Playwright's ``wait_for_function`` evaluates its predicate with ``eval``, which the app's CSP forbids;
-#: tests/security/test_web_browser_csp.py drives the same pages with the CSP enforced.
-PLAYWRIGHT_EVAL = True
-
-
-def _video_with_sprites(
-    app: HeatersApplication, storage: LocalObjectStorage, work: Path, cuts: Sequence[int] = (40, 70)
-) -> tuple[UUID, list[UUID]]:
-    """A real 4 s testsrc2 video (100 frames at 25 fps) with sprite sheets, clipped at ``cuts``."""
-    import imageio_ffmpeg
-
-    src = work / "testsrc.mp4"
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
-            "-i", "testsrc2=size=320x240:rate=25:duration=4", "-pix_fmt", "yuv420p", "-c:v", "libx264",
-            "-g", "1", str(src),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    video_id = app.submit(str(src), "user:tester")
-    prefix = f"videos/{video_id}/sprites"
-    sprites_dir = storage.root / prefix
-    manifest = make_sprites(
-        src, sprites_dir, fps=25.0, tile_width=320, columns=5, rows=5, image_format="webp"
-    )
-    attempt = app.start_video_stage(video_id, "download", PIPELINE)
-    app.record_downloaded(
-        video_id, attempt, PIPELINE, media_key=f"videos/{video_id}/source.mp4",
-        title="Test <b>pattern</b>", original_url=None, checksum="0" * 64, duration=4.0, fps=25.0,
-        frame_count=manifest.source_frame_count, width=320, height=240, codec="h264",
-    )  # fmt: skip
-    attempt = app.start_video_stage(video_id, "proxy", PIPELINE)
-    app.record_proxy(video_id, attempt, f"videos/{video_id}/proxy.mp4", 320, 240, PIPELINE)
-    attempt = app.start_video_stage(video_id, "sprites", PIPELINE)
-    app.record_sprites(video_id, attempt, f"{prefix}/manifest.json", PIPELINE)
-    attempt = app.start_video_stage(video_id, "shots", PIPELINE)
-    return video_id, app.record_shots(video_id, attempt, list(cuts), "test", {}, PIPELINE)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serve(
-    pg_address: DatabaseAddress,
-    pg_schema: str,
-    pg_app: HeatersApplication,
-    tmp_path: Path,
-    cuts: Sequence[int] = (40, 70),
-    lease_seconds: float = 45,
-) -> Iterator[tuple[str, list[UUID]]]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            "Debian's chromium is not installed: `./run test` installs it (apt-get install -y chromium)"
-        )
-    storage = LocalObjectStorage(tmp_path / "media")
-    settings = Settings(database_schema=pg_schema, home=tmp_path, media_dir=tmp_path / "media")
-    _video_id, clips = _video_with_sprites(pg_app, storage, tmp_path, cuts)
-    add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
-    add_user(pg_address, pg_schema, "rob", "reviewer", PASSWORD)
-    add_user(pg_address, pg_schema, "aldo", "auditor", PASSWORD)
-    daemon = ProjectionDaemon(pg_address, pg_schema)
-    daemon.start()
-    app = create_app(settings, pg_app, pg_address, storage, lease_seconds=lease_seconds)
-    port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", clips
-    finally:
-        uv.should_exit = True
-        thread.join(10)
-        daemon.stop()
 
 
 @pytest.fixture
 def server(
     pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
 ) -> Iterator[tuple[str, list[UUID]]]:
-    with _serve(pg_address, pg_schema, pg_app, tmp_path) as served:
+    with review_site(pg_address, pg_schema, pg_app, tmp_path) as served:
         yield served
 
 
-def _login(page: Any, base: str, name: str, target: str = "/review") -> None:
-    page.goto(f"{base}/login?next={target}")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-
-
 def test_review_with_the_keyboard(server: tuple[str, list[UUID]], tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base, clips = server
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=PLAYWRIGHT_EVAL)
-            page.set_default_timeout(10_000)
-            page.goto(f"{base}/review")
-            expect(page).to_have_url(f"{base}/login?next=%2Freview")
-            page.fill("input[name=name]", "rita")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page.locator("#clip-link")).to_have_text(str(clips[0]))
-            expect(page.locator("#clip-title")).to_have_text("Test <b>pattern</b>")  # shown as text
-            expect(page.locator("#pending-badge")).to_have_text("3")
-            player = page.locator("#player")
-            page.wait_for_function(
-                "document.getElementById('player').style.backgroundImage.includes('sheet_')"
-            )
-            page.screenshot(path=str(shots / "01-review.png"))
-            # WebP sheets, shown at the size they were rendered (320 px tiles, not upscaled)
-            assert player.evaluate("p => [p.style.width, p.style.height]") == ["320px", "240px"]
-            loaded = player.evaluate(
-                """p => new Promise(done => {
-                    const img = new Image();
-                    img.onload = () => done([img.naturalWidth, img.naturalHeight]);
-                    img.onerror = () => done(null);
-                    img.src = getComputedStyle(p).backgroundImage.slice(5, -2);
-                })"""
-            )
-            assert loaded == [1600, 1200]  # a 5x5 sheet of 320x240 tiles, decoded by the browser
-            assert ".webp" in player.evaluate("p => p.style.backgroundImage")
+    with chromium() as browser:
+        page = new_page(browser, bypass_csp=PLAYWRIGHT_EVAL)
+        page.goto(f"{base}/review")
+        expect(page).to_have_url(f"{base}/login?next=%2Freview")
+        page.fill("input[name=name]", "rita")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("#clip-link")).to_have_text(str(clips[0]))
+        expect(page.locator("#clip-title")).to_have_text("Test <b>pattern</b>")  # shown as text
+        expect(page.locator("#pending-badge")).to_have_text("3")
+        player = page.locator("#player")
+        page.wait_for_function("document.getElementById('player').style.backgroundImage.includes('sheet_')")
+        page.screenshot(path=str(shots / "01-review.png"))
+        # WebP sheets, shown at the size they were rendered (320 px tiles, not upscaled)
+        assert player.evaluate("p => [p.style.width, p.style.height]") == ["320px", "240px"]
+        loaded = player.evaluate(
+            """p => new Promise(done => {
+                const img = new Image();
+                img.onload = () => done([img.naturalWidth, img.naturalHeight]);
+                img.onerror = () => done(null);
+                img.src = getComputedStyle(p).backgroundImage.slice(5, -2);
+            })"""
+        )
+        assert loaded == [1600, 1200]  # a 5x5 sheet of 320x240 tiles, decoded by the browser
+        assert ".webp" in player.evaluate("p => p.style.backgroundImage")
 
-            # play / pause with Space, then scrub with the slider
-            page.keyboard.press("Space")
-            page.wait_for_function("Number(document.getElementById('player').dataset.frame) > 3")
-            page.keyboard.press("Space")
-            page.locator("#scrub").fill("30")
-            expect(player).to_have_attribute("data-frame", "30")
-            expect(page.locator("#frame-counter")).to_contain_text("frame 31 / 40")
-            assert player.get_attribute("data-sheet") == "1"  # sprite 30 is on the second sheet
+        # play / pause with Space, then scrub with the slider
+        page.keyboard.press("Space")
+        page.wait_for_function("Number(document.getElementById('player').dataset.frame) > 3")
+        page.keyboard.press("Space")
+        page.locator("#scrub").fill("30")
+        expect(player).to_have_attribute("data-frame", "30")
+        expect(page.locator("#frame-counter")).to_contain_text("frame 31 / 40")
+        assert player.get_attribute("data-sheet") == "1"  # sprite 30 is on the second sheet
 
-            # split mode with the arrows: back to 15, Enter splits there
-            for _ in range(15):
-                page.keyboard.press("ArrowLeft")
-            expect(player).to_have_attribute("data-frame", "15")
-            expect(page.locator("#split-marker")).to_be_visible()
-            page.screenshot(path=str(shots / "02-split-mode.png"))
-            page.keyboard.press("Enter")
-            expect(page.locator("#flash")).to_contain_text(f"Split clip {str(clips[0])[:8]} at frame 15")
-            expect(page.locator("#clip-pos")).to_contain_text("frames 0-15")
-            left = page.locator("#clip-link").inner_text()
-            flash_box, link_box = (
-                page.locator("#flash").bounding_box(),
-                page.locator("#clip-link").bounding_box(),
-            )
-            assert flash_box and link_box
-            assert (
-                flash_box["y"] >= link_box["y"] + link_box["height"]
-                or flash_box["x"] >= link_box["x"] + link_box["width"]
-                or flash_box["x"] + flash_box["width"] <= link_box["x"]
-            ), "the flash covers the clip id"
+        # split mode with the arrows: back to 15, Enter splits there
+        for _ in range(15):
+            page.keyboard.press("ArrowLeft")
+        expect(player).to_have_attribute("data-frame", "15")
+        expect(page.locator("#split-marker")).to_be_visible()
+        page.screenshot(path=str(shots / "02-split-mode.png"))
+        page.keyboard.press("Enter")
+        expect(page.locator("#flash")).to_contain_text(f"Split clip {str(clips[0])[:8]} at frame 15")
+        expect(page.locator("#clip-pos")).to_contain_text("frames 0-15")
+        left = page.locator("#clip-link").inner_text()
+        flash_box, link_box = (
+            page.locator("#flash").bounding_box(),
+            page.locator("#clip-link").bounding_box(),
+        )
+        assert flash_box and link_box
+        assert (
+            flash_box["y"] >= link_box["y"] + link_box["height"]
+            or flash_box["x"] >= link_box["x"] + link_box["width"]
+            or flash_box["x"] + flash_box["width"] <= link_box["x"]
+        ), "the flash covers the clip id"
 
-            # skip the left part (hold S, Enter): the right part comes next
-            page.keyboard.down("s")
-            page.keyboard.press("Enter")
-            page.keyboard.up("s")
-            expect(page.locator("#clip-pos")).to_contain_text("frames 15-40")
-            right = page.locator("#clip-link").inner_text()
-            expect(page.locator("#flash")).to_contain_text(f"Skipped clip {left[:8]}")
+        # skip the left part (hold S, Enter): the right part comes next
+        decide(page, "s")
+        expect(page.locator("#clip-pos")).to_contain_text("frames 15-40")
+        right = page.locator("#clip-link").inner_text()
+        expect(page.locator("#flash")).to_contain_text(f"Skipped clip {left[:8]}")
 
-            # merge it with the previous clip, skipped so still awaiting review (hold F, Enter), then undo
-            page.keyboard.down("f")
-            page.keyboard.press("Enter")
-            page.keyboard.up("f")
-            expect(page.locator("#flash")).to_contain_text(f"Merged clip {right[:8]} with the previous clip")
-            expect(page.locator("#clip-pos")).to_contain_text("frames 0-40")
-            page.keyboard.press("Control+z")
-            expect(page.locator("#flash")).to_contain_text(f"Undid the merge of clip {right[:8]}")
-            expect(page.locator("#clip-link")).to_have_text(right)
+        # merge it with the previous clip, skipped so still awaiting review (hold F, Enter), then undo
+        decide(page, "f")
+        expect(page.locator("#flash")).to_contain_text(f"Merged clip {right[:8]} with the previous clip")
+        expect(page.locator("#clip-pos")).to_contain_text("frames 0-40")
+        page.keyboard.press("Control+z")
+        expect(page.locator("#flash")).to_contain_text(f"Undid the merge of clip {right[:8]}")
+        expect(page.locator("#clip-link")).to_have_text(right)
 
-            # approve it, then group the next clip with it
-            page.keyboard.down("a")
-            page.keyboard.press("Enter")
-            page.keyboard.up("a")
-            expect(page.locator("#clip-link")).to_have_text(str(clips[1]))
-            page.keyboard.press("Shift+Space")  # ID mode shows the sibling grid
-            expect(page.locator("#siblings .sibling")).to_have_count(4)
-            page.screenshot(path=str(shots / "03-id-mode.png"))
-            page.locator(f'#siblings .sibling[data-id="{right}"]').click()
-            expect(page.locator("#target-id")).to_have_value(right)
-            page.keyboard.down("g")
-            page.keyboard.press("Enter")
-            page.keyboard.up("g")
-            expect(page.locator("#flash")).to_contain_text(
-                f"Grouped clip {str(clips[1])[:8]} with clip {right[:8]}"
-            )
-            expect(page.locator("#clip-link")).to_have_text(str(clips[2]))
-            expect(page.locator("#pending-badge")).to_have_text("1")
-            page.screenshot(path=str(shots / "04-after-group.png"))
+        # approve it, then group the next clip with it
+        decide(page, "a")
+        expect(page.locator("#clip-link")).to_have_text(str(clips[1]))
+        page.keyboard.press("Shift+Space")  # ID mode shows the sibling grid
+        expect(page.locator("#siblings .sibling")).to_have_count(4)
+        page.screenshot(path=str(shots / "03-id-mode.png"))
+        page.locator(f'#siblings .sibling[data-id="{right}"]').click()
+        expect(page.locator("#target-id")).to_have_value(right)
+        decide(page, "g")
+        expect(page.locator("#flash")).to_contain_text(
+            f"Grouped clip {str(clips[1])[:8]} with clip {right[:8]}"
+        )
+        expect(page.locator("#clip-link")).to_have_text(str(clips[2]))
+        expect(page.locator("#pending-badge")).to_have_text("1")
+        page.screenshot(path=str(shots / "04-after-group.png"))
 
-            # the auditor sees it all
-            auditor = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=PLAYWRIGHT_EVAL)
-            auditor.goto(f"{base}/clips/{clips[0]}/history")
-            auditor.fill("input[name=name]", "aldo")
-            auditor.fill("input[name=password]", PASSWORD)
-            auditor.click("button[type=submit]")
-            expect(auditor.locator('li[data-event="Split"] .actor')).to_have_text("user:rita")
-            auditor.goto(f"{base}/clips/{right}/history")
-            for event in ("Created", "Merged", "DecisionUndone", "Approved", "GroupJoined"):
-                expect(auditor.locator(f'li[data-event="{event}"]')).to_have_count(1)
-            auditor.locator('li[data-event="Merged"] a.asof').click()
-            expect(auditor.locator(".as-of")).to_contain_text("merged")
-            auditor.screenshot(path=str(shots / "05-audit.png"), full_page=True)
-            assert left != right
-        finally:
-            browser.close()
+        # the auditor sees it all
+        auditor = new_page(browser, bypass_csp=PLAYWRIGHT_EVAL)
+        auditor.goto(f"{base}/clips/{clips[0]}/history")
+        auditor.fill("input[name=name]", "aldo")
+        auditor.fill("input[name=password]", PASSWORD)
+        auditor.click("button[type=submit]")
+        expect(auditor.locator('li[data-event="Split"] .actor')).to_have_text("user:rita")
+        auditor.goto(f"{base}/clips/{right}/history")
+        for event in ("Created", "Merged", "DecisionUndone", "Approved", "GroupJoined"):
+            expect(auditor.locator(f'li[data-event="{event}"]')).to_have_count(1)
+        auditor.locator('li[data-event="Merged"] a.asof').click()
+        expect(auditor.locator(".as-of")).to_contain_text("merged")
+        auditor.screenshot(path=str(shots / "05-audit.png"), full_page=True)
+        assert left != right
     log.info("screenshots in %s", shots)
 
 
 def test_search_thumbnails_play_on_hover(
     server: tuple[str, list[UUID]], pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from projections.runner import catch_up
 
@@ -279,34 +162,29 @@ def test_search_thumbnails_play_on_hover(
         vector = [1.0, float(i), 0.5] + [0.0] * 509
         pg_app.record_embedding(clip, "ViT-B-32", "openai", "keyframe_multi_avg", [vector], PIPELINE)
     catch_up(pg_address, pg_schema)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=PLAYWRIGHT_EVAL)
-            page.set_default_timeout(10_000)
-            page.goto(f"{base}/search?clip={clips[0]}&sort=asc")
-            page.fill("input[name=name]", "aldo")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            cards = page.locator("#results .card.result")
-            expect(cards).to_have_count(2)
-            assert cards.first.get_attribute("data-id") == str(clips[2])  # least similar first
-            thumb = cards.first.locator(".thumb")
-            resting = thumb.get_attribute("style")
-            cards.first.hover()
-            expect(thumb).to_have_class("thumb playable playing")
-            seen = set()
-            deadline = time.monotonic() + 5
-            while len(seen) < 3 and time.monotonic() < deadline:
-                seen.add(thumb.get_attribute("data-sprite"))
-                time.sleep(0.03)
-            assert len(seen - {None}) >= 3, seen  # it steps through the clip's sprites (70-100)
-            assert all(70 <= int(k) < 100 for k in seen if k is not None)
-            page.mouse.move(5, 5)
-            expect(thumb).to_have_class("thumb playable")
-            assert thumb.get_attribute("style") == resting
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = new_page(browser, bypass_csp=PLAYWRIGHT_EVAL)
+        page.goto(f"{base}/search?clip={clips[0]}&sort=asc")
+        page.fill("input[name=name]", "aldo")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        cards = page.locator("#results .card.result")
+        expect(cards).to_have_count(2)
+        assert cards.first.get_attribute("data-id") == str(clips[2])  # least similar first
+        thumb = cards.first.locator(".thumb")
+        resting = thumb.get_attribute("style")
+        cards.first.hover()
+        expect(thumb).to_have_class("thumb playable playing")
+        seen = set()
+        deadline = time.monotonic() + 5
+        while len(seen) < 3 and time.monotonic() < deadline:
+            seen.add(thumb.get_attribute("data-sprite"))
+            time.sleep(0.03)
+        assert len(seen - {None}) >= 3, seen  # it steps through the clip's sprites (70-100)
+        assert all(70 <= int(k) < 100 for k in seen if k is not None)
+        page.mouse.move(5, 5)
+        expect(thumb).to_have_class("thumb playable")
+        assert thumb.get_attribute("style") == resting
 
 
 DECISION_EVENTS = {"Approved": "approve", "Skipped": "skip", "Archived": "archive", "Grouped": "group"}
@@ -317,35 +195,26 @@ def test_fast_keys_act_on_the_clip_shown(
 ) -> None:
     """A reviewer keys 50 clips, a key every 40 ms (hold A/S/D, Enter): every clip's history holds
     exactly the one decision whose key was pressed while it was on screen."""
-    from playwright.sync_api import sync_playwright
-
     cuts = list(range(2, 100, 2))  # 50 clips of 2 frames
     keys = {"a": "approve", "s": "skip", "d": "archive"}
-    with _serve(pg_address, pg_schema, pg_app, tmp_path, cuts) as (base, clips), sync_playwright() as pw:
+    with review_site(pg_address, pg_schema, pg_app, tmp_path, cuts) as (base, clips), chromium() as browser:
         assert len(clips) == 50
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(20_000)
-            _login(page, base, "rita")
-            pressed: dict[str, list[str]] = {}
-            for i in range(50):
-                page.wait_for_function("() => !!document.getElementById('review').dataset.clip")
-                shown = str(page.evaluate("document.getElementById('review').dataset.clip"))
-                key = "asd"[i % 3]
-                page.keyboard.down(key)
-                page.keyboard.press("Enter")
-                page.keyboard.up(key)
-                pressed.setdefault(shown, []).append(keys[key])
-                time.sleep(0.04)
-            page.wait_for_function(
-                "() => window.heatersReview.state.inflight.size === 0 && !window.heatersReview.state.busy"
-            )
-            page.wait_for_timeout(300)  # the last answer's flash
-            errors = page.evaluate("document.getElementById('flash').className")
-            assert "err" not in errors, page.locator("#flash").inner_text()
-        finally:
-            browser.close()
+        page = new_page(browser, 20_000)
+        login(page, base, "rita")
+        pressed: dict[str, list[str]] = {}
+        for i in range(50):
+            page.wait_for_function("() => !!document.getElementById('review').dataset.clip")
+            shown = str(page.evaluate("document.getElementById('review').dataset.clip"))
+            key = "asd"[i % 3]
+            decide(page, key)
+            pressed.setdefault(shown, []).append(keys[key])
+            time.sleep(0.04)
+        page.wait_for_function(
+            "() => window.heatersReview.state.inflight.size === 0 && !window.heatersReview.state.busy"
+        )
+        page.wait_for_timeout(300)  # the last answer's flash
+        errors = page.evaluate("document.getElementById('flash').className")
+        assert "err" not in errors, page.locator("#flash").inner_text()
     assert len(pressed) == 50 and all(len(v) == 1 for v in pressed.values()), pressed
     for clip in clips:
         decided = [DECISION_EVENTS[e.event] for e in pg_app.history(clip) if e.event in DECISION_EVENTS]
@@ -358,68 +227,56 @@ def test_two_reviewers_leases_follow_the_tabs(
     """Rita's tab prefetches every clip. Rob opens one she only prefetched and merges it with another
     she only prefetched: allowed. Rita's page drops the merged clips and sends nothing for them. When
     her tab closes, Rob gets her clips at once; when a tab dies without a word, within the lease time."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     cuts = (20, 40, 60, 80)  # 5 clips
     with (
-        _serve(pg_address, pg_schema, pg_app, tmp_path, cuts, lease_seconds=3) as (base, clips),
-        sync_playwright() as pw,
+        review_site(pg_address, pg_schema, pg_app, tmp_path, cuts, lease_seconds=3) as (base, clips),
+        chromium() as browser,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            rita = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
-            rob = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
-            for page in (rita, rob):
-                page.set_default_timeout(10_000)
-            _login(rita, base, "rita")
-            expect(rita.locator("#clip-link")).to_have_text(str(clips[0]))
-            rita.wait_for_timeout(600)  # the heartbeat marks clip 0 as on her screen
-            _login(rob, base, "rob")
-            expect(rob.locator("#done")).to_be_visible()  # rita holds every clip
+        rita = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+        rob = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+        for page in (rita, rob):
+            page.set_default_timeout(10_000)
+        login(rita, base, "rita")
+        expect(rita.locator("#clip-link")).to_have_text(str(clips[0]))
+        rita.wait_for_timeout(600)  # the heartbeat marks clip 0 as on her screen
+        login(rob, base, "rob")
+        expect(rob.locator("#done")).to_be_visible()  # rita holds every clip
 
-            # Rob opens clip 2 by its link and merges it with clip 1: both only prefetched by rita
-            rob.goto(f"{base}/review?clip={clips[2]}")
-            expect(rob.locator("#clip-link")).to_have_text(str(clips[2]))
-            expect(rob.locator("#lease-warning")).to_be_hidden()
-            rob.keyboard.down("f")
-            rob.keyboard.press("Enter")
-            rob.keyboard.up("f")
-            expect(rob.locator("#flash")).to_contain_text(f"Merged clip {str(clips[2])[:8]}")
-            merged = rob.locator("#clip-link").inner_text()
-            # clip 0 is on rita's screen: Rob's merge of clip 1 with it would be refused; rita approves it
-            rita.keyboard.down("a")
-            rita.keyboard.press("Enter")
-            rita.keyboard.up("a")
-            expect(rita.locator("#lease-warning")).to_contain_text("no longer yours to review")
-            expect(rita.locator("#clip-link")).to_have_text(str(clips[1]))
-            rita.keyboard.down("a")  # moves on, sends nothing for the merged-away clip
-            rita.keyboard.press("Enter")
-            rita.keyboard.up("a")
-            expect(rita.locator("#clip-link")).to_have_text(str(clips[3]))
-            assert [e.actor for e in pg_app.history(clips[1]) if e.event == "Approved"] == []
+        # Rob opens clip 2 by its link and merges it with clip 1: both only prefetched by rita
+        rob.goto(f"{base}/review?clip={clips[2]}")
+        expect(rob.locator("#clip-link")).to_have_text(str(clips[2]))
+        expect(rob.locator("#lease-warning")).to_be_hidden()
+        decide(rob, "f")
+        expect(rob.locator("#flash")).to_contain_text(f"Merged clip {str(clips[2])[:8]}")
+        merged = rob.locator("#clip-link").inner_text()
+        # clip 0 is on rita's screen: Rob's merge of clip 1 with it would be refused; rita approves it
+        decide(rita, "a")
+        expect(rita.locator("#lease-warning")).to_contain_text("no longer yours to review")
+        expect(rita.locator("#clip-link")).to_have_text(str(clips[1]))
+        decide(rita, "a")  # moves on, sends nothing for the merged-away clip
+        expect(rita.locator("#clip-link")).to_have_text(str(clips[3]))
+        assert [e.actor for e in pg_app.history(clips[1]) if e.event == "Approved"] == []
 
-            # rita closes her tab (pagehide → sendBeacon): Rob gets clips 3 and 4 at once
-            rita.close()
-            rob.goto(f"{base}/review")
-            expect(rob.locator("#clip-link")).to_have_text(merged)
-            rob.keyboard.down("s")
-            rob.keyboard.press("Enter")
-            rob.keyboard.up("s")
-            expect(rob.locator("#clip-link")).to_have_text(str(clips[3]))
+        # rita closes her tab (pagehide → sendBeacon): Rob gets clips 3 and 4 at once
+        rita.close()
+        rob.goto(f"{base}/review")
+        expect(rob.locator("#clip-link")).to_have_text(merged)
+        decide(rob, "s")
+        expect(rob.locator("#clip-link")).to_have_text(str(clips[3]))
 
-            # Rob's tab goes without a word (his network dropped, so no beacon reaches the server):
-            # rita's new tab gets his clips once the lease ran out
-            rob.context.set_offline(True)
-            rob.close()
-            again = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
-            queue = "() => window.heatersReview.state.queue.map((c) => c.id)"
-            _login(again, base, "rita")
-            again.wait_for_function("() => !!window.heatersReview")
-            held_by_rob = {str(clips[3]), str(clips[4])}
-            assert not held_by_rob & set(again.evaluate(queue))
-            again.wait_for_timeout(3500)
-            again.goto(f"{base}/review")
-            again.wait_for_function("() => !!window.heatersReview")
-            assert held_by_rob <= set(again.evaluate(queue))
-        finally:
-            browser.close()
+        # Rob's tab goes without a word (his network dropped, so no beacon reaches the server):
+        # rita's new tab gets his clips once the lease ran out
+        rob.context.set_offline(True)
+        rob.close()
+        again = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+        queue = "() => window.heatersReview.state.queue.map((c) => c.id)"
+        login(again, base, "rita")
+        again.wait_for_function("() => !!window.heatersReview")
+        held_by_rob = {str(clips[3]), str(clips[4])}
+        assert not held_by_rob & set(again.evaluate(queue))
+        again.wait_for_timeout(3500)
+        again.goto(f"{base}/review")
+        again.wait_for_function("() => !!window.heatersReview")
+        assert held_by_rob <= set(again.evaluate(queue))

@@ -15,13 +15,14 @@ import httpx
 import pytest
 from psycopg import sql
 
+from bench.harness import free_port
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
 from projections.rebuild import rebuild
 from projections.runner import catch_up
-from tests.integration.fleet import Fleet, answers, fleet_env, wait_for
+from tests.integration.fleet import Fleet, answers, fleet_env, live_daemons, wait_for
 from tests.integration.pipeline_support import known_cuts_video
-from tests.integration.redis_server import OwnRedis, free_port
+from tests.integration.redis_server import OwnRedis
 from tests.projection_helpers import checksums
 
 pytestmark = pytest.mark.integration
@@ -82,13 +83,8 @@ def running_workers(address: DatabaseAddress, schema: str) -> list[int]:
 
 
 def leader_pid(address: DatabaseAddress, schema: str) -> int | None:
-    with connect(address, autocommit=True) as conn:
-        row = conn.execute(
-            sql.SQL(
-                "SELECT id FROM {} WHERE leader AND heartbeat_at > now() - interval '5 seconds' LIMIT 1"
-            ).format(sql.Identifier(schema, "projection_daemons"))
-        ).fetchone()
-    return int(str(row[0]).split(":")[1]) if row else None
+    leaders = [daemon for daemon, leads in live_daemons(address, schema) if leads]
+    return int(leaders[0].split(":")[1]) if leaders else None
 
 
 def test_every_video_is_clipped_once_whatever_fails(

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from psycopg import sql
 
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, connect
 
 HEATERS = str(Path(sys.executable).with_name("heaters"))
 
@@ -99,3 +100,15 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def live_daemons(address: DatabaseAddress, schema: str) -> list[tuple[str, bool]]:
+    """The projection daemons that beat within the last 5 seconds: their ids (``host:pid``) and
+    whether each leads, by id."""
+    with connect(address, autocommit=True) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT id, leader FROM {} WHERE heartbeat_at > now() - interval '5 seconds' ORDER BY id"
+            ).format(sql.Identifier(schema, "projection_daemons"))
+        ).fetchall()
+    return [(str(r[0]), bool(r[1])) for r in rows]

@@ -17,6 +17,7 @@ import redis
 import torch
 from psycopg import sql
 
+from bench.harness import free_port
 from commands.service import HeatersApplication
 from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
@@ -24,7 +25,6 @@ from infra.database import DatabaseAddress, connect
 from infra.object_storage import S3ObjectStorage
 from projections.runner import catch_up
 from tests.integration.pipeline_support import known_cuts_video, tiny_embedder, video_settled, wait_until
-from tests.integration.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ survives a broker outage, and sends again work no worker started or whose worker
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from uuid import UUID
 
 import pytest
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.integration
 class Recorder:
     """A broker: records what it accepted; refuses while ``down``."""
 
-    def __init__(self) -> None:
+    def __init__(self, down: bool = False) -> None:
         self.sent: list[tuple[str, UUID, int | None]] = []
-        self.down = False
+        self.down = down
 
     def __call__(self, stage: str, aggregate_id: UUID, delay_ms: int | None) -> None:
         if self.down:
@@ -33,47 +33,45 @@ class Recorder:
         self.sent.append((stage, aggregate_id, delay_ms))
 
 
-_started: list[PipelineProcessManager] = []
+Managers = Callable[..., PipelineProcessManager]
 
 
-@pytest.fixture(autouse=True)
-def _stop_managers() -> Iterator[None]:
-    yield
-    while _started:
-        _started.pop().stop()
+@pytest.fixture
+def manager(pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str) -> Iterator[Managers]:
+    """Makes process managers on the test's database sending to a ``Recorder`` (start and heartbeat
+    timeouts in seconds, 60 by default); each is stopped at the end of the test."""
+    started: list[PipelineProcessManager] = []
 
+    def make(
+        sent: Recorder, start_timeout: float = 60.0, heartbeat_timeout: float = 60.0
+    ) -> PipelineProcessManager:
+        pm = PipelineProcessManager(
+            pg_app,
+            pg_address,
+            pg_schema,
+            sent,
+            archive_grace_seconds=3600,
+            batch_size=3,
+            start_timeout_seconds=start_timeout,
+            heartbeat_timeout_seconds=heartbeat_timeout,
+        )
+        started.append(pm)
+        return pm
 
-def manager(
-    app: HeatersApplication,
-    address: DatabaseAddress,
-    schema: str,
-    sent: Recorder,
-    start_timeout: float = 60.0,
-    heartbeat_timeout: float = 60.0,
-) -> PipelineProcessManager:
-    pm = PipelineProcessManager(
-        app,
-        address,
-        schema,
-        sent,
-        archive_grace_seconds=3600,
-        batch_size=3,
-        start_timeout_seconds=start_timeout,
-        heartbeat_timeout_seconds=heartbeat_timeout,
-    )
-    _started.append(pm)
-    return pm
+    yield make
+    while started:
+        started.pop().stop()
 
 
 def test_each_event_dispatches_once_across_restarts(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, manager: Managers
 ) -> None:
     sent = Recorder()
     video_id = pg_app.submit("/videos/a.mp4", "user:alice")
-    manager(pg_app, pg_address, pg_schema, sent).catch_up()
+    manager(sent).catch_up()
     assert sent.sent == [("download", video_id, None)]
 
-    restarted = manager(pg_app, pg_address, pg_schema, sent)
+    restarted = manager(sent)
     assert restarted.catch_up() == 0
     assert len(sent.sent) == 1
 
@@ -97,11 +95,10 @@ def test_each_event_dispatches_once_across_restarts(
 
 
 def test_work_refused_by_the_broker_stays_in_the_outbox_and_is_sent_after_a_restart(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+    pg_app: HeatersApplication, manager: Managers
 ) -> None:
-    broker = Recorder()
-    broker.down = True
-    first = manager(pg_app, pg_address, pg_schema, broker)
+    broker = Recorder(down=True)
+    first = manager(broker)
     ids = [pg_app.submit(f"/videos/{n}.mp4", "user:alice") for n in range(5)]
     with pytest.raises(ConnectionError):
         first.catch_up()  # the position moves on (the work is recorded), the broker refuses
@@ -109,7 +106,7 @@ def test_work_refused_by_the_broker_stays_in_the_outbox_and_is_sent_after_a_rest
     first.stop()  # the process manager dies while the broker is down
 
     broker.down = False
-    restarted = manager(pg_app, pg_address, pg_schema, broker)
+    restarted = manager(broker)
     assert restarted.catch_up() == 0  # no event to read again ...
     assert sorted(i for _, i, _ in broker.sent) == sorted(ids)  # ... yet every download is sent
     restarted.catch_up()
@@ -117,11 +114,10 @@ def test_work_refused_by_the_broker_stays_in_the_outbox_and_is_sent_after_a_rest
 
 
 def test_a_running_manager_keeps_sending_until_the_broker_accepts(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+    pg_app: HeatersApplication, manager: Managers
 ) -> None:
-    broker = Recorder()
-    broker.down = True
-    pm = manager(pg_app, pg_address, pg_schema, broker)
+    broker = Recorder(down=True)
+    pm = manager(broker)
     pm.start(poll_seconds=0.05)
     video_id = pg_app.submit("/videos/a.mp4", "user:alice")
     time.sleep(1.0)
@@ -130,12 +126,10 @@ def test_a_running_manager_keeps_sending_until_the_broker_accepts(
     wait_until(lambda: broker.sent == [("download", video_id, None)], timeout=10)
 
 
-def test_work_not_started_in_time_is_sent_again(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
-) -> None:
+def test_work_not_started_in_time_is_sent_again(pg_app: HeatersApplication, manager: Managers) -> None:
     lost = Recorder()
     video_id = pg_app.submit("/videos/a.mp4", "user:alice")
-    pm = manager(pg_app, pg_address, pg_schema, lost, start_timeout=0.5)
+    pm = manager(lost, start_timeout=0.5)
     pm.catch_up()  # "sent", but say Redis restarted and the message is gone
     assert pm.reconcile() == []  # not stuck yet: within the start timeout
     time.sleep(0.7)
@@ -144,11 +138,11 @@ def test_work_not_started_in_time_is_sent_again(
 
 
 def test_a_running_stage_proves_liveness_by_heartbeat(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, manager: Managers
 ) -> None:
     sent = Recorder()
     video_id = pg_app.submit("/videos/a.mp4", "user:alice")
-    pm = manager(pg_app, pg_address, pg_schema, sent, start_timeout=0.3, heartbeat_timeout=1.0)
+    pm = manager(sent, start_timeout=0.3, heartbeat_timeout=1.0)
     pm.catch_up()
     ledger = WorkLedger(pg_address, pg_schema, heartbeat_seconds=0.2, heartbeat_timeout_seconds=1.0)
     try:
@@ -175,11 +169,9 @@ def test_a_running_stage_proves_liveness_by_heartbeat(
         ledger.close()
 
 
-def test_finished_and_failed_work_is_not_reconciled(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
-) -> None:
+def test_finished_and_failed_work_is_not_reconciled(pg_app: HeatersApplication, manager: Managers) -> None:
     sent = Recorder()
-    pm = manager(pg_app, pg_address, pg_schema, sent, start_timeout=0.1)
+    pm = manager(sent, start_timeout=0.1)
     video_id, _ = clipped_video(pg_app)
     failing = pg_app.submit("/videos/b.mp4", "user:alice")
     attempt = pg_app.start_video_stage(failing, "download", "stage:download")

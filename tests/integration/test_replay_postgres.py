@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from commands.service import HeatersApplication
-from tests.helpers import clipped_video
+from tests.helpers import assert_replay_rebuilds, clipped_video
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +25,6 @@ def test_replay_from_postgres_rebuilds_identical_aggregates(
     fresh = HeatersApplication(env=pg_env)  # a new process's view: nothing cached
     try:
         for aggregate_id, aggregate in live.items():
-            events = list(fresh.events.get(aggregate_id))
-            replayed = None
-            for event in events:
-                replayed = event.mutate(replayed)  # type: ignore[attr-defined]
-            assert replayed == aggregate
-            assert replayed.version == len(events)
-            assert replayed.created_on == events[0].timestamp  # type: ignore[attr-defined]
-            assert replayed.modified_on == events[-1].timestamp  # type: ignore[attr-defined]
+            assert_replay_rebuilds(fresh, aggregate_id, aggregate)
     finally:
         fresh.close()

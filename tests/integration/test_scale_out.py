@@ -14,14 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from psycopg import sql
 
+from bench.harness import free_port
 from commands.service import HeatersApplication
-from infra.database import DatabaseAddress, connect
+from infra.database import DatabaseAddress
 from projections.runner import catch_up
-from tests.integration.fleet import Fleet, answers, fleet_env, wait_for
+from tests.integration.fleet import Fleet, answers, fleet_env, live_daemons, wait_for
 from tests.integration.pipeline_support import known_cuts_video
-from tests.integration.redis_server import OwnRedis, free_port
+from tests.integration.redis_server import OwnRedis
 from tests.security.web_support import PASSWORD, login
 from web.auth import add_user
 
@@ -69,16 +69,6 @@ def site(
         redis.stop()
 
 
-def _daemons(address: DatabaseAddress, schema: str) -> list[tuple[str, bool]]:
-    with connect(address, autocommit=True) as conn:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT id, leader FROM {} WHERE heartbeat_at > now() - interval '5 seconds' ORDER BY id"
-            ).format(sql.Identifier(schema, "projection_daemons"))
-        ).fetchall()
-    return [(str(r[0]), bool(r[1])) for r in rows]
-
-
 def _csrf(client: httpx.Client) -> dict[str, str]:
     return {"x-csrftoken": client.cookies.get("csrftoken") or ""}
 
@@ -112,8 +102,8 @@ def test_many_processes_share_sessions_limits_leases_and_read_your_writes(
         lambda: all(pg_app.get_video(v).state == "clipped" for v in videos), 90,
         "both videos clipped by the two workers", fleet,
     )  # fmt: skip
-    wait_for(lambda: [leader for _, leader in _daemons(pg_address, pg_schema)].count(True) == 1 and
-             len(_daemons(pg_address, pg_schema)) == 2, 15, "two live daemons, one leading", fleet)  # fmt: skip
+    wait_for(lambda: [leader for _, leader in live_daemons(pg_address, pg_schema)].count(True) == 1 and
+             len(live_daemons(pg_address, pg_schema)) == 2, 15, "two live daemons, one leading", fleet)  # fmt: skip
     # the work was shared: each video's stages ran on the workers' processes, no web process ran any
     assert not any("stage " in (fleet.logs / f"web-{x}.log").read_text() for x in "ab"), fleet.tails()
 

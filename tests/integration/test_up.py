@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness import free_port
 from tests.integration.pipeline_support import known_cuts_video
 
 pytestmark = pytest.mark.integration
 
 HEATERS = str(Path(sys.executable).with_name("heaters"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_up_serves_the_pipeline_and_the_pages_then_stops_on_sigterm(tmp_path: Path) -> None:

@@ -49,30 +49,37 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
     return Settings(home=tmp_path / "home", allow_private_hosts=True, **overrides)  # type: ignore[arg-type]
 
 
-def test_a_trickling_server_is_dropped_for_its_rate(tmp_path: Path) -> None:
-    """10 bytes every 0.1 s never trips a socket timeout; the minimum rate stops it."""
-    with serving({"/video.mp4": trickle(b"x" * 10, 0.1, 10_000_000)}) as server:  # type: ignore[dict-item]
-        settings = _settings(tmp_path, download_min_rate=1000.0, download_min_rate_window=1.0)
+@pytest.mark.parametrize(
+    ("route", "limits", "reasons", "at_least"),
+    [
+        pytest.param(
+            trickle(b"x" * 10, 0.1, 10_000_000),
+            {"download_min_rate": 1000.0, "download_min_rate_window": 1.0},
+            ["download too slow", "HEATERS_DOWNLOAD_MIN_RATE"],
+            0.0,
+            id="10 bytes every 0.1 s never trips a socket timeout: the minimum rate stops it",
+        ),
+        pytest.param(
+            trickle(b"x" * 65536, 0.02, None),
+            {"download_deadline": 2.0, "download_min_rate": 1000.0},
+            ["did not finish within 2 s (HEATERS_DOWNLOAD_DEADLINE)"],
+            1.5,
+            id="fast enough for the rate floor but endless (no Content-Length): the deadline stops it",
+        ),
+    ],
+)
+def test_a_download_that_never_ends_is_stopped_for_its_limit(
+    tmp_path: Path, route: object, limits: dict[str, float], reasons: list[str], at_least: float
+) -> None:
+    with serving({"/video.mp4": route}) as server:  # type: ignore[dict-item]
         started = time.monotonic()
         with pytest.raises(DownloadError) as info:
-            fetch_source(server.url("/video.mp4"), tmp_path / "dl", settings)
+            fetch_source(server.url("/video.mp4"), tmp_path / "dl", _settings(tmp_path, **limits))
         elapsed = time.monotonic() - started
-    assert "download too slow" in info.value.reason
-    assert "HEATERS_DOWNLOAD_MIN_RATE" in info.value.reason
-    assert elapsed < 10, elapsed
+    for reason in reasons:
+        assert reason in info.value.reason
+    assert at_least < elapsed < 10, elapsed
     assert [p.name for p in (tmp_path / "dl").iterdir()] == []
-
-
-def test_a_download_that_never_ends_meets_the_deadline(tmp_path: Path) -> None:
-    """Fast enough for the rate floor, but endless (no Content-Length): the deadline stops it."""
-    with serving({"/video.mp4": trickle(b"x" * 65536, 0.02, None)}) as server:  # type: ignore[dict-item]
-        settings = _settings(tmp_path, download_deadline=2.0, download_min_rate=1000.0)
-        started = time.monotonic()
-        with pytest.raises(DownloadError) as info:
-            fetch_source(server.url("/video.mp4"), tmp_path / "dl", settings)
-        elapsed = time.monotonic() - started
-    assert "did not finish within 2 s (HEATERS_DOWNLOAD_DEADLINE)" in info.value.reason
-    assert 1.5 < elapsed < 10, elapsed
 
 
 def test_should_stop_cancels_a_running_download(tmp_path: Path) -> None:

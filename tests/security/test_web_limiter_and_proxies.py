@@ -86,7 +86,7 @@ def test_heaters_up_believes_forwarded_for_only_from_trusted_proxies(
     import sys
     import time
 
-    from tests.security.web_support import _free_port
+    from bench.harness import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATERS_")}
     a = pg_address
@@ -94,7 +94,7 @@ def test_heaters_up_believes_forwarded_for_only_from_trusted_proxies(
     env["HEATERS_DATABASE_SCHEMA"] = pg_schema
     env["HEATERS_HOME"] = str(tmp_path / "home")
     env["HEATERS_TRUSTED_PROXIES"] = trusted
-    port = _free_port()
+    port = free_port()
     heaters = str(Path(sys.executable).with_name("heaters"))
     command = [heaters, "up", "--port", str(port), "--no-pipeline", "--no-worker", "--no-projections"]
     log = (tmp_path / "up.log").open("wb")

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from litestar import Litestar
 
+from bench import harness
 from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.database import DatabaseAddress
@@ -37,31 +34,11 @@ def make_app(
     return create_app(settings, heaters, address, storage, secret="test-secret")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(app: Litestar, settings: Settings) -> Iterator[str]:
     """``app`` under uvicorn on a free loopback port, configured like ``heaters up``; yields its URL."""
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **server_options(settings)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with harness.serve(app, **server_options(settings)) as base:
+        yield base
 
 
 def login(client: httpx.Client, name: str, password: str = PASSWORD, **headers: str) -> httpx.Response:

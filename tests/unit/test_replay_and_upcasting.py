@@ -14,7 +14,7 @@ from commands.service import HeatersApplication
 from domain.clip import Clip
 from domain.errors import DomainError
 from domain.vectors import decode_vectors, encode_vectors, vector_count
-from tests.helpers import PIPELINE, clipped_video
+from tests.helpers import PIPELINE, assert_replay_rebuilds, clipped_video
 
 
 def test_replay_rebuilds_identical_aggregates(memory_app: HeatersApplication) -> None:
@@ -24,14 +24,7 @@ def test_replay_rebuilds_identical_aggregates(memory_app: HeatersApplication) ->
     memory_app.merge(c, None, "user:bob")
     memory_app.undo(c, "user:bob")
     for aggregate_id in (video_id, a, b, c, left):
-        live = memory_app.repository.get(aggregate_id)
-        events = list(memory_app.events.get(aggregate_id))
-        replayed = None
-        for event in events:
-            replayed = event.mutate(replayed)  # type: ignore[attr-defined]
-        assert replayed == live
-        assert replayed.version == len(events)
-        assert replayed.modified_on == events[-1].timestamp  # type: ignore[attr-defined]
+        assert_replay_rebuilds(memory_app, aggregate_id, memory_app.repository.get(aggregate_id))
 
 
 def test_version_one_clip_created_events_upcast(memory_app: HeatersApplication) -> None:

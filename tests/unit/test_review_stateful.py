@@ -19,28 +19,52 @@ ALICE = "user:alice"
 KNOWN_STATES = REVIEWABLE | APPROVED | RETIRED | {"archived", "created"}
 
 
-class ReviewMachine(RuleBasedStateMachine):
-    """A reviewer clicking around one video at random."""
+class OneVideoMachine(RuleBasedStateMachine):
+    """One video, clipped at random, in an in-memory application: at every step its live clips
+    partition its frames, and its layout and the clips' own ranges and states agree."""
 
     def __init__(self) -> None:
         super().__init__()
         self.app = HeatersApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, min_clip_frames=2)
         self.video_id: UUID
         self.frame_count = 0
-        # What each clip's state and the layout were before each decision, to check undo against.
-        self.before: dict[UUID, list[tuple[dict[UUID, str], list[tuple[int, int, UUID]]]]] = {}
 
     def teardown(self) -> None:
         self.app.close()
+
+    def clip_video(self, frame_count: int, cut_fractions: list[float]) -> list[UUID]:
+        """The video of ``frame_count`` frames, cut at those fractions of it; returns its clips."""
+        cuts = sorted({int(f * frame_count) for f in cut_fractions})
+        self.video_id, ids = clipped_video(self.app, frame_count=frame_count, cuts=cuts)
+        self.frame_count = frame_count
+        return ids
+
+    @invariant()
+    def clips_partition_the_video(self) -> None:
+        if not self.frame_count:
+            return
+        video = self.app.get_video(self.video_id)
+        check_partition(video.layout, self.frame_count)
+        for segment in video.layout:
+            clip = self.app.get_clip(segment.clip_id)
+            assert clip.is_live, f"{clip.id} is in the layout but {clip.state}"
+            assert Segment(clip.start, clip.end, clip.id) == segment
+
+
+class ReviewMachine(OneVideoMachine):
+    """A reviewer clicking around one video at random."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # What each clip's state and the layout were before each decision, to check undo against.
+        self.before: dict[UUID, list[tuple[dict[UUID, str], list[tuple[int, int, UUID]]]]] = {}
 
     @initialize(
         frame_count=st.integers(min_value=2, max_value=400),
         cut_fractions=st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=6),
     )
     def make_video(self, frame_count: int, cut_fractions: list[float]) -> None:
-        cuts = sorted({int(f * frame_count) for f in cut_fractions})
-        self.video_id, _ = clipped_video(self.app, frame_count=frame_count, cuts=cuts)
-        self.frame_count = frame_count
+        self.clip_video(frame_count, cut_fractions)
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -131,18 +155,6 @@ class ReviewMachine(RuleBasedStateMachine):
     # -- invariants ----------------------------------------------------------------------------------
 
     @invariant()
-    def clips_partition_the_video(self) -> None:
-        if not self.frame_count:
-            return
-        video = self.app.get_video(self.video_id)
-        check_partition(video.layout, self.frame_count)
-        # The video's layout and the clips' own ranges and states agree.
-        for segment in video.layout:
-            clip = self.app.get_clip(segment.clip_id)
-            assert clip.is_live, f"{clip.id} is in the layout but {clip.state}"
-            assert Segment(clip.start, clip.end, clip.id) == segment
-
-    @invariant()
     def every_clip_is_in_a_known_state(self) -> None:
         if not self.frame_count:
             return
@@ -173,7 +185,7 @@ def _standing(app: HeatersApplication, clip_id: UUID) -> tuple[str, tuple[tuple[
     return clip.state, tuple((d["kind"], d["by"]) for d in clip.decisions)
 
 
-class ReviewersMachine(RuleBasedStateMachine):
+class ReviewersMachine(OneVideoMachine):
     """Two or three reviewers interleave looks and decisions on one video, each acting on the clip
     (and the version of it) they last looked at, and undoing from their own stack; ops undoes anyone's.
 
@@ -183,26 +195,17 @@ class ReviewersMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.app = HeatersApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, min_clip_frames=2)
-        self.video_id: UUID
-        self.frame_count = 0
         self.known: set[UUID] = set()
         self.screen: dict[str, tuple[UUID, int]] = {}  # reviewer → (clip on screen, version seen)
         self.stacks: dict[str, list[UUID]] = {r: [] for r in REVIEWERS}
         self.decided = 0
-
-    def teardown(self) -> None:
-        self.app.close()
 
     @initialize(
         frame_count=st.integers(min_value=20, max_value=300),
         cut_fractions=st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=2, max_size=6),
     )
     def make_video(self, frame_count: int, cut_fractions: list[float]) -> None:
-        cuts = sorted({int(f * frame_count) for f in cut_fractions})
-        self.video_id, ids = clipped_video(self.app, frame_count=frame_count, cuts=cuts)
-        self.frame_count = frame_count
-        self.known.update(ids)
+        self.known.update(self.clip_video(frame_count, cut_fractions))
 
     def layout_ids(self) -> list[UUID]:
         return [s.clip_id for s in self.app.get_video(self.video_id).layout]
@@ -305,16 +308,6 @@ class ReviewersMachine(RuleBasedStateMachine):
         self.run(OPS, lambda: self.app.undo(clip_id, OPS, any_author=True), undo_of=clip_id)
 
     # -- invariants ----------------------------------------------------------------------------------
-
-    @invariant()
-    def clips_partition_the_video(self) -> None:
-        if not self.frame_count:
-            return
-        video = self.app.get_video(self.video_id)
-        check_partition(video.layout, self.frame_count)
-        for segment in video.layout:
-            clip = self.app.get_clip(segment.clip_id)
-            assert clip.is_live and Segment(clip.start, clip.end, clip.id) == segment
 
     @invariant()
     def groups_never_hold_archived_or_replaced_clips(self) -> None:

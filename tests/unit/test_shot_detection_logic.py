@@ -43,12 +43,26 @@ def _to_batch(frames: list[NDArray[np.float32]]) -> NDArray[np.uint8]:
     return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
 
 
-def _detect(frames: list[NDArray[np.float32]], batch: int = 37, **kwargs: object) -> list[int]:
+def _run(det: HeatersDetector, frames: list[NDArray[np.float32]], batch: int = 37) -> list[int]:
+    """The detector's cuts, the frames fed in batches of ``batch``."""
     arr = _to_batch(frames)
-    det = HeatersDetector(**kwargs)  # type: ignore[arg-type]
     cuts, count = run_detector(det, (arr[i : i + batch] for i in range(0, len(arr), batch)))
     assert count == len(frames)
     return cuts
+
+
+def _detect(frames: list[NDArray[np.float32]], batch: int = 37, **kwargs: object) -> list[int]:
+    return _run(HeatersDetector(**kwargs), frames, batch)  # type: ignore[arg-type]
+
+
+def _dissolve(
+    a: list[NDArray[np.float32]], b: list[NDArray[np.float32]], length: int
+) -> list[NDArray[np.float32]]:
+    """Shot ``a`` dissolving into shot ``b`` over its last ``length`` frames and ``b``'s first."""
+    start = len(a) - length
+    weights = [(i + 1) / (length + 1) for i in range(length)]
+    blend = [a[start + i] * (1 - w) + b[i] * w for i, w in enumerate(weights)]
+    return a[:start] + blend + b[length:]
 
 
 def test_hard_cuts_found_exactly() -> None:
@@ -67,11 +81,7 @@ def test_dissolve_reported_inside_the_transition() -> None:
     rng = np.random.default_rng(2)
     a, b = _still(7, 60, rng), _still(8, 60, rng)
     length = 20
-    frames = a[: 60 - length]
-    for i in range(length):
-        w = (i + 1) / (length + 1)
-        frames.append(a[60 - length + i] * (1 - w) + b[i] * w)
-    frames += b[length:]
+    frames = _dissolve(a, b, length)
     cuts = _detect(frames)
     assert len(cuts) == 1
     assert 40 - 2 <= cuts[0] <= 40 + length + 2
@@ -120,12 +130,21 @@ def test_min_shot_len_merges_close_boundaries() -> None:
     assert _detect(frames, min_shot_len=5) == [40, 52]
 
 
-def test_params_recorded_and_validated() -> None:
-    det = HeatersDetector(min_shot_len=7)
-    assert det.params["min_shot_len"] == 7
-    assert det.name == "heaters"
+@pytest.mark.parametrize(
+    ("name", "value", "attribute", "expected", "invalid"),
+    [
+        ("min_shot_len", 7, "name", "heaters", {"min_shot_len": 0}),
+        ("colour_threshold", 0.25, "pix_fmt", "rgb24", {"colour_levels": 1}),
+    ],
+)
+def test_params_recorded_and_validated(
+    name: str, value: object, attribute: str, expected: object, invalid: dict[str, object]
+) -> None:
+    det = HeatersDetector(**{name: value})  # type: ignore[arg-type]
+    assert det.params[name] == value
+    assert getattr(det, attribute) == expected
     with pytest.raises(ValueError):
-        HeatersDetector(min_shot_len=0)
+        HeatersDetector(**invalid)  # type: ignore[arg-type]
 
 
 def test_result_shots_cover_the_video() -> None:
@@ -165,11 +184,8 @@ def _colour_pan(pic: NDArray[np.float32], n: int, speed: float, x0: float = 0.0)
 
 
 def _detect_rgb(frames: list[NDArray[np.float32]], batch: int = 37) -> tuple[list[int], HeatersDetector]:
-    arr = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
     det = HeatersDetector()
-    cuts, count = run_detector(det, (arr[i : i + batch] for i in range(0, len(arr), batch)))
-    assert count == len(frames)
-    return cuts, det
+    return _run(det, frames, batch), det
 
 
 def test_dissolve_between_fast_pans_found_by_colour() -> None:
@@ -177,11 +193,7 @@ def test_dissolve_between_fast_pans_found_by_colour() -> None:
     a = _colour_pan(_colour_picture(21, (1.2, 0.7, 0.4), W * 16), 70, 5.0)
     b = _colour_pan(_colour_picture(22, (0.4, 0.8, 1.3), W * 16), 70, -5.0, x0=700.0)
     length = 16
-    frames = a[: 70 - length]
-    for i in range(length):
-        w = (i + 1) / (length + 1)
-        frames.append(a[70 - length + i] * (1 - w) + b[i] * w)
-    frames += b[length:]
+    frames = _dissolve(a, b, length)
     cuts, _ = _detect_rgb(frames)
     assert len(cuts) == 1
     assert 54 - 2 <= cuts[0] <= 54 + length + 2
@@ -223,14 +235,6 @@ def test_flat_looking_shot_gives_two_cuts_not_a_fade() -> None:
     cuts, _ = run_detector(det, [arr])
     assert cuts == [40, 80]
     assert {det.kinds[c] for c in cuts} == {"cut"}
-
-
-def test_colour_params_recorded_and_validated() -> None:
-    det = HeatersDetector(colour_threshold=0.25)
-    assert det.params["colour_threshold"] == 0.25
-    assert det.pix_fmt == "rgb24"
-    with pytest.raises(ValueError):
-        HeatersDetector(colour_levels=1)
 
 
 def _gradient_with_wrapping_blob(n: int, wrap_at: int) -> list[NDArray[np.float32]]:

@@ -12,9 +12,9 @@ from domain.video import Video
 ACTOR = "stage:test"
 
 
-def downloaded(video: Video, frames: int = 100) -> None:
-    attempt = video.start_stage("download", ACTOR)
-    video.record_downloaded(
+def record_download(video: Video, attempt: int, frames: int = 100) -> bool:
+    """Report a download of ``frames`` frames for ``attempt``; whether it stored an event."""
+    return video.record_downloaded(
         ACTOR,
         attempt,
         media_key="k",
@@ -28,6 +28,10 @@ def downloaded(video: Video, frames: int = 100) -> None:
         height=240,
         codec="h264",
     )
+
+
+def downloaded(video: Video, frames: int = 100) -> None:
+    record_download(video, video.start_stage("download", ACTOR), frames)
 
 
 def test_submitted_video_records_source_actor_and_time() -> None:
@@ -65,21 +69,7 @@ def test_reporting_a_result_twice_stores_one_event() -> None:
     video = Video.submit(uuid4(), "/a.mp4", "user:a")
     downloaded(video)
     before = len(video.pending_events)
-    again = video.record_downloaded(
-        ACTOR,
-        1,
-        media_key="k",
-        title="t",
-        original_url=None,
-        checksum="c",
-        duration=4.0,
-        fps=25.0,
-        frame_count=100,
-        width=320,
-        height=240,
-        codec="h264",
-    )
-    assert again is False
+    assert record_download(video, 1) is False
     assert len(video.pending_events) == before
     assert video.record_failure("download", 1, "late failure report", ACTOR) is False
 

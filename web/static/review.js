@@ -1,5 +1,6 @@
 // Heaters review page: a sprite-sheet scrubber player and keyboard-first review actions.
-// No dependencies. Everything user-provided is written with textContent, never innerHTML.
+// Needs sprites.js (loaded before it).
+// Everything user-provided is written with textContent, never innerHTML.
 (function () {
   "use strict";
 
@@ -39,20 +40,7 @@
 
   // -- small helpers -------------------------------------------------------------------------------
 
-  function frac(text) {
-    const parts = String(text).split("/");
-    return [Number(parts[0]), parts.length > 1 ? Number(parts[1]) : 1];
-  }
-
-  function spriteIndex(sprite, frame) {
-    // k = floor(frame * sprite_fps / source_fps), in exact integer arithmetic
-    const [sn, sd] = frac(sprite.sprite_fps);
-    const [fn, fd] = frac(sprite.source_fps);
-    const num = frame * sn * fd;
-    const den = sd * fn;
-    const k = (num - (num % den)) / den;
-    return Math.min(k, sprite.sprite_count - 1);
-  }
+  const { frac, spriteIndex } = window.heatersSprites;
 
   function shortId(id) {
     return String(id).slice(0, 8);

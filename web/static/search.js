@@ -1,21 +1,10 @@
 // Heaters similarity search: sprite thumbnails play their clip while hovered (or focused).
-// No dependencies. The geometry comes from each thumbnail's data-play attribute (server JSON).
+// Needs sprites.js (loaded before it).
+// The geometry comes from each thumbnail's data-play attribute (server JSON).
 (function () {
   "use strict";
 
-  function frac(text) {
-    const parts = String(text).split("/");
-    return [Number(parts[0]), parts.length > 1 ? Number(parts[1]) : 1];
-  }
-
-  // The sprite of source frame f: k = min(floor(f * sprite_fps / source_fps), sprite_count - 1).
-  function spriteIndex(sp, frame) {
-    const [sn, sd] = frac(sp.sprite_fps);
-    const [fn, fd] = frac(sp.source_fps);
-    const num = frame * sn * fd;
-    const den = sd * fn;
-    return Math.min((num - (num % den)) / den, sp.sprite_count - 1);
-  }
+  const { frac, spriteIndex } = window.heatersSprites;
 
   function show(el, sp, k) {
     const z = sp.width / sp.tile_width;
