@@ -1,7 +1,7 @@
 """Dramatiq actors: one per stage, each running that stage for one video or clip.
 
-Their options are on the decorators: the queue (``processors/queues.py``), the time limit, the retry
-backoff, and ``throws``: a ``PermanentFailure`` (recorded by the stage with its reason) is not retried.
+Their options are on the decorators (``@stage_actor``: ``@dramatiq.actor`` with a stage's options):
+the queue (``processors/queues.py``), the time limit, the retry backoff, and ``throws``: a ``PermanentFailure`` (recorded by the stage with its reason) is not retried.
 Any other error is retried by Dramatiq's ``Retries`` middleware, which the broker gets from
 ``HEATERS_MAX_ATTEMPTS`` (``infra/broker.py``). What every actor shares is middleware
 (``processors/middleware.py``): the pipeline context, the work claim and its heartbeat, timing, and
@@ -15,10 +15,10 @@ process (tests) each have them. Names stay ``heaters_<stage>``: queued messages 
 from __future__ import annotations
 
 import logging
-from typing import Any
 from uuid import UUID
 
 import dramatiq
+from dramatiq.actor import ActorDecorator
 from dramatiq.brokers.stub import StubBroker
 
 from domain.stages import PURGE, ClipStage, VideoStage
@@ -33,54 +33,41 @@ MINUTE_MS = 60_000
 
 _declared_on = StubBroker()
 
-#: What every stage actor shares: where it is first declared, and how it is retried.
-_SHARED: dict[str, Any] = {
-    "broker": _declared_on,
-    "throws": (PermanentFailure,),
-    "min_backoff": 1_000,
-    "max_backoff": 5 * MINUTE_MS,
-}
+
+def stage_actor(stage: str, *, minutes: int) -> ActorDecorator:
+    """``@dramatiq.actor`` with a stage's options: its name (``heaters_<stage>``), its queue, its time
+    limit, and what every stage shares: where it is first declared, and how it is retried (a
+    ``PermanentFailure`` never: the stage has recorded it)."""
+    return dramatiq.actor(
+        actor_name=f"heaters_{stage}",
+        queue_name=STAGE_QUEUES[stage],
+        time_limit=minutes * MINUTE_MS,
+        broker=_declared_on,
+        throws=(PermanentFailure,),
+        min_backoff=1_000,
+        max_backoff=5 * MINUTE_MS,
+    )
 
 
 # -- video stages: their attempts are counted by the video (across deliveries and a person's retries)
 
 
-@dramatiq.actor(
-    actor_name="heaters_download",
-    queue_name=STAGE_QUEUES[VideoStage.DOWNLOAD],
-    time_limit=180 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(VideoStage.DOWNLOAD, minutes=180)
 def download(video_id: str) -> None:
     stages.download(current_run().context, UUID(video_id))
 
 
-@dramatiq.actor(
-    actor_name="heaters_proxy",
-    queue_name=STAGE_QUEUES[VideoStage.PROXY],
-    time_limit=120 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(VideoStage.PROXY, minutes=120)
 def make_proxy(video_id: str) -> None:
     stages.proxy(current_run().context, UUID(video_id))
 
 
-@dramatiq.actor(
-    actor_name="heaters_sprites",
-    queue_name=STAGE_QUEUES[VideoStage.SPRITES],
-    time_limit=60 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(VideoStage.SPRITES, minutes=60)
 def make_sprites(video_id: str) -> None:
     stages.sprites(current_run().context, UUID(video_id))
 
 
-@dramatiq.actor(
-    actor_name="heaters_shots",
-    queue_name=STAGE_QUEUES[VideoStage.SHOTS],
-    time_limit=60 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(VideoStage.SHOTS, minutes=60)
 def detect_shots(video_id: str) -> None:
     stages.shots(current_run().context, UUID(video_id))
 
@@ -88,42 +75,25 @@ def detect_shots(video_id: str) -> None:
 # -- clip stages: their attempt is the message's delivery attempt --------------------------------
 
 
-@dramatiq.actor(
-    actor_name="heaters_keyframes",
-    queue_name=STAGE_QUEUES[ClipStage.KEYFRAMES],
-    time_limit=5 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(ClipStage.KEYFRAMES, minutes=5)
 def extract_keyframes(clip_id: str) -> None:
     run = current_run()
     stages.keyframes(run.context, UUID(clip_id), run.attempt)
 
 
-@dramatiq.actor(
-    actor_name="heaters_embedding",
-    queue_name=STAGE_QUEUES[ClipStage.EMBEDDING],
-    time_limit=10 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(ClipStage.EMBEDDING, minutes=10)
 def embed(clip_id: str) -> None:
     run = current_run()
     stages.embedding(run.context, UUID(clip_id), run.attempt)
 
 
-@dramatiq.actor(
-    actor_name="heaters_export",
-    queue_name=STAGE_QUEUES[ClipStage.EXPORT],
-    time_limit=10 * MINUTE_MS,
-    **_SHARED,
-)
+@stage_actor(ClipStage.EXPORT, minutes=10)
 def export(clip_id: str) -> None:
     run = current_run()
     stages.export(run.context, UUID(clip_id), run.attempt)
 
 
-@dramatiq.actor(
-    actor_name="heaters_purge", queue_name=STAGE_QUEUES[PURGE], time_limit=5 * MINUTE_MS, **_SHARED
-)
+@stage_actor(PURGE, minutes=5)
 def purge(clip_id: str) -> None:
     """An archived clip's derived media, after the grace period (no ``…Failed`` event: it is retried)."""
     stages.purge_archived(current_run().context, UUID(clip_id))
