@@ -42,3 +42,16 @@ def clipped_video(
 
 def live_layout(app: HeatersApplication, video_id: UUID) -> list[tuple[int, int, UUID]]:
     return [(s.start, s.end, s.clip_id) for s in app.get_video(video_id).layout]
+
+
+def version_one_clip_created(video_id: UUID) -> dict[str, object]:
+    """The stored state of a ``Clip.Created`` from before clips had an origin and parents (version 1,
+    upcast on reading)."""
+    return {
+        "originator_topic": "heaters.clip:Clip",
+        "video_id": {"_type_": "uuid_hex", "_data_": video_id.hex},
+        "start": 0,
+        "end": 50,
+        "actor": "stage:shots",
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2025-06-01T12:00:00+00:00"},
+    }

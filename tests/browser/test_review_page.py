@@ -105,7 +105,7 @@ def _serve(
     add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "rob", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "aldo", "auditor", PASSWORD)
-    daemon = ProjectionDaemon(pg_address, pg_schema)
+    daemon = ProjectionDaemon(pg_app, pg_address)
     daemon.start()
     app = create_app(settings, pg_app, pg_address, storage, lease_seconds=lease_seconds)
     port = _free_port()
@@ -278,7 +278,7 @@ def test_search_thumbnails_play_on_hover(
         pg_app.record_keyframes(clip, "multi", [f"k/{clip}/{f}.jpg" for f in frames], frames, PIPELINE)
         vector = [1.0, float(i), 0.5] + [0.0] * 509
         pg_app.record_embedding(clip, "ViT-B-32", "openai", "keyframe_multi_avg", [vector], PIPELINE)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:

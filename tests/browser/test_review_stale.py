@@ -32,7 +32,7 @@ def test_an_approval_the_read_models_lag_behind_is_flagged_on_the_page(
     settings = Settings(database_schema=pg_schema, home=tmp_path, media_dir=tmp_path / "media")
     _video_with_sprites(pg_app, storage, tmp_path)
     add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
-    daemon = ProjectionDaemon(pg_address, pg_schema)
+    daemon = ProjectionDaemon(pg_app, pg_address)
     daemon.start()
     app = create_app(settings, pg_app, pg_address, storage, settle_timeout=0.5)
     port = _free_port()

@@ -55,7 +55,7 @@ def test_video_and_clips_after_shots(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
     video_id, clip_ids = clipped_video(pg_app)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     ((state, stage, title, frames, media, stages, by),) = rows(
         pg_address,
         pg_schema,
@@ -88,7 +88,7 @@ def test_review_decisions_split_merge_group_and_undo(
     pg_app.approve(a, REVIEWER)
     pg_app.skip(b, REVIEWER)
     left, right = pg_app.split(c, 250, REVIEWER)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert clip_row(pg_address, pg_schema, a)["state"] == "approved"
     assert clip_row(pg_address, pg_schema, b)["state"] == "skipped"
     split = clip_row(pg_address, pg_schema, c)
@@ -104,7 +104,7 @@ def test_review_decisions_split_merge_group_and_undo(
 
     merged = pg_app.merge(right, left, REVIEWER)
     pg_app.group(b, a, "user:grouper")
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert video_counts(pg_address, pg_schema, video_id) == (3, 1)
     m = clip_row(pg_address, pg_schema, merged)
     assert (m["origin"], sorted(m["parent_ids"]), m["state"]) == (
@@ -124,7 +124,7 @@ def test_review_decisions_split_merge_group_and_undo(
     pg_app.undo(b, "user:grouper")  # the grouping (only its author, or ops, undoes it)
     pg_app.undo(merged, REVIEWER)  # the merge
     pg_app.undo(left, REVIEWER)  # the split (left has no decision of its own)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert (
         clip_row(pg_address, pg_schema, b)["state"],
         clip_row(pg_address, pg_schema, b)["grouped_with"],
@@ -160,7 +160,7 @@ def test_pipeline_results_failures_retry_and_undo_of_approval(
     pg_app.approve(b, REVIEWER)
     pg_app.record_clip_failure(b, "keyframes", 1, "ffmpeg exploded", PIPELINE)
     pipeline_results(pg_app, a, [1.0, 0.0, 0.0])
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     ra = clip_row(pg_address, pg_schema, a)
     assert ra["state"] == "exported" and ra["export_key"] == f"exports/{a}.mp4"
     assert ra["keyframes"]["keys"] == [f"k/{a}/0.jpg"]
@@ -174,7 +174,7 @@ def test_pipeline_results_failures_retry_and_undo_of_approval(
 
     pg_app.request_retry(b, REVIEWER)
     pg_app.undo(a, REVIEWER)  # undo the approval: keyframes, embedding and export are cleared
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     rb = clip_row(pg_address, pg_schema, b)
     assert (rb["failed_stage"], rb["failure_reason"]) == (None, None)
     assert ("clip_stage_failed", "keyframes") not in stats(pg_address, pg_schema)
@@ -195,10 +195,10 @@ def test_embeddings_follow_split_and_its_undo(
     monkeypatch.setattr(Clip, "require_reviewable", lambda self, action, actor: None)
     pg_app.split(a, 50, REVIEWER)
     monkeypatch.undo()
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert rows(pg_address, pg_schema, "SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(False,)]
     pg_app.undo(a, REVIEWER)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert rows(pg_address, pg_schema, "SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(True,)]
     indexes = rows(pg_address, pg_schema, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema)
     assert (hnsw_index_name("rm_embeddings", 2),) in indexes
@@ -209,7 +209,7 @@ def test_history_has_every_event_with_json_payloads(
 ) -> None:
     video_id, (a, b, _) = clipped_video(pg_app)
     pg_app.group(b, a, REVIEWER)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     total = sum(1 for _ in pg_app.iter_events())
     assert rows(pg_address, pg_schema, "SELECT count(*), max(position) FROM rm_history") == [(total, total)]
     ((kind, event, actor, payload),) = rows(
@@ -264,7 +264,7 @@ def test_embeddings_of_every_event_version_reach_the_read_models(
             (json.dumps(legacy).encode(), a),
         )
         conn.commit()
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     found = rows(
         pg_address,
         pg_schema,
