@@ -316,20 +316,20 @@ class PipelineProcessManager:
         every ``reconcile_every_seconds`` send again what stalled. A broker or database error is
         logged and the round retried after a backoff of up to 5 s."""
 
+        last_reconcile = time.monotonic()
+
+        def step() -> int:
+            nonlocal last_reconcile
+            read = self.process_batch()
+            self.send_due()
+            if time.monotonic() - last_reconcile >= reconcile_every_seconds:
+                last_reconcile = time.monotonic()
+                self.redispatch_stalled()
+            return read
+
         @contextmanager
         def session(_listener: object) -> Iterator[Callable[[], int]]:
-            last_reconcile = time.monotonic()
-
-            def step() -> int:
-                nonlocal last_reconcile
-                read = self.process_batch()
-                self.send_due()
-                if time.monotonic() - last_reconcile >= reconcile_every_seconds:
-                    last_reconcile = time.monotonic()
-                    self.redispatch_stalled()
-                return read
-
-            yield step
+            yield step  # the outbox has its own pooled connections; the listener only wakes it
 
         self.follower.start(
             session, thread_name="heaters-process-manager", poll_seconds=poll_seconds, max_backoff=5.0
