@@ -2,13 +2,15 @@
 a rebuild of all five, a rebuild of the history one. Used by ``bench/projections.py`` for the code at
 hand and, in a subprocess, for a baseline commit of the same repository (so both run on this machine
 at the same time): it only uses ``bench.projections.generate``, ``projections.runner.catch_up`` and
-``projections.rebuild.rebuild``, whose signatures the baseline shares.
+``projections.rebuild.rebuild``, called ``(app, address)`` or, in a baseline from before the log
+follower, ``(address, schema)``.
 
     python bench/projection_timing.py EVENTS   # prints one JSON object
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -72,7 +74,6 @@ def measure(events: int, seed: int = 42) -> dict[str, Any]:
         started = time.perf_counter()
         head = generate(app, events, random.Random(seed))
         generated = time.perf_counter() - started
-        app.close()
         with connect(address) as conn:
             row = conn.execute(
                 "SELECT count(*), sum(octet_length(state)) FROM bench.heaters_events "
@@ -105,9 +106,14 @@ def measure(events: int, seed: int = 42) -> dict[str, Any]:
                 "cpu_bound_rate": None if server is None else head / (client + server),
             }
 
-        timed("catch_up_all_five", lambda: catch_up(address, SCHEMA))
-        timed("rebuild_all_five", lambda: rebuild(address, SCHEMA))
-        timed("rebuild_history", lambda: rebuild(address, SCHEMA, "history"))
+        # The log follower's projections read through the application (its mapper, its table).
+        takes_app = next(iter(inspect.signature(catch_up).parameters)) == "app"
+        log: Any = app if takes_app else address
+        at: Any = address if takes_app else SCHEMA
+        timed("catch_up_all_five", lambda: catch_up(log, at))
+        timed("rebuild_all_five", lambda: rebuild(log, at))
+        timed("rebuild_history", lambda: rebuild(log, at, "history"))
+        app.close()
         return results
 
 

@@ -463,10 +463,12 @@ def run(
 
 def _daemon_process(address: DatabaseAddress, stop: Any) -> None:
     """A projection daemon in a process of its own, until ``stop`` is set."""
-    daemon = ProjectionDaemon(address, SCHEMA)
+    app = HeatersApplication(env=eventsourcing_env(address, SCHEMA))
+    daemon = ProjectionDaemon(app, address)
     daemon.start()
     stop.wait()
     daemon.stop()
+    app.close()
 
 
 def _time_server(app: HeatersApplication, times: ServerTimes, statements: Statements) -> Callable[[], None]:
@@ -514,8 +516,8 @@ def _run(
     web = create_app(settings, app, address, LocalObjectStorage(tmp / "media"))
     for name in names:
         add_user(address, SCHEMA, name, "reviewer", PASSWORD)
-    catch_up(address, SCHEMA)
-    daemon = ProjectionDaemon(address, SCHEMA)
+    catch_up(app, address)
+    daemon = ProjectionDaemon(app, address)
     context = multiprocessing.get_context("spawn")
     stop_daemon = context.Event()
     daemon_process = None

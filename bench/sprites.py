@@ -82,7 +82,7 @@ def _review_site(tmp: Path) -> Iterator[tuple[str, HeatersApplication, DatabaseA
         storage = LocalObjectStorage(tmp / "media")
         settings = Settings(database_schema=SCHEMA, home=tmp, media_dir=tmp / "media", redis_url=None)
         add_user(address, SCHEMA, "rita", "reviewer", PASSWORD)
-        daemon = ProjectionDaemon(address, SCHEMA)
+        daemon = ProjectionDaemon(app, address)
         daemon.start()
         try:
             with serve(create_app(settings, app, address, storage)) as base:

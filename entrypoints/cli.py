@@ -222,12 +222,11 @@ def submit(obj: Context, source: str, who: str | None, wait: bool, timeout: floa
 @contextmanager
 def _read_models(obj: Context) -> Iterator[tuple[psycopg.Connection[Any], DatabaseAddress]]:
     """A connection on the read models, brought up to the log head first (no daemon may be running)."""
-    from entrypoints.bootstrap import open_database
     from projections.runner import catch_up, schema_connection
     from projections.views import VIEW_PROJECTIONS
 
-    with open_database(obj.settings) as address:
-        catch_up(address, obj.settings.database_schema, VIEW_PROJECTIONS)
+    with obj.session() as (app, address):
+        catch_up(app, address, VIEW_PROJECTIONS)
         with schema_connection(address, obj.settings.database_schema) as conn:
             yield conn, address
 
@@ -588,8 +587,8 @@ def up(
             raise CliError(f"another `heaters up` is running on {settings.resolved_home}")
         storage = storage_from_settings(settings, base_url="/media")
         running = build_pipeline(settings, app, address, storage, manager=pipeline, worker=worker)
-        daemon = ProjectionDaemon(address, settings.database_schema)
-        catch_up(address, settings.database_schema)
+        daemon = ProjectionDaemon(app, address)
+        catch_up(app, address)
         if projections:
             daemon.start()
         if pipeline or worker:

@@ -38,9 +38,9 @@ def status(as_json: bool, drop_abandoned: bool) -> None:
     """Position, lag, state, errors and the daemon keeping each projection caught up; the daemons'
     liveness and which one leads."""
     settings = _settings()
-    with open_application(settings) as (_app, address):
-        dropped = drop_abandoned_rebuilds(address, settings.database_schema) if drop_abandoned else []
-        rows = projection_status(address, settings.database_schema)
+    with open_application(settings) as (app, address):
+        dropped = drop_abandoned_rebuilds(app, address) if drop_abandoned else []
+        rows = projection_status(app, address)
         daemons = daemon_status(address, settings.database_schema)
     if as_json:
         data = {
@@ -79,8 +79,8 @@ def status(as_json: bool, drop_abandoned: bool) -> None:
 def catch_up_command(names: tuple[str, ...]) -> None:
     """Bring projections (default: all) up to the head of the log now."""
     settings = _settings()
-    with open_application(settings) as (_app, address):
-        head = catch_up(address, settings.database_schema, list(names) or None)
+    with open_application(settings) as (app, address):
+        head = catch_up(app, address, list(names) or None)
     click.echo(f"caught up to position {head}")
 
 
@@ -89,9 +89,9 @@ def catch_up_command(names: tuple[str, ...]) -> None:
 def rebuild(name: str | None) -> None:
     """Replay the whole log into fresh tables beside the live ones and swap them in (default: all)."""
     settings = _settings()
-    with open_application(settings) as (_app, address):
+    with open_application(settings) as (app, address):
         try:
-            position = rebuild_projections(address, settings.database_schema, name)
+            position = rebuild_projections(app, address, name)
         except (ProjectionError, RebuildRunning) as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"rebuilt {name or 'all projections'} up to position {position}")

@@ -11,7 +11,7 @@ so no constructor creates tables. The event store's own table is eventsourcing's
 | ``users``, ``login_failures`` | ``web.auth`` (``heaters user``, logins) |
 | ``web_sessions`` | ``web.sessions`` |
 | ``review_leases``, ``review_undo`` | the review service (``web.review``, ``web.readmodels``) |
-| ``pipeline_tracking``, ``pipeline_work`` | the process manager and the work ledger (``processors/``) |
+| ``pipeline_tracking``, ``pipeline_work`` | the process manager (through ``infra.log_follower``) and the work ledger (``processors/``) |
 
 Change a statement or add one: bump ``SCHEMA_VERSION`` so running databases apply it.
 """
@@ -27,7 +27,7 @@ from psycopg import sql
 from infra.database import DatabaseAddress, connect
 
 #: The version of the statements below; a database whose ``heaters_schema`` row says so skips them.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: ``{s}`` is the schema. Statements for tables older versions made stay (idempotent), in order.
 STATEMENTS: tuple[str, ...] = (
@@ -83,6 +83,11 @@ STATEMENTS: tuple[str, ...] = (
            name text PRIMARY KEY,
            position bigint NOT NULL
        )""",
+    # Version 2: the log follower's tracking shape, that of projection_positions (positions kept).
+    """ALTER TABLE {s}.pipeline_tracking
+           ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'running',
+           ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now()
+    """,
     """CREATE TABLE IF NOT EXISTS {s}.pipeline_work (
            aggregate_id uuid NOT NULL,
            stage text NOT NULL,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import pairwise
@@ -27,6 +28,7 @@ from domain.clip import CLIP_STAGE_EVENTS, UNAPPROVING, Clip
 from domain.stages import PURGE, ClipStage, Decision, VideoStage
 from domain.video import VIDEO_STAGE_EVENTS, Video
 from infra.database import DatabaseAddress
+from infra.log_follower import LogFollower
 from infra.metrics import WORK_REFUSED, WORK_RESENT, WORK_SENT
 from processors.work_ledger import redispatch, work_pool
 
@@ -126,8 +128,14 @@ TOPICS: list[str] = sorted(
 )
 
 
+class UndecodableEvent(RuntimeError):
+    """An event of the pipeline's topics the application's mapper cannot decode: the manager stops
+    there (retrying) rather than skip the work it asks for."""
+
+
 class PipelineProcessManager:
-    """Follows the log with a tracked position; sends work through ``dispatch(stage, id, delay_ms)``."""
+    """Follows the log (:class:`infra.log_follower.LogFollower`, its position in ``pipeline_tracking``,
+    the pipeline's topics only); sends work through ``dispatch(stage, id, delay_ms)``."""
 
     def __init__(
         self,
@@ -149,8 +157,9 @@ class PipelineProcessManager:
         self.start_timeout_seconds = start_timeout_seconds
         self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
         self.batch_size = batch_size
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.follower = LogFollower(
+            app, address, "pipeline_tracking", schema=schema, topics=TOPICS, batch_size=batch_size
+        )
         # The loop reads its position every poll: pooled connections, not a new backend each time.
         # The pool connects on first use (``_connection``): building the manager does no I/O.
         self._pool = work_pool(address, 2, "heaters-process-manager", open=False)
@@ -163,12 +172,7 @@ class PipelineProcessManager:
             if not self._opened:
                 self._pool.open()
                 with self._pool.connection() as conn:
-                    conn.execute(
-                        sql.SQL("INSERT INTO {} VALUES (%s, 0) ON CONFLICT DO NOTHING").format(
-                            self._table("pipeline_tracking")
-                        ),
-                        (NAME,),
-                    )
+                    self.follower.track(conn, [NAME])
                 self._opened = True
         return self._pool.connection()
 
@@ -177,41 +181,28 @@ class PipelineProcessManager:
 
     def position(self) -> int:
         with self._connection() as conn:
-            row = conn.execute(
-                sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._table("pipeline_tracking")),
-                (NAME,),
-            ).fetchone()
-        return int(row[0]) if row else 0
+            tracked = self.follower.positions(conn, [NAME]).get(NAME)
+        return tracked.position if tracked else 0
 
     def process_batch(self) -> int:
         """Record the next batch of events' work in the outbox; returns how many events were read."""
         position = self.position()
-        notifications = self.app.recorder.select_notifications(
-            position + 1, self.batch_size, topics=TOPICS, inclusive_of_start=True
-        )
-        if not notifications:
+        events = self.follower.read(position)
+        if not events:
             return 0
-        last = notifications[-1].id
         with self._connection() as conn, conn.transaction():
-            current = conn.execute(
-                sql.SQL("SELECT position FROM {} WHERE name = %s FOR UPDATE").format(
-                    self._table("pipeline_tracking")
-                ),
-                (NAME,),
-            ).fetchone()
-            if current is None or int(current[0]) != position:
+            current = self.follower.lock(conn, NAME)
+            if current is None or current.position != position:
                 return 0  # another process manager moved on meanwhile; read again
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                for reaction in reactions(event, self.archive_grace_seconds):
-                    self._record(conn, reaction, notification.id)
-            conn.execute(
-                sql.SQL("UPDATE {} SET position = %s WHERE name = %s").format(
-                    self._table("pipeline_tracking")
-                ),
-                (last, NAME),
-            )
-        return len(notifications)
+            for record in events:
+                if record.event is None:
+                    raise UndecodableEvent(
+                        f"event {record.position} ({record.topic}) could not be decoded: {record.decode_error}"
+                    )
+                for reaction in reactions(record.event, self.archive_grace_seconds):
+                    self._record(conn, reaction, record.position)
+            self.follower.advance(conn, NAME, events[-1].position)
+        return len(events)
 
     def _record(self, conn: Any, reaction: Reaction, position: int) -> None:
         table = self._table("pipeline_work")
@@ -321,36 +312,29 @@ class PipelineProcessManager:
     # -- running in the background ---------------------------------------------------------------
 
     def start(self, poll_seconds: float = 0.2, reconcile_every_seconds: float = 5.0) -> None:
-        def loop() -> None:
-            since_reconcile = 0.0
-            broker_wait = 0.0
-            while not self._stop.is_set():
-                try:
-                    read = self.process_batch()
-                    self.send_due()
-                    broker_wait = 0.0
-                    if read == 0:
-                        self._stop.wait(poll_seconds)
-                        since_reconcile += poll_seconds
-                    if since_reconcile >= reconcile_every_seconds:
-                        since_reconcile = 0.0
-                        self.redispatch_stalled()
-                except Exception as error:
-                    broker_wait = min(max(broker_wait * 2, 0.5), 5.0)
-                    log.warning(
-                        "pipeline process manager: %s: %s; retrying in %.1f s",
-                        type(error).__name__,
-                        error,
-                        broker_wait,
-                    )
-                    self._stop.wait(broker_wait)
-                    since_reconcile += broker_wait
+        """Follow the log in the follower's thread: record each batch's work, deliver the outbox, and
+        every ``reconcile_every_seconds`` send again what stalled. A broker or database error is
+        logged and the round retried after a backoff of up to 5 s."""
 
-        self._thread = threading.Thread(target=loop, name="heaters-process-manager", daemon=True)
-        self._thread.start()
+        last_reconcile = time.monotonic()
+
+        def step() -> int:
+            nonlocal last_reconcile
+            read = self.process_batch()
+            self.send_due()
+            if time.monotonic() - last_reconcile >= reconcile_every_seconds:
+                last_reconcile = time.monotonic()
+                self.redispatch_stalled()
+            return read
+
+        @contextmanager
+        def session(_listener: object) -> Iterator[Callable[[], int]]:
+            yield step  # the outbox has its own pooled connections; the listener only wakes it
+
+        self.follower.start(
+            session, thread_name="heaters-process-manager", poll_seconds=poll_seconds, max_backoff=5.0
+        )
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.follower.stop(timeout=10)
         self._pool.close()

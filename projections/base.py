@@ -12,7 +12,6 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, TypeVar
@@ -21,6 +20,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from infra.log_follower import EventRecord as EventRecord  # the projections' input, decoded by the follower
 from projections.schema import PROJECTION_TABLES, TABLE_DDL
 
 ErrorPolicy = Literal["stop", "skip"]
@@ -30,30 +30,6 @@ REBUILD_SUFFIX = "__rebuild"
 
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """One notification of the event log, decoded (``event`` is None when it could not be decoded,
-    and ``decode_error`` says why)."""
-
-    position: int
-    topic: str
-    originator_id: UUID
-    originator_version: int
-    event: Any | None
-    decode_error: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The topic's name part, e.g. ``Approved``."""
-        return self.topic.rpartition(":")[2]
-
-    @property
-    def kind(self) -> str:
-        """``video`` or ``clip`` (from the topic's prefix ``heaters.video:`` / ``heaters.clip:``)."""
-        prefix = self.topic.partition(":")[0]
-        return prefix.rpartition(".")[2] or prefix
 
 
 class UndecodableEvent(Exception):

@@ -10,7 +10,6 @@ import psycopg
 from psycopg import sql
 
 from projections import similarity
-from projections.status import ProjectionStatus, status_on
 
 #: pgvector's HNSW candidate list for similarity queries: recall@10 0.984 at 200 on 1M clustered 512-d
 #: vectors with m 24 / ef_construction 128 (docs/architecture.md, "Similarity at scale").
@@ -150,10 +149,3 @@ def similar_clips_query(
             else sql.SQL("e.embedding::{form} <=> (SELECT t FROM target)").format(form=form)
         ),
     )
-
-
-def status(conn: psycopg.Connection[Any], schema: str) -> list[ProjectionStatus]:
-    """:func:`projections.status.projection_status` on an open connection."""
-    with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
-        return status_on(conn)

@@ -22,15 +22,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from eventsourcing.application import Application
 from psycopg import sql
 
 from infra.database import DatabaseAddress, connect
+from infra.log_follower import LogFollower
 from projections.base import REBUILD_SUFFIX, ErrorPolicy, Projection
 from projections.runner import (
     BATCH_SIZE,
     ProjectionError,
     ProjectionRunner,
     build_projections,
+    projection_follower,
     rebuild_lock_key,
     schema_connection,
 )
@@ -64,8 +67,8 @@ def _rebuild_lock(address: DatabaseAddress, schema: str, names: Sequence[str]) -
 
 
 def rebuild(
+    app: Application[Any],
     address: DatabaseAddress,
-    schema: str,
     name: str | None = None,
     *,
     policies: Mapping[str, ErrorPolicy] | None = None,
@@ -82,14 +85,16 @@ def rebuild(
     )
     if any(p.suffix != REBUILD_SUFFIX for p in chosen):
         raise ValueError(f"projections to rebuild must use the suffix {REBUILD_SUFFIX!r}")
-    with _rebuild_lock(address, schema, [p.name for p in chosen]):
-        return _rebuild(address, schema, chosen, batch_size)
+    follower = projection_follower(app, address, batch_size)
+    with _rebuild_lock(address, follower.schema, [p.name for p in chosen]):
+        return _rebuild(follower, chosen)
 
 
-def _rebuild(address: DatabaseAddress, schema: str, chosen: Sequence[Projection], batch_size: int) -> int:
+def _rebuild(follower: LogFollower, chosen: Sequence[Projection]) -> int:
+    address, schema, batch_size = follower.address, follower.schema, follower.batch_size
     with schema_connection(address, schema) as conn:
         _drop_rebuild_tables(conn, chosen)
-    with ProjectionRunner(address, schema, chosen, batch_size=batch_size) as runner:
+    with ProjectionRunner(follower, chosen) as runner:
         with runner.conn.transaction():
             for projection in chosen:  # held until the runner's connection closes: proves it alive
                 runner.conn.execute(

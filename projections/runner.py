@@ -1,13 +1,11 @@
-"""The projection runner: reads the event log from each projection's tracked position in batches and
-applies each batch in ONE transaction together with the projection's row in ``projection_positions``,
-so rows and position commit together (exactly once). A crash mid-batch rolls the batch back; the next
-run simply reads it again.
+"""The projection runner: applies the event log to the read models, from each projection's tracked
+position, in batches, each batch in ONE transaction together with the projection's row in
+``projection_positions``, so rows and position commit together (exactly once). A crash mid-batch rolls
+the batch back; the next run simply reads it again.
 
-Gap safety: the log is read in notification-id order. That is safe because eventsourcing's PostgreSQL
-recorder (with ``POSTGRES_ENABLE_DB_FUNCTIONS`` off, as Heaters configures it) takes an EXCLUSIVE lock on
-the events table before a transaction is given notification ids, so ids are handed out in commit order:
-a reader that has seen id N can never later see a smaller id commit. (With DB functions enabled that
-lock is gone and this runner would need gap detection, like Marten's high-water mark.)
+Reading the log (decoded by the application's mapper), the positions' bookkeeping and the daemon's
+thread are the shared :class:`infra.log_follower.LogFollower`'s; what is here is the read side's own:
+applying batches set-based, error policies, leader election, the bulk index switch.
 
 Errors never pass silently: an event whose handler raises is recorded in ``projection_errors``
 (position, topic, error) and, by the projection's error policy, either ``stop`` s it (state
@@ -24,27 +22,17 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import (
-    DatetimeAsISO,
-    DecimalAsStr,
-    JSONTranscoder,
-    Mapper,
-    Notification,
-    UUIDAsHex,
-)
+from eventsourcing.application import Application
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-import domain.clip
-import domain.video
 from infra.database import DatabaseAddress, check_idle_connection, connect
+from infra.log_follower import RUNNING, LogFollower, Step, Tracked, describe
 from projections.base import Cursor, ErrorPolicy, EventRecord, Projection
 from projections.clips import ClipsProjection
 from projections.history import HistoryProjection
@@ -55,11 +43,6 @@ from projections.videos import VideosProjection
 
 log = logging.getLogger(__name__)
 
-#: The events table eventsourcing creates for the application named ``Heaters``.
-EVENTS_TABLE = "heaters_events"
-#: The channel eventsourcing NOTIFYs on every insert into it (channels are database-wide).
-EVENTS_CHANNEL = "heaters_events"
-
 #: Events read and applied per transaction.
 BATCH_SIZE = 2000
 
@@ -68,7 +51,9 @@ BATCH_SIZE = 2000
 BULK_BACKLOG = 10_000
 
 #: Position-row states the runner applies events in (``rebuilding``: the tables beside the live ones).
-RUNNABLE = ("running", "rebuilding")
+RUNNABLE = (RUNNING, "rebuilding")
+#: The follower's tracking table of the projections (one row per projection, and per rebuild).
+POSITIONS_TABLE = "projection_positions"
 
 #: Every projection, by name (the order they are applied in a round).
 PROJECTIONS: dict[str, type[Projection]] = {
@@ -76,21 +61,9 @@ PROJECTIONS: dict[str, type[Projection]] = {
     for p in (VideosProjection, ClipsProjection, HistoryProjection, SimilarityProjection, StatsProjection)
 }
 
-assert domain.clip and domain.video  # their import registers the event topics
-
 
 class ProjectionError(RuntimeError):
     """A projection could not be brought up to date."""
-
-
-def make_mapper() -> Mapper[Any]:
-    """A mapper decoding stored events like :class:`commands.service.HeatersApplication` encodes them
-    (eventsourcing's JSON transcoder with its default UUID, Decimal and datetime transcodings)."""
-    transcoder = JSONTranscoder()
-    transcoder.register(UUIDAsHex())
-    transcoder.register(DecimalAsStr())
-    transcoder.register(DatetimeAsISO())
-    return Mapper(transcoder=transcoder)
 
 
 def build_projections(
@@ -158,32 +131,20 @@ def ensure_schema(conn: psycopg.Connection[Any], projections: Sequence[Projectio
             )
 
 
-@dataclass
-class _Position:
-    position: int
-    state: str
-
-
 class ProjectionRunner:
-    """Brings projections up to the head of the log, batch by batch, on one connection."""
+    """Brings projections up to the head of the log, batch by batch, on one connection; the log is
+    read by ``follower`` (whose tracking table is ``projection_positions``)."""
 
-    def __init__(
-        self,
-        address: DatabaseAddress,
-        schema: str,
-        projections: Sequence[Projection] | None = None,
-        *,
-        batch_size: int = BATCH_SIZE,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self.address = address
-        self.schema = schema
+    def __init__(self, follower: LogFollower, projections: Sequence[Projection] | None = None) -> None:
+        if follower.tracking_table != POSITIONS_TABLE:
+            raise ValueError(f"a projection runner tracks its positions in {POSITIONS_TABLE}")
+        self.follower = follower
+        self.address = follower.address
+        self.schema = follower.schema
         self.projections = list(projections if projections is not None else build_projections())
-        self.batch_size = batch_size
-        self.mapper = make_mapper()
-        self.conn = connect(address)
-        set_search_path(self.conn, schema)
+        self.batch_size = follower.batch_size
+        self.conn = connect(self.address)
+        set_search_path(self.conn, self.schema)
         ensure_schema(self.conn, self.projections)
 
     def close(self) -> None:
@@ -195,65 +156,15 @@ class ProjectionRunner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- reading the log -------------------------------------------------------------------------------
-
     def head(self) -> int:
         """The last notification id of the log (0 when empty)."""
-        with self.conn.transaction():
-            if not self._has_events_table():
-                return 0
-            row = self.conn.execute(
-                sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-                    sql.Identifier(EVENTS_TABLE)
-                )
-            ).fetchone()
-        return int(row[0]) if row else 0
-
-    def _has_events_table(self) -> bool:
-        row = self.conn.execute("SELECT to_regclass(%s)", (EVENTS_TABLE,)).fetchone()
-        return bool(row and row[0])
-
-    def read(self, after: int, limit: int) -> list[EventRecord]:
-        """Decoded events with ids > ``after`` (at most ``limit``), in id order."""
-        with self.conn.transaction():
-            if not self._has_events_table():
-                return []
-            rows = self.conn.execute(
-                sql.SQL(
-                    "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-                    "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-                ).format(sql.Identifier(EVENTS_TABLE)),
-                (after, limit),
-            ).fetchall()
-        return [self.decode(*row) for row in rows]
-
-    def decode(
-        self, position: int, originator_id: Any, version: int, topic: str, state: bytes
-    ) -> EventRecord:
-        notification = Notification(
-            id=position,
-            originator_id=originator_id,
-            originator_version=version,
-            topic=topic,
-            state=bytes(state),
-        )
-        try:
-            event = self.mapper.to_domain_event(notification)
-        except Exception as error:
-            return EventRecord(
-                position, topic, originator_id, version, None, f"{type(error).__name__}: {error}"
-            )
-        return EventRecord(position, topic, originator_id, version, event)
+        return self.follower.head()
 
     # -- applying --------------------------------------------------------------------------------------
 
-    def positions(self) -> dict[str, _Position]:
+    def positions(self) -> dict[str, Tracked]:
         with self.conn.transaction():
-            rows = self.conn.execute(
-                "SELECT name, position, state FROM projection_positions WHERE name = ANY(%s)",
-                ([p.name + p.suffix for p in self.projections],),
-            ).fetchall()
-        return {name: _Position(int(position), state) for name, position, state in rows}
+            return self.follower.positions(self.conn, [p.name + p.suffix for p in self.projections])
 
     def step(self) -> int:
         """Apply one batch to every running projection that is behind; returns events applied."""
@@ -261,12 +172,12 @@ class ProjectionRunner:
         behind = [
             p
             for p in self.projections
-            if positions.get(p.name + p.suffix, _Position(0, "stopped")).state in RUNNABLE
+            if positions.get(p.name + p.suffix, Tracked(0, "stopped")).state in RUNNABLE
         ]
         if not behind:
             return 0
         low = min(positions[p.name + p.suffix].position for p in behind)
-        events = self.read(low, self.batch_size)
+        events = self.follower.read(low)
         if not events:
             return 0
         applied = 0
@@ -298,7 +209,7 @@ class ProjectionRunner:
             running = [
                 positions[p.name + p.suffix].position
                 for p in self.projections
-                if positions.get(p.name + p.suffix, _Position(0, "stopped")).state in RUNNABLE
+                if positions.get(p.name + p.suffix, Tracked(0, "stopped")).state in RUNNABLE
             ]
             if not running or min(running) >= target:
                 return applied
@@ -307,19 +218,17 @@ class ProjectionRunner:
             if done == 0 and not self._progressed(positions):
                 return applied
 
-    def _progressed(self, before: dict[str, _Position]) -> bool:
+    def _progressed(self, before: dict[str, Tracked]) -> bool:
         return self.positions() != before
 
     def apply_batch(self, projection: Projection, events: Sequence[EventRecord], read_after: int) -> int:
         """Apply ``events`` (read after ``read_after``) to one projection in one transaction."""
         name = projection.name + projection.suffix
         with self.conn.transaction(), self.conn.cursor() as cur:
-            row = cur.execute(
-                "SELECT position, state FROM projection_positions WHERE name = %s FOR UPDATE", (name,)
-            ).fetchone()
-            if row is None or row[1] not in RUNNABLE or int(row[0]) < read_after:
+            row = self.follower.lock(self.conn, name)
+            if row is None or row.state not in RUNNABLE or row.position < read_after:
                 return 0  # stopped meanwhile, or moved back (a rebuild swapped): the next round re-reads
-            todo = [e for e in events if e.position > int(row[0])]
+            todo = [e for e in events if e.position > row.position]
             if not todo:
                 return 0
             try:
@@ -344,7 +253,7 @@ class ProjectionRunner:
                 cur.execute(
                     "UPDATE projection_positions SET position = %s, state = 'stopped', last_error = %s, "
                     "error_position = %s, updated_at = now() WHERE name = %s",
-                    (max(position, int(row[0])), stopped[1], stopped[0].position, name),
+                    (max(position, row.position), stopped[1], stopped[0].position, name),
                 )
                 log.error(
                     "projection %s stopped at event %d (%s): %s",
@@ -354,10 +263,7 @@ class ProjectionRunner:
                     stopped[1],
                 )
             else:
-                cur.execute(
-                    "UPDATE projection_positions SET position = %s, updated_at = now() WHERE name = %s",
-                    (position, name),
-                )
+                self.follower.advance(self.conn, name, position)
             applied = sum(1 for e in todo if e.position <= position)
         return applied
 
@@ -376,7 +282,7 @@ class ProjectionRunner:
                 projection.apply(record)
             except Exception as error:
                 projection.rollback_event()
-                message = _describe(error)
+                message = describe(error)
                 skip = projection.error_policy == "skip"
                 errors.append((record, message, skip))
                 log.warning(
@@ -408,7 +314,7 @@ class ProjectionRunner:
             except psycopg.Error as error:
                 if isinstance(error, psycopg.OperationalError) or self.conn.broken:
                     raise
-                stopped, event_errors = None, [(record, _describe(error), projection.error_policy == "skip")]
+                stopped, event_errors = None, [(record, describe(error), projection.error_policy == "skip")]
                 if projection.error_policy == "stop":
                     stopped = (record, event_errors[0][1])
             errors += event_errors
@@ -418,19 +324,20 @@ class ProjectionRunner:
         return position, None, errors
 
 
-def _describe(error: BaseException) -> str:
-    lines = traceback.format_exception_only(type(error), error)
-    tb = traceback.extract_tb(error.__traceback__)
-    where = f" (at {tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
-    return "".join(lines).strip() + where
-
-
 # -- the entry points --------------------------------------------------------------------------------------
 
 
+def projection_follower(
+    app: Application[Any], address: DatabaseAddress, batch_size: int = BATCH_SIZE
+) -> LogFollower:
+    """The follower of ``app``'s log for the projections (all topics; positions in
+    ``projection_positions`` of the event store's schema)."""
+    return LogFollower(app, address, POSITIONS_TABLE, batch_size=batch_size)
+
+
 def catch_up(
+    app: Application[Any],
     address: DatabaseAddress,
-    schema: str,
     names: Sequence[str] | None = None,
     *,
     policies: Mapping[str, ErrorPolicy] | None = None,
@@ -442,7 +349,7 @@ def catch_up(
     Returns the head position they were brought to. Stopped projections are left as they are (see
     :func:`projections.status.projection_status`). ``projections`` replaces the built-in ones (tests)."""
     chosen = list(projections) if projections is not None else build_projections(names, policies)
-    with ProjectionRunner(address, schema, chosen, batch_size=batch_size) as runner:
+    with ProjectionRunner(projection_follower(app, address, batch_size), chosen) as runner:
         head = runner.head()
         bulk = _start_bulk(runner, head)
         try:
@@ -601,10 +508,10 @@ def rebuild_lock_key(schema: str, name: str) -> str:
 
 
 class ProjectionDaemon:
-    """Keeps projections caught up continuously in a background thread: applies batches while there
-    is work, then waits for eventsourcing's NOTIFY on the events channel (or 100 ms, whichever comes
-    first). Errors of the database are logged and retried with backoff; it never dies silently
-    (``last_error`` and the log say what is wrong).
+    """Keeps projections caught up continuously in the log follower's background thread: applies
+    batches while there is work, then waits for eventsourcing's NOTIFY on the log's channel (or 100 ms,
+    whichever comes first). Errors of the database are logged and retried with backoff; it never dies
+    silently (``last_error`` and the log say what is wrong).
 
     Leader election: a daemon works only while it holds a PostgreSQL advisory lock for its schema and
     projection set; a second daemon waits as a standby (``leader`` is False) and takes over when the
@@ -612,26 +519,27 @@ class ProjectionDaemon:
 
     def __init__(
         self,
+        app: Application[Any],
         address: DatabaseAddress,
-        schema: str,
         names: Sequence[str] | None = None,
         *,
         policies: Mapping[str, ErrorPolicy] | None = None,
         poll_interval: float = 0.1,
         batch_size: int = BATCH_SIZE,
     ) -> None:
+        self.follower = projection_follower(app, address, batch_size)
         self.address = address
-        self.schema = schema
+        self.schema = self.follower.schema
         self.names = list(names) if names else None
         self.policies = dict(policies or {})
         self.poll_interval = poll_interval
-        self.batch_size = batch_size
-        self.last_error: str | None = None
         self.leader = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{next(_daemon_ids)}"
         self._last_beat = 0.0
+
+    @property
+    def last_error(self) -> str | None:
+        return self.follower.last_error
 
     def _beat(self, conn: psycopg.Connection[Any], force: bool = False) -> None:
         """Publish liveness (and whether it leads) in ``projection_daemons``, at most once a second."""
@@ -664,22 +572,19 @@ class ProjectionDaemon:
         return f"heaters-projections:{self.schema}:{','.join(sorted(self.names or PROJECTIONS))}"
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"projections-{self.schema}", daemon=True)
-        self._thread.start()
+        self.follower.start(
+            self._session, thread_name=f"projections-{self.schema}", poll_seconds=self.poll_interval
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        running = self.follower.running
+        self.follower.stop(timeout)
+        if running:
             self._forget()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.follower.running
 
     def __enter__(self) -> ProjectionDaemon:
         self.start()
@@ -688,45 +593,30 @@ class ProjectionDaemon:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self._loop()
-                return
-            except Exception as error:
-                self.last_error = _describe(error)
-                log.exception(
-                    "projection daemon (schema %s) failed; retrying in %.1f s", self.schema, backoff
-                )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    def _loop(self) -> None:
+    @contextmanager
+    def _session(self, listener: psycopg.Connection[Any]) -> Iterator[Step | None]:
+        """One run of the daemon on the follower's listening connection, which holds the leader's
+        advisory lock (released with it) and beats: standing by until it leads, then its step."""
         projections = build_projections(self.names, self.policies)
-        with (
-            ProjectionRunner(self.address, self.schema, projections, batch_size=self.batch_size) as runner,
-            connect(self.address, autocommit=True) as listener,
-        ):
+        with ProjectionRunner(self.follower, projections) as runner:
             listener.execute(sql.SQL(DAEMONS_DDL).format(sql.Identifier(self.schema)))
             if not self._become_leader(listener):
+                yield None
                 return
-            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_CHANNEL)))
             log.info("projection daemon running for schema %s", self.schema)
             local = _local(self.address, self.schema)
             with _local_lock:
                 local.daemons += 1
             try:
                 self._beat(listener, force=True)
-                while not self._stop.is_set():
+
+                def step() -> int:
                     self._beat(listener)
                     applied = runner.step()
                     local.publish({name: p.position for name, p in runner.positions().items()})
-                    if applied:
-                        self.last_error = None
-                        continue
-                    for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
-                        pass
+                    return applied
+
+                yield step
             finally:
                 self.leader = False
                 with _local_lock:
@@ -737,7 +627,7 @@ class ProjectionDaemon:
         """Wait until this daemon holds the advisory lock (released with the connection); False if
         stopped first."""
         announced = False
-        while not self._stop.is_set():
+        while not self.follower.stopping.is_set():
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self.lock_key,)
             ).fetchone()
@@ -750,7 +640,7 @@ class ProjectionDaemon:
             if not announced:
                 log.info("another projection daemon leads schema %s; this one stands by", self.schema)
                 announced = True
-            self._stop.wait(max(self.poll_interval * 5, 0.25))
+            self.follower.stopping.wait(max(self.poll_interval * 5, 0.25))
         return False
 
 

@@ -7,16 +7,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import Notification
+from eventsourcing.application import Application
 from psycopg import sql
 
 from infra.database import DatabaseAddress
+from infra.log_follower import LogFollower
 from projections.base import REBUILD_SUFFIX
 from projections.runner import (
     DAEMON_DEAD_AFTER_SECONDS,
-    EVENTS_TABLE,
     PROJECTIONS,
-    make_mapper,
+    projection_follower,
     rebuild_lock_key,
     schema_connection,
 )
@@ -91,43 +91,34 @@ def _rebuild_alive(conn: psycopg.Connection[Any], schema: str, name: str) -> boo
     return not (row and row[0])
 
 
-def drop_abandoned_rebuilds(address: DatabaseAddress, schema: str) -> list[str]:
+def drop_abandoned_rebuilds(app: Application[Any], address: DatabaseAddress) -> list[str]:
     """Remove the tables and position rows of rebuilds whose process died; returns their names."""
     from projections.rebuild import _drop_rebuild_tables
     from projections.runner import build_projections
 
-    dropped = [r.name for r in projection_status(address, schema) if r.state == ABANDONED]
+    dropped = [r.name for r in projection_status(app, address) if r.state == ABANDONED]
     if dropped:
         chosen = build_projections([n.removesuffix(REBUILD_SUFFIX) for n in dropped], suffix=REBUILD_SUFFIX)
-        with schema_connection(address, schema) as conn:
+        with schema_connection(address, projection_follower(app, address).schema) as conn:
             _drop_rebuild_tables(conn, chosen)
     return dropped
 
 
-def projection_status(address: DatabaseAddress, schema: str) -> list[ProjectionStatus]:
-    """Every known projection (and rebuild in progress), in registry order."""
-    with schema_connection(address, schema) as conn:
+def projection_status(app: Application[Any], address: DatabaseAddress) -> list[ProjectionStatus]:
+    """Every known projection (and rebuild in progress) of ``app``'s log, in registry order."""
+    follower = projection_follower(app, address)
+    with schema_connection(address, follower.schema) as conn:
         conn.autocommit = True
-        return status_on(conn)
+        return status_on(conn, follower)
 
 
-def status_on(conn: psycopg.Connection[Any]) -> list[ProjectionStatus]:
+def status_on(conn: psycopg.Connection[Any], follower: LogFollower) -> list[ProjectionStatus]:
     """The status, on a connection whose ``search_path`` starts with the schema."""
-    has_events = bool((conn.execute("SELECT to_regclass(%s)", (EVENTS_TABLE,)).fetchone() or (None,))[0])
     has_positions = bool(
         (conn.execute("SELECT to_regclass('projection_positions')").fetchone() or (None,))[0]
     )
-    events = sql.Identifier(EVENTS_TABLE)
-    head = 0
-    if has_events:
-        head = int(
-            (
-                conn.execute(
-                    sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(events)
-                ).fetchone()
-                or (0,)
-            )[0]
-        )
+    events = sql.Identifier(follower.schema, follower.events_table)
+    head = follower.head()
     rows: dict[str, tuple[int, str, str | None, int]] = {
         name: (0, "not started", None, 0) for name in PROJECTIONS
     }
@@ -137,7 +128,6 @@ def status_on(conn: psycopg.Connection[Any]) -> list[ProjectionStatus]:
             "(SELECT count(*) FROM projection_errors e WHERE e.name = p.name) FROM projection_positions p ORDER BY p.name"
         ):
             rows[name] = (int(position), state, last_error, int(errors))
-    mapper = make_mapper()
     result: list[ProjectionStatus] = []
     now = datetime.now(UTC)
     schema = str((conn.execute("SELECT current_schema()").fetchone() or ("",))[0])
@@ -147,7 +137,7 @@ def status_on(conn: psycopg.Connection[Any]) -> list[ProjectionStatus]:
         if name != base and state == "rebuilding" and not _rebuild_alive(conn, schema, base):
             state = ABANDONED
         lag_events, lag_seconds = 0, 0.0
-        if has_events and position < head:
+        if position < head:
             lag_events = int(
                 (
                     conn.execute(
@@ -157,30 +147,12 @@ def status_on(conn: psycopg.Connection[Any]) -> list[ProjectionStatus]:
                     or (0,)
                 )[0]
             )
-            first = conn.execute(
-                sql.SQL(
-                    "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-                    "WHERE notification_id > %s ORDER BY notification_id LIMIT 1"
-                ).format(events),
-                (position,),
-            ).fetchone()
-            if first is not None:
-                lag_seconds = _age(mapper, first, now)
+            first = follower.read(position, 1)
+            if first and first[0].event is not None:  # an event that cannot be decoded has no known age
+                lag_seconds = max(0.0, float((now - first[0].event.timestamp).total_seconds()))
         result.append(
             ProjectionStatus(
                 name, position, head, lag_events, lag_seconds, state, last_error, errors, led.get(name)
             )
         )
     return result
-
-
-def _age(mapper: Any, row: tuple[Any, ...], now: datetime) -> float:
-    try:
-        event = mapper.to_domain_event(
-            Notification(
-                id=row[0], originator_id=row[1], originator_version=row[2], topic=row[3], state=bytes(row[4])
-            )
-        )
-        return max(0.0, float((now - event.timestamp).total_seconds()))
-    except Exception:  # an event that cannot be decoded has no known age
-        return 0.0

@@ -64,3 +64,16 @@ def assert_replay_rebuilds(app: HeatersApplication, aggregate_id: UUID, live: ob
     assert replayed.version == len(events)
     assert replayed.created_on == events[0].timestamp  # type: ignore[attr-defined]
     assert replayed.modified_on == events[-1].timestamp  # type: ignore[attr-defined]
+
+
+def version_one_clip_created(video_id: UUID) -> dict[str, object]:
+    """The stored state of a ``Clip.Created`` from before clips had an origin and parents (version 1,
+    upcast on reading)."""
+    return {
+        "originator_topic": "heaters.clip:Clip",
+        "video_id": {"_type_": "uuid_hex", "_data_": video_id.hex},
+        "start": 0,
+        "end": 50,
+        "actor": "stage:shots",
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2025-06-01T12:00:00+00:00"},
+    }

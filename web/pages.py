@@ -354,13 +354,13 @@ class OpsPages(Controller):
     def drop_abandoned(
         self,
         request: Request[Any, Any, Any],
-        settings: NamedDependency[Settings],
+        heaters: NamedDependency[HeatersApplication],
         address: NamedDependency[DatabaseAddress],
         user: NamedDependency[User],
     ) -> Redirect:
         from projections.status import drop_abandoned_rebuilds
 
-        dropped = drop_abandoned_rebuilds(address, settings.database_schema)
+        dropped = drop_abandoned_rebuilds(heaters, address)
         log.info("%s dropped abandoned rebuilds: %s", user.name, ", ".join(dropped) or "none")
         _flash(request, f"dropped {', '.join(dropped)}" if dropped else "no abandoned rebuild to drop")
         return Redirect("/ops", status_code=303)

@@ -108,7 +108,7 @@ class Projections:
     def status(self) -> list[dict[str, Any]]:
         from projections.status import projection_status
 
-        return [asdict(item) for item in projection_status(self.address, self.schema)]
+        return [asdict(item) for item in projection_status(self.app, self.address)]
 
     def daemons(self) -> list[dict[str, Any]]:
         from projections.status import daemon_status
@@ -118,7 +118,7 @@ class Projections:
     def rebuild(self, name: str) -> Any:
         from projections.rebuild import rebuild
 
-        return rebuild(self.address, self.schema, name)
+        return rebuild(self.app, self.address, name)
 
 
 class Review:

@@ -84,7 +84,7 @@ def review_site(
     add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "rob", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "aldo", "auditor", PASSWORD)
-    daemon = daemon or ProjectionDaemon(pg_address, pg_schema)
+    daemon = daemon or ProjectionDaemon(pg_app, pg_address)
     daemon.start()
     try:
         with serve(create_app(settings, pg_app, pg_address, storage, **app_options)) as base:

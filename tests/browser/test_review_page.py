@@ -161,7 +161,7 @@ def test_search_thumbnails_play_on_hover(
         pg_app.record_keyframes(clip, "multi", [f"k/{clip}/{f}.jpg" for f in frames], frames, PIPELINE)
         vector = [1.0, float(i), 0.5] + [0.0] * 509
         pg_app.record_embedding(clip, "ViT-B-32", "openai", "keyframe_multi_avg", [vector], PIPELINE)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     with chromium() as browser:
         page = new_page(browser, bypass_csp=PLAYWRIGHT_EVAL)
         page.goto(f"{base}/search?clip={clips[0]}&sort=asc")

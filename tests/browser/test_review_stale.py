@@ -19,7 +19,7 @@ def test_an_approval_the_read_models_lag_behind_is_flagged_on_the_page(
 ) -> None:
     from playwright.sync_api import expect
 
-    daemon = ProjectionDaemon(pg_address, pg_schema)
+    daemon = ProjectionDaemon(pg_app, pg_address)
     with (
         review_site(pg_address, pg_schema, pg_app, tmp_path, daemon=daemon, settle_timeout=0.5) as (base, _),
         chromium() as browser,

@@ -35,7 +35,7 @@ HEARTBEAT_TIMEOUT = 3.0
 
 @pytest.fixture
 def shape(
-    pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
+    pg_address: DatabaseAddress, pg_schema: str, pg_app: HeatersApplication, tmp_path: Path
 ) -> Iterator[tuple[Fleet, OwnRedis, int]]:
     redis = OwnRedis(tmp_path / "redis")
     redis.start()
@@ -48,7 +48,7 @@ def shape(
     )  # fmt: skip
     logs = tmp_path / "logs"
     fleet = Fleet(env, logs)
-    catch_up(pg_address, pg_schema)  # the read-model tables exist before the daemons race to them
+    catch_up(pg_app, pg_address)  # the read-model tables exist before the daemons race to them
     fleet.start("web", "up", "--host", "127.0.0.1", "--port", str(port), "--no-pipeline", "--no-worker",
                 "--no-projections")  # fmt: skip
     fleet.start("daemon-1", "up", "--no-web", "--no-pipeline", "--no-worker")
@@ -114,9 +114,9 @@ def test_every_video_is_clipped_once_whatever_fails(
                 assert kinds.count(result) == 1, (video_id, kinds)
             assert [(c.start, c.end) for c in pg_app.clips_of(video_id)] == [(0, 40), (40, 85), (85, 120)]
         head = int(pg_app.recorder.max_notification_id() or 0)
-        wait_for(lambda: _caught_up(pg_address, pg_schema, head), 30, "the projections at the head", fleet)
+        wait_for(lambda: _caught_up(pg_app, pg_address, head), 30, "the projections at the head", fleet)
         live = checksums(pg_address, pg_schema)
-        rebuild(pg_address, pg_schema)
+        rebuild(pg_app, pg_address)
         assert checksums(pg_address, pg_schema) == live
 
     # 1. kill -9 of a worker mid-stage and of the process manager
@@ -166,7 +166,7 @@ def test_every_video_is_clipped_once_whatever_fails(
     assert httpx.get(web + "/readyz", timeout=10).status_code == 200
 
 
-def _caught_up(address: DatabaseAddress, schema: str, head: int) -> bool:
+def _caught_up(app: HeatersApplication, address: DatabaseAddress, head: int) -> bool:
     from projections.status import projection_status
 
-    return all(p.position >= head for p in projection_status(address, schema) if "__" not in p.name)
+    return all(p.position >= head for p in projection_status(app, address) if "__" not in p.name)

@@ -132,7 +132,7 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(
         assert storage.exists(clip.export_key or "")
 
         # The similarity read model holds one L2-normalised pgvector row per (clip, model, strategy).
-        catch_up(pg_address, settings.database_schema)
+        catch_up(pg_app, pg_address)
         with connect(pg_address) as conn:
             rows = conn.execute(
                 sql.SQL(

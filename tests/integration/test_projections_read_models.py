@@ -23,12 +23,13 @@ REVIEWER = "user:reviewer"
 class ReadModelRows:
     """The read models of the test's schema: caught up on demand and read by plain queries."""
 
-    def __init__(self, address: DatabaseAddress, schema: str) -> None:
+    def __init__(self, app: HeatersApplication, address: DatabaseAddress, schema: str) -> None:
+        self.app = app
         self.address = address
         self.schema = schema
 
     def catch_up(self) -> None:
-        catch_up(self.address, self.schema)
+        catch_up(self.app, self.address)
 
     def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with schema_connection(self.address, self.schema) as conn:
@@ -58,8 +59,8 @@ class ReadModelRows:
 
 
 @pytest.fixture
-def rm(pg_address: DatabaseAddress, pg_schema: str) -> ReadModelRows:
-    return ReadModelRows(pg_address, pg_schema)
+def rm(pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str) -> ReadModelRows:
+    return ReadModelRows(pg_app, pg_address, pg_schema)
 
 
 def pipeline_results(app: HeatersApplication, clip_id: UUID, vector: list[float]) -> None:

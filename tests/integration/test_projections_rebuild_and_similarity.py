@@ -26,11 +26,11 @@ def test_rebuild_equals_incremental(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
     varied_history(pg_app)
-    head = catch_up(pg_address, pg_schema, batch_size=7)  # many small batches
+    head = catch_up(pg_app, pg_address, batch_size=7)  # many small batches
     incremental = checksums(pg_address, pg_schema)
-    assert rebuild(pg_address, pg_schema) == head  # all projections, one big batch after another
+    assert rebuild(pg_app, pg_address) == head  # all projections, one big batch after another
     assert checksums(pg_address, pg_schema) == incremental
-    assert rebuild(pg_address, pg_schema, "similarity") == head
+    assert rebuild(pg_app, pg_address, "similarity") == head
     assert checksums(pg_address, pg_schema) == incremental
     with schema_connection(pg_address, pg_schema) as conn:
         names = {
@@ -55,7 +55,7 @@ def test_rebuild_while_reviewers_work_misses_nothing(
     clip_ids = [
         c for _ in range(3) for c in clipped_video(pg_app, frame_count=1000, cuts=range(50, 1000, 50))[1]
     ]
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     stop = threading.Event()
 
     def review() -> None:
@@ -64,17 +64,17 @@ def test_rebuild_while_reviewers_work_misses_nothing(
                 return
             pg_app.approve(clip_id, REVIEWER)
 
-    with ProjectionDaemon(pg_address, pg_schema, poll_interval=0.05):
+    with ProjectionDaemon(pg_app, pg_address, poll_interval=0.05):
         reviewer = threading.Thread(target=review)
         reviewer.start()
-        rebuild(pg_address, pg_schema, "clips", batch_size=20)
+        rebuild(pg_app, pg_address, "clips", batch_size=20)
         reviewer.join()
         assert wait_for(pg_address, pg_schema, pg_app.recorder.max_notification_id() or 0, timeout=10)
     live = checksums(pg_address, pg_schema)
     with schema_connection(pg_address, pg_schema) as conn:
         approved = conn.execute("SELECT count(*) FROM rm_clips WHERE state = 'approved'").fetchone()
     assert approved == (len(clip_ids),)
-    rebuild(pg_address, pg_schema)
+    rebuild(pg_app, pg_address)
     assert checksums(pg_address, pg_schema) == live
 
 
@@ -87,7 +87,7 @@ def test_similar_clips_by_cosine(
     for clip_id, vector in vectors.items():
         pg_app.approve(clip_id, REVIEWER)
         embed(pg_app, clip_id, vector)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     with schema_connection(pg_address, pg_schema) as conn:
         found = similar_clips(conn, pg_schema, a)
         assert [s.clip_id for s in found] == [d, b, c]
@@ -103,7 +103,7 @@ def test_similar_clips_by_cosine(
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a, limit=1, offset=1)] == [b]
         assert similar_clips(conn, pg_schema, a, model="other") == []
     pg_app.undo(d, REVIEWER)  # d's approval undone: its vectors stop being found
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     with schema_connection(pg_address, pg_schema) as conn:
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [b, c]
 
@@ -114,7 +114,7 @@ def test_similarity_query_uses_the_hnsw_index(
     _, (a, _, _) = clipped_video(pg_app)
     pg_app.approve(a, REVIEWER)
     embed(pg_app, a, unit(*[1.0] * 16))
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     rng = random.Random(7)
     video = uuid4()
     rows = [
@@ -214,18 +214,18 @@ def test_catch_up_far_behind_builds_the_hnsw_index_once_at_the_head(
     for clip_id, vector in ((a, unit(1, 0, 0)), (b, unit(1, 0.2, 0))):
         pg_app.approve(clip_id, REVIEWER)
         embed(pg_app, clip_id, vector)
-    catch_up(pg_address, pg_schema)  # a few events: the index is made on first sight and kept
+    catch_up(pg_app, pg_address)  # a few events: the index is made on first sight and kept
     first = index_oid()
     assert first is not None
     pg_app.approve(c, REVIEWER)
     embed(pg_app, c, unit(1, 0.1, 0))
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert index_oid() == first  # a short catch-up maintains it
     _, (d, *_) = clipped_video(pg_app)
     pg_app.approve(d, REVIEWER)
     embed(pg_app, d, unit(0, 1, 0))
     monkeypatch.setattr(projections.runner, "BULK_BACKLOG", 5)
-    catch_up(pg_address, pg_schema)  # "far" behind now: dropped, filled, built again at the head
+    catch_up(pg_app, pg_address)  # "far" behind now: dropped, filled, built again at the head
     rebuilt = index_oid()
     assert rebuilt is not None and rebuilt != first
     with schema_connection(pg_address, pg_schema) as conn:

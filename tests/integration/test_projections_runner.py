@@ -54,16 +54,16 @@ def test_a_crash_mid_batch_loses_nothing_and_applies_nothing_twice(
     varied_history(pg_app)
     projections = [*build_projections(["videos", "history"]), CrashingClips(pg_address, crash_on=3)]
     with pytest.raises(psycopg.OperationalError):
-        catch_up(pg_address, pg_schema, projections=projections, batch_size=10)
+        catch_up(pg_app, pg_address, projections=projections, batch_size=10)
     # The first two batches committed with their positions; the third rolled back entirely.
     assert positions(pg_address, pg_schema)["clips"] == (20, "running")
     with schema_connection(pg_address, pg_schema) as conn:
         ((max_version_seen,),) = conn.execute("SELECT count(*) FROM rm_clips").fetchall()
     assert max_version_seen > 0
-    head = catch_up(pg_address, pg_schema, batch_size=10)  # resume
+    head = catch_up(pg_app, pg_address, batch_size=10)  # resume
     assert all(p == (head, "running") for p in positions(pg_address, pg_schema).values())
     incremental = checksums(pg_address, pg_schema)
-    rebuild(pg_address, pg_schema)  # an uninterrupted replay from 0
+    rebuild(pg_app, pg_address)  # an uninterrupted replay from 0
     assert checksums(pg_address, pg_schema) == incremental
 
 
@@ -84,11 +84,11 @@ def test_a_poisoned_event_stops_a_projection_visibly(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
     _, (a, _, _) = clipped_video(pg_app)
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     bad = _poison(pg_app, pg_address, pg_schema)
     pg_app.approve(a, REVIEWER)
-    catch_up(pg_address, pg_schema)
-    status = {s.name: s for s in projection_status(pg_address, pg_schema)}
+    catch_up(pg_app, pg_address)
+    status = {s.name: s for s in projection_status(pg_app, pg_address)}
     clips = status["clips"]
     assert (clips.state, clips.position, clips.error_count) == ("stopped", bad - 1, 1)
     assert clips.lag_events == 2 and clips.head == bad + 1
@@ -101,10 +101,10 @@ def test_a_poisoned_event_stops_a_projection_visibly(
             "SELECT name, position, topic, skipped FROM projection_errors ORDER BY name"
         ).fetchall()
     assert ("clips", bad, "heaters.clip:Bogus", False) in errors
-    catch_up(pg_address, pg_schema)  # a stopped projection stays stopped
+    catch_up(pg_app, pg_address)  # a stopped projection stays stopped
     assert positions(pg_address, pg_schema)["clips"] == (bad - 1, "stopped")
     resume(pg_address, pg_schema, "clips", skip=True)  # the operator skips it
-    catch_up(pg_address, pg_schema)
+    catch_up(pg_app, pg_address)
     assert positions(pg_address, pg_schema)["clips"] == (bad + 1, "running")
     with schema_connection(pg_address, pg_schema) as conn:
         assert conn.execute("SELECT state FROM rm_clips WHERE id = %s", (a,)).fetchone() == ("approved",)
@@ -130,7 +130,7 @@ def test_with_policy_skip_the_read_models_go_on(
         conn.commit()
     pg_app.approve(a, REVIEWER)
     policies = dict.fromkeys(["videos", "clips", "history", "similarity", "stats"], "skip")
-    head = catch_up(pg_address, pg_schema, policies=policies)  # type: ignore[arg-type]
+    head = catch_up(pg_app, pg_address, policies=policies)  # type: ignore[arg-type]
     assert all(p == (head, "running") for p in positions(pg_address, pg_schema).values())
     with schema_connection(pg_address, pg_schema) as conn:
         assert conn.execute("SELECT state FROM rm_clips WHERE id = %s", (a,)).fetchone() == ("approved",)
@@ -141,7 +141,7 @@ def test_with_policy_skip_the_read_models_go_on(
     assert {(n, p) for n, p, _, _ in errors} >= {("clips", bad), ("clips", too_big), ("history", bad)}
     assert all(skipped for _, _, skipped, _ in errors)
     assert any("out of range" in e for n, p, _, e in errors if (n, p) == ("clips", too_big))
-    status = {s.name: s for s in projection_status(pg_address, pg_schema)}
+    status = {s.name: s for s in projection_status(pg_app, pg_address)}
     assert status["clips"].error_count == 2 and status["clips"].state == "running"
 
 
@@ -149,7 +149,7 @@ def test_the_daemon_follows_the_log_and_wait_for_sees_it(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
     _, (a, b, _) = clipped_video(pg_app)
-    with ProjectionDaemon(pg_address, pg_schema, poll_interval=0.05) as daemon:
+    with ProjectionDaemon(pg_app, pg_address, poll_interval=0.05) as daemon:
         head = pg_app.recorder.max_notification_id() or 0
         assert wait_for(pg_address, pg_schema, head, timeout=10)
         pg_app.approve(a, REVIEWER)
@@ -162,7 +162,7 @@ def test_the_daemon_follows_the_log_and_wait_for_sees_it(
             assert conn.execute("SELECT state FROM rm_clips WHERE id = %s", (b,)).fetchone() == ("skipped",)
         assert daemon.running and daemon.last_error is None
     assert not daemon.running
-    status = projection_status(pg_address, pg_schema)
+    status = projection_status(pg_app, pg_address)
     assert {s.name for s in status} == {"videos", "clips", "history", "similarity", "stats"}
     assert all(s.lag_events == 0 and s.lag_seconds == 0 and s.state == "running" for s in status)
     assert not wait_for(pg_address, pg_schema, head + 1, timeout=0.2)
@@ -172,8 +172,8 @@ def test_one_daemon_leads_a_schema_and_a_standby_takes_over(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
     _, (a, b, _) = clipped_video(pg_app)
-    first = ProjectionDaemon(pg_address, pg_schema, poll_interval=0.05)
-    second = ProjectionDaemon(pg_address, pg_schema, poll_interval=0.05)
+    first = ProjectionDaemon(pg_app, pg_address, poll_interval=0.05)
+    second = ProjectionDaemon(pg_app, pg_address, poll_interval=0.05)
     first.start()
     deadline = time.monotonic() + 10
     while not first.leader and time.monotonic() < deadline:
@@ -209,8 +209,8 @@ def test_a_value_postgresql_refuses_stops_the_projection_at_its_event(
         duration=float("nan"), fps=float("nan"), frame_count=10, width=1, height=1, codec="h264",
     )  # fmt: skip
     head = pg_app.recorder.max_notification_id()
-    catch_up(pg_address, pg_schema, ["videos", "history", "clips"])
-    status = {s.name: s for s in projection_status(pg_address, pg_schema)}
+    catch_up(pg_app, pg_address, ["videos", "history", "clips"])
+    status = {s.name: s for s in projection_status(pg_app, pg_address)}
     for name in ("videos", "history"):
         assert status[name].state == "stopped" and status[name].position == (head or 0) - 1, status[name]
         assert "NaN" in (status[name].last_error or "") or "invalid" in (status[name].last_error or "")

@@ -42,7 +42,7 @@ def team(
     names = {"rita": "reviewer", "rob": "reviewer", "rae": "reviewer", "olga": "ops"}
     for name, role in names.items():
         add_user(address, schema, name, role, PASSWORD)
-    daemon = ProjectionDaemon(address, schema)
+    daemon = ProjectionDaemon(heaters, address)
     daemon.start()
     app = create_app(settings, heaters, address, storage, secret="test-secret", lease_seconds=lease_seconds)
     # one client runs the app's startup and shutdown; the others share the running app
@@ -69,7 +69,7 @@ def reviewers(
 def video(web: Web, frame_count: int = 300, cuts: Sequence[int] = (100, 200)) -> tuple[UUID, list[UUID]]:
     """A clipped video, with the read models caught up (the pages show it)."""
     made = clipped_video(web.heaters, frame_count=frame_count, cuts=cuts)
-    catch_up(web.address, web.schema)
+    catch_up(web.heaters, web.address)
     return made
 
 
@@ -230,7 +230,7 @@ def test_search_says_why_a_clip_has_no_embedding(reviewers: dict[str, Web]) -> N
     rita.heaters.record_keyframes(a, "multi", ["k/a/10.jpg"], [10], PIPELINE)
     reason = "no CLIP model configured: set HEATERS_CLIP_MODEL"
     rita.heaters.record_clip_failure(a, "embedding", 3, reason, PIPELINE)
-    catch_up(rita.address, rita.schema)
+    catch_up(rita.heaters, rita.address)
     page = rita.client.get(f"/search?clip={a}")
     assert page.status_code == 200
     assert f"its embedding stage failed: {reason}" in page.text and "No neighbours" not in page.text

@@ -49,7 +49,7 @@ def site(
         redis_namespace="scale-out", web_secret=SECRET, login_failure_limit="5",
     )  # fmt: skip
     fleet = Fleet(env, tmp_path / "logs")
-    catch_up(pg_address, pg_schema)  # the read-model tables exist before the daemons race to them
+    catch_up(pg_app, pg_address)  # the read-model tables exist before the daemons race to them
     ports = free_port(), free_port()
     try:
         for name, port in zip(("web-a", "web-b"), ports, strict=True):

@@ -76,3 +76,35 @@ def test_building_the_process_manager_does_no_io(pg_app: HeatersApplication) -> 
     nowhere = DatabaseAddress(host="127.0.0.1", port=9, user="x", password="x", dbname="x")
     manager = PipelineProcessManager(pg_app, nowhere, "nowhere", lambda *_: None)
     manager.stop()
+
+
+def test_a_version_one_pipeline_position_survives_the_upgrade(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """Version 2 gives ``pipeline_tracking`` the log follower's shape; the process manager resumes from
+    the position a version 1 database recorded, and reads nothing before it again."""
+    first = pg_app.submit("/videos/a.mp4", "user:alice")
+    second = pg_app.submit("/videos/b.mp4", "user:alice")
+    done = int(pg_app.recorder.max_notification_id() or 0) - 1  # the first video's event handled
+    s = sql.Identifier(pg_schema)
+    with connect(pg_address, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE {}.pipeline_tracking").format(s))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {}.pipeline_tracking (name text PRIMARY KEY, position bigint NOT NULL)"
+            ).format(s)
+        )
+        conn.execute(sql.SQL("INSERT INTO {}.pipeline_tracking VALUES ('pipeline', %s)").format(s), (done,))
+        conn.execute(sql.SQL("UPDATE {}.heaters_schema SET version = 1").format(s))
+    prepare_schema(pg_address, pg_schema)
+    prepare_schema(pg_address, pg_schema)  # idempotent
+    sent: list[tuple[str, object]] = []
+    manager = PipelineProcessManager(
+        pg_app, pg_address, pg_schema, lambda stage, i, _: sent.append((stage, i))
+    )
+    try:
+        assert manager.position() == done
+        assert manager.catch_up() == 1
+    finally:
+        manager.stop()
+    assert sent == [("download", second)] and first != second

@@ -59,7 +59,7 @@ def open_web(
     storage = LocalObjectStorage(tmp_path / "media")
     for name, role in (("rita", "reviewer"), ("aldo", "auditor"), ("olga", "ops")):
         add_user(address, schema, name, role, PASSWORD)
-    daemon = ProjectionDaemon(address, schema)
+    daemon = ProjectionDaemon(heaters, address)
     daemon.start()
     app = create_app(
         settings, heaters, address, storage, secret="test-secret", queue_depths=lambda: {"ingest": 2}
@@ -213,7 +213,7 @@ def test_search_page(web: Web) -> None:
     web.login("aldo")
     from projections.runner import catch_up
 
-    catch_up(web.address, web.schema)
+    catch_up(web.heaters, web.address)
     page = web.client.get(f"/search?clip={clips[0]}&model=ViT-B-32")
     assert page.status_code == 200, page.text
     assert page.text.count('class="card result"') == 2
@@ -288,7 +288,7 @@ def test_search_sorts_by_similarity_both_ways_and_cards_can_play(web: Web) -> No
         web.heaters.record_keyframes(clip, "multi", [f"k/{clip}/{j}.jpg" for j in frames], frames, PIPELINE)
         vector = [1.0, float(i), 0.5] + [0.0] * 509  # farther from clip 0 as i grows
         web.heaters.record_embedding(clip, "ViT-B-32", "openai", "keyframe_multi_avg", [vector], PIPELINE)
-    catch_up(web.address, web.schema)
+    catch_up(web.heaters, web.address)
     web.login("aldo")
 
     def api(sort: str | None) -> list[tuple[str, float]]:

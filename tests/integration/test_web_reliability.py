@@ -53,7 +53,7 @@ def test_with_projections_stopped_an_action_says_so_and_the_queue_serves_no_reti
 ) -> None:
     settings = Settings(database_schema=pg_schema, home=tmp_path, media_dir=tmp_path / "media")
     add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
-    daemon = ProjectionDaemon(pg_address, pg_schema)
+    daemon = ProjectionDaemon(pg_app, pg_address)
     daemon.start()
     app = create_app(
         settings, pg_app, pg_address, LocalObjectStorage(tmp_path / "media"), secret="s", settle_timeout=0.5

@@ -110,7 +110,7 @@ def test_titles_and_user_names_are_escaped(web: Web) -> None:
     assert web.login(evil).status_code == 303
     from projections.runner import catch_up
 
-    catch_up(web.address, web.schema)
+    catch_up(web.heaters, web.address)
     for url in ("/review", "/videos", f"/videos/{video_id}/history", "/ops", "/search"):
         page = web.client.get(url)
         assert page.status_code == 200, url

@@ -85,7 +85,7 @@ def test_two_concurrent_rebuilds_of_one_projection_one_runs_the_other_is_refused
     def run() -> None:
         start.wait()
         try:
-            rebuild(web.address, web.schema, "clips")
+            rebuild(web.heaters, web.address, "clips")
             outcomes.append("rebuilt")
         except RebuildRunning:
             outcomes.append("refused")

@@ -96,7 +96,7 @@ def test_no_input_makes_a_500_for_any_role(
     for name, role in USERS:
         add_user(pg_address, pg_schema, name, role, PASSWORD)
     clipped_video(pg_app, cuts=(100, 200))
-    daemon = ProjectionDaemon(pg_address, pg_schema)
+    daemon = ProjectionDaemon(pg_app, pg_address)
     daemon.start()
     config = settings_for(pg_schema, tmp_path)
     failures: list[str] = []

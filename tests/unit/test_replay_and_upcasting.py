@@ -14,7 +14,7 @@ from commands.service import HeatersApplication
 from domain.clip import Clip
 from domain.errors import DomainError
 from domain.vectors import decode_vectors, encode_vectors, vector_count
-from tests.helpers import PIPELINE, assert_replay_rebuilds, clipped_video
+from tests.helpers import PIPELINE, assert_replay_rebuilds, clipped_video, version_one_clip_created
 
 
 def test_replay_rebuilds_identical_aggregates(memory_app: HeatersApplication) -> None:
@@ -30,14 +30,7 @@ def test_replay_rebuilds_identical_aggregates(memory_app: HeatersApplication) ->
 def test_version_one_clip_created_events_upcast(memory_app: HeatersApplication) -> None:
     """Clips stored before origin and parents existed read back as clips of detected shots."""
     clip_id, video_id = uuid4(), uuid4()
-    state = {
-        "originator_topic": "heaters.clip:Clip",
-        "video_id": {"_type_": "uuid_hex", "_data_": video_id.hex},
-        "start": 0,
-        "end": 50,
-        "actor": "stage:shots",
-        "timestamp": {"_type_": "datetime_iso", "_data_": "2025-06-01T12:00:00+00:00"},
-    }
+    state = version_one_clip_created(video_id)
     memory_app.recorder.insert_events(
         [
             StoredEvent(

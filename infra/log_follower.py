@@ -1,0 +1,252 @@
+"""One follower of the application's event log, for every consumer that reads it with a tracked
+position: the projections (``projections/runner.py``) and the pipeline's process manager
+(``processors/process_manager.py``).
+
+It owns what they share, after eventsourcing's ``ApplicationSubscription`` and ``TrackingRecorder``
+(``eventsourcing/projection.py``, ``eventsourcing/persistence.py``):
+
+- **reading**: the notification log after a position, in batches, filtered by topics where the
+  consumer names them, through the application's own recorder (its table, its schema) and decoded by
+  the application's own mapper (its transcodings, its upcasting): nothing here names the events table;
+- **tracking**: the consumers' positions, one row ``(name, position, state, updated_at)`` each in a
+  table of that shape (``projection_positions``, ``pipeline_tracking``), read, locked and advanced in
+  the consumer's own transaction, so its work and its position commit together (exactly once);
+- **following**: a background thread that runs the consumer's step while it finds work and otherwise
+  waits for eventsourcing's NOTIFY on the log's channel (or the poll interval), retries with backoff
+  when the database fails, and stops on request.
+
+What to do with the events (read models, outbox rows), and when (leader election, rebuilds), is the
+consumer's. The follower takes an ``eventsourcing.application.Application`` rather than
+``HeatersApplication`` because both the projections and the commands use it, and they may not import
+each other: it sits in ``infra/`` below both.
+
+Reading in notification-id order is gap-free because eventsourcing's PostgreSQL recorder (with
+``POSTGRES_ENABLE_DB_FUNCTIONS`` off) locks the events table while a transaction is given its ids: ids
+follow commit order, so a reader that has seen id N never later sees a smaller id commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import sql
+
+from infra.database import DatabaseAddress, connect
+
+log = logging.getLogger(__name__)
+
+#: A tracked consumer's state while it follows the log (consumers may add their own: stopped, …).
+RUNNING = "running"
+
+#: The consumer's step: handle the next batch, return how many events (0: nothing new).
+Step = Callable[[], int]
+#: Opens what a run of the consumer needs, on the follower's listening connection (where it may hold
+#: advisory locks); gives its step, or None to end the run (stopped while waiting to lead).
+Session = Callable[[psycopg.Connection[Any]], AbstractContextManager[Step | None]]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One notification of the event log, decoded (``event`` is None when it could not be decoded,
+    and ``decode_error`` says why)."""
+
+    position: int
+    topic: str
+    originator_id: UUID
+    originator_version: int
+    event: Any | None
+    decode_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The topic's name part, e.g. ``Approved``."""
+        return self.topic.rpartition(":")[2]
+
+    @property
+    def kind(self) -> str:
+        """``video`` or ``clip`` (from the topic's prefix ``heaters.video:`` / ``heaters.clip:``)."""
+        prefix = self.topic.partition(":")[0]
+        return prefix.rpartition(".")[2] or prefix
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A consumer's row: the last notification id it handled, and its state."""
+
+    position: int
+    state: str
+
+
+def describe(error: BaseException) -> str:
+    """The error's message and where it was raised (for ``last_error`` columns and logs)."""
+    lines = traceback.format_exception_only(type(error), error)
+    tb = traceback.extract_tb(error.__traceback__)
+    where = f" (at {tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return "".join(lines).strip() + where
+
+
+class LogFollower:
+    """Reads ``app``'s notification log after tracked positions kept in ``tracking_table`` (in
+    ``schema``, by default the event store's), ``batch_size`` events at a time, ``topics`` only when
+    given; runs a consumer in a background thread. Building one does no I/O."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        address: DatabaseAddress,
+        tracking_table: str,
+        *,
+        schema: str | None = None,
+        topics: Iterable[str] = (),
+        batch_size: int,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        recorder = app.recorder
+        if not isinstance(recorder, PostgresApplicationRecorder):
+            raise TypeError(
+                f"the log follower needs eventsourcing's PostgreSQL recorder, not {type(recorder)}"
+            )
+        self.app_name = app.name
+        self.recorder = recorder
+        self.mapper = app.mapper
+        self.address = address
+        self.schema = schema or recorder.datastore.schema
+        self.events_table: str = recorder.events_table_name
+        self.channel: str = recorder.channel_name
+        self.topics = sorted(set(topics))
+        self.batch_size = batch_size
+        self.tracking_table = tracking_table
+        self._tracking = sql.Identifier(self.schema, tracking_table)
+        self.stopping = threading.Event()
+        self.last_error: str | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- reading the log ---------------------------------------------------------------------------
+
+    def head(self) -> int:
+        """The last notification id of the log (0 when empty), whatever its topic."""
+        return self.recorder.max_notification_id() or 0
+
+    def read(self, after: int, limit: int | None = None) -> list[EventRecord]:
+        """Decoded events with ids > ``after`` (at most ``limit``, default the batch size; of the
+        follower's topics when it has some), in id order."""
+        notifications = self.recorder.select_notifications(
+            after + 1, limit or self.batch_size, topics=self.topics, inclusive_of_start=True
+        )
+        return [self.decode(n) for n in notifications]
+
+    def decode(self, notification: Notification) -> EventRecord:
+        """The notification as a domain event, by the application's mapper (upcasting included); an
+        event it cannot decode comes back with ``event`` None and the reason."""
+        event: Any | None = None
+        error: str | None = None
+        try:
+            event = self.mapper.to_domain_event(notification)
+        except Exception as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        originator_id: UUID = notification.originator_id  # type: ignore[assignment]
+        return EventRecord(
+            notification.id, notification.topic, originator_id, notification.originator_version, event, error
+        )
+
+    # -- tracking positions (in the consumer's transaction) ----------------------------------------
+
+    def track(self, conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+        """Start tracking ``names`` at position 0 (those tracked already keep their position)."""
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (name, position) SELECT n, 0 FROM unnest(%s::text[]) AS n ON CONFLICT DO NOTHING"
+            ).format(self._tracking),
+            (list(names),),
+        )
+
+    def positions(self, conn: psycopg.Connection[Any], names: Sequence[str]) -> dict[str, Tracked]:
+        """The tracked rows of ``names`` (the untracked are missing)."""
+        rows = conn.execute(
+            sql.SQL("SELECT name, position, state FROM {} WHERE name = ANY(%s)").format(self._tracking),
+            (list(names),),
+        ).fetchall()
+        return {str(name): Tracked(int(position), str(state)) for name, position, state in rows}
+
+    def lock(self, conn: psycopg.Connection[Any], name: str) -> Tracked | None:
+        """``name``'s row, locked until the transaction ends (a second consumer of the same name
+        waits, then sees where this one got to)."""
+        row = conn.execute(
+            sql.SQL("SELECT position, state FROM {} WHERE name = %s FOR UPDATE").format(self._tracking),
+            (name,),
+        ).fetchone()
+        return None if row is None else Tracked(int(row[0]), str(row[1]))
+
+    def advance(self, conn: psycopg.Connection[Any], name: str, position: int) -> None:
+        """Record that ``name`` handled the log up to ``position`` (commits with the transaction)."""
+        conn.execute(
+            sql.SQL("UPDATE {} SET position = %s, updated_at = now() WHERE name = %s").format(self._tracking),
+            (position, name),
+        )
+
+    # -- following in the background ---------------------------------------------------------------
+
+    def start(
+        self, session: Session, *, thread_name: str, poll_seconds: float, max_backoff: float = 30.0
+    ) -> None:
+        """Follow the log in a background thread: each run opens a listening connection and the
+        consumer's ``session`` on it, then runs its step while it finds work and waits for the log's
+        NOTIFY (or ``poll_seconds``) when not. A failing run is logged (``last_error``) and started
+        again after a backoff doubling from 0.5 s to ``max_backoff``; a run that worked resets it."""
+        if self.running:
+            return
+        self.stopping.clear()
+        self._thread = threading.Thread(
+            target=self._follow, args=(session, poll_seconds, max_backoff), name=thread_name, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _follow(self, session: Session, poll_seconds: float, max_backoff: float) -> None:
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                with connect(self.address, autocommit=True) as listener, session(listener) as step:
+                    if step is None:
+                        return
+                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    while not self.stopping.is_set():
+                        if step():
+                            self.last_error = None
+                            backoff = 0.5
+                            continue
+                        for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
+                            pass
+                return
+            except Exception as error:
+                self.last_error = describe(error)
+                log.warning(
+                    "%s: following the log failed (%s); retrying in %.1f s",
+                    threading.current_thread().name,
+                    self.last_error.splitlines()[0],
+                    backoff,
+                    exc_info=not isinstance(error, psycopg.Error | ConnectionError),
+                )
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, max_backoff)
