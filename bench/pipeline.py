@@ -14,7 +14,7 @@ from ``/proc``) over the timed span, so the bench's own 50 ms state polls are ch
 PySceneDetect's are its subprocess tree's (``RUSAGE_CHILDREN``). ``--pass-variants`` also times the
 proxy stage's decode pass alone (``decode_once`` with the settings' shot detector consuming the
 frames) in each proxy and sprite mode: the all-intra proxy, a stream copy of a playable source
-(``HEATERS_PROXY_COPY_PLAYABLE``), and each with WebP or JPEG sheets.
+(``HEATERS_PROXY_COPY_PLAYABLE``), with WebP or JPEG sheets (``PASS_VARIANTS``).
 
 Generates (or reuses, cached under ``bench/results/pipeline-corpus``) a 1280x720 and a 640x360 video
 at 25 fps, twelve shots joined by hard cuts and one dissolve (see ``bench/corpus.py``). Heaters runs
@@ -338,21 +338,28 @@ def _heaters_result(app: HeatersApplication, video_id: UUID, wall: float) -> Hea
 
 # ----------------------------------------------------------------------------- the decode pass alone
 
-#: (name, stream-copy a playable source into the proxy, sprite sheet format)
-PASS_VARIANTS: tuple[tuple[str, bool, SpriteFormat], ...] = (
-    ("all-intra, webp", False, "webp"),
-    ("all-intra, jpeg", False, "jpeg"),
-    ("copy, webp", True, "webp"),
-    ("copy, jpeg", True, "jpeg"),
+#: (name, stream-copy a playable source into the proxy, sprite sheet format, its quality or None for
+#: the default). JPEG q7 matches WebP q60's bytes and SSIM on the bench corpus.
+PASS_VARIANTS: tuple[tuple[str, bool, SpriteFormat, int | None], ...] = (
+    ("all-intra, webp", False, "webp", None),
+    ("all-intra, jpeg q7", False, "jpeg", 7),
+    ("copy, webp", True, "webp", None),
+    ("copy, jpeg q3", True, "jpeg", 3),
+    ("copy, jpeg q7", True, "jpeg", 7),
 )
 
 
 def run_pass(
-    video: Path, work: Path, settings: Settings, name: str, copy_playable: bool, sprite_format: SpriteFormat
+    video: Path,
+    work: Path,
+    settings: Settings,
+    name: str,
+    copy_playable: bool,
+    sprite_format: SpriteFormat,
+    quality: int | None,
 ) -> dict[str, Any]:
     """The proxy stage's decode pass on ``video`` as the stage runs it (settings' proxy, sprites and
     shot detector, which consumes the frames), outside the pipeline; CPU of this process and ffmpeg."""
-    quality = settings.sprite_quality if sprite_format == settings.sprite_format else None
     spec = SpriteSpec(
         settings.sprite_fps, settings.sprite_tile_width, settings.sprite_columns, settings.sprite_rows,
         sprite_format, quality,
@@ -386,6 +393,7 @@ def run_pass(
         "variant": name,
         "copy_playable": copy_playable,
         "sprite_format": sprite_format,
+        "sprite_quality": quality,
         "proxy_copied": result.proxy_copied,
         "wall_seconds": wall,
         "cpu_seconds": cpu,
@@ -484,7 +492,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
 
 def _variants_table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
-        f"{'video':<16} {'decode pass':<16} {'copied':>6} {'wall':>6} {'cpu':>6} {'src s/cpu s':>11} "
+        f"{'video':<16} {'decode pass':<18} {'copied':>6} {'wall':>6} {'cpu':>6} {'src s/cpu s':>11} "
         f"{'PSD/cpu':>7} {'proxy MB/min':>12} {'sprites MB/min':>14} {'cuts':>4}"
     )
     lines = [head, "-" * len(head)]
@@ -492,7 +500,7 @@ def _variants_table(rows: Sequence[dict[str, Any]]) -> str:
         minutes = r["source_seconds"] / 60
         for v in r.get("decode_pass_variants", []):
             lines.append(
-                f"{r['video']:<16} {v['variant']:<16} {'yes' if v['proxy_copied'] else 'no':>6} "
+                f"{r['video']:<16} {v['variant']:<18} {'yes' if v['proxy_copied'] else 'no':>6} "
                 f"{v['wall_seconds']:6.2f} {v['cpu_seconds']:6.2f} {r['source_seconds'] / v['cpu_seconds']:11.2f} "
                 f"{r['pyscenedetect']['cpu_seconds'] / v['cpu_seconds']:7.2f} "
                 f"{v['proxy_bytes'] / 1e6 / minutes:12.2f} {v['sprite_bytes'] / 1e6 / minutes:14.2f} {v['cuts']:4d}"
@@ -601,9 +609,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings = Settings(home=tmp / "variants-home", redis_url=None, s3_bucket=None, media_dir=None)
             for (path, _truth), row in zip(videos, rows, strict=True):
                 row["decode_pass_variants"] = []
-                for name, copy, sprite_format in PASS_VARIANTS:
-                    work = tmp / "variants" / path.stem / name.replace(", ", "-")
-                    variant = run_pass(path, work, settings, name, copy, sprite_format)
+                for name, copy, sprite_format, quality in PASS_VARIANTS:
+                    work = tmp / "variants" / path.stem / name.replace(", ", "-").replace(" ", "")
+                    variant = run_pass(path, work, settings, name, copy, sprite_format, quality)
                     row["decode_pass_variants"].append(variant)
                     shutil.rmtree(work, ignore_errors=True)
                     print(

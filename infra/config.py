@@ -110,7 +110,8 @@ class Settings(BaseSettings):
         description="Stream-copy a source that is already browser-playable H.264 (yuv420p, within the "
         "proxy's size, frames at a constant rate from 0) into the proxy instead of encoding an all-intra "
         "one; the decode pass then only feeds the sprites and the shots. Such a proxy keeps the source's "
-        "keyframes, so clip export must re-encode it rather than stream-copy.",
+        "keyframes, so clip export must encode it rather than stream-copy: the proxy stage passes this on "
+        "once it does.",
     )
     media_single_pass: bool = Field(
         default=True,
