@@ -7,6 +7,15 @@ By default the proxy stage decodes each video once for the proxy, the sprite she
 analysis (``HEATERS_MEDIA_SINGLE_PASS``); ``--separate`` also times the stages decoding on their own.
 Sprite sheet bytes per source minute and the load average before and after each row are recorded.
 
+CPU seconds are recorded beside wall seconds, since wall time on a shared machine is mostly the other
+jobs: Heaters' are this process's (``getrusage`` of itself and of its reaped children, the ffmpeg
+runs) plus the embedded PostgreSQL server's (its postmaster, its live backends and the ones it reaped,
+from ``/proc``) over the timed span, so the bench's own 50 ms state polls are charged to Heaters too;
+PySceneDetect's are its subprocess tree's (``RUSAGE_CHILDREN``). ``--pass-variants`` also times the
+proxy stage's decode pass alone (``decode_once`` with the settings' shot detector consuming the
+frames) in each proxy and sprite mode: the all-intra proxy, a stream copy of a playable source
+(``HEATERS_PROXY_COPY_PLAYABLE``), with WebP or JPEG sheets (``PASS_VARIANTS``).
+
 Generates (or reuses, cached under ``bench/results/pipeline-corpus``) a 1280x720 and a 640x360 video
 at 25 fps, twelve shots joined by hard cuts and one dissolve (see ``bench/corpus.py``). Heaters runs
 in this process the way ``heaters up`` does: an embedded PostgreSQL in a temporary directory, local
@@ -31,6 +40,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +61,9 @@ from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import embedded_postgres, eventsourcing_env
 from infra.media.ffmpeg import ffmpeg_exe
+from infra.media.media_pass import Analysis, SpriteSpec, decode_once
+from infra.media.shot_detection import make_detector
+from infra.media.sprites import SpriteFormat
 from infra.object_storage import LocalObjectStorage
 from infra.schema import prepare_schema
 
@@ -69,6 +82,52 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("sprites", "SpritesStarted", "SpritesCreated"),
     ("shots", "ShotDetectionStarted", "ShotsDetected"),
 )
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds of ``pid`` and of the children it reaped, its parent's pid) from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid ... utime(12) ...
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / _TICKS, int(fields[1])
+
+
+def server_cpu_seconds(pgdata: Path | None) -> float:
+    """CPU seconds of the PostgreSQL server whose data is ``pgdata``: its postmaster (with the
+    backends it reaped) and its live backends; 0 when there is none."""
+    if pgdata is None:
+        return 0.0
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        found = _proc_cpu(int(entry.name))
+        if found is not None and (int(entry.name) == postmaster or found[1] == postmaster):
+            total += found[0]
+    return total
+
+
+def cpu_seconds(pgdata: Path | None = None) -> float:
+    """CPU seconds so far of this process, its reaped children (ffmpeg, PySceneDetect) and the
+    PostgreSQL server of ``pgdata``."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime + server_cpu_seconds(pgdata)
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's reaped children and their reaped descendants."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
 
 
 @dataclass(frozen=True)
@@ -173,6 +232,7 @@ class HeatersRun:
     attempts: dict[str, int]
     dispatch_overhead: float
     events_span: float
+    cpu_seconds: float = 0.0
     sprite_bytes: int = 0
     sprite_sheets: int = 0
     timeline: list[tuple[str, float]] = field(default_factory=list)
@@ -205,8 +265,15 @@ def heaters(tmp: Path, *, single_pass: bool = True) -> Iterator[tuple[HeatersApp
 
 
 def run_heaters(
-    app: HeatersApplication, video: Path, timeout: float, media: Path | None = None
+    app: HeatersApplication,
+    video: Path,
+    timeout: float,
+    media: Path | None = None,
+    pgdata: Path | None = None,
 ) -> HeatersRun:
+    """Submit ``video`` and wait until it is clipped; ``pgdata`` is the embedded server's data, whose
+    CPU is charged to the run."""
+    cpu0 = cpu_seconds(pgdata)
     t0 = time.perf_counter()
     video_id = app.submit(str(video), "user:bench")
     state = ""
@@ -218,11 +285,13 @@ def run_heaters(
             raise TimeoutError(f"Heaters did not finish {video.name} within {timeout:.0f} s (state {state})")
         time.sleep(POLL_SECONDS)
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pgdata) - cpu0
     if state != "clipped":
         stage = app.get_video(video_id).failed_stage or "?"
         reason = app.get_video(video_id).stages[stage].last_error if stage != "?" else None
         raise RuntimeError(f"Heaters failed on {video.name}: {state}: {reason}")
     result = _heaters_result(app, video_id, wall)
+    result.cpu_seconds = cpu
     manifest = app.get_video(video_id).media.get("sprites")
     if media is not None and manifest is not None:
         sheets = [p for p in (media / manifest).parent.glob("sheet_*") if p.is_file()]
@@ -267,12 +336,82 @@ def _heaters_result(app: HeatersApplication, video_id: UUID, wall: float) -> Hea
     )
 
 
+# ----------------------------------------------------------------------------- the decode pass alone
+
+#: (name, stream-copy a playable source into the proxy, sprite sheet format, its quality or None for
+#: the default). JPEG q7 matches WebP q60's bytes and SSIM on the bench corpus.
+PASS_VARIANTS: tuple[tuple[str, bool, SpriteFormat, int | None], ...] = (
+    ("all-intra, webp", False, "webp", None),
+    ("all-intra, jpeg q7", False, "jpeg", 7),
+    ("copy, webp", True, "webp", None),
+    ("copy, jpeg q3", True, "jpeg", 3),
+    ("copy, jpeg q7", True, "jpeg", 7),
+)
+
+
+def run_pass(
+    video: Path,
+    work: Path,
+    settings: Settings,
+    name: str,
+    copy_playable: bool,
+    sprite_format: SpriteFormat,
+    quality: int | None,
+) -> dict[str, Any]:
+    """The proxy stage's decode pass on ``video`` as the stage runs it (settings' proxy, sprites and
+    shot detector, which consumes the frames), outside the pipeline; CPU of this process and ffmpeg."""
+    spec = SpriteSpec(
+        settings.sprite_fps, settings.sprite_tile_width, settings.sprite_columns, settings.sprite_rows,
+        sprite_format, quality,
+    )  # fmt: skip
+    cpu0 = cpu_seconds()
+    t0 = time.perf_counter()
+    detector = make_detector(settings.shot_detector)
+    cuts: list[int] = []
+    analysis = (
+        Analysis(
+            detector.analysis_width, detector.pix_fmt, lambda batch: cuts.extend(detector.process(batch))
+        )
+        if detector.analysis_size is None
+        else None
+    )
+    result = decode_once(
+        video,
+        work / "proxy.mp4",
+        max_height=settings.proxy_max_height,
+        preset=settings.proxy_preset,
+        sprites=(spec, work / "sprites"),
+        analysis=analysis,
+        copy_playable=copy_playable,
+    )
+    if result.analysed_frames is not None:
+        cuts.extend(detector.finish())
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
+    sheets = [p for p in (work / "sprites").glob("sheet_*") if p.is_file()]
+    return {
+        "variant": name,
+        "copy_playable": copy_playable,
+        "sprite_format": sprite_format,
+        "sprite_quality": quality,
+        "proxy_copied": result.proxy_copied,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "frames": result.proxy.frame_count,
+        "analysed_frames": result.analysed_frames,
+        "cuts": len({c for c in cuts if 0 < c < result.proxy.frame_count}),
+        "proxy_bytes": (work / "proxy.mp4").stat().st_size,
+        "sprite_bytes": sum(p.stat().st_size for p in sheets),
+    }
+
+
 # -------------------------------------------------------------------------------------- PySceneDetect
 
 
 @dataclass
 class SceneDetectRun:
     wall_seconds: float
+    cpu_seconds: float
     scenes: int
     command: list[str]
 
@@ -299,13 +438,15 @@ def ffmpeg_path_env(bin_dir: Path) -> dict[str, str]:
 def run_scenedetect(video: Path, out_dir: Path, env: dict[str, str], timeout: float) -> SceneDetectRun:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [scenedetect_exe(), "-i", str(video), "detect-adaptive", "split-video", "-o", str(out_dir)]
+    cpu0 = children_cpu_seconds()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     wall = time.perf_counter() - t0
+    cpu = children_cpu_seconds() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"scenedetect failed ({proc.returncode}): {proc.stderr[-2000:]}")
     scenes = len([p for p in out_dir.iterdir() if p.suffix == ".mp4"])
-    return SceneDetectRun(wall_seconds=wall, scenes=scenes, command=cmd)
+    return SceneDetectRun(wall_seconds=wall, cpu_seconds=cpu, scenes=scenes, command=cmd)
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -322,7 +463,8 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         f"{'video':<16} {'src s':>6} {'Heaters s/s':>11} {'PSD s/s':>8} {'H/PSD':>6} "
         f"{'truth':>5} {'H clips':>7} {'PSD':>4} {'H wall':>7} {'PSD wall':>8} "
-        f"{'download':>8} {'proxy':>6} {'sprites':>7} {'shots':>6} {'dispatch':>8} {'MB/min':>6}"
+        f"{'download':>8} {'proxy':>6} {'sprites':>7} {'shots':>6} {'dispatch':>8} {'MB/min':>6} "
+        f"{'H cpu':>6} {'PSD cpu':>7} {'PSD/H cpu':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -333,7 +475,8 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['truth_shots']:5d} {h['clips']:7d} {p['scenes']:4d} {h['wall_seconds']:7.2f} "
             f"{p['wall_seconds']:8.2f} {st['download']:8.2f} {st['proxy']:6.2f} {st['sprites']:7.2f} "
             f"{st['shots']:6.2f} {h['dispatch_overhead']:8.2f} "
-            f"{h['sprite_bytes_per_source_minute'] / 1e6:6.2f}"
+            f"{h['sprite_bytes_per_source_minute'] / 1e6:6.2f} {h['cpu_seconds']:6.2f} "
+            f"{p['cpu_seconds']:7.2f} {p['cpu_seconds'] / h['cpu_seconds']:9.2f}"
         )
         old = r.get("heaters_separate_decodes")
         if old is not None:
@@ -342,7 +485,25 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{'  separate':<16} {'':6} {old['source_seconds_per_second']:11.2f} {'':8} {'':6} {'':5} "
                 f"{old['clips']:7d} {'':4} {old['wall_seconds']:7.2f} {'':8} {so['download']:8.2f} "
                 f"{so['proxy']:6.2f} {so['sprites']:7.2f} {so['shots']:6.2f} {old['dispatch_overhead']:8.2f} "
-                f"{old['sprite_bytes_per_source_minute'] / 1e6:6.2f}"
+                f"{old['sprite_bytes_per_source_minute'] / 1e6:6.2f} {old['cpu_seconds']:6.2f}"
+            )
+    return "\n".join(lines)
+
+
+def _variants_table(rows: Sequence[dict[str, Any]]) -> str:
+    head = (
+        f"{'video':<16} {'decode pass':<18} {'copied':>6} {'wall':>6} {'cpu':>6} {'src s/cpu s':>11} "
+        f"{'PSD/cpu':>7} {'proxy MB/min':>12} {'sprites MB/min':>14} {'cuts':>4}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        minutes = r["source_seconds"] / 60
+        for v in r.get("decode_pass_variants", []):
+            lines.append(
+                f"{r['video']:<16} {v['variant']:<18} {'yes' if v['proxy_copied'] else 'no':>6} "
+                f"{v['wall_seconds']:6.2f} {v['cpu_seconds']:6.2f} {r['source_seconds'] / v['cpu_seconds']:11.2f} "
+                f"{r['pyscenedetect']['cpu_seconds'] / v['cpu_seconds']:7.2f} "
+                f"{v['proxy_bytes'] / 1e6 / minutes:12.2f} {v['sprite_bytes'] / 1e6 / minutes:14.2f} {v['cuts']:4d}"
             )
     return "\n".join(lines)
 
@@ -361,6 +522,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="also run Heaters with HEATERS_MEDIA_SINGLE_PASS=false (each stage decodes on its own)",
     )
+    parser.add_argument(
+        "--pass-variants",
+        action="store_true",
+        help="also time the proxy stage's decode pass alone in each proxy mode (all-intra, stream copy) "
+        "and sprite format (WebP, JPEG)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("pyscenedetect").setLevel(logging.ERROR)
@@ -378,7 +545,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 run_heaters(app, warmup_video, args.timeout)
                 for path, _truth in videos:
                     separate[path.stem] = run_heaters(
-                        app, path, args.timeout, tmp / "heaters-separate" / "media"
+                        app,
+                        path,
+                        args.timeout,
+                        tmp / "heaters-separate" / "media",
+                        tmp / "heaters-separate" / "pg" / "pgdata",
                     )
         t0 = time.perf_counter()
         with heaters(tmp / "heaters") as (app, _pipeline):
@@ -390,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             for path, truth in videos:
                 source_seconds = truth.frame_count / truth.fps
                 load_before = _load()
-                h = run_heaters(app, path, args.timeout, tmp / "heaters" / "media")
+                h = run_heaters(
+                    app, path, args.timeout, tmp / "heaters" / "media", tmp / "heaters" / "pg" / "pgdata"
+                )
                 p = run_scenedetect(path, tmp / f"psd-{path.stem}", env, args.timeout)
                 load_after = _load()
                 h_rate = source_seconds / h.wall_seconds
@@ -426,10 +599,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                     }
                 rows.append(row)
                 print(
-                    f"{path.name}: Heaters {h.wall_seconds:.2f} s ({h.clips} clips), "
-                    f"PySceneDetect {p.wall_seconds:.2f} s ({p.scenes} scenes), load {load_before} → {load_after}",
+                    f"{path.name}: Heaters {h.wall_seconds:.2f} s, {h.cpu_seconds:.2f} CPU s ({h.clips} clips), "
+                    f"PySceneDetect {p.wall_seconds:.2f} s, {p.cpu_seconds:.2f} CPU s ({p.scenes} scenes), "
+                    f"load {load_before} → {load_after}",
                     flush=True,
                 )
+
+        if args.pass_variants:  # after the pipeline stopped, so its idle threads cost nothing here
+            settings = Settings(home=tmp / "variants-home", redis_url=None, s3_bucket=None, media_dir=None)
+            for (path, _truth), row in zip(videos, rows, strict=True):
+                row["decode_pass_variants"] = []
+                for name, copy, sprite_format, quality in PASS_VARIANTS:
+                    work = tmp / "variants" / path.stem / name.replace(", ", "-").replace(" ", "")
+                    variant = run_pass(path, work, settings, name, copy, sprite_format, quality)
+                    row["decode_pass_variants"].append(variant)
+                    shutil.rmtree(work, ignore_errors=True)
+                    print(
+                        f"{path.name}: decode pass {name}: {variant['wall_seconds']:.2f} s, "
+                        f"{variant['cpu_seconds']:.2f} CPU s, load {_load()}",
+                        flush=True,
+                    )
 
     print()
     print(_table(rows))
@@ -437,8 +626,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         "\ns/s = source seconds per wall second; stage columns are seconds between each stage's "
         "Started and result events; dispatch = time between stages (process manager + broker); "
         "MB/min = sprite sheet bytes per source minute. 'separate' = HEATERS_MEDIA_SINGLE_PASS=false "
-        "(each stage decodes on its own, as before issue #11), run first in the same process."
+        "(each stage decodes on its own, as before issue #11), run first in the same process. "
+        "cpu = CPU seconds over the run (Heaters: this process, its ffmpeg children and PostgreSQL; "
+        "PSD: its process tree); PSD/H cpu = how many times Heaters' CPU PySceneDetect spent."
     )
+    if args.pass_variants:
+        print()
+        print(_variants_table(rows))
+        print(
+            "\nThe proxy stage's decode pass alone (proxy, sprites, shot detector), outside the pipeline; "
+            "cpu = this process and its ffmpeg; PSD/cpu = PySceneDetect's CPU seconds (row above) over it."
+        )
     print("warm-up (untimed above): " + ", ".join(f"{k} {v:.2f}" for k, v in warmup.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     # Media.
     proxy_max_height: int = 720
     proxy_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
+    proxy_copy_playable: bool = Field(
+        default=False,
+        description="Stream-copy a source that is already browser-playable H.264 (yuv420p, within the "
+        "proxy's size, frames at a constant rate from 0) into the proxy instead of encoding an all-intra "
+        "one; the decode pass then only feeds the sprites and the shots. Such a proxy keeps the source's "
+        "keyframes, so clip export must encode it rather than stream-copy: the proxy stage passes this on "
+        "once it does.",
+    )
     media_single_pass: bool = Field(
         default=True,
         description="Decode each video once for its proxy, sprite sheets and shot analysis "

@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Literal
@@ -31,11 +32,13 @@ Frame = NDArray[np.uint8]
 __all__ = [
     "Frame",
     "MediaError",
+    "PacketTimes",
     "PixFmt",
     "VideoInfo",
     "decode_batches",
     "decode_frames",
     "ffmpeg_exe",
+    "packet_times",
     "probe",
     "scaled_size",
 ]
@@ -129,6 +132,20 @@ def _count_packets(path: Path, timeout: float, *, ignore_editlist: bool = False)
     return int(frames[-1]) if frames else 0
 
 
+def _copy_video(path: Path, muxer: str, what: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Stream-copy the first video stream of ``path`` (checked to be a non-empty file) to ``muxer``
+    on stdout, nothing decoded; ffmpeg's exit status is the caller's to judge."""
+    _check_path(path)
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path),
+        "-map", "0:v:0", "-c", "copy", "-f", muxer, "-",
+    ]  # fmt: skip
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, **child_options())
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{what} timed out after {timeout:.0f} s", path) from exc
+
+
 def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     """Describe the first video stream of ``path``; raise :class:`MediaError` if it is unusable.
 
@@ -140,17 +157,7 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     ``timing_repaired`` is set.
     """
     path = Path(path)
-    _check_path(path)
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path),
-        "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
-    ]  # fmt: skip
-    try:
-        proc: subprocess.CompletedProcess[bytes] = subprocess.run(
-            cmd, capture_output=True, timeout=timeout, check=False, **child_options()
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"probe timed out after {timeout:.0f} s", path) from exc
+    proc = _copy_video(path, "null", "probe", timeout)
     err = proc.stderr.decode("utf-8", "replace")
     stream = _STREAM_RE.search(err)
     if stream is None:
@@ -200,6 +207,56 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     info = VideoInfo(duration, fps, frame_count, width, height, codec, repaired)
     logger.debug("probed %s: %s", path, info)
     return info
+
+
+@dataclass(frozen=True, slots=True)
+class PacketTimes:
+    """The packets of a file's first video stream, read by a stream copy (nothing decoded)."""
+
+    profile: str | None  # the codec profile ffmpeg names, e.g. "High" or "High 4:4:4 Predictive"
+    time_base: Fraction  # of ``pts``
+    pts: list[int]  # presentation timestamps in ``time_base`` units, in presentation order
+    keyframes: int  # packets flagged as keyframes
+
+    def is_constant_rate(self, rate: Fraction) -> bool:
+        """Whether packet ``n`` is presented at ``n / rate`` (within half a frame) from time 0, for
+        every packet: a copy of this stream is then a proxy whose frame ``n`` is at ``n / fps``."""
+        if not self.pts:
+            return False
+        step = 1 / (rate * self.time_base)  # one frame in time-base units
+        return all(abs(pts - n * step) <= step / 2 for n, pts in enumerate(self.pts))
+
+
+_PROFILE_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: [A-Za-z0-9_]+ \((?P<profile>[^)]+)\)")
+_TIME_BASE_RE = re.compile(r"^#tb 0: (?P<num>\d+)/(?P<den>\d+)", re.MULTILINE)
+
+
+def packet_times(path: Path | str, timeout: float = 600.0) -> PacketTimes:
+    """Read every packet's presentation time of the first video stream (``framecrc`` of a stream
+    copy: I/O bound like :func:`probe`); raise :class:`MediaError` when ffmpeg cannot."""
+    path = Path(path)
+    proc = _copy_video(path, "framecrc", "reading packet times", timeout)
+    err = proc.stderr.decode("utf-8", "replace")
+    out = proc.stdout.decode("ascii", "replace")
+    base = _TIME_BASE_RE.search(out)
+    if proc.returncode != 0 or base is None:
+        raise MediaError(f"cannot read packet times ({_last_line(err)})", path)
+    pts: list[int] = []
+    keyframes = 0
+    for line in out.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]  # stream, dts, pts, duration, size, crc[, F=flags]
+        pts.append(int(fields[2]))
+        flags = fields[6] if len(fields) > 6 and fields[6].startswith("F=") else None
+        keyframes += flags is None or bool(int(flags[2:], 16) & 1)  # no flags printed: a keyframe
+    profile = _PROFILE_RE.search(err)
+    return PacketTimes(
+        profile=profile["profile"] if profile else None,
+        time_base=Fraction(int(base["num"]), int(base["den"])),
+        pts=sorted(pts),
+        keyframes=keyframes,
+    )
 
 
 def _last_line(text: str) -> str:

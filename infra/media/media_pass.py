@@ -9,6 +9,13 @@ raw video piped to this process, whose batches go to ``consume`` (the shot detec
 keeps encoding. All three see the same frames, so frame ``n`` of the analysis is frame ``n`` of the
 proxy and of the sprites.
 
+With ``copy_playable`` a source that is already what the proxy would be in all but its keyframes
+(H.264 8-bit 4:2:0 in a profile browsers play, within the proxy's size, frame ``n`` at ``n / fps``
+from time 0: see :func:`copy_refusal`) is not re-encoded: its video is stream-copied into the proxy
+(``+faststart``) and the decode only feeds the sprites and the analysis. Such a proxy has the
+source's keyframes, not one per frame: seeking by decoding (keyframes) stays exact, a stream-copy
+cut of it (clip export) does not.
+
 The proxy is what the pass must deliver; sprites and analysis are extras: a failure of the
 ``consume`` callback is logged and the pass carries on without the analysis (the shots stage then
 decodes the proxy on its own), while an ffmpeg failure fails the whole pass, as it would the proxy.
@@ -32,14 +39,14 @@ from numpy.typing import NDArray
 
 from infra.media._process import default_timeout, stderr_tail
 from infra.media.children import child_options
-from infra.media.ffmpeg import LOCAL_INPUT, MediaError, PixFmt, ffmpeg_exe, scaled_size
+from infra.media.ffmpeg import LOCAL_INPUT, MediaError, PixFmt, ffmpeg_exe, packet_times, scaled_size
 from infra.media.inspect import MediaInfo, inspect_media
 from infra.media.sprites import SpriteFormat, SpriteManifest, plan_sprites
 from infra.media.transcode import _atomic_output, _check_distinct, _retime, exact_fps, proxy_sar, proxy_size
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Analysis", "PassResult", "SpriteSpec", "decode_once"]
+__all__ = ["Analysis", "PassResult", "SpriteSpec", "copy_refusal", "decode_once"]
 
 FrameBatch = NDArray[np.uint8]
 
@@ -74,6 +81,31 @@ class PassResult:
     analysed_frames: int | None  # frames given to ``consume``; None when the analysis failed
     analysis_error: str | None
     seconds: float
+    proxy_copied: bool = False  # the source's video was stream-copied into the proxy, not re-encoded
+
+
+#: H.264 profiles every browser's ``<video>`` decodes (8-bit 4:2:0 is checked on the pixel format).
+PLAYABLE_H264_PROFILES = frozenset({"Constrained Baseline", "Baseline", "Main", "High"})
+_PLAYABLE_AUDIO = frozenset({"aac", "mp3"})
+
+
+def copy_refusal(info: MediaInfo, src: Path, size: tuple[int, int]) -> str | None:
+    """Why the video of ``src`` cannot be stream-copied into a proxy of ``size``, or None when it
+    can: H.264 in a profile browsers play, ``yuv420p``, exactly ``size`` (so no scaling, even
+    sides), container timing not repaired, and every frame ``n`` presented at ``n / fps`` from 0
+    (read from the packets; a variable-rate or offset stream is re-encoded at a constant rate)."""
+    if info.codec != "h264" or info.pix_fmt != "yuv420p":
+        return f"video is {info.codec} {info.pix_fmt}, not H.264 yuv420p"
+    if (info.width, info.height) != size:
+        return f"{info.width}x{info.height} is not the proxy's {size[0]}x{size[1]}"
+    if info.video.timing_repaired:
+        return "the container's timing was repaired"
+    packets = packet_times(src)
+    if packets.profile not in PLAYABLE_H264_PROFILES:
+        return f"H.264 profile {packets.profile} is not one browsers play"
+    if len(packets.pts) != info.frame_count or not packets.is_constant_rate(exact_fps(info.fps)):
+        return f"frames are not at a constant {info.fps:g} fps from time 0"
+    return None
 
 
 def decode_once(
@@ -85,10 +117,12 @@ def decode_once(
     crf: int = 28,
     sprites: tuple[SpriteSpec, Path] | None = None,
     analysis: Analysis | None = None,
+    copy_playable: bool = False,
     timeout: float | None = None,
 ) -> PassResult:
     """Decode ``src`` once into the proxy ``proxy_dst``, sprite sheets in ``sprites[1]`` and
-    analysis frames; see the module docstring. Raises :class:`MediaError` when ffmpeg fails."""
+    analysis frames; with ``copy_playable`` a source fit to be the proxy is stream-copied instead
+    of re-encoded. See the module docstring. Raises :class:`MediaError` when ffmpeg fails."""
     src, proxy_dst = Path(src), Path(proxy_dst)
     _check_distinct(src, proxy_dst)
     started = time.monotonic()
@@ -96,6 +130,10 @@ def decode_once(
     w, h = proxy_size(info.width, info.height, max_height)
     sar = proxy_sar(info.width, info.height, w, h)
     fps = exact_fps(info.fps)
+    refusal = copy_refusal(info, src, (w, h)) if copy_playable else "not asked"
+    copied = refusal is None
+    if copy_playable and not copied:
+        logger.info("%s: proxy re-encoded, not copied: %s", src, refusal)
     plan = None
     if sprites is not None:
         spec, _ = sprites
@@ -106,12 +144,19 @@ def decode_once(
             )  # fmt: skip
         except ValueError as problem:  # the sprites stage renders (and fails) on its own
             logger.warning("%s: no sprites in the decode pass: %s", src, problem)
-    branches = ["[p]"] + (["[s]"] if plan else []) + (["[a]"] if analysis else [])
-    graph = [
-        f"[0:v:0]setpts=PTS-STARTPTS,fps={fps.numerator}/{fps.denominator},"
-        + (f"split={len(branches)}{''.join(branches)}" if len(branches) > 1 else "null[p]"),
-        f"[p]scale={w}:{h}:flags=bicubic,setsar={sar.numerator}/{sar.denominator},format=yuv420p[proxy]",
-    ]
+    branches = ([] if copied else ["[p]"]) + (["[s]"] if plan else []) + (["[a]"] if analysis else [])
+    graph = (
+        [
+            f"[0:v:0]setpts=PTS-STARTPTS,fps={fps.numerator}/{fps.denominator},"
+            + (f"split={len(branches)}{''.join(branches)}" if len(branches) > 1 else f"null{branches[0]}")
+        ]
+        if branches
+        else []
+    )
+    if not copied:
+        graph.append(
+            f"[p]scale={w}:{h}:flags=bicubic,setsar={sar.numerator}/{sar.denominator},format=yuv420p[proxy]"
+        )
     analysis_size = (0, 0)
     if plan is not None:
         graph.append(plan.graph("[s]"))
@@ -129,11 +174,8 @@ def decode_once(
             args = [
                 ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error",
                 *LOCAL_INPUT, *_retime(info), "-i", str(src),
-                "-filter_complex", ";".join(graph),
-                "-map", "[proxy]", "-map", "0:a:0?", "-sn", "-dn", "-fps_mode", "passthrough",
-                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-tune", "fastdecode",
-                "-g", "1", "-keyint_min", "1", "-bf", "0", "-sc_threshold", "0",
-                "-af", "asetpts=PTS-STARTPTS", "-c:a", "aac", "-b:a", "64k", "-ac", "2",
+                *(["-filter_complex", ";".join(graph)] if graph else []),
+                *(_copy_args(info) if copied else _encode_args(preset, crf)),
                 "-movflags", "+faststart", "-f", "mp4", str(tmp),
             ]  # fmt: skip
             if plan is not None and sprite_work is not None:
@@ -166,12 +208,32 @@ def decode_once(
                        info.frame_count)  # fmt: skip
     seconds = time.monotonic() - started
     logger.info(
-        "one decode of %s: proxy %dx%d, %d frames, %s sprites, analysis %s, in %.2f s (%.0f fps)",
-        src, proxy.width, proxy.height, proxy.frame_count,
+        "one decode of %s: proxy %dx%d %s, %d frames, %s sprites, analysis %s, in %.2f s (%.0f fps)",
+        src, proxy.width, proxy.height, "copied" if copied else "all-intra", proxy.frame_count,
         manifest.sprite_count if manifest else "no", error or f"{analysed} frames",
         seconds, proxy.frame_count / max(seconds, 1e-9),
     )  # fmt: skip
-    return PassResult(proxy, manifest, analysed, error, seconds)
+    return PassResult(proxy, manifest, analysed, error, seconds, copied)
+
+
+def _encode_args(preset: str, crf: int) -> list[str]:
+    """The all-intra proxy from the graph's ``[proxy]`` pad (as :func:`make_proxy`)."""
+    return [
+        "-map", "[proxy]", "-map", "0:a:0?", "-sn", "-dn", "-fps_mode", "passthrough",
+        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-tune", "fastdecode",
+        "-g", "1", "-keyint_min", "1", "-bf", "0", "-sc_threshold", "0",
+        "-af", "asetpts=PTS-STARTPTS", "-c:a", "aac", "-b:a", "64k", "-ac", "2",
+    ]  # fmt: skip
+
+
+def _copy_args(info: MediaInfo) -> list[str]:
+    """The source's video stream-copied; its audio copied when browsers play it, else AAC."""
+    audio = (
+        ["-c:a", "copy"]
+        if info.audio_codec in _PLAYABLE_AUDIO
+        else ["-af", "asetpts=PTS-STARTPTS", "-c:a", "aac", "-b:a", "64k", "-ac", "2"]
+    )
+    return ["-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn", "-c:v", "copy", *audio]
 
 
 def _spec_args(spec: SpriteSpec) -> tuple[float, int, int, int]:

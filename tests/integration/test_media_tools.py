@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,10 @@ from PIL import Image, ImageStat
 
 from infra.config import Settings
 from infra.media.download import DownloadError, fetch_source
-from infra.media.ffmpeg import MediaError, ffmpeg_exe, probe
+from infra.media.ffmpeg import MediaError, ffmpeg_exe, packet_times, probe
 from infra.media.inspect import inspect_media
 from infra.media.keyframes import extract_keyframes, keyframe_frames
-from infra.media.media_pass import Analysis, SpriteSpec, decode_once
+from infra.media.media_pass import Analysis, SpriteSpec, copy_refusal, decode_once
 from infra.media.sprites import (
     MANIFEST_NAME,
     load_manifest,
@@ -525,3 +526,86 @@ def test_one_decode_with_impossible_sprite_settings_still_makes_the_proxy(
         sprites=(SpriteSpec(tile_width=8000, columns=5), tmp_path / "sprites"),  # wider than WebP allows
     )
     assert result.proxy.frame_count == FRAMES and result.sprites is None
+
+
+# ---------------------------------------------------------------- a playable source copied into the proxy
+
+
+@pytest.fixture(scope="module")
+def ramp_gop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ramp as a browser would get it: H.264 High (near-lossless, not the lossless profile),
+    B-frames, a keyframe every 50 frames, AAC."""
+    path = tmp_path_factory.mktemp("gop") / "ramp_gop.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", f"color=c=black:s=160x120:r={FPS}:d={FRAMES / FPS},geq=lum='20+2*N':cb=128:cr=128",
+        "-f", "lavfi", "-i", f"sine=frequency=440:duration={FRAMES / FPS}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "1", "-bf", "2", "-g", "50", "-pix_fmt", "yuv420p",
+        "-profile:v", "high", "-c:a", "aac", "-shortest", str(path),
+    )  # fmt: skip
+    return path
+
+
+def test_a_playable_source_is_copied_into_the_proxy_and_still_seeks_exactly(
+    ramp_gop: Path, tmp_path: Path
+) -> None:
+    batches: list[np.ndarray] = []
+    proxy = tmp_path / "proxy.mp4"
+    result = decode_once(
+        ramp_gop,
+        proxy,
+        sprites=(SpriteSpec(fps=10, tile_width=80, columns=4, rows=3), tmp_path / "sprites"),
+        analysis=Analysis(32, "gray", batches.append, batch_size=16),
+        copy_playable=True,
+    )
+    assert result.proxy_copied
+    # The source's coded frames, bit for bit: the same pictures, its keyframes (not one per frame).
+    assert frame_md5s(proxy) == frame_md5s(ramp_gop) and len(frame_md5s(proxy)) == FRAMES
+    assert sum(key_flags(proxy)) == 2 and result.proxy.audio_codec == "aac"
+    assert is_browser_playable(result.proxy) and packet_times(proxy).is_constant_rate(Fraction(FPS))
+    # Sprites and analysis still see every frame in the proxy's numbering.
+    frames = np.concatenate(batches)
+    assert result.analysed_frames == FRAMES and [ramp_frame(Image.fromarray(frames[n])) for n in (0, 37, 99)] == [
+        0, 37, 99,
+    ]  # fmt: skip
+    manifest = result.sprites
+    assert manifest is not None and manifest.sprite_count == 40
+    name, x, y = sprite_position(manifest, 62)
+    with Image.open(tmp_path / "sprites" / name) as sheet:
+        assert ramp_frame(sheet.crop((x + 8, y + 8, x + 72, y + 52))) == 60
+    # Seeking by decoding stays frame-exact between the keyframes (0 and 50).
+    paths = extract_keyframes(proxy, tmp_path / "kf", 40, 80, FPS, "multi")
+    assert [ramp_frame(Image.open(p)) for p in paths] == [50, 60, 70]
+    paths = extract_keyframes(proxy, tmp_path / "kf1", 13, 30, FPS, "midpoint")  # B-frames, no keyframe near
+    assert [ramp_frame(Image.open(p)) for p in paths] == [f for _, f in keyframe_frames(13, 30, "midpoint")]
+
+
+@pytest.mark.parametrize(
+    ("which", "max_height", "why"),
+    [
+        ("ramp", 720, "profile High 4:4:4 Predictive"),  # lossless: a profile browsers do not play
+        ("mkv", 720, "not H.264"),
+        ("playable", 120, "not the proxy's"),  # larger than the proxy: scaled, so encoded
+    ],
+)
+def test_a_source_unfit_to_be_the_proxy_is_encoded_all_intra(
+    media: dict[str, Path], tmp_path: Path, which: str, max_height: int, why: str
+) -> None:
+    info = inspect_media(media[which])
+    assert why in (copy_refusal(info, media[which], proxy_size(info.width, info.height, max_height)) or "")
+    result = decode_once(media[which], tmp_path / "proxy.mp4", max_height=max_height, copy_playable=True)
+    assert not result.proxy_copied and all(key_flags(tmp_path / "proxy.mp4"))
+
+
+def test_a_variable_rate_source_is_not_copied(tmp_path: Path) -> None:
+    vfr = tmp_path / "vfr.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={FPS}:duration=2",
+        "-vf", "setpts='PTS+gte(N,20)*0.4/TB'", "-fps_mode", "vfr",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(vfr),
+    )  # fmt: skip
+    info = inspect_media(vfr)
+    packets = packet_times(vfr)
+    assert len(packets.pts) == 50 and not packets.is_constant_rate(Fraction(FPS))
+    assert "constant" in (copy_refusal(info, vfr, (info.width, info.height)) or "")
+    result = decode_once(vfr, tmp_path / "proxy.mp4", copy_playable=True)
+    assert not result.proxy_copied
