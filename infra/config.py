@@ -106,12 +106,12 @@ class Settings(BaseSettings):
     proxy_max_height: int = 720
     proxy_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
     proxy_copy_playable: bool = Field(
-        default=False,
+        default=True,
         description="Stream-copy a source that is already browser-playable H.264 (yuv420p, within the "
         "proxy's size, frames at a constant rate from 0) into the proxy instead of encoding an all-intra "
         "one; the decode pass then only feeds the sprites and the shots. Such a proxy keeps the source's "
-        "keyframes, so clip export must encode it rather than stream-copy: the proxy stage passes this on "
-        "once it does.",
+        "keyframes, so clip export encodes its clips rather than stream-copying them (off: always encode "
+        "an all-intra proxy).",
     )
     media_single_pass: bool = Field(
         default=True,

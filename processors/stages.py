@@ -338,6 +338,7 @@ def _decode_once(
         out,
         max_height=s.proxy_max_height,
         preset=s.proxy_preset,
+        copy_playable=s.proxy_copy_playable,
         sprites=(sprite_spec, workdir / "sprites"),
         # a detector wanting an exact frame size (TransNetV2 alone: 48x27 whatever the aspect) decodes the
         # proxy in the shots stage instead

@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from infra.media._process import default_timeout, run_ffmpeg
-from infra.media.ffmpeg import LOCAL_INPUT, MediaError
+from infra.media.ffmpeg import LOCAL_INPUT, MediaError, packet_times
 from infra.media.inspect import MediaInfo, inspect_media
 
 logger = logging.getLogger(__name__)
@@ -228,8 +228,10 @@ def export_clip(
     *,
     timeout: float = 600.0,
 ) -> Path:
-    """Write frames ``[start_frame, end_frame)`` of the all-intra ``proxy`` to ``dst`` (MP4) by
-    stream copy (frame-accurate because every proxy frame is a keyframe; nothing is re-encoded).
+    """Write frames ``[start_frame, end_frame)`` of ``proxy`` to ``dst`` (MP4). An all-intra proxy
+    is cut by stream copy (frame-accurate because every proxy frame is a keyframe; nothing is
+    re-encoded); a proxy copied from a playable source (keyframes only here and there) is decoded
+    from half a frame before ``start_frame`` and the clip encoded (libx264 veryfast CRF 18, AAC).
 
     Audio is copied for the same span (to AAC-frame granularity).
     """
@@ -241,6 +243,9 @@ def export_clip(
         raise MediaError("proxy file does not exist", proxy)
     rate = exact_fps(fps)
     count = end_frame - start_frame
+    packets = packet_times(proxy, timeout)
+    if packets.keyframes < len(packets.pts):
+        return _encode_clip(proxy, dst, start_frame, count, rate, timeout)
     # Seek half a frame past the start: the demuxer lands on the keyframe at or before that time,
     # which is exactly start_frame whatever the rounding; make_zero then rebases the timestamps.
     seek = float((start_frame + Fraction(1, 2)) / rate) if start_frame > 0 else 0.0
@@ -257,4 +262,26 @@ def export_clip(
             timeout=timeout,
         )  # fmt: skip
     logger.info("exported frames [%d, %d) of %s to %s", start_frame, end_frame, proxy, dst)
+    return dst
+
+
+def _encode_clip(proxy: Path, dst: Path, start_frame: int, count: int, rate: Fraction, timeout: float) -> Path:
+    """Frames ``[start_frame, start_frame + count)`` of a proxy that is not all-intra, encoded: the
+    input is seeked to half a frame before the start and decoded from the keyframe before it, so the
+    first frame kept is exactly ``start_frame`` (as :mod:`infra.media.keyframes` does)."""
+    seek = float((start_frame - Fraction(1, 2)) / rate) if start_frame > 0 else 0.0
+    with _atomic_output(dst) as tmp:
+        run_ffmpeg(
+            [
+                "-ss", f"{seek:.6f}", "-i", str(proxy), "-map", "0:v:0", "-map", "0:a:0?",
+                "-frames:v", str(count), "-t", f"{float(count / rate):.6f}", "-fps_mode", "passthrough",
+                "-vf", "setpts=PTS-STARTPTS", "-af", "asetpts=PTS-STARTPTS",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+                "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4", str(tmp),
+            ],
+            what=f"encoding frames [{start_frame}, {start_frame + count})",
+            path=proxy,
+            timeout=timeout,
+        )  # fmt: skip
+    logger.info("exported frames [%d, %d) of %s to %s (encoded)", start_frame, start_frame + count, proxy, dst)
     return dst

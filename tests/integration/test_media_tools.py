@@ -609,3 +609,20 @@ def test_a_variable_rate_source_is_not_copied(tmp_path: Path) -> None:
     assert "constant" in (copy_refusal(info, vfr, (info.width, info.height)) or "")
     result = decode_once(vfr, tmp_path / "proxy.mp4", copy_playable=True)
     assert not result.proxy_copied
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 10), (13, 30), (49, 51), (60, 100)])
+def test_export_of_a_copied_proxy_is_frame_accurate(
+    ramp_gop: Path, tmp_path: Path, start: int, end: int
+) -> None:
+    proxy = tmp_path / "proxy.mp4"
+    assert decode_once(ramp_gop, proxy, copy_playable=True).proxy_copied
+    out = export_clip(proxy, tmp_path / "clip.mp4", start, end, FPS)
+    assert probe(out).frame_count == end - start
+    paths = extract_keyframes(
+        out, tmp_path / "kf", 0, end - start, FPS, "multi"
+    )  # clip frame k is frame start + k
+    assert [ramp_frame(Image.open(p)) for p in paths] == [
+        f + start for _, f in keyframe_frames(0, end - start, "multi")
+    ]
+    assert inspect_media(out).video.duration == pytest.approx((end - start) / FPS, abs=0.03)

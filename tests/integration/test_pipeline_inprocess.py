@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.corpus import Shot, Transition, make_video
 from commands.service import HeatersApplication
 from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import DatabaseAddress
+from infra.media.ffmpeg import decode_frames, packet_times, probe
 from infra.object_storage import LocalObjectStorage
 from tests.integration.pipeline_support import (
     CUTS,
@@ -72,13 +75,21 @@ def test_submit_to_pending_review_then_approve_to_export(
     ]  # fmt: skip
 
 
+def _started(
+    app: HeatersApplication, address: DatabaseAddress, schema: str, tmp_path: Path, **settings: Any
+) -> tuple[Pipeline, LocalObjectStorage]:
+    """A started pipeline with these settings, media under ``tmp_path``."""
+    storage = LocalObjectStorage(tmp_path / "media")
+    config = Settings(home=tmp_path / "home", database_schema=schema, **settings)
+    pipeline = build_pipeline(config, app, address, storage, embedder_factory=tiny_embedder)
+    pipeline.start(poll_seconds=0.05)
+    return pipeline, storage
+
+
 def test_each_stage_decodes_on_its_own_when_the_single_pass_is_off(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
 ) -> None:
-    settings = Settings(home=tmp_path / "home", database_schema=pg_schema, media_single_pass=False)
-    storage = LocalObjectStorage(tmp_path / "media")
-    pipeline = build_pipeline(settings, pg_app, pg_address, storage, embedder_factory=tiny_embedder)
-    pipeline.start(poll_seconds=0.05)
+    pipeline, storage = _started(pg_app, pg_address, pg_schema, tmp_path, media_single_pass=False)
     try:
         video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
         wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
@@ -182,3 +193,41 @@ def test_http_sources_download_or_fail_with_the_status(
     assert "404" in (pg_app.get_video(missing).stages["download"].last_error or "")
     reason = pg_app.get_video(truncated).stages["download"].last_error or ""
     assert pg_app.get_video(truncated).state == "download_failed" and "truncated" in reason.lower(), reason
+
+
+def test_a_playable_source_is_copied_into_the_proxy_and_its_clips_still_export_exactly(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
+) -> None:
+    pipeline, storage = _started(pg_app, pg_address, pg_schema, tmp_path, proxy_copy_playable=True)
+    # H.264 High yuv420p 320x180, keyframes only at the cuts: playable as is. The middle shot pans, so
+    # every one of its frames differs from the next.
+    source = tmp_path / "a.mp4"
+    shots = [
+        Shot("landscape", 40, scene=1),
+        Shot("city", 45, "pan", 6.0, scene=2),
+        Shot("shapes", 35, scene=3),
+    ]
+    make_video(source, shots, [Transition("cut"), Transition("cut")], fps=25.0, size=(320, 180), seed=7)
+    try:
+        video_id = pg_app.submit(str(source), "user:alice")
+        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
+        video = pg_app.get_video(video_id)
+        assert video.state == "clipped" and video.cuts == CUTS
+        middle = pg_app.clips_of(video_id)[1]
+        _, right = pg_app.split(middle.id, 60, "user:alice")  # starts between keyframes
+        pg_app.approve(right, "user:alice")
+        wait_until(lambda: pg_app.get_clip(right).state == "exported", timeout=120)
+    finally:
+        pipeline.stop()
+    proxy = tmp_path / "proxy.mp4"
+    proxy.write_bytes(storage.get_bytes(video.media["proxy"]))
+    packets = packet_times(proxy)
+    assert len(packets.pts) == 120 and packets.keyframes == 3  # the source's own keyframes: copied
+    exported = tmp_path / "clip.mp4"
+    exported.write_bytes(storage.get_bytes(pg_app.get_clip(right).export_key or ""))
+    assert probe(exported).frame_count == 25
+    # The clip starts on frame 60, not on the keyframe before it (40) nor a neighbour.
+    first = next(decode_frames(exported, 64, 36)).astype(int)
+    near = {n: f.astype(int) for n, f in enumerate(decode_frames(source, 64, 36)) if n in (40, 59, 60, 61)}
+    diffs = {n: float(abs(first - f).mean()) for n, f in near.items()}
+    assert min(diffs, key=lambda n: diffs[n]) == 60, diffs
