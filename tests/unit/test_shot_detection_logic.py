@@ -153,6 +153,27 @@ def test_benchmark_matching_rules() -> None:
     assert match(truth, [103]).tp == 0
 
 
+def test_benchmark_gradual_transition_matches_anywhere_inside_it() -> None:
+    dissolve = [TruthTransition("dissolve", 200, 220)]
+    for inside in (198, 200, 205, 210, 215, 220, 222):  # its start to its end, +-2 frames
+        assert match(dissolve, [inside]).tp == 1, inside
+    for outside in (197, 223):
+        assert (match(dissolve, [outside]).tp, match(dissolve, [outside]).fp) == (0, 1), outside
+    cut = [TruthTransition("cut", 100, 100)]
+    assert [match(cut, [c]).tp for c in (97, 98, 100, 102, 103)] == [0, 1, 1, 1, 0]
+
+
+def test_benchmark_matching_pairs_as_many_as_possible() -> None:
+    # 101 is closest to the cut but the only detection inside the dissolve's reach; 98 is the
+    # cut's other option: both transitions are found (a closest-first greedy pairing found one)
+    truth = [TruthTransition("cut", 100, 100), TruthTransition("dissolve", 103, 110)]
+    assert (match(truth, [98, 101]).tp, match(truth, [98, 101]).fp) == (2, 0)
+    # a short shot's two cuts and one detection between them: one found, one missed
+    short = [TruthTransition("cut", 100, 100), TruthTransition("cut", 104, 104)]
+    score = match(short, [102])
+    assert (score.tp, score.fp, score.fn) == (1, 0, 1)
+
+
 def _colour_picture(seed: int, tint: tuple[float, float, float], w: int) -> NDArray[np.float32]:
     """A wide colour picture: a smooth random luma pattern in one colour cast."""
     pic = _picture(seed, w=w)
