@@ -494,3 +494,16 @@ def test_shot_detector_setting_from_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("HEATERS_SHOT_DETECTOR", "magic")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_real_footage_ranges_hold_one_picture_each() -> None:
+    """The real corpus is edited from ranges of the sample clip taken to lie inside one shot each;
+    two did not (a hard cut at 261, a jump to a tighter framing at 507/508): they stay out."""
+    from itertools import pairwise
+
+    from bench.corpus import REAL_SEGMENTS
+
+    assert all(a < b for a, b in REAL_SEGMENTS)
+    assert all(b1 < a2 for (_, b1), (a2, _) in pairwise(REAL_SEGMENTS))
+    for boundary in (261, 508):
+        assert not any(a < boundary <= b for a, b in REAL_SEGMENTS), boundary
