@@ -29,7 +29,7 @@ from typing import Any
 
 import cv2
 
-from bench.corpus import Truth, TruthTransition, build_corpus, load_truth
+from bench.corpus import CORPUS, Truth, TruthTransition, build_corpus, load_truth
 from infra.media.ffmpeg import decode_batches, probe, scaled_size
 from infra.media.shot_detection import CascadeDetector, HeatersDetector, NeuralDetector, detect_shots
 
@@ -225,9 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("pyscenedetect").setLevel(logging.ERROR)
 
-    videos = build_corpus(args.corpus)
-    if args.videos:
-        videos = [v for v in videos if v.stem in args.videos.split(",")]
+    wanted = [v for v in args.videos.split(",") if v]
+    videos = build_corpus(args.corpus, [s for s in CORPUS if not wanted or s.name in wanted])
     names = [n for n in args.detectors.split(",") if n]
     # warm-up (not timed): page in the ffmpeg binary, the libraries and the model
     run_heaters(videos[0])
