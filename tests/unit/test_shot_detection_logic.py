@@ -172,6 +172,27 @@ def test_benchmark_matching_rules() -> None:
     assert match(truth, [103]).tp == 0
 
 
+def test_benchmark_gradual_transition_matches_anywhere_inside_it() -> None:
+    dissolve = [TruthTransition("dissolve", 200, 220)]
+    for inside in (198, 200, 205, 210, 215, 220, 222):  # its start to its end, +-2 frames
+        assert match(dissolve, [inside]).tp == 1, inside
+    for outside in (197, 223):
+        assert (match(dissolve, [outside]).tp, match(dissolve, [outside]).fp) == (0, 1), outside
+    cut = [TruthTransition("cut", 100, 100)]
+    assert [match(cut, [c]).tp for c in (97, 98, 100, 102, 103)] == [0, 1, 1, 1, 0]
+
+
+def test_benchmark_matching_pairs_as_many_as_possible() -> None:
+    # 101 is closest to the cut but the only detection inside the dissolve's reach; 98 is the
+    # cut's other option: both transitions are found (a closest-first greedy pairing found one)
+    truth = [TruthTransition("cut", 100, 100), TruthTransition("dissolve", 103, 110)]
+    assert (match(truth, [98, 101]).tp, match(truth, [98, 101]).fp) == (2, 0)
+    # a short shot's two cuts and one detection between them: one found, one missed
+    short = [TruthTransition("cut", 100, 100), TruthTransition("cut", 104, 104)]
+    score = match(short, [102])
+    assert (score.tp, score.fp, score.fn) == (1, 0, 1)
+
+
 def _colour_picture(seed: int, tint: tuple[float, float, float], w: int) -> NDArray[np.float32]:
     """A wide colour picture: a smooth random luma pattern in one colour cast."""
     pic = _picture(seed, w=w)
@@ -477,3 +498,16 @@ def test_shot_detector_setting_from_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("HEATERS_SHOT_DETECTOR", "magic")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_real_footage_ranges_hold_one_picture_each() -> None:
+    """The real corpus is edited from ranges of the sample clip taken to lie inside one shot each;
+    two did not (a hard cut at 261, a jump to a tighter framing at 507/508): they stay out."""
+    from itertools import pairwise
+
+    from bench.corpus import REAL_SEGMENTS
+
+    assert all(a < b for a, b in REAL_SEGMENTS)
+    assert all(b1 < a2 for (_, b1), (a2, _) in pairwise(REAL_SEGMENTS))
+    for boundary in (261, 508):
+        assert not any(a < boundary <= b for a, b in REAL_SEGMENTS), boundary
