@@ -17,10 +17,10 @@ import logging
 import math
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
@@ -438,17 +438,9 @@ def make_video(
         "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
         "-threads", "2", "-movflags", "+faststart", str(path),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    try:
-        for t in range(total):
-            proc.stdin.write(_compose(t, shots, transitions, starts, renderers, noise_bank, rng))
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.wait() != 0:
-        raise RuntimeError(f"ffmpeg encode failed: {err}")
+    encode_frames(
+        cmd, (_compose(t, shots, transitions, starts, renderers, noise_bank, rng) for t in range(total))
+    )
     truth = Truth(
         frame_count=total, fps=fps, width=out_w, height=out_h, transitions=truth_tr,
         shots=[{**asdict(s), "start": st} for s, st in zip(shots, starts, strict=True)],
@@ -519,6 +511,35 @@ def _noise(bank: FloatImage, rng: np.random.Generator, shape: tuple[int, ...]) -
 
 
 # --------------------------------------------------------------------------------------------- corpus
+
+
+class RenderSpec(Protocol):
+    """What a generated video is made at (a corpus ``VideoSpec``, a pipeline bench ``Source``)."""
+
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def fps(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def noise(self) -> float: ...
+
+
+def render(path: Path, shots: Sequence[Shot], transitions: Sequence[Transition], spec: RenderSpec) -> Truth:
+    """``make_video`` at ``spec``'s size, rate, seed and noise (drawn at twice the size from 720p up)."""
+    return make_video(
+        path,
+        shots,
+        transitions,
+        spec.fps,
+        (spec.width, spec.height),
+        seed=spec.seed,
+        noise=spec.noise,
+        render_scale=2 if spec.height >= 720 else 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -620,16 +641,7 @@ def build_corpus(out_dir: Path, specs: Sequence[VideoSpec] = CORPUS, force: bool
             truth = make_real_video(path, spec)
         else:
             shots, transitions = random_program(spec)
-            truth = make_video(
-                path,
-                shots,
-                transitions,
-                spec.fps,
-                (spec.width, spec.height),
-                seed=spec.seed,
-                noise=spec.noise,
-                render_scale=2 if spec.height >= 720 else 1,
-            )
+            truth = render(path, shots, transitions, spec)
         stamp.write_text(want)
         logger.info(
             "generated %s: %d frames, %d transitions in %.1f s",
@@ -855,11 +867,16 @@ def _encode(path: Path, frames: Sequence[Image], fps: float, size: tuple[int, in
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
         "-threads", "2", "-movflags", "+faststart", str(path),
     ]  # fmt: skip
+    encode_frames(cmd, (frame.tobytes() for frame in frames))
+
+
+def encode_frames(cmd: list[str], frames: Iterable[bytes]) -> None:
+    """Pipe raw ``frames`` into the ffmpeg encoder ``cmd`` (reading rawvideo from stdin)."""
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     try:
         for frame in frames:
-            proc.stdin.write(frame.tobytes())
+            proc.stdin.write(frame)
         proc.stdin.close()
     except BrokenPipeError:
         pass

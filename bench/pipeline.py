@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.corpus import CORPUS_VERSION, Motion, Shot, ShotKind, Transition, Truth, load_truth, make_video
+from bench.corpus import CORPUS_VERSION, Motion, Shot, ShotKind, Transition, Truth, load_truth, render
 from bench.shot_detection import match
 from commands.service import HeatersApplication
 from entrypoints.pipeline import Pipeline, build_pipeline
@@ -204,16 +204,7 @@ def ensure_video(source: Source, seconds: float, cache: Path) -> tuple[Path, Tru
     if path.exists() and path.with_suffix(".json").exists() and stamp.exists() and stamp.read_text() == want:
         return path, load_truth(path)
     t0 = time.perf_counter()
-    truth = make_video(
-        path,
-        shots,
-        transitions,
-        source.fps,
-        (source.width, source.height),
-        seed=source.seed,
-        noise=source.noise,
-        render_scale=2 if source.height >= 720 else 1,
-    )
+    truth = render(path, shots, transitions, source)
     stamp.write_text(want)
     print(f"generated {path} ({truth.frame_count} frames) in {time.perf_counter() - t0:.1f} s", flush=True)
     return path, truth
