@@ -1,7 +1,7 @@
 """Times Heaters' own projections on a generated log: catch-up of all five read models from nothing,
-a rebuild of all five, a rebuild of the history one. Used by ``bench/projections.py`` for the code at
-hand and, in a subprocess, for a baseline commit of the same repository (so both run on this machine
-at the same time): it only uses ``bench.projections.generate``, ``projections.runner.catch_up`` and
+a rebuild of all five, a rebuild of the history one. Run by ``bench/projections.py`` in a subprocess,
+for the code at hand and for a baseline commit of the same repository (so both are measured the same
+way, on this machine, in one run): it only uses ``bench.projections.generate``, ``projections.runner.catch_up`` and
 ``projections.rebuild.rebuild``, called ``(app, address)`` or, in a baseline from before the log
 follower, ``(address, schema)``.
 

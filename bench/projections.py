@@ -157,24 +157,30 @@ def measure_eventsourcing(events: int, es_events: int) -> dict[str, Any]:
     return {"events": target, "seconds": seconds, "rate": target / seconds}
 
 
-def measure_baseline(ref: str, events: int) -> dict[str, Any]:
-    """The same timings for the code of commit ``ref`` (``git archive`` into a temporary directory,
-    run in a subprocess with that tree first on the path)."""
-    root = Path(__file__).resolve().parent.parent
+def measure_tree(tree: Path, events: int) -> dict[str, Any]:
+    """Time the projections of the code in ``tree``: ``bench/projection_timing.py`` in a subprocess
+    with that tree first on the path (the code at hand and a baseline are measured the same way)."""
     timing = Path(__file__).resolve().parent / "projection_timing.py"
+    code = f"import runpy, sys; runpy.run_path({str(timing)!r}, run_name='__main__')"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(events)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_baseline(ref: str, events: int) -> dict[str, Any]:
+    """The same timings for the code of commit ``ref`` (``git archive`` into a temporary directory)."""
+    root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="heaters-baseline-") as tree:
         archive = subprocess.run(["git", "-C", str(root), "archive", ref], check=True, capture_output=True)
         subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
-        code = f"import runpy, sys; runpy.run_path({str(timing)!r}, run_name='__main__')"
-        done = subprocess.run(
-            [sys.executable, "-c", code, str(events)],
-            cwd=tree,
-            env={**os.environ, "PYTHONPATH": tree},
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        result = measure_tree(Path(tree), events)
     result["ref"] = ref
     return result
 
@@ -217,10 +223,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/projections.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from bench.projection_timing import measure
-
     baseline = measure_baseline(args.baseline, args.events) if args.baseline else None
-    now = measure(args.events)
+    now = measure_tree(Path(__file__).resolve().parent.parent, args.events)
     es = measure_eventsourcing(args.events, args.es_events) if args.es_events else None
     results = {"now": now, "baseline": baseline, "eventsourcing_runner_history": es, "target_rate": TARGET}
     print(report(now, baseline, es))

@@ -45,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from infra.media.ffmpeg import PixFmt, decode_batches, probe, scaled_size
+from infra.media.frame_runs import true_runs
 
 logger = logging.getLogger(__name__)
 
@@ -751,21 +752,6 @@ def merge_fades(
         out.append(c)
         prev = c
     return out
-
-
-def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """The runs of consecutive true values in ``mask``, as ``[start, end)``."""
-    runs: list[tuple[int, int]] = []
-    t, n = 0, len(mask)
-    while t < n:
-        if not mask[t]:
-            t += 1
-            continue
-        s = t
-        while t < n and mask[t]:
-            t += 1
-        runs.append((s, t))
-    return runs
 
 
 def fade_runs(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from infra.media.shot_detection import true_runs
+from infra.media.frame_runs import true_runs
 
 logger = logging.getLogger(__name__)
 
