@@ -250,7 +250,10 @@ def test_two_reviewers_leases_follow_the_tabs(
         expect(rob.locator("#lease-warning")).to_be_hidden()
         decide(rob, "f")
         expect(rob.locator("#flash")).to_contain_text(f"Merged clip {str(clips[2])[:8]}")
+        # the flash can show a moment before the page swaps in the merged clip: wait for the swap
+        expect(rob.locator("#clip-link")).not_to_have_text(str(clips[2]))
         merged = rob.locator("#clip-link").inner_text()
+        assert merged not in {str(c) for c in clips}
         # clip 0 is on rita's screen: Rob's merge of clip 1 with it would be refused; rita approves it
         decide(rita, "a")
         expect(rita.locator("#lease-warning")).to_contain_text("no longer yours to review")
