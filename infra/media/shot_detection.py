@@ -455,16 +455,9 @@ class HeatersDetector(ShotDetector):
         return [c for c, _ in kept]
 
     def _fades(self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int) -> list[Candidate]:
-        flat = std < self.flat_std
+        flat = std[:total] < self.flat_std
         out: list[Candidate] = []
-        t = 0
-        while t < total:
-            if not flat[t]:
-                t += 1
-                continue
-            s = t
-            while t < total and flat[t]:
-                t += 1
+        for s, t in true_runs(flat):
             if s == 0 or t >= total:  # a fade at the very start or end is not a boundary
                 continue
             # a fade is a dip: real contrast shortly before and after the flat run (a shot whose
