@@ -26,7 +26,6 @@ from domain import review
 from domain.base import HeatersAggregate
 from domain.clip import Clip
 from domain.errors import DomainError, short_id
-from domain.partition import Segment
 from domain.video import Video
 from infra.database import check_pool_lightly
 
@@ -486,9 +485,6 @@ class HeatersApplication(Application[UUID]):
         restored: object = self.repository.get(aggregate.id, version=version)
         assert isinstance(restored, Video | Clip)
         return restored
-
-    def layout_of(self, video_id: object) -> list[Segment]:
-        return list(self.get_video(video_id).layout)
 
     def iter_events(self, start: int = 1, batch: int = 500) -> Iterator[DomainEventProtocol[UUID]]:
         """Every domain event in log order (for tools and tests)."""

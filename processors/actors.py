@@ -23,7 +23,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from domain.stages import PURGE, ClipStage, VideoStage
 from processors import stages
-from processors.middleware import current_run
+from processors.middleware import ACTOR_PREFIX, current_run
 from processors.queues import STAGE_QUEUES
 from processors.stages import PermanentFailure
 
@@ -39,7 +39,7 @@ def stage_actor(stage: str, *, minutes: int) -> ActorDecorator:
     limit, and what every stage shares: where it is first declared, and how it is retried (a
     ``PermanentFailure`` never: the stage has recorded it)."""
     return dramatiq.actor(
-        actor_name=f"heaters_{stage}",
+        actor_name=f"{ACTOR_PREFIX}{stage}",
         queue_name=STAGE_QUEUES[stage],
         time_limit=minutes * MINUTE_MS,
         broker=_declared_on,

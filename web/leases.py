@@ -145,13 +145,6 @@ class Leases:
                 )
             return cur.rowcount
 
-    def leases_of(self, reviewer: str) -> list[UUID]:
-        rows = self.rm.all(
-            "SELECT clip_id FROM review_leases WHERE reviewer = %s AND expires_at > now() ORDER BY clip_id",
-            (reviewer,),
-        )
-        return [r["clip_id"] for r in rows]
-
     def release(self, clip_ids: Sequence[UUID] | None, reviewer: str) -> int:
         """Release the reviewer's leases on ``clip_ids`` (None: all of them)."""
         with self.rm.connection() as conn:
