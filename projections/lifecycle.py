@@ -37,12 +37,19 @@ def fresh_stages(names: Iterable[str]) -> Stages:
     return {s: StageProgress().as_dict() for s in names}
 
 
+_FRESH_VIDEO = fresh_stages(VideoStage)
+_FRESH_CLIP = fresh_stages(ClipStage)
+
+
 def video_stages() -> Stages:
-    return fresh_stages(VideoStage)
+    """Every video stage pending (a new dict; the progress dicts inside are shared: read models never
+    change one in place, they replace it)."""
+    return dict(_FRESH_VIDEO)
 
 
 def clip_stages() -> Stages:
-    return fresh_stages(ClipStage)
+    """Every clip stage pending (shared progress dicts, as :func:`video_stages`)."""
+    return dict(_FRESH_CLIP)
 
 
 def _progress(stages: Stages) -> dict[str, StageProgress]:
