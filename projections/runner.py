@@ -224,27 +224,25 @@ class ProjectionRunner:
         read models are derived, and their rows and positions are lost together in a crash, so the
         runner simply applies them again."""
         conn = self.conn
-        names = [p.name + p.suffix for p in behind]
-        known = dict(self._known or {})
         applied = 0
         with conn.transaction(), conn.cursor() as cur:
             with conn.pipeline():
                 cur.execute("SET LOCAL synchronous_commit = off")
-                cur.execute(
+                cur.execute(  # every projection's row: one stopped until now may have been resumed
                     sql.SQL(
                         "SELECT name, position, state FROM {} WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
                     ).format(sql.Identifier(POSITIONS_TABLE)),
-                    (names,),
+                    ([p.name + p.suffix for p in self.projections],),
                 )
                 rows = {str(n): Tracked(int(pos), str(state)) for n, pos, state in cur.fetchall()}
+            known = dict(rows)
             work: list[tuple[Projection, list[EventRecord], Tracked]] = []
-            for projection, name in zip(behind, names, strict=True):
+            for projection in behind:
+                name = projection.name + projection.suffix
                 row = rows.get(name)
                 if row is None or row.state not in RUNNABLE or row.position < low:
-                    known.pop(name, None)  # stopped meanwhile, or moved back (a rebuild swapped)
-                    continue
+                    continue  # stopped meanwhile, or moved back (a rebuild swapped): the next step sees it
                 todo = [e for e in events if e.position > row.position]
-                known[name] = row
                 if todo:
                     projection.reset()
                     projection.load(cur, todo)  # every load before the first write (see below)
