@@ -221,8 +221,21 @@ class RowCache:
         return self._statement
 
 
+#: The text of uuids written lately (``str(UUID)`` runs in Python; a batch writes the same ids again
+#: and again: rows of several tables, the video of each clip).
+_UUID_TEXT: dict[int, str] = {}
+
+
 def _json_default(value: Any) -> Any:
-    if isinstance(value, UUID | Decimal):
+    if isinstance(value, UUID):
+        i = value.int
+        text = _UUID_TEXT.get(i)
+        if text is None:
+            if len(_UUID_TEXT) >= 65536:
+                _UUID_TEXT.clear()
+            text = _UUID_TEXT[i] = str(value)
+        return text
+    if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
