@@ -88,6 +88,7 @@ def measure(events: int, seed: int = 42) -> dict[str, Any]:
         }
 
         def timed(label: str, action: Callable[[], Any]) -> None:
+            load = os.getloadavg()[0]
             server_before = server_cpu_seconds(home)
             cpu_before = time.process_time()
             started = time.perf_counter()
@@ -104,6 +105,7 @@ def measure(events: int, seed: int = 42) -> dict[str, Any]:
                 "server_cpu_seconds": None if server is None else round(server, 3),
                 # What the rate would be with both CPUs to itself and no overlap of client and server.
                 "cpu_bound_rate": None if server is None else head / (client + server),
+                "load_1min": round(load, 2),
             }
 
         # The log follower's projections read through the application (its mapper, its table).

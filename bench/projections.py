@@ -193,22 +193,33 @@ def report(now: dict[str, Any], baseline: dict[str, Any] | None, es: dict[str, A
     lines = [
         f"{now['events']} events ({now['embedded_events']} Embedded, {now['bytes_per_embedded_event']} bytes "
         f"each stored; baseline: {baseline['bytes_per_embedded_event'] if baseline else '-'})",
+        "CPU µs/event: client + server (PostgreSQL); load: 1-minute load average when the run started",
         "",
         f"{'run':<20} {'baseline/s':>11} {'now/s':>8} {'speed-up':>9} {'now cpu-bound/s':>16} "
-        f"{'x eventsourcing':>16} {'>= 10k/s':>9}",
+        f"{'base µs/ev':>11} {'now µs/ev':>11} {'load':>11} {'x eventsourcing':>16} {'>= 10k/s':>9}",
     ]
     for run in RUNS:
         value = now[run]
         base = baseline[run]["rate"] if baseline else None
         cpu = value.get("cpu_bound_rate")
+        load = f"{baseline[run].get('load_1min', 0) if baseline else 0:.1f}/{value.get('load_1min', 0):.1f}"
         lines.append(
             f"{run:<20} {base or 0:>11.0f} {value['rate']:>8.0f} {value['rate'] / base if base else 0:>8.1f}x "
-            f"{cpu or 0:>16.0f} {value['rate'] / es['rate'] if es else 0:>16.1f} "
+            f"{cpu or 0:>16.0f} {_per_event(baseline[run]) if baseline else '-':>11} {_per_event(value):>11} "
+            f"{load:>11} {value['rate'] / es['rate'] if es else 0:>16.1f} "
             f"{'yes' if value['rate'] >= TARGET else 'no':>9}"
         )
     if es:
         lines.append(f"{'eventsourcing runner (history)':<20} {es['rate']:.0f}/s on {es['events']} events")
     return "\n".join(lines)
+
+
+def _per_event(run: dict[str, Any]) -> str:
+    """CPU microseconds per event, client + server."""
+    server = run.get("server_cpu_seconds")
+    if server is None:
+        return "-"
+    return f"{1e6 * run['client_cpu_seconds'] / run['events']:.0f}+{1e6 * server / run['events']:.0f}"
 
 
 def main() -> None:

@@ -31,9 +31,10 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -56,10 +57,10 @@ Step = Callable[[], int]
 Session = Callable[[psycopg.Connection[Any]], AbstractContextManager[Step | None]]
 
 
-@dataclass(frozen=True)
-class EventRecord:
+class EventRecord(NamedTuple):
     """One notification of the event log, decoded (``event`` is None when it could not be decoded,
-    and ``decode_error`` says why)."""
+    and ``decode_error`` says why). A named tuple: made once per event and consumer, it costs a
+    fifth of a frozen dataclass."""
 
     position: int
     topic: str
@@ -132,6 +133,8 @@ class LogFollower:
         self.stopping = threading.Event()
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, Future[list[EventRecord]]] | None = None
 
     # -- reading the log ---------------------------------------------------------------------------
 
@@ -139,13 +142,47 @@ class LogFollower:
         """The last notification id of the log (0 when empty), whatever its topic."""
         return self.recorder.max_notification_id() or 0
 
-    def read(self, after: int, limit: int | None = None) -> list[EventRecord]:
+    def read(self, after: int, limit: int | None = None, *, ahead: bool = False) -> list[EventRecord]:
         """Decoded events with ids > ``after`` (at most ``limit``, default the batch size; of the
-        follower's topics when it has some), in id order."""
+        follower's topics when it has some), in id order.
+
+        With ``ahead``, a full batch (of the batch size) also starts the next one reading and decoding
+        in a background thread, while the caller applies this one: the next call for the position
+        this batch ends at takes it. Ids are final, so a batch read early is the same as one read
+        then; an empty or short one is read again (the log may have grown since)."""
+        events: list[EventRecord] | None = None
+        if self._ahead is not None:
+            start, future = self._ahead
+            self._ahead = None
+            if start == after and limit is None:
+                try:
+                    events = future.result()
+                except Exception as error:  # read again below: it raises if the failure lasts
+                    log.debug("reading ahead failed: %s", error)
+            elif not future.cancel():
+                future.exception()  # let it finish before another read starts (errors are dropped)
+        if events is None or len(events) < self.batch_size:
+            events = self._read(after, limit)
+        if ahead and limit is None and len(events) == self.batch_size:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"{self.tracking_table}-reader")
+            self._ahead = (events[-1].position, self._reader.submit(self._read, events[-1].position, None))
+        return events
+
+    def _read(self, after: int, limit: int | None) -> list[EventRecord]:
         notifications = self.recorder.select_notifications(
             after + 1, limit or self.batch_size, topics=self.topics, inclusive_of_start=True
         )
         return [self.decode(n) for n in notifications]
+
+    def close_reader(self) -> None:
+        """Drop a batch read ahead and stop the thread that reads ahead (a later read starts it again)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[1].cancel()
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
+            self._reader = None
 
     def decode(self, notification: Notification) -> EventRecord:
         """The notification as a domain event, by the application's mapper (upcasting included); an

@@ -35,6 +35,8 @@ def payload_of(record: EventRecord) -> dict[str, Any]:
 
 class HistoryProjection(Projection):
     name = "history"
+    copies = True
+    follows_every_topic = True
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)

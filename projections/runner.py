@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -143,11 +143,13 @@ class ProjectionRunner:
         self.schema = follower.schema
         self.projections = list(projections if projections is not None else build_projections())
         self.batch_size = follower.batch_size
+        self._known: dict[str, Tracked] | None = None
         self.conn = connect(self.address)
         set_search_path(self.conn, self.schema)
         ensure_schema(self.conn, self.projections)
 
     def close(self) -> None:
+        self.follower.close_reader()
         self.conn.close()
 
     def __enter__(self) -> ProjectionRunner:
@@ -164,40 +166,159 @@ class ProjectionRunner:
 
     def positions(self) -> dict[str, Tracked]:
         with self.conn.transaction():
-            return self.follower.positions(self.conn, [p.name + p.suffix for p in self.projections])
+            self._known = self.follower.positions(self.conn, [p.name + p.suffix for p in self.projections])
+        return dict(self._known)
+
+    def known_positions(self) -> dict[str, Tracked]:
+        """The positions as this runner last read or wrote them (read when it does not know them):
+        a step that found work reads them once, not once per batch."""
+        if self._known is None:
+            return self.positions()
+        return dict(self._known)
 
     def step(self) -> int:
         """Apply one batch to every running projection that is behind; returns events applied."""
-        positions = self.positions()
+        positions = self.known_positions()
         behind = [
             p
             for p in self.projections
             if positions.get(p.name + p.suffix, Tracked(0, "stopped")).state in RUNNABLE
         ]
         if not behind:
+            self._known = None  # idle: read them again next time (a resume, a rebuild's swap)
             return 0
         low = min(positions[p.name + p.suffix].position for p in behind)
-        events = self.follower.read(low)
+        events = self.follower.read(low, ahead=True)
         if not events:
+            self._known = None
             return 0
-        applied = 0
-        # One transaction for the batch across projections (each in its own savepoint): one commit,
-        # not one per projection. Without waiting for the WAL flush: read models are derived, and their
-        # rows and positions are lost together in a crash, so the runner simply applies them again.
         # The cyclic garbage collector is paused for the batch: it allocates many short-lived rows that
         # reference counting frees, and the collector's passes over them cost ~15 % of the CPU time.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            with self.conn.transaction():
-                self.conn.execute("SET LOCAL synchronous_commit = off")
+            try:
+                return self._apply_all(behind, events, low)
+            except psycopg.Error as error:
+                if isinstance(error, psycopg.OperationalError) or self.conn.broken:
+                    raise
+                log.warning(
+                    "batch after %d failed on write (%s); applying it projection by projection", low, error
+                )
                 for projection in behind:
-                    if positions[projection.name + projection.suffix].position < events[-1].position:
-                        applied += self.apply_batch(projection, events, low)
+                    projection.discard()
+                return self._apply_each(behind, events, low)
+        except BaseException:
+            self._known = None
+            raise
         finally:
             if collecting:
                 gc.enable()
+
+    def _apply_all(self, behind: Sequence[Projection], events: Sequence[EventRecord], low: int) -> int:
+        """The batch for every projection in ONE transaction, with no savepoint and few round trips:
+        the position rows locked in one statement, the rows each projection needs loaded, the events
+        applied in memory, then the writes (COPY first, the other statements pipelined) and the
+        positions. A database error raises and rolls it all back (the caller then applies the batch
+        projection by projection, to find the event responsible). Without waiting for the WAL flush:
+        read models are derived, and their rows and positions are lost together in a crash, so the
+        runner simply applies them again."""
+        conn = self.conn
+        applied = 0
+        with conn.transaction(), conn.cursor() as cur:
+            with conn.pipeline():
+                cur.execute("SET LOCAL synchronous_commit = off")
+                cur.execute(  # every projection's row: one stopped until now may have been resumed
+                    sql.SQL(
+                        "SELECT name, position, state FROM {} WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+                    ).format(sql.Identifier(POSITIONS_TABLE)),
+                    ([p.name + p.suffix for p in self.projections],),
+                )
+                rows = {str(n): Tracked(int(pos), str(state)) for n, pos, state in cur.fetchall()}
+            known = dict(rows)
+            work: list[tuple[Projection, list[EventRecord], Tracked]] = []
+            for projection in behind:
+                name = projection.name + projection.suffix
+                row = rows.get(name)
+                if row is None or row.state not in RUNNABLE or row.position < low:
+                    continue  # stopped meanwhile, or moved back (a rebuild swapped): the next step sees it
+                todo = [e for e in events if e.position > row.position]
+                if todo:
+                    projection.reset()
+                    projection.load(cur, todo)  # every load before the first write (see below)
+                    work.append((projection, todo, row))
+            # COPY cannot run in a pipeline: those projections write first. The others' statements go
+            # into one pipeline as each is applied, so PostgreSQL writes one projection's rows while
+            # this process applies the next; the positions close it.
+            work.sort(key=lambda w: not w[0].copies)
+            advanced: dict[str, int] = {}
+            with ExitStack() as stack:
+                piped = False
+                for projection, todo, row in work:
+                    if not projection.copies and not piped:
+                        stack.enter_context(conn.pipeline())
+                        piped = True
+                    name = projection.name + projection.suffix
+                    position, stopped, errors = self._run_events(projection, todo)
+                    position = max(position, row.position)
+                    applied += sum(1 for e in todo if e.position <= position)
+                    projection.flush(cur)
+                    self._record(cur, name, position, stopped, errors)
+                    if stopped is None:
+                        advanced[name] = position
+                    known[name] = Tracked(position, row.state if stopped is None else "stopped")
+                if advanced:
+                    cur.execute(
+                        sql.SQL(
+                            "UPDATE {} AS p SET position = v.position, updated_at = now() "
+                            "FROM unnest(%s::text[], %s::bigint[]) AS v(name, position) WHERE p.name = v.name"
+                        ).format(sql.Identifier(POSITIONS_TABLE)),
+                        (list(advanced), list(advanced.values())),
+                    )
+        self._known = known if all(p.name + p.suffix in known for p in self.projections) else None
         return applied
+
+    def _apply_each(self, behind: Sequence[Projection], events: Sequence[EventRecord], low: int) -> int:
+        """The batch projection by projection, each in a savepoint (a failing write is then found
+        event by event), in one transaction."""
+        applied = 0
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL synchronous_commit = off")
+            for projection in behind:
+                applied += self.apply_batch(projection, events, low)
+        self._known = None
+        return applied
+
+    def _record(
+        self,
+        cur: Cursor,
+        name: str,
+        position: int,
+        stopped: tuple[EventRecord, str] | None,
+        errors: Sequence[tuple[EventRecord, str, bool]],
+    ) -> None:
+        """Write a batch's failed events to ``projection_errors`` and, when one stopped the projection,
+        its position row."""
+        for record, message, skipped in errors:
+            cur.execute(
+                "INSERT INTO projection_errors (name, position, topic, error, skipped) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (name, position) DO UPDATE SET topic = EXCLUDED.topic, error = EXCLUDED.error, "
+                "skipped = EXCLUDED.skipped, at = now()",
+                (name, record.position, record.topic, message, skipped),
+            )
+        if stopped is not None:
+            cur.execute(
+                "UPDATE projection_positions SET position = %s, state = 'stopped', last_error = %s, "
+                "error_position = %s, updated_at = now() WHERE name = %s",
+                (position, stopped[1], stopped[0].position, name),
+            )
+            log.error(
+                "projection %s stopped at event %d (%s): %s",
+                name,
+                stopped[0].position,
+                stopped[0].topic,
+                stopped[1],
+            )
 
     def catch_up(self, until: int | None = None) -> int:
         """Apply batches until every running projection reached ``until`` (default: the head now);
@@ -205,7 +326,7 @@ class ProjectionRunner:
         target = self.head() if until is None else until
         applied = 0
         while True:
-            positions = self.positions()
+            positions = self.known_positions()
             running = [
                 positions[p.name + p.suffix].position
                 for p in self.projections
@@ -242,27 +363,8 @@ class ProjectionRunner:
                 )
                 outcome = self._apply_one_by_one(cur, projection, todo)
             position, stopped, errors = outcome
-            for record, message, skipped in errors:
-                cur.execute(
-                    "INSERT INTO projection_errors (name, position, topic, error, skipped) VALUES (%s, %s, %s, %s, %s) "
-                    "ON CONFLICT (name, position) DO UPDATE SET topic = EXCLUDED.topic, error = EXCLUDED.error, "
-                    "skipped = EXCLUDED.skipped, at = now()",
-                    (name, record.position, record.topic, message, skipped),
-                )
-            if stopped is not None:
-                cur.execute(
-                    "UPDATE projection_positions SET position = %s, state = 'stopped', last_error = %s, "
-                    "error_position = %s, updated_at = now() WHERE name = %s",
-                    (max(position, row.position), stopped[1], stopped[0].position, name),
-                )
-                log.error(
-                    "projection %s stopped at event %d (%s): %s",
-                    name,
-                    stopped[0].position,
-                    stopped[0].topic,
-                    stopped[1],
-                )
-            else:
+            self._record(cur, name, max(position, row.position), stopped, errors)
+            if stopped is None:
                 self.follower.advance(self.conn, name, position)
             applied = sum(1 for e in todo if e.position <= position)
         return applied
@@ -271,12 +373,32 @@ class ProjectionRunner:
         self, cur: Cursor, projection: Projection, todo: Sequence[EventRecord]
     ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
         """Apply in memory, then flush; returns (position reached, stop, errors)."""
+        outcome = self._apply_events(cur, projection, todo)
+        projection.flush(cur)
+        return outcome
+
+    def _apply_events(
+        self, cur: Cursor, projection: Projection, todo: Sequence[EventRecord]
+    ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
+        """Load what ``todo`` needs and apply it in memory (nothing written); returns (position
+        reached, stop, errors)."""
         projection.reset()
         projection.load(cur, todo)
+        return self._run_events(projection, todo)
+
+    def _run_events(
+        self, projection: Projection, todo: Sequence[EventRecord]
+    ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
+        """Apply ``todo`` in memory, to the rows loaded; returns (position reached, stop, errors)."""
         position = todo[0].position - 1
         errors: list[tuple[EventRecord, str, bool]] = []
         stopped: tuple[EventRecord, str] | None = None
+        # A decoded event of a topic the projection does not follow changes nothing: passed over.
+        follows = None if projection.follows_every_topic else projection.handlers()
         for record in todo:
+            if follows is not None and record.topic not in follows and record.event is not None:
+                position = record.position
+                continue
             projection.begin_event()
             try:
                 projection.apply(record)
@@ -299,7 +421,6 @@ class ProjectionRunner:
             else:
                 projection.commit_event()
             position = record.position
-        projection.flush(cur)
         return position, stopped, errors
 
     def _apply_one_by_one(
@@ -613,7 +734,7 @@ class ProjectionDaemon:
                 def step() -> int:
                     self._beat(listener)
                     applied = runner.step()
-                    local.publish({name: p.position for name, p in runner.positions().items()})
+                    local.publish({name: p.position for name, p in runner.known_positions().items()})
                     return applied
 
                 yield step

@@ -97,6 +97,35 @@ def test_it_resumes_from_its_tracked_position_after_a_restart(
         assert restarted.positions(conn, [NAME])[NAME].position == restarted.head()
 
 
+def test_reading_ahead_gives_the_batches_reading_then_would(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress
+) -> None:
+    """The projections read the next batch while they apply one: what comes back is what a plain read
+    gives at that moment, while the log grows too, and a batch read ahead for another position is
+    not used."""
+    clipped_video(pg_app)
+    ahead, plain = _follower(pg_app, pg_address), _follower(pg_app, pg_address)
+
+    def seen(records: list[Any]) -> list[tuple[int, str]]:
+        return [(r.position, r.topic) for r in records]
+
+    try:
+        after, positions = 0, []
+        while batch := ahead.read(after, ahead=True):
+            assert seen(batch) == seen(plain.read(after))
+            positions += [r.position for r in batch]
+            after = batch[-1].position
+            if len(positions) == 6:
+                pg_app.submit("/videos/meanwhile.mp4", "user:alice")  # stored while a batch is read ahead
+        assert positions == list(range(1, ahead.head() + 1))
+        ahead.read(0, ahead=True)  # starts reading after position 3
+        again = ahead.read(1)  # another position: read now, not taken from the batch read ahead
+        assert seen(again) == seen(plain.read(1))
+        assert [r.position for r in again] == [2, 3, 4]
+    finally:
+        ahead.close_reader()
+
+
 def test_it_reads_only_its_topics(pg_app: HeatersApplication, pg_address: DatabaseAddress) -> None:
     first = pg_app.submit("/videos/a.mp4", "user:alice")
     second = pg_app.submit("/videos/b.mp4", "user:alice")
