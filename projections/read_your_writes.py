@@ -115,13 +115,14 @@ class LocalPositions:
             self.condition.wait(seconds)
 
 
-_locals: dict[tuple[str, str], LocalPositions] = {}
-_listeners: dict[tuple[str, str], _Listener] = {}
+#: By (database, schema): the address itself is the key (its conninfo string costs a parse per call).
+_locals: dict[tuple[DatabaseAddress, str], LocalPositions] = {}
+_listeners: dict[tuple[DatabaseAddress, str], _Listener] = {}
 _lock = threading.Lock()
 
 
 def local_positions(address: DatabaseAddress, schema: str) -> LocalPositions:
-    key = (address.conninfo(), schema)
+    key = (address, schema)
     with _lock:
         return _locals.setdefault(key, LocalPositions())
 
@@ -131,7 +132,7 @@ class _Listener:
     :class:`LocalPositions`."""
 
     def __init__(self, address: DatabaseAddress, schema: str, local: LocalPositions) -> None:
-        self.key = (address.conninfo(), schema)
+        self.key = (address, schema)
         self.address = address
         self.schema = schema
         self.local = local
@@ -191,7 +192,7 @@ def close_listeners() -> None:
 
 def _listen(address: DatabaseAddress, schema: str, local: LocalPositions) -> None:
     """Make sure this process listens to ``schema``'s positions (starts the listener once)."""
-    key = (address.conninfo(), schema)
+    key = (address, schema)
     with _lock:
         listener = _listeners.get(key)
         if listener is None or listener.done or not listener.thread.is_alive():
@@ -243,18 +244,17 @@ def _poll(
     return all(reached.get(n, -1) >= position for n in wanted)
 
 
-_wait_pools: dict[str, ConnectionPool[psycopg.Connection[Any]]] = {}
+_wait_pools: dict[DatabaseAddress, ConnectionPool[psycopg.Connection[Any]]] = {}
 
 
 def _wait_pool(address: DatabaseAddress) -> ConnectionPool[psycopg.Connection[Any]]:
     """The connections waits poll on, one pool per database in this process (none kept open when
     idle)."""
-    key = address.conninfo()
     with _lock:
-        pool = _wait_pools.get(key)
+        pool = _wait_pools.get(address)
         if pool is None:
             pool = ConnectionPool(
-                key,
+                address.conninfo(),
                 min_size=0,
                 max_size=8,
                 kwargs={"autocommit": True},
@@ -262,5 +262,5 @@ def _wait_pool(address: DatabaseAddress) -> ConnectionPool[psycopg.Connection[An
                 check=check_idle_connection,
                 open=True,
             )
-            _wait_pools[key] = pool
+            _wait_pools[address] = pool
         return pool
