@@ -19,7 +19,7 @@ from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
 from projections import read_your_writes
 from projections.read_your_writes import LISTENER_APPLICATION_NAME, local_positions
-from projections.runner import wait_for
+from projections.runner import catch_up, wait_for
 from tests.helpers import clipped_video
 from tests.projection_helpers import REVIEWER
 
@@ -176,3 +176,22 @@ def test_without_a_daemon_anywhere_a_wait_times_out(
         assert not wait_for(pg_address, pg_schema, _head(pg_app), timeout=1.5)
         assert time.monotonic() - started >= 1.5
         _until(lambda: local.listening, 10, "listening")
+
+
+def test_positions_moved_without_an_announcement_are_read_at_the_recheck(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """A rebuild's swap (or a daemon of an older release) moves positions without a NOTIFY: a wait on
+    a live listener still sees them, by reading them once a second."""
+    clipped_video(pg_app)
+    head = catch_up(pg_app, pg_address)
+    local = local_positions(pg_address, pg_schema)
+    assert wait_for(pg_address, pg_schema, head, timeout=30)
+    _until(lambda: local.listening, 10, "listening")
+    with connect(pg_address, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("UPDATE {} SET position = position + 1000").format(
+                sql.Identifier(pg_schema, "projection_positions")
+            )
+        )
+    assert wait_for(pg_address, pg_schema, head + 1000, timeout=30)
