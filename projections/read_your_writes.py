@@ -11,8 +11,8 @@ when they commit. Waits block on one in-process condition per (database, schema)
   once after each (re)connect, after its LISTEN, so nothing committed before it listened is missed;
   while it is not connected (starting, or its connection died) waits poll ``projection_positions``
   on a pooled connection, and a wait that a live listener has not satisfied within
-  :data:`RECHECK_SECONDS` polls once too (announcements that never came: a rebuild's swap, a daemon
-  of an older release). A listener unused for :data:`LISTENER_IDLE_SECONDS` closes.
+  :data:`RECHECK_SECONDS` polls once too (announcements that never came: a daemon of an older
+  release, a position changed by hand). A rebuild's swap and ``resume`` announce theirs too. A listener unused for :data:`LISTENER_IDLE_SECONDS` closes.
 """
 
 from __future__ import annotations

@@ -591,6 +591,7 @@ def resume(address: DatabaseAddress, schema: str, name: str, *, skip: bool = Fal
             "error_position = NULL, updated_at = now() WHERE name = %s",
             (position, name),
         )
+        notify_positions(conn, schema)
         log.info(
             "projection %s resumed at position %d%s",
             name,

@@ -181,7 +181,7 @@ def test_without_a_daemon_anywhere_a_wait_times_out(
 def test_positions_moved_without_an_announcement_are_read_at_the_recheck(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
 ) -> None:
-    """A rebuild's swap (or a daemon of an older release) moves positions without a NOTIFY: a wait on
+    """A daemon of an older release (or a hand) moves positions without a NOTIFY: a wait on
     a live listener still sees them, by reading them once a second."""
     clipped_video(pg_app)
     head = catch_up(pg_app, pg_address)
