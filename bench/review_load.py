@@ -44,6 +44,7 @@ from infra.config import Settings
 from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env
 from infra.object_storage import LocalObjectStorage
 from infra.schema import prepare_schema
+from projections.read_your_writes import close_listeners
 from projections.runner import ProjectionDaemon, catch_up
 from web.app import create_app
 from web.auth import add_user
@@ -458,7 +459,10 @@ def run(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, embedded_postgres(Path(tmp)) as address:
         prepare_schema(address, SCHEMA)
-        return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy, daemon_process)
+        try:
+            return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy, daemon_process)
+        finally:
+            close_listeners()  # the read-your-writes listener, before its server stops
 
 
 def _daemon_process(address: DatabaseAddress, stop: Any) -> None:

@@ -28,6 +28,7 @@ from psycopg import sql
 from infra.database import DatabaseAddress, connect
 from infra.log_follower import LogFollower
 from projections.base import REBUILD_SUFFIX, ErrorPolicy, Projection
+from projections.read_your_writes import notify_positions
 from projections.runner import (
     BATCH_SIZE,
     ProjectionError,
@@ -183,6 +184,7 @@ def _swap(runner: ProjectionRunner, chosen: Sequence[Projection]) -> int:
                 "UPDATE projection_errors SET name = %s WHERE name = %s",
                 (projection.name, projection.name + projection.suffix),
             )
+        notify_positions(conn, runner.schema)  # waits elsewhere see the swapped-in positions at once
         return min(rebuilt[p.name + p.suffix][0] for p in chosen)
 
 

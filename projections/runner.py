@@ -20,7 +20,6 @@ import gc
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -29,13 +28,14 @@ from typing import Any
 import psycopg
 from eventsourcing.application import Application
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
 
-from infra.database import DatabaseAddress, check_idle_connection, connect
+from infra.database import DatabaseAddress, connect
 from infra.log_follower import RUNNING, LogFollower, Step, Tracked, describe
+from projections import read_your_writes
 from projections.base import Cursor, ErrorPolicy, EventRecord, Projection
 from projections.clips import ClipsProjection
 from projections.history import HistoryProjection
+from projections.read_your_writes import POSITIONS_TABLE, local_positions, notify_positions
 from projections.schema import RUNNER_DDL
 from projections.similarity import SimilarityProjection
 from projections.stats import StatsProjection
@@ -52,8 +52,6 @@ BULK_BACKLOG = 10_000
 
 #: Position-row states the runner applies events in (``rebuilding``: the tables beside the live ones).
 RUNNABLE = (RUNNING, "rebuilding")
-#: The follower's tracking table of the projections (one row per projection, and per rebuild).
-POSITIONS_TABLE = "projection_positions"
 
 #: Every projection, by name (the order they are applied in a round).
 PROJECTIONS: dict[str, type[Projection]] = {
@@ -147,6 +145,8 @@ class ProjectionRunner:
         self.conn = connect(self.address)
         set_search_path(self.conn, self.schema)
         ensure_schema(self.conn, self.projections)
+        #: Every position as the last batch committed it (and announced it: :func:`notify_positions`).
+        self.published: dict[str, int] = {}
 
     def close(self) -> None:
         self.follower.close_reader()
@@ -275,6 +275,8 @@ class ProjectionRunner:
                         ).format(sql.Identifier(POSITIONS_TABLE)),
                         (list(advanced), list(advanced.values())),
                     )
+            announced = notify_positions(conn, self.schema)  # delivered, like the rows, at commit
+        self.published = announced
         self._known = known if all(p.name + p.suffix in known for p in self.projections) else None
         return applied
 
@@ -286,6 +288,8 @@ class ProjectionRunner:
             self.conn.execute("SET LOCAL synchronous_commit = off")
             for projection in behind:
                 applied += self.apply_batch(projection, events, low)
+            announced = notify_positions(self.conn, self.schema)
+        self.published = announced
         self._known = None
         return applied
 
@@ -512,41 +516,6 @@ def _start_bulk(runner: ProjectionRunner, head: int) -> list[Projection]:
     return bulk
 
 
-class _LocalPositions:
-    """Positions published by the daemons running in this process, so that read-your-writes waits on a
-    condition instead of polling the database (one query per batch instead of one per request)."""
-
-    def __init__(self) -> None:
-        self.condition = threading.Condition()
-        self.positions: dict[str, int] = {}
-        self.daemons = 0
-
-    def publish(self, positions: Mapping[str, int]) -> None:
-        with self.condition:
-            self.positions.update(positions)
-            self.condition.notify_all()
-
-    def wait(self, wanted: Sequence[str], position: int, deadline: float) -> bool:
-        with self.condition:
-            while True:
-                if all(self.positions.get(n, -1) >= position for n in wanted):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.daemons == 0:
-                    return False
-                self.condition.wait(min(remaining, 0.25))
-
-
-_local_positions: dict[tuple[str, str], _LocalPositions] = {}
-_local_lock = threading.Lock()
-
-
-def _local(address: DatabaseAddress, schema: str) -> _LocalPositions:
-    key = (address.conninfo(), schema)
-    with _local_lock:
-        return _local_positions.setdefault(key, _LocalPositions())
-
-
 def wait_for(
     address: DatabaseAddress,
     schema: str,
@@ -555,58 +524,9 @@ def wait_for(
     timeout: float = 5.0,
 ) -> bool:
     """Block until the named projections (default: all) have applied the log up to ``position``;
-    False on timeout (e.g. no daemon running, or a projection stopped)."""
-    wanted = list(names or PROJECTIONS)
-    deadline = time.monotonic() + timeout
-    local = _local(address, schema)
-    if local.daemons > 0 and local.wait(wanted, position, deadline):
-        return True
-    # No daemon in this process (a web process beside the daemons' own): poll the positions on a
-    # pooled connection (a new connection per wait cost PostgreSQL a backend each time), soon at first
-    # since the daemon's batch usually lands within a few milliseconds.
-    delay = 0.002
-    positions = sql.SQL("SELECT name, position FROM {} WHERE name = ANY(%s)").format(
-        sql.Identifier(schema, "projection_positions")
-    )
-    try:
-        with _wait_pool(address).connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
-            while True:
-                try:
-                    rows = conn.execute(positions, (wanted,)).fetchall()
-                except psycopg.errors.UndefinedTable:
-                    rows = []
-                reached = {name: int(p) for name, p in rows}
-                if all(reached.get(n, -1) >= position for n in wanted):
-                    return True
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 1.5, 0.02)
-    except PoolTimeout:  # every pooled connection busy with other waits until the deadline
-        return False
-
-
-_wait_pools: dict[str, ConnectionPool[psycopg.Connection[Any]]] = {}
-
-
-def _wait_pool(address: DatabaseAddress) -> ConnectionPool[psycopg.Connection[Any]]:
-    """The connections :func:`wait_for` polls on, one pool per database in this process (none kept
-    open when idle)."""
-    key = address.conninfo()
-    with _local_lock:
-        pool = _wait_pools.get(key)
-        if pool is None:
-            pool = ConnectionPool(
-                key,
-                min_size=0,
-                max_size=8,
-                kwargs={"autocommit": True},
-                name="heaters-read-your-writes",
-                check=check_idle_connection,
-                open=True,
-            )
-            _wait_pools[key] = pool
-        return pool
+    False on timeout (e.g. no daemon running, or a projection stopped). Woken by the daemon's
+    announcements (:mod:`projections.read_your_writes`), not by polling."""
+    return read_your_writes.wait(address, schema, position, list(names or PROJECTIONS), timeout)
 
 
 DAEMONS_DDL = """CREATE TABLE IF NOT EXISTS {}.projection_daemons (
@@ -725,22 +645,26 @@ class ProjectionDaemon:
                 yield None
                 return
             log.info("projection daemon running for schema %s", self.schema)
-            local = _local(self.address, self.schema)
-            with _local_lock:
+            local = local_positions(self.address, self.schema)
+            with local.condition:
                 local.daemons += 1
             try:
                 self._beat(listener, force=True)
 
                 def step() -> int:
                     self._beat(listener)
+                    announced = runner.published
                     applied = runner.step()
-                    local.publish({name: p.position for name, p in runner.known_positions().items()})
+                    if runner.published is not announced:  # the batch's positions, as announced
+                        local.publish(runner.published)
+                    else:
+                        local.publish({name: p.position for name, p in runner.known_positions().items()})
                     return applied
 
                 yield step
             finally:
                 self.leader = False
-                with _local_lock:
+                with local.condition:
                     local.daemons -= 1
                 local.publish({})
 
@@ -791,6 +715,7 @@ def resume(address: DatabaseAddress, schema: str, name: str, *, skip: bool = Fal
             "error_position = NULL, updated_at = now() WHERE name = %s",
             (position, name),
         )
+        notify_positions(conn, schema)
         log.info(
             "projection %s resumed at position %d%s",
             name,

@@ -13,6 +13,7 @@ from psycopg import sql
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect, embedded_postgres, eventsourcing_env
 from infra.schema import prepare_schema
+from projections.read_your_writes import close_listeners
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def pg_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseAdd
     home: Path = tmp_path_factory.mktemp("pg")
     with embedded_postgres(home) as address:
         yield address
+        close_listeners()  # read-your-writes listeners, before their server goes
 
 
 @pytest.fixture

@@ -43,7 +43,8 @@ REVIEW = require("reviewer")
 CAUGHT_UP_HEADER = "X-Heaters-Caught-Up"
 
 
-def _caught_up_header(response: Response[Any]) -> Response[Any]:
+async def _caught_up_header(response: Response[Any]) -> Response[Any]:
+    # async: Litestar runs a sync hook in a worker thread, a hop per answer for a dictionary update
     if isinstance(response.content, ActionResult):
         response.headers[CAUGHT_UP_HEADER] = "true" if response.content.caught_up else "false"
     return response

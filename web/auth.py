@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -365,10 +365,14 @@ def session_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | 
     return token if isinstance(token, str) else None
 
 
-def require(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A guard: a logged-in user whose role is one of ``roles`` (ops may do everything)."""
+def require(
+    *roles: str,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
+    """A guard: a logged-in user whose role is one of ``roles`` (ops may do everything). A coroutine:
+    it only reads the session the middleware loaded, and Litestar runs a sync guard in a worker
+    thread (a thread hop per request)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         user = session_user(connection)
         if user is None:
             raise NotAuthorizedException("log in first")
