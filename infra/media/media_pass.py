@@ -59,8 +59,8 @@ class SpriteSpec:
     tile_width: int = 640
     columns: int = 5
     rows: int = 5
-    image_format: SpriteFormat = "webp"
-    quality: int | None = None
+    image_format: SpriteFormat = "jpeg"
+    quality: int | None = None  # the format's default (:data:`infra.media.sprites.DEFAULT_QUALITY`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from bench.harness import serve
 from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.database import DatabaseAddress
-from infra.media.sprites import make_sprites
+from infra.media.sprites import SpriteFormat, make_sprites
 from infra.object_storage import LocalObjectStorage
 from projections.runner import ProjectionDaemon
 from tests.helpers import clipped_video
@@ -36,9 +36,14 @@ PLAYWRIGHT_EVAL = True
 
 
 def video_with_sprites(
-    app: HeatersApplication, storage: LocalObjectStorage, work: Path, cuts: Sequence[int] = (40, 70)
+    app: HeatersApplication,
+    storage: LocalObjectStorage,
+    work: Path,
+    cuts: Sequence[int] = (40, 70),
+    sprite_format: SpriteFormat | None = None,
 ) -> tuple[UUID, list[UUID]]:
-    """A real 4 s testsrc2 video (100 frames at 25 fps) with sprite sheets, clipped at ``cuts``."""
+    """A real 4 s testsrc2 video (100 frames at 25 fps) with sprite sheets in ``sprite_format`` (the
+    default's when None), clipped at ``cuts``."""
     import imageio_ffmpeg
 
     src = work / "testsrc.mp4"
@@ -53,8 +58,9 @@ def video_with_sprites(
     )  # fmt: skip
     prefix = "videos/testsrc/sprites"
     manifest = make_sprites(
-        src, storage.root / prefix, fps=25.0, tile_width=320, columns=5, rows=5, image_format="webp"
-    )
+        src, storage.root / prefix, fps=25.0, tile_width=320, columns=5, rows=5,
+        image_format=sprite_format or Settings().sprite_format,
+    )  # fmt: skip
     return clipped_video(
         app, manifest.source_frame_count, cuts, source=str(src), title="Test <b>pattern</b>",
         sprites_key=f"{prefix}/manifest.json",
@@ -69,18 +75,19 @@ def review_site(
     tmp_path: Path,
     cuts: Sequence[int] = (40, 70),
     daemon: ProjectionDaemon | None = None,
+    sprite_format: SpriteFormat | None = None,
     **app_options: Any,
 ) -> Iterator[tuple[str, list[UUID]]]:
     """The web app (``app_options`` go to ``create_app``) and a projection daemon (``daemon``, for a
-    test that stops it) over a video with sprites clipped at ``cuts``; reviewers rita and rob, auditor
-    aldo. Yields the base URL and the clips."""
+    test that stops it) over a video with sprites (in ``sprite_format``, the default's when None)
+    clipped at ``cuts``; reviewers rita and rob, auditor aldo. Yields the base URL and the clips."""
     if not Path(CHROMIUM).exists():
         pytest.fail(
             "Debian's chromium is not installed: `./run test` installs it (apt-get install -y chromium)"
         )
     storage = LocalObjectStorage(tmp_path / "media")
     settings = Settings(database_schema=pg_schema, home=tmp_path, media_dir=tmp_path / "media")
-    _video_id, clips = video_with_sprites(pg_app, storage, tmp_path, cuts)
+    _video_id, clips = video_with_sprites(pg_app, storage, tmp_path, cuts, sprite_format)
     add_user(pg_address, pg_schema, "rita", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "rob", "reviewer", PASSWORD)
     add_user(pg_address, pg_schema, "aldo", "auditor", PASSWORD)

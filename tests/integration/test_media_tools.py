@@ -456,7 +456,7 @@ def test_one_decode_makes_proxy_webp_sprites_and_analysis_frames_of_the_same_fra
     result = decode_once(
         media["ramp"],
         tmp_path / "proxy.mp4",
-        sprites=(SpriteSpec(fps=10, tile_width=80, columns=4, rows=3), tmp_path / "sprites"),
+        sprites=(SpriteSpec(10, 80, 4, 3, image_format="webp"), tmp_path / "sprites"),  # an earlier default
         analysis=Analysis(32, "gray", batches.append, batch_size=16),
     )
     # The proxy is the same all-intra proxy make_proxy makes: every frame, every frame a keyframe.
@@ -523,7 +523,10 @@ def test_one_decode_with_impossible_sprite_settings_still_makes_the_proxy(
     result = decode_once(
         media["ramp"],
         tmp_path / "proxy.mp4",
-        sprites=(SpriteSpec(tile_width=8000, columns=5), tmp_path / "sprites"),  # wider than WebP allows
+        sprites=(
+            SpriteSpec(tile_width=8000, columns=5, image_format="webp"),
+            tmp_path / "sprites",
+        ),  # too wide
     )
     assert result.proxy.frame_count == FRAMES and result.sprites is None
 

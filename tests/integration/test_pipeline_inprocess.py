@@ -59,7 +59,7 @@ def test_submit_to_pending_review_then_approve_to_export(
     pass_prefix = video.media["proxy"].removesuffix(".mp4") + "-pass/"
     assert video.media["sprites"] == pass_prefix + "sprites/manifest.json"
     assert storage.exists(pass_prefix + "shots.json")
-    assert all(k.endswith((".webp", ".json")) for k in storage.list(pass_prefix + "sprites/"))
+    assert all(k.endswith((".jpg", ".json")) for k in storage.list(pass_prefix + "sprites/"))  # the default
 
     pg_app.approve(clips[1].id, "user:alice")
     wait_until(lambda: pg_app.get_clip(clips[1].id).state == "exported", timeout=120)

@@ -188,6 +188,9 @@ def test_media_route_serves_and_refuses_traversal(web: Web, tmp_path: Path) -> N
     assert (
         ok.status_code == 200 and ok.content == b"\xff\xd8jpeg" and ok.headers["content-type"] == "image/jpeg"
     )
+    web.storage.put_bytes("videos/v0/sprites/sheet_00000.webp", b"RIFFwebp")  # an older video's sheets
+    old = web.client.get("/media/videos/v0/sprites/sheet_00000.webp")
+    assert old.status_code == 200 and old.headers["content-type"] == "image/webp"
     for bad in (
         "/media/..%2Fsecret.txt",
         "/media/videos/..%2F..%2Fsecret.txt",
