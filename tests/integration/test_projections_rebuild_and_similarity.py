@@ -4,19 +4,24 @@ on; similar clips come back by cosine distance through the HNSW index."""
 from __future__ import annotations
 
 import random
+import tempfile
 import threading
+from collections.abc import Callable
+from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from psycopg import sql
 
+import projections.queries
 from commands.service import HeatersApplication
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, connect
 from projections.queries import similar_clips, similar_clips_query
 from projections.rebuild import rebuild
-from projections.runner import ProjectionDaemon, catch_up, schema_connection, wait_for
+from projections.runner import ProjectionDaemon, catch_up, schema_connection, set_search_path, wait_for
 from projections.similarity import create_hnsw_index, hnsw_index_name
-from tests.helpers import clipped_video
+from tests.helpers import PIPELINE, clipped_video
 from tests.projection_helpers import REVIEWER, checksums, embed, positions, unit, varied_history
 
 pytestmark = pytest.mark.integration
@@ -108,32 +113,17 @@ def test_similar_clips_by_cosine(
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [b, c]
 
 
-def test_similarity_query_uses_the_hnsw_index(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
-) -> None:
-    _, (a, _, _) = clipped_video(pg_app)
-    pg_app.approve(a, REVIEWER)
-    embed(pg_app, a, unit(*[1.0] * 16))
-    catch_up(pg_app, pg_address)
-    rng = random.Random(7)
-    video = uuid4()
-    rows = [
-        (
-            uuid4(),
-            video,
-            "[" + ",".join(f"{x:.5f}" for x in unit(*[rng.gauss(0, 1) for _ in range(16)])) + "]",
-        )
-        for _ in range(8000)
-    ]
-    with schema_connection(pg_address, pg_schema) as conn:
+def fill_16d(address: DatabaseAddress, schema: str, rows: list[tuple[UUID, UUID, str, list[float]]]) -> None:
+    """Many 16-d rows (clip, video, model, vector) in rm_embeddings and rm_clips, then the projection's
+    own index built over them (as a rebuild does): enough rows for the planner to prefer the index to
+    a scan."""
+    with schema_connection(address, schema) as conn:
         with conn.cursor() as cur:
-            # Many rows, then the projection's own index built over them (as a rebuild does): enough rows
-            # for the planner to prefer the index to a scan.
             cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(hnsw_index_name("rm_embeddings", 16))))
             cur.executemany(
                 "INSERT INTO rm_embeddings (clip_id, model, strategy, vector_index, video_id, live, dimension, "
-                "embedding, updated_at) VALUES (%s, 'ViT-T', 'keyframe_multi_avg', 0, %s, true, 16, %s::vector, now())",
-                rows,
+                "embedding, updated_at) VALUES (%s, %s, 'keyframe_multi_avg', 0, %s, true, 16, %s::vector, now())",
+                [(r[0], r[2], r[1], "[" + ",".join(f"{x:.5f}" for x in r[3]) + "]") for r in rows],
             )
             cur.executemany(
                 "INSERT INTO rm_clips (id, video_id, start_frame, end_frame, state, live, origin, created_at, "
@@ -143,16 +133,27 @@ def test_similarity_query_uses_the_hnsw_index(
             create_hnsw_index(cur, "rm_embeddings", 16)
         conn.execute("ANALYZE rm_embeddings")
         conn.commit()
+
+
+def test_similarity_query_uses_the_hnsw_index(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    _, (a, _, _) = clipped_video(pg_app)
+    pg_app.approve(a, REVIEWER)
+    embed(pg_app, a, unit(*[1.0] * 16))
+    catch_up(pg_app, pg_address)
+    rng = random.Random(7)
+    video = uuid4()
+    rows = [(uuid4(), video, "ViT-T", unit(*[rng.gauss(0, 1) for _ in range(16)])) for _ in range(8000)]
+    fill_16d(pg_address, pg_schema, rows)
+    with schema_connection(pg_address, pg_schema) as conn:
         params = {
             "clip_id": a,
             "model": "ViT-T",
             "strategy": "keyframe_multi_avg",
             "video_id": None,
-            "candidates": 48,
-            "limit": 12,
-            "offset": 0,
+            "ef_search": "100",
         }
-        conn.execute("SET hnsw.ef_search = 100")
         plan = "\n".join(
             r[0]
             for r in conn.execute(sql.SQL("EXPLAIN ") + similar_clips_query(pg_schema, 16, False), params)
@@ -163,7 +164,7 @@ def test_similarity_query_uses_the_hnsw_index(
             for r in conn.execute(
                 sql.SQL("EXPLAIN ")
                 + similar_clips_query(pg_schema, 16, False, least=True, other_videos=True),
-                {**params, "own_video": uuid4()},
+                params,
             )
         )
         assert hnsw_index_name("rm_embeddings", 16) in least_plan, least_plan  # no scan of every clip
@@ -182,7 +183,7 @@ def test_similarity_query_uses_the_hnsw_index(
     assert len(found) == 12
     exact = sorted(
         (
-            1 - sum(x * y for x, y in zip(unit(*[1.0] * 16), map(float, r[2][1:-1].split(",")), strict=True)),
+            1 - sum(x * float(f"{y:.5f}") for x, y in zip(unit(*[1.0] * 16), r[3], strict=True)),  # as stored
             r[0],
         )
         for r in rows
@@ -230,3 +231,84 @@ def test_catch_up_far_behind_builds_the_hnsw_index_once_at_the_head(
     assert rebuilt is not None and rebuilt != first
     with schema_connection(pg_address, pg_schema) as conn:
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [c, b, d]
+
+
+def round_trips(conn: psycopg.Connection[Any], search: Callable[[], object]) -> int:
+    """The statements ``search`` sent to the server (libpq's trace of the protocol messages)."""
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            search()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        # Lines are "time, F (from the client) or B, length, message": a statement ends in Sync
+        # (extended protocol) or is one Query (simple protocol: BEGIN, COMMIT).
+        messages = [line.rstrip("\n").split("\t") for line in trace]
+        return sum(1 for m in messages if m[1:2] == ["F"] and m[3].split(" ")[0] in ("Sync", "Query"))
+
+
+def test_each_search_is_one_statement_once_it_knows_the_embeddings_shape(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the web's autocommit connections a search is one round trip. The statement has to name the
+    dimension (for its partial index) and how many candidates to take (four per clip wanted when clips
+    have several vectors): the first search of a kind guesses them, and says so when it guessed wrong,
+    so that search alone takes a second statement."""
+    monkeypatch.setattr(projections.queries, "_shapes", {})
+    monkeypatch.setattr(projections.queries, "_last_shape", (512, False))
+    _, clips = clipped_video(pg_app, frame_count=1000, cuts=range(100, 1000, 100))
+    single, multi = clips[:4], clips[4:]
+    for i, clip_id in enumerate(single):
+        pg_app.approve(clip_id, REVIEWER)
+        embed(pg_app, clip_id, unit(1, i / 10, 0))
+    for i, clip_id in enumerate(multi):  # two near vectors each: the nearest candidates come in pairs
+        pg_app.approve(clip_id, REVIEWER)
+        start = pg_app.get_clip(clip_id).start
+        pg_app.record_keyframes(
+            clip_id, "multi", [f"k/{clip_id}/0.jpg", f"k/{clip_id}/1.jpg"], [start, start + 1], PIPELINE
+        )
+        pg_app.record_embedding(
+            clip_id, "ViT-T", "test", "keyframe_multi", [unit(1, i / 10, 0), unit(1, i / 10, 0.01)], PIPELINE
+        )
+    catch_up(pg_app, pg_address)
+    with connect(pg_address, autocommit=True) as conn:
+        set_search_path(conn, pg_schema)
+        found: list[list[UUID]] = []
+
+        def search(clip_id: UUID, strategy: str | None = None) -> Callable[[], object]:
+            return lambda: found.append(
+                [s.clip_id for s in similar_clips(conn, pg_schema, clip_id, strategy=strategy, limit=3)]
+            )
+
+        assert round_trips(conn, search(single[0])) == 2  # guessed 512 dimensions: 3
+        assert round_trips(conn, search(single[3])) == 1
+        assert found == [single[1:], [single[2], single[1], single[0]]]
+        assert round_trips(conn, search(multi[0], "keyframe_multi")) == 2  # guessed one vector a clip
+        assert round_trips(conn, search(multi[5], "keyframe_multi")) == 1
+        assert found[2:] == [multi[1:4], [multi[4], multi[3], multi[2]]]  # three clips, not pairs
+        assert round_trips(conn, search(single[0])) == 1
+        assert found[4] == single[1:]
+
+
+def test_the_statement_turns_iterative_scans_on_before_the_index_scan_starts(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """The HNSW settings are set by the search's own statement; pgvector reads them at the index scan's
+    first tuple. With a small ef_search and a model filter that passes one row in a hundred, only
+    iterative scans fill the page."""
+    _, (a, _, _) = clipped_video(pg_app)
+    pg_app.approve(a, REVIEWER)
+    embed(pg_app, a, unit(*[1.0] * 16))
+    catch_up(pg_app, pg_address)
+    rng = random.Random(11)
+    rows = [
+        (uuid4(), uuid4(), "ViT-T" if i % 100 == 0 else "other", unit(*[rng.gauss(0, 1) for _ in range(16)]))
+        for i in range(8000)
+    ]
+    fill_16d(pg_address, pg_schema, rows)
+    with connect(pg_address, autocommit=True) as conn:
+        set_search_path(conn, pg_schema)
+        found = similar_clips(conn, pg_schema, a, limit=12, ef_search=5)
+    same_model = {r[0] for r in rows if r[2] == "ViT-T"}
+    assert len(found) == 12 and {s.clip_id for s in found} <= same_model
