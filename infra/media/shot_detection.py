@@ -873,7 +873,7 @@ class CascadeDetector(ShotDetector):
         margin: int = 25,
         threshold: float = 0.5,
         relax: float = 0.6,
-        confident: float = 3.0,
+        confident: float = 2.0,
         min_shot_len: int = 3,
         fast_min_shot_len: int = 10,
         reach: int = 2,
@@ -885,6 +885,7 @@ class CascadeDetector(ShotDetector):
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
+        plan_lookback: int = 900,
         model: _Model | None = None,
     ) -> None:
         self.margin = margin
@@ -909,6 +910,7 @@ class CascadeDetector(ShotDetector):
         self.speculate = speculate
         self.plan_every = plan_every
         self.plan_guard = plan_guard
+        self.plan_lookback = plan_lookback
         self.speculated = 0  # frames scored ahead in windows the final plan does not have
         self.ahead = 0  # frames of the final plan's windows scored ahead, during the decode
         self._starts: list[int] = []  # first frame of each batch
@@ -963,7 +965,9 @@ class CascadeDetector(ShotDetector):
         window its own plan gives, so the answers do not depend on this."""
         count = self._count
         edge = self.plan_guard
-        first = max(0, int(np.searchsorted(self._starts, self._planned - 3 * edge, side="right")) - 1)
+        first = max(
+            0, int(np.searchsorted(self._starts, self._planned - self.plan_lookback, side="right")) - 1
+        )
         offset = self._starts[first]
         view = self._view(first)
         view.finish()
