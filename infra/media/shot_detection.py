@@ -36,7 +36,9 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, Protocol, overload
@@ -550,18 +552,36 @@ def _max_correlation(thumbs: FloatArray, a: tuple[int, int], b: tuple[int, int])
 
 
 def _shift_similarity(a: FloatArray, b: FloatArray, max_shift: int = 3) -> float:
-    """Best Pearson correlation of two small thumbnails over translations up to ``max_shift``."""
+    """Best Pearson correlation of two small thumbnails over translations up to ``max_shift``
+    (over each translation's overlap; all translations at once, from sums in float64)."""
     h, w = a.shape
-    best = -1.0
-    for dy in range(-min(max_shift, h // 3), min(max_shift, h // 3) + 1):
-        for dx in range(-min(max_shift, w // 3), min(max_shift, w // 3) + 1):
-            pa = a[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)].ravel()
-            pb = b[max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)].ravel()
-            pa, pb = pa - pa.mean(), pb - pb.mean()
-            den = float(np.sqrt((pa * pa).sum() * (pb * pb).sum()))
-            if den > 1e-6:
-                best = max(best, float((pa * pb).sum()) / den)
-    return best
+    index, mask = _shift_pairs(h, w, max_shift)
+    pa = a.astype(np.float64).ravel()[index] * mask
+    pb = b.astype(np.float64)[None] * mask
+    n = mask.sum(axis=(1, 2))
+    sa, sb = pa.sum(axis=(1, 2)), pb.sum(axis=(1, 2))
+    saa = np.einsum("kij,kij->k", pa, pa) - sa * sa / n
+    sbb = np.einsum("kij,kij->k", pb, pb) - sb * sb / n
+    sab = np.einsum("kij,kij->k", pa, pb) - sa * sb / n
+    den = np.sqrt(np.maximum(saa, 0.0) * np.maximum(sbb, 0.0))
+    ok = den > 1e-6
+    return float((sab[ok] / den[ok]).max()) if ok.any() else -1.0
+
+
+@cache
+def _shift_pairs(h: int, w: int, max_shift: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Per translation (dy, dx), for each pixel of ``b``: the index of its partner in ``a`` (``a``'s
+    pixel at ``(y + dy, x + dx)``) and whether that partner lies inside ``a`` (1.0) or not."""
+    sy, sx = min(max_shift, h // 3), min(max_shift, w // 3)
+    shifts = [(dy, dx) for dy in range(-sy, sy + 1) for dx in range(-sx, sx + 1)]
+    y, x = np.mgrid[0:h, 0:w]
+    index = np.zeros((len(shifts), h, w), np.intp)
+    mask = np.zeros((len(shifts), h, w), np.float64)
+    for k, (dy, dx) in enumerate(shifts):
+        ya, xa = y + dy, x + dx
+        mask[k] = (ya >= 0) & (ya < h) & (xa >= 0) & (xa < w)
+        index[k] = np.clip(ya, 0, h - 1) * w + np.clip(xa, 0, w - 1)
+    return index, mask
 
 
 def _profile_shift(a: FloatArray, b: FloatArray, max_shift: int) -> NDArray[np.intp]:
@@ -816,6 +836,14 @@ class NeuralDetector(ShotDetector):
         return merge_fades(transitions_from_scores(self.scores, self.threshold), fades)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    queries: list[tuple[int, str]]  # (frame, question), sorted
+    clusters: list[list[int]]  # short shots' cuts
+    base_cuts: list[int]  # what the fast detector alone reports, short shots left out
+    base_kinds: dict[int, str]
+
+
 class CascadeDetector(ShotDetector):
     """The fast detector proposes, TransNetV2 decides, on short windows only (the CPU default).
 
@@ -845,7 +873,7 @@ class CascadeDetector(ShotDetector):
         margin: int = 25,
         threshold: float = 0.5,
         relax: float = 0.6,
-        confident: float = 3.0,
+        confident: float = 2.0,
         min_shot_len: int = 3,
         fast_min_shot_len: int = 10,
         reach: int = 2,
@@ -854,6 +882,10 @@ class CascadeDetector(ShotDetector):
         raw_cut: float = 0.3,
         raw_ratio: float = 1.5,
         same_picture: float = 0.8,
+        speculate: bool = True,
+        plan_every: int = 512,
+        plan_guard: int = 300,
+        plan_lookback: int = 900,
         model: _Model | None = None,
     ) -> None:
         self.margin = margin
@@ -874,6 +906,18 @@ class CascadeDetector(ShotDetector):
         self._frames: list[FrameBatch] = []
         self.kinds: dict[int, str] = {}
         self.windows: list[tuple[int, int]] = []  # the frame ranges the model scored
+        self.questions: list[tuple[int, str]] = []  # (frame, question) the model was asked
+        self.speculate = speculate
+        self.plan_every = plan_every
+        self.plan_guard = plan_guard
+        self.plan_lookback = plan_lookback
+        self.speculated = 0  # frames scored ahead in windows the final plan does not have
+        self.ahead = 0  # frames of the final plan's windows scored ahead, during the decode
+        self._starts: list[int] = []  # first frame of each batch
+        self._count = 0
+        self._planned = 0  # frames decoded at the last plan
+        self._pending: dict[tuple[int, int], Future[FloatArray]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -888,25 +932,77 @@ class CascadeDetector(ShotDetector):
     def process(self, frames: FrameBatch) -> list[int]:
         self._fast.process(frames)
         self._frames.append(_to_model_frames(frames))
+        self._starts.append(self._count)
+        self._count += len(frames)
+        if self.speculate and self._count - self._planned >= self.plan_every:
+            self._speculate()
         return []
 
-    def _relaxed(self) -> HeatersDetector:
-        relaxed = copy.copy(self._fast)
+    def _relaxed(self, fast: HeatersDetector | None = None) -> HeatersDetector:
+        fast = fast or self._fast
+        relaxed = copy.copy(fast)
         for name in ("cut_threshold", "gradual_threshold", "colour_threshold"):
-            setattr(relaxed, name, getattr(self._fast, name) * self.relax)
+            setattr(relaxed, name, getattr(fast, name) * self.relax)
         for name in ("cut_ratio", "gradual_ratio", "colour_ratio"):
-            setattr(relaxed, name, 1.0 + (getattr(self._fast, name) - 1.0) * self.relax)
+            setattr(relaxed, name, 1.0 + (getattr(fast, name) - 1.0) * self.relax)
         return relaxed
 
-    def finish(self) -> list[int]:
-        self._fast.finish()
-        strict = self._fast.candidates
-        total = len(self._fast.flat)
-        self.kinds, self.windows = {}, []
-        if total < 2:
-            return []
-        relaxed = self._relaxed()
+    def _view(self, first: int) -> HeatersDetector:
+        """The fast pass's features from batch ``first`` on, as a detector of their own (frame
+        numbers start at that batch's first frame)."""
+        fast = self._fast
+        view = copy.copy(fast)
+        view._dist = {lag: parts[first:] for lag, parts in fast._dist.items()}
+        for name in ("_std", "_luma", "_moco", "_moco_sub", "_thumbs", "_hists"):
+            setattr(view, name, getattr(fast, name)[first:])
+        view._count = fast._count - self._starts[first]
+        return view
+
+    def _speculate(self) -> None:
+        """Score, while the decode goes on, the windows the questions so far settle: the plan of
+        the frames decoded so far (from a while before the last plan's end), its windows that lie
+        away from both ends of that stretch. :meth:`finish` takes a result only for exactly the
+        window its own plan gives, so the answers do not depend on this."""
+        count = self._count
+        edge = self.plan_guard
+        first = max(
+            0, int(np.searchsorted(self._starts, self._planned - self.plan_lookback, side="right")) - 1
+        )
+        offset = self._starts[first]
+        view = self._view(first)
+        view.finish()
+        relaxed = self._relaxed(view)
         relaxed.finish()
+        plan = self._plan(view, relaxed, count - offset)
+        frames: FrameBatch | None = None
+        for lo, hi in self._regions([f for f, _ in plan.queries], count - offset):
+            lo, hi = lo + offset, hi + offset
+            if (offset and lo < offset + edge) or hi > count - edge or (lo, hi) in self._pending:
+                continue
+            if frames is None:
+                frames = np.concatenate(self._frames)
+            window = frames[lo:hi].copy()
+            self._pending[(lo, hi)] = self._executor().submit(self._score, window, 0, hi - lo)
+        self._planned = count
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-model")
+        return self._pool
+
+    def _regions(self, frames: Sequence[int], total: int) -> list[tuple[int, int]]:
+        """The windows the model scores: ``margin`` frames around each question, nearby ones merged."""
+        regions: list[list[int]] = []
+        for f in sorted(frames):
+            if regions and f - regions[-1][-1] <= 2 * self.margin:
+                regions[-1].append(f)
+            else:
+                regions.append([f])
+        return [(max(0, r[0] - self.margin), min(total, r[-1] + self.margin + 1)) for r in regions]
+
+    def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int) -> _Plan:
+        """The questions for the model, from the fast pass's candidates (strict and relaxed)."""
+        strict = fast.candidates
         base = HeatersDetector(min_shot_len=self.fast_min_shot_len)
         base_cuts = base._merge(list(strict), total)  # what the fast detector alone reports
         base_kinds = dict(base.kinds)
@@ -935,32 +1031,60 @@ class CascadeDetector(ShotDetector):
                 continue
             best = max((x for x in strict if x.frame == c), key=lambda x: x.score, default=None)
             sure = kind == "fade" or (
-                kind == "cut" and best is not None and best.score >= self.confident * self._fast.cut_threshold
+                kind == "cut" and best is not None and best.score >= self.confident * fast.cut_threshold
             )
             if not sure:
                 queries.append((c, "veto"))
         base_cuts = [c for c in base_cuts if all(abs(c - f) > 2 for f in in_cluster)]
         near_base = np.array(sorted({*base_cuts, *in_cluster}), dtype=np.int64)
         proposals = [(x.frame, x.kind) for x in (*strict, *relaxed.candidates) if x.kind != "fade"]
-        proposals += [(f, "cut") for f in self._raw_cuts()]
-        proposals += [(f, "gradual") for f in self._dips()]
+        proposals += [(f, "cut") for f in self._raw_cuts(fast)]
+        proposals += [(f, "gradual") for f in self._dips(fast)]
         for frame, kind in proposals:
             if len(near_base) and np.min(np.abs(near_base - frame)) <= 2:
                 continue
             queries.append((frame, "add" if kind == "cut" else "add-gradual"))
         queries.sort()
+        return _Plan(queries, clusters, base_cuts, base_kinds)
+
+    def finish(self) -> list[int]:
+        try:
+            return self._finish()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def _finish(self) -> list[int]:
+        self._fast.finish()
+        strict = self._fast.candidates
+        total = len(self._fast.flat)
+        self.kinds, self.windows = {}, []
+        if total < 2:
+            return []
+        relaxed = self._relaxed()
+        relaxed.finish()
+        plan = self._plan(self._fast, relaxed, total)
+        queries, clusters, base_cuts, base_kinds = (
+            plan.queries,
+            plan.clusters,
+            plan.base_cuts,
+            plan.base_kinds,
+        )
+        self.questions = queries
         frames = np.concatenate(self._frames)
         scores = np.full(total, np.nan, np.float32)
-        regions: list[list[int]] = []
-        for f, _ in queries:
-            if regions and f - regions[-1][-1] <= 2 * self.margin:
-                regions[-1].append(f)
-            else:
-                regions.append([f])
-        for region in regions:
-            lo, hi = max(0, region[0] - self.margin), min(total, region[-1] + self.margin + 1)
-            scores[lo:hi] = self._score(frames, lo, hi)
+        regions = self._regions([f for f, _ in queries], total)
+        self.ahead = 0
+        for lo, hi in regions:
+            future = self._pending.pop((lo, hi), None)
+            if future is not None:
+                self.ahead += hi - lo
+            scores[lo:hi] = future.result() if future is not None else self._score(frames, lo, hi)
             self.windows.append((lo, hi))
+        # windows scored ahead that the final plan does not have (its questions moved): wasted
+        self.speculated = sum(b - a for (a, b), future in self._pending.items() if not future.cancel())
+        self._pending = {}
         from infra.media.transnet import transitions_from_scores
 
         filled = np.nan_to_num(scores, nan=0.0)
@@ -1020,6 +1144,10 @@ class CascadeDetector(ShotDetector):
             "cascade: %d questions in %d windows, model on %d of %d frames -> %d cuts",
             len(queries), len(regions), sum(b - a for a, b in self.windows), total, len(out),
         )  # fmt: skip
+        if self.speculated:
+            logger.debug(
+                "cascade: %d frames scored ahead for windows the final plan changed", self.speculated
+            )
         return out
 
     def _same_picture(self, frame: int, gap: int) -> bool:
@@ -1030,10 +1158,10 @@ class CascadeDetector(ShotDetector):
         after = (frame + gap, frame + gap + 8)
         return _max_correlation(thumbs, before, after) > self.same_picture
 
-    def _raw_cuts(self) -> list[int]:
+    def _raw_cuts(self, fast: HeatersDetector) -> list[int]:
         """Frames where the picture jumps (a peak of the pan-compensated frame-to-frame change)
         that the fast pass's own tests turned down: the model looks at them."""
-        d1 = self._fast.motion
+        d1 = fast.motion
         out: list[int] = []
         for t in np.flatnonzero(d1 >= self.raw_cut).tolist():
             if t < 1 or d1[t] < d1[max(1, t - 2) : t + 3].max():
@@ -1043,9 +1171,8 @@ class CascadeDetector(ShotDetector):
                 out.append(t)
         return out
 
-    def _dips(self) -> list[int]:
+    def _dips(self, fast: HeatersDetector) -> list[int]:
         """Middles of runs of dark, bright or nearly flat frames inside the video (maybe a fade)."""
-        fast = self._fast
         low = (fast.luma < fast.fade_dark) | (fast.luma > fast.fade_bright) | (fast.flat)
         n = len(low)
         return [(s + t) // 2 for s, t in true_runs(low) if s > 0 and t < n and t - s <= 4 * self.margin]
@@ -1054,7 +1181,7 @@ class CascadeDetector(ShotDetector):
         if self._model is None:
             from infra.media.transnet import load_model
 
-            self._model = load_model("cpu")
+            self._model = load_model("cpu", int8=True)
         scores: FloatArray = self._model.predict(frames[None, lo:hi])[0]
         return scores
 

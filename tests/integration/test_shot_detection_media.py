@@ -225,3 +225,19 @@ def test_onnx_runtime_gives_torch_answers(edited: tuple[Path, Truth]) -> None:
     reference = TransNet("cpu", onnx=False)
     assert reference.backend == "torch"
     assert np.abs(fast.predict(frames) - reference.predict(frames)).max() < 1e-4
+
+
+def test_int8_model_keeps_the_fp32_answers(edited: tuple[Path, Truth]) -> None:
+    """The cascade's 8-bit network (calibrated on the package's sample clip) moves the per-frame
+    probabilities by a few hundredths and reports the same transitions as the fp32 one."""
+    from infra.media.transnet import load_model, transitions_from_scores
+
+    path, _ = edited
+    frames = np.concatenate(list(decode_batches(path, 48, 27, "rgb24")))[None, :200]
+    quantized = load_model("cpu", int8=True)
+    assert quantized.backend == "onnxruntime-int8"
+    exact = load_model("cpu").predict(frames)[0]
+    approx = quantized.predict(frames)[0]
+    assert np.abs(approx - exact).max() < 0.1
+    assert transitions_from_scores(approx) == transitions_from_scores(exact)
+    assert transitions_from_scores(exact), "the clip has transitions to compare"

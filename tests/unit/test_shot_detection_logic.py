@@ -457,6 +457,30 @@ def test_cascade_drops_a_short_shot_the_model_rejects() -> None:
     assert cuts == []
 
 
+def test_cascade_scores_settled_windows_during_the_decode_with_the_same_answers() -> None:
+    """Windows the questions so far settle are scored while frames still arrive; the answers are
+    those of scoring every window at the end (only a window the final plan has is used)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(5)
+    frames: list[NDArray[np.float32]] = []
+    cuts_at: list[int] = []
+    for shot in range(12):  # long shots and 5-frame ones: the model decides on the short ones
+        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
+        cuts_at.append(len(frames))
+    video = _rgb(frames)
+    model_cuts = cuts_at[:-1]
+    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
+    expected, _ = run_detector(at_end, batches)
+    ahead = CascadeDetector(model=_FakeModel(model_cuts, video), plan_every=128, plan_guard=100)
+    found, _ = run_detector(ahead, batches)
+    assert found == expected and len(found) >= 8
+    assert ahead.windows == at_end.windows
+    assert 0 < ahead.ahead <= sum(b - a for a, b in ahead.windows)
+    assert ahead.speculated == 0
+
+
 def test_cascade_asks_nothing_about_a_static_video_and_sure_cuts() -> None:
     from infra.media.shot_detection import CascadeDetector
 
