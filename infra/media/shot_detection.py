@@ -934,6 +934,8 @@ class CascadeDetector(ShotDetector):
         self._frames.append(_to_model_frames(frames))
         self._starts.append(self._count)
         self._count += len(frames)
+        if self.speculate and self._pool is None and self._model is None:
+            self._executor().submit(self._load)  # the model loads while the first frames decode
         if self.speculate and self._count - self._planned >= self.plan_every:
             self._speculate()
         return []
@@ -1076,11 +1078,18 @@ class CascadeDetector(ShotDetector):
         scores = np.full(total, np.nan, np.float32)
         regions = self._regions([f for f, _ in queries], total)
         self.ahead = 0
-        for lo, hi in regions:
-            future = self._pending.pop((lo, hi), None)
+        # the model's thread works through the windows it was given during the decode from the
+        # first; this one takes the rest from the last (the tail nobody could score earlier, then
+        # the given ones not started yet), so both cores score until the two meet
+        futures = {r: self._pending.pop(r, None) for r in regions}
+        for (lo, hi), future in reversed(futures.items()):
+            if future is None or future.cancel():
+                scores[lo:hi] = self._score(frames, lo, hi)
+                futures[(lo, hi)] = None
+        for (lo, hi), future in futures.items():
             if future is not None:
                 self.ahead += hi - lo
-            scores[lo:hi] = future.result() if future is not None else self._score(frames, lo, hi)
+                scores[lo:hi] = future.result()
             self.windows.append((lo, hi))
         # windows scored ahead that the final plan does not have (its questions moved): wasted
         self.speculated = sum(b - a for (a, b), future in self._pending.items() if not future.cancel())
@@ -1177,12 +1186,15 @@ class CascadeDetector(ShotDetector):
         n = len(low)
         return [(s + t) // 2 for s, t in true_runs(low) if s > 0 and t < n and t - s <= 4 * self.margin]
 
-    def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
+    def _load(self) -> _Model:
         if self._model is None:
             from infra.media.transnet import load_model
 
             self._model = load_model("cpu", int8=True)
-        scores: FloatArray = self._model.predict(frames[None, lo:hi])[0]
+        return self._model
+
+    def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
+        scores: FloatArray = self._load().predict(frames[None, lo:hi])[0]
         return scores
 
 

