@@ -50,6 +50,19 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def media_jobs(pid: int) -> list[int]:
+    """The children of ``pid`` running the long ffmpeg job (by their command line after exec)."""
+    found = []
+    for child in children_of(pid):
+        try:
+            cmdline = (Path("/proc") / str(child) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"-hide_banner" in cmdline and b"testsrc" in cmdline:
+            found.append(child)
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -64,8 +77,10 @@ def test_a_killed_workers_ffmpeg_dies_with_it(tmp_path: Path) -> None:
     )
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == b"started"
-        wait_until(lambda: bool(children_of(worker.pid)), timeout=20)
-        (ffmpeg,) = children_of(worker.pid)
+        # imageio-ffmpeg checks its binary with a short `ffmpeg -version` child first: wait for the job
+        # itself, exec'd (so past its setsid), not for whichever child shows up first
+        wait_until(lambda: bool(media_jobs(worker.pid)), timeout=20)
+        (ffmpeg,) = media_jobs(worker.pid)
         assert os.getpgid(ffmpeg) != os.getpgid(worker.pid)  # a process group of its own
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
