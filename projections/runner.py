@@ -76,6 +76,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _applied(todo: Sequence[EventRecord], position: int) -> int:
+    """How many of ``todo`` (in log order) a projection that reached ``position`` applied."""
+    if position >= todo[-1].position:
+        return len(todo)
+    return sum(1 for e in todo if e.position <= position)
+
+
 class ProjectionError(RuntimeError):
     """A projection could not be brought up to date."""
 
@@ -273,11 +280,7 @@ class ProjectionRunner:
                     name = projection.name + projection.suffix
                     position, stopped, errors = self._run_events(projection, todo)
                     position = max(position, row.position)
-                    applied += (
-                        len(todo)
-                        if position >= todo[-1].position
-                        else sum(1 for e in todo if e.position <= position)
-                    )
+                    applied += _applied(todo, position)
                     projection.flush(cur)
                     self._record(cur, name, position, stopped, errors)
                     if stopped is None:
@@ -387,25 +390,19 @@ class ProjectionRunner:
             self._record(cur, name, max(position, row.position), stopped, errors)
             if stopped is None:
                 self.follower.advance(self.conn, name, position)
-            applied = sum(1 for e in todo if e.position <= position)
+            applied = _applied(todo, position)
         return applied
 
     def _apply(
         self, cur: Cursor, projection: Projection, todo: Sequence[EventRecord]
     ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
-        """Apply in memory, then flush; returns (position reached, stop, errors)."""
-        outcome = self._apply_events(cur, projection, todo)
-        projection.flush(cur)
-        return outcome
-
-    def _apply_events(
-        self, cur: Cursor, projection: Projection, todo: Sequence[EventRecord]
-    ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
-        """Load what ``todo`` needs and apply it in memory (nothing written); returns (position
-        reached, stop, errors)."""
+        """Load what ``todo`` needs, apply it in memory, then flush; returns (position reached, stop,
+        errors)."""
         projection.reset()
         projection.load(cur, todo)
-        return self._run_events(projection, todo)
+        outcome = self._run_events(projection, todo)
+        projection.flush(cur)
+        return outcome
 
     def _run_events(
         self, projection: Projection, todo: Sequence[EventRecord]
