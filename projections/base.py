@@ -123,25 +123,23 @@ class RowCache:
 
     def get(self, key: UUID) -> Row | None:
         """The current row (read only: use :meth:`edit` to change it)."""
-        try:
-            return self.rows[key.int]
-        except KeyError:
-            raise KeyError(f"{self.table}: row {key} was not loaded for this batch") from None
+        return self._loaded(key.int, key)
 
     def edit(self, key: UUID) -> Row:
         """The row, to be changed in place; raises ``LookupError`` when there is none."""
         i = key.int
-        try:
-            row = self.rows[i]
-        except KeyError:
-            raise KeyError(f"{self.table}: row {key} was not loaded for this batch") from None
+        row = self._loaded(i, key)
         if row is None:
             raise LookupError(f"{self.table}: no row {key}")
-        journal = self._journal
-        if journal is not None and i not in journal:
-            journal[i] = dict(row)
+        self._remember(i)
         self.dirty.add(i)
         return row
+
+    def _loaded(self, i: int, key: UUID) -> Row | None:
+        try:
+            return self.rows[i]
+        except KeyError:
+            raise KeyError(f"{self.table}: row {key} was not loaded for this batch") from None
 
     def put(self, key: UUID, row: Row) -> None:
         self._set(key.int, row)
