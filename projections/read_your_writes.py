@@ -146,7 +146,6 @@ class _Listener:
 
     def _run(self) -> None:
         backoff = 0.05
-        query = sql.SQL("SELECT name, position FROM {}").format(sql.Identifier(self.schema, POSITIONS_TABLE))
         while True:
             with _lock:
                 if self._idle():
@@ -158,11 +157,8 @@ class _Listener:
                     self.address.conninfo(), autocommit=True, application_name=LISTENER_APPLICATION_NAME
                 ) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(positions_channel(self.schema))))
-                    try:  # after LISTEN: what committed before is read here, what commits after is announced
-                        rows = conn.execute(query).fetchall()
-                    except psycopg.errors.UndefinedTable:
-                        rows = []
-                    self.local.set_listening(True, {str(n): int(p) for n, p in rows})
+                    # after LISTEN: what committed before is read here, what commits after is announced
+                    self.local.set_listening(True, _positions(conn, self.schema))
                     backoff = 0.05
                     while not self._idle():
                         for notify in conn.notifies(timeout=1.0):
@@ -226,21 +222,24 @@ def wait(address: DatabaseAddress, schema: str, position: int, wanted: Sequence[
             delay = min(delay * 1.5, 0.02)
 
 
+def _positions(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
+    """Every position of ``schema`` as committed now (none before the runner made its table)."""
+    query = sql.SQL("SELECT name, position FROM {}").format(sql.Identifier(schema, POSITIONS_TABLE))
+    try:
+        rows = conn.execute(query).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return {}
+    return {str(name): int(p) for name, p in rows}
+
+
 def _poll(
     address: DatabaseAddress, schema: str, wanted: Sequence[str], position: int, deadline: float
 ) -> bool:
-    query = sql.SQL("SELECT name, position FROM {} WHERE name = ANY(%s)").format(
-        sql.Identifier(schema, POSITIONS_TABLE)
-    )
     try:
         with _wait_pool(address).connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
-            try:
-                rows = conn.execute(query, (list(wanted),)).fetchall()
-            except psycopg.errors.UndefinedTable:
-                rows = []
+            reached = _positions(conn, schema)
     except PoolTimeout:  # every pooled connection busy with other waits until the deadline
         return False
-    reached = {str(name): int(p) for name, p in rows}
     return all(reached.get(n, -1) >= position for n in wanted)
 
 
