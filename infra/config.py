@@ -15,6 +15,10 @@ KeyframeStrategy = Literal["multi", "midpoint"]
 ShotDetectorKind = Literal["auto", "fast", "cascade", "neural"]
 
 
+#: A PostgreSQL memory size setting such as ``1GB`` (for ``HEATERS_EMBEDDED_SHARED_BUFFERS``).
+POSTGRES_SIZE = r"\d+\s*(kB|MB|GB|TB)?"
+
+
 class Settings(BaseSettings):
     """Heaters configuration. Defaults give the embedded, server-less setup."""
 
@@ -31,7 +35,7 @@ class Settings(BaseSettings):
     database_schema: str = "heaters"
     embedded_shared_buffers: str = Field(
         default="1GB",
-        pattern=r"^\d+\s*(kB|MB|GB|TB)?$",
+        pattern=f"^{POSTGRES_SIZE}$",
         description="shared_buffers of the embedded PostgreSQL (ignored with HEATERS_DATABASE_URL): enough "
         "to hold the similarity index (about 1.6 kB per 512-d vector) within a quarter of the memory.",
     )

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 
-from infra.config import Settings
+from infra.config import POSTGRES_SIZE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ EMBEDDED_CONF = "heaters.conf"
 
 def _configure_embedded(pgdata: Path, shared_buffers: str) -> None:
     """Write the embedded server's own settings and include them from ``postgresql.conf`` (once)."""
-    if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)?", shared_buffers):
+    if not re.fullmatch(POSTGRES_SIZE, shared_buffers):
         raise ValueError(f"shared_buffers must be a size such as 1GB, got {shared_buffers!r}")
     (pgdata / EMBEDDED_CONF).write_text(
         f"# Written by Heaters on each start of the embedded server (HEATERS_EMBEDDED_SHARED_BUFFERS).\n"
