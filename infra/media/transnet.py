@@ -77,7 +77,6 @@ class TransNet:
             # the ONNX file made by an earlier run: no torch to import, no network to build (~2 CPU s)
             self._session, self.int8 = _cached_session(int8=int8)
             if self._session is not None:
-                self.backend = "onnxruntime" + ("-int8" if self.int8 else "")
                 logger.info("TransNetV2 loaded on %s (%s, cached)", device, self.backend)
                 return
         import torch
@@ -102,10 +101,14 @@ class TransNet:
         self._net = net
         if not device.startswith("cuda") and onnx:
             self._session, self.int8 = _onnx_session(torch, net, int8=int8)
-        self.backend = (
-            "onnxruntime" + ("-int8" if self.int8 else "") if self._session is not None else "torch"
-        )
         logger.info("TransNetV2 loaded on %s (%s%s)", device, self.backend, ", fp16" if self.half else "")
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``onnxruntime`` (``-int8`` when quantized) or ``torch``."""
+        if self._session is None:
+            return "torch"
+        return "onnxruntime-int8" if self.int8 else "onnxruntime"
 
     def predict(self, windows: Frames) -> Scores:
         """Per-frame transition probabilities of ``(b, t, 27, 48, 3)`` windows: ``(b, t)``."""
