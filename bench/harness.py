@@ -29,6 +29,15 @@ def write_report(out: Path, report: object) -> None:
     print(f"wrote {out}")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load_average() -> list[float]:
     """The 1-, 5- and 15-minute load averages, rounded: other jobs on the machine move the figures."""
     return [round(x, 2) for x in os.getloadavg()]

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import arguments, serve, write_report
+from bench.harness import arguments, process_cpu_seconds, serve, write_report
 from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.database import DatabaseAddress, embedded_postgres, eventsourcing_env
@@ -335,13 +335,7 @@ def _postgres_cpu(datadir: Path) -> float:
 
 def _process_cpu(pid: int | None) -> float:
     """CPU seconds used so far by process ``pid`` (0 without one)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if pid is None else process_cpu_seconds(pid)
 
 
 def _scope_profile(statements: Statements, scope: str) -> dict[str, float]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -35,7 +34,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
-from bench.harness import arguments, load_average, write_report
+from bench.harness import arguments, load_average, process_cpu_seconds, write_report
 from infra.database import connect, embedded_postgres
 from infra.schema import prepare_schema
 from projections import similarity
@@ -213,8 +212,7 @@ def backend_cpu_seconds(conn: psycopg.Connection[Any]) -> float:
     """CPU seconds the connection's server process has used (from /proc: the server is local)."""
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
     assert row is not None
-    fields = Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(int(row[0]))
 
 
 def run_queries(
