@@ -721,7 +721,10 @@ MODEL_SIZE = (48, 27)  # TransNetV2's input (width, height)
 
 
 class _Model(Protocol):
-    def predict(self, windows: FrameBatch) -> FloatArray: ...
+    def predict(self, windows: FrameBatch) -> FloatArray:
+        """``(b, t, 2)`` per frame of ``(b, t, 27, 48, 3)`` windows: the probability that the frame
+        ends a shot, and that it lies inside a transition (see :meth:`TransNet.predict`)."""
+        ...
 
 
 def _to_model_frames(frames: FrameBatch) -> FrameBatch:
@@ -809,7 +812,8 @@ class NeuralDetector(ShotDetector):
         net = model if model is not None else transnet.load_model(self.device)
         self._scorer = transnet.VideoScorer(net, self.batch_windows)  # type: ignore[arg-type]
         self._luma: list[tuple[FloatArray, FloatArray]] = []
-        self.scores: FloatArray = np.zeros(0, np.float32)
+        self.scores: FloatArray = np.zeros(0, np.float32)  # per frame: ends a shot
+        self.inside: FloatArray = np.zeros(0, np.float32)  # per frame: inside a transition
 
     @property
     def params(self) -> dict[str, Any]:
@@ -827,7 +831,8 @@ class NeuralDetector(ShotDetector):
     def finish(self) -> list[int]:
         from infra.media.transnet import transitions_from_scores
 
-        self.scores = self._scorer.finish()
+        both = self._scorer.finish()
+        self.scores, self.inside = both[:, 0], both[:, 1]
         if not self._luma:
             return []
         mean = np.concatenate([m for m, _ in self._luma])
@@ -852,16 +857,27 @@ class CascadeDetector(ShotDetector):
     candidates are kept without the minimum-length merge. The model scores windows of ``margin``
     frames of context around the questions (nearby questions share a window):
 
+    The model has two heads: "ends a shot" (a hard cut's last frame, a gradual transition's
+    peak) and "inside a transition" (every frame of a dissolve or fade, where the first head often
+    stays low).
+
     * a hard cut the fast pass is sure of (``confident`` times its threshold) or a fade: kept,
-      nothing asked; its other boundaries: dropped only if the model gives nothing near (``veto``);
+      nothing asked; its other boundaries: dropped only if the model gives nothing near
+      (``veto``; for a gradual change either head counts);
     * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
-      sees a transition there - TransNetV2 often marks only one end of a shot of a few frames -
-      dropped when it sees none;
+      sees a transition at any end (``support``) - TransNetV2 often marks only one end of a shot
+      of a few frames, and that one weakly - dropped when it sees none;
     * candidates the fast pass turned down (relaxed thresholds, raw peaks of the frame-to-frame
       change, dark, bright or flat runs): added where the model says so, and gradual ones also
-      where the model half believes it (``support``).
+      where the model half believes it (``support``);
+    * in the windows it scored, the model's own gradual transitions (a run of "inside" frames):
+      added when the pictures on either side of the run differ (``same_gradual``) - a dissolve
+      between similar-looking shots that the fast pass barely sees.
 
-    Frames no question comes near are never shown to the model.
+    Boundaries inside one uninterrupted run of "inside" frames are one transition, and so are a
+    fade-out and fade-in around a black or white run the model sees entered and left gradually.
+    Nearby questions' windows are merged when less than ``margin`` frames apart (the model's first
+    frames in a window lack context). Frames no question comes near are never shown to the model.
     """
 
     name = "cascade"
@@ -882,6 +898,8 @@ class CascadeDetector(ShotDetector):
         raw_cut: float = 0.3,
         raw_ratio: float = 1.5,
         same_picture: float = 0.8,
+        gradual_run: int = 8,
+        same_gradual: float = 0.9,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -895,6 +913,8 @@ class CascadeDetector(ShotDetector):
         self.raw_cut = raw_cut
         self.raw_ratio = raw_ratio
         self.same_picture = same_picture
+        self.gradual_run = gradual_run
+        self.same_gradual = same_gradual
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -925,7 +945,8 @@ class CascadeDetector(ShotDetector):
             "model": "transnetv2", "margin": self.margin, "threshold": self.threshold, "relax": self.relax,
             "confident": self.confident, "min_shot_len": self.min_shot_len, "reach": self.reach,
             "veto": self.veto, "support": self.support, "raw_cut": self.raw_cut, "raw_ratio": self.raw_ratio,
-            "same_picture": self.same_picture, "fast_min_shot_len": self.fast_min_shot_len,
+            "same_picture": self.same_picture, "gradual_run": self.gradual_run,
+            "same_gradual": self.same_gradual, "fast_min_shot_len": self.fast_min_shot_len,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1000,7 +1021,15 @@ class CascadeDetector(ShotDetector):
                 regions[-1].append(f)
             else:
                 regions.append([f])
-        return [(max(0, r[0] - self.margin), min(total, r[-1] + self.margin + 1)) for r in regions]
+        windows: list[tuple[int, int]] = []
+        for r in regions:
+            lo, hi = max(0, r[0] - self.margin), min(total, r[-1] + self.margin + 1)
+            if windows and lo - windows[-1][1] <= self.margin:
+                # a window starting just after another would see its first frames without context
+                windows[-1] = (windows[-1][0], hi)
+            else:
+                windows.append((lo, hi))
+        return windows
 
     def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int) -> _Plan:
         """The questions for the model, from the fast pass's candidates (strict and relaxed)."""
@@ -1028,7 +1057,9 @@ class CascadeDetector(ShotDetector):
             kind = base_kinds.get(c, "")
             if any(abs(c - f) <= 2 for f in in_cluster):
                 continue
-            if any(2 < abs(x.frame - c) < self.fast_min_shot_len for x in strict if x.kind != "fade"):
+            if kind == "cut" and any(
+                2 < abs(x.frame - c) < self.fast_min_shot_len for x in strict if x.kind == "cut"
+            ):
                 queries.append((c, "decide"))  # a short shot was merged into it: the model decides
                 continue
             best = max((x for x in strict if x.frame == c), key=lambda x: x.score, default=None)
@@ -1075,7 +1106,7 @@ class CascadeDetector(ShotDetector):
         )
         self.questions = queries
         frames = np.concatenate(self._frames)
-        scores = np.full(total, np.nan, np.float32)
+        scores = np.full((total, 2), np.nan, np.float32)
         regions = self._regions([f for f, _ in queries], total)
         self.ahead = 0
         # the model's thread works through the windows it was given during the decode from the
@@ -1096,34 +1127,43 @@ class CascadeDetector(ShotDetector):
         self._pending = {}
         from infra.media.transnet import transitions_from_scores
 
-        filled = np.nan_to_num(scores, nan=0.0)
+        filled = np.nan_to_num(scores[:, 0], nan=0.0)  # ends a shot
+        inside = np.nan_to_num(scores[:, 1], nan=0.0)  # inside a transition
         model_cuts = transitions_from_scores(filled, self.threshold)
         cuts = set(base_cuts)
         kinds = {c: base_kinds.get(c, "cut") for c in base_cuts}
         for cluster in clusters:
-            # TransNetV2 often marks only one end of a shot of a few frames: a short shot stays
-            # when the model sees a transition there at all, and goes when it sees none
-            lo, hi = cluster[0] - self.reach, cluster[-1] + self.reach
-            if any(lo <= m <= hi for m in model_cuts):
+            # TransNetV2 often marks only one end of a shot of a few frames, and that one weakly:
+            # a short shot stays when the model sees a transition at any of its ends, and goes
+            # when it sees none
+            if any(
+                float(filled[max(0, f - self.reach - 1) : f + self.reach].max()) >= self.support
+                for f in cluster
+            ):
                 cuts.update(cluster)
                 kinds.update({f: "cut" for f in cluster})
-            else:
-                for f in cluster:
-                    if float(filled[max(0, f - self.reach - 1) : f + self.reach].max()) >= self.support:
-                        cuts.add(f)
-                        kinds[f] = "cut"
         for f, question in queries:
             lo, hi = max(0, f - self.reach), min(total, f + self.reach + 1)
             said = [m for m in model_cuts if lo <= m <= hi]
             if question == "veto":
-                if float(filled[max(0, f - self.margin // 2) : f + self.margin // 2].max()) < self.veto:
+                # a cut needs the model's "ends a shot" head; a gradual change may show in either
+                around = slice(max(0, f - self.margin // 2), f + self.margin // 2)
+                seen = float(filled[around].max())
+                if base_kinds.get(f, "cut") != "cut":
+                    seen = max(seen, float(inside[around].max()))
+                if seen < self.veto:
                     cuts.discard(f)
             elif question == "decide":
                 if not said:
                     cuts.discard(f)
             elif said:
                 m = min(said, key=lambda m: abs(m - f))
-                if all(abs(m - c) > 2 for c in cuts) and not self._same_picture(m, 2):
+                # the pictures compared lie outside the transition the model sees there (a
+                # dissolve's own frames look like both of its shots)
+                start, end = _extent(inside, m - 1, self.threshold)
+                if all(abs(m - c) > 2 for c in cuts) and not self._same_across(
+                    min(start, m - 2), max(end, m + 2)
+                ):
                     cuts.add(m)
                     kinds[m] = "model"
             elif question == "add-gradual":
@@ -1134,13 +1174,43 @@ class CascadeDetector(ShotDetector):
                     if all(abs(m - c) > self.margin // 3 for c in cuts) and not self._same_picture(m, 8):
                         cuts.add(m)
                         kinds[m] = "gradual+model"
+        # a transition the model sees whole (its "inside" head high over several frames) that no
+        # boundary marks yet: mostly a dissolve between two similar-looking shots, which the fast
+        # pass barely sees and whose ends the same-picture test finds alike
+        for start, end in true_runs(inside >= self.threshold):
+            peak = start + int(np.argmax(filled[start:end]))
+            if (
+                end - start >= self.gradual_run
+                and filled[peak] >= self.support
+                and all(not start - 2 <= c <= end + 2 for c in cuts)
+                and not self._same_across(start, end, self.same_gradual)
+            ):
+                cuts.add(peak + 1)
+                kinds[peak + 1] = "gradual-model"
+        # the model's own gradual transitions in the windows it scored, where no question was
+        # (a dissolve of similar-looking shots lies between the fast pass's proposals)
+        for m in model_cuts:
+            start, end = _extent(inside, m - 1, self.threshold)
+            if (
+                end - start >= 3
+                and all(abs(m - c) > 2 and not start - 2 <= c <= end + 2 for c in cuts)
+                and not self._same_across(start, end, self.same_gradual)
+            ):
+                cuts.add(m)
+                kinds[m] = "gradual-model"
+        # a flat black or white run is a fade's held colour when the fast pass calls it a fade, or
+        # when the model sees the picture going into it and coming out of it gradually
         fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
         fades = [
-            r
-            for r in fade_runs(self._fast.flat, self._fast.luma)
-            if any(r[0] <= f < r[1] for f in fade_frames)
+            (a, b)
+            for a, b in fade_runs(self._fast.flat, self._fast.luma)
+            if any(a <= f < b for f in fade_frames)
+            or (
+                float(inside[max(0, a - 4) : a + 1].max(initial=0.0)) >= self.threshold
+                and float(inside[max(0, b - 1) : b + 4].max(initial=0.0)) >= self.threshold
+            )
         ]
-        merged = merge_fades(sorted(cuts), fades)
+        merged = _one_per_transition(merge_fades(sorted(cuts), fades), filled, inside, self.threshold)
         out: list[int] = []
         for c in merged:
             if c < self.min_shot_len or total - c < 1:
@@ -1162,10 +1232,13 @@ class CascadeDetector(ShotDetector):
     def _same_picture(self, frame: int, gap: int) -> bool:
         """The picture before ``frame`` comes back after it (``gap`` frames either side left out):
         flicker, a flash or motion inside one shot, not a boundary - the model's usual mistakes."""
-        thumbs = self._fast.thumbs
-        before = (frame - gap - 8, frame - gap)
-        after = (frame + gap, frame + gap + 8)
-        return _max_correlation(thumbs, before, after) > self.same_picture
+        return self._same_across(frame - gap, frame + gap)
+
+    def _same_across(self, start: int, end: int, level: float | None = None) -> bool:
+        """The picture of the 8 frames before ``start`` comes back in the 8 from ``end`` on
+        (correlation above ``level``, by default ``same_picture``)."""
+        level = self.same_picture if level is None else level
+        return _max_correlation(self._fast.thumbs, (start - 8, start), (end, end + 8)) > level
 
     def _raw_cuts(self, fast: HeatersDetector) -> list[int]:
         """Frames where the picture jumps (a peak of the pan-compensated frame-to-frame change)
@@ -1175,8 +1248,7 @@ class CascadeDetector(ShotDetector):
         for t in np.flatnonzero(d1 >= self.raw_cut).tolist():
             if t < 1 or d1[t] < d1[max(1, t - 2) : t + 3].max():
                 continue
-            around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
-            if len(around) and d1[t] >= self.raw_ratio * max(float(np.median(around)), 0.02):
+            if _jump(d1, t) >= self.raw_ratio:
                 out.append(t)
         return out
 
@@ -1195,7 +1267,39 @@ class CascadeDetector(ShotDetector):
 
     def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
         scores: FloatArray = self._load().predict(frames[None, lo:hi])[0]
-        return scores
+        return scores  # (hi - lo, 2)
+
+
+def _jump(d1: FloatArray, t: int) -> float:
+    """How many times the frame-to-frame change at ``t`` exceeds its usual level around it (the
+    median of the 6 frames on either side)."""
+    around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
+    return float(d1[t]) / max(float(np.median(around)), 0.02) if len(around) else 0.0
+
+
+def _one_per_transition(cuts: list[int], ends: FloatArray, inside: FloatArray, level: float) -> list[int]:
+    """Boundaries the model sees inside one transition without a break (its "inside" head at or
+    above ``level`` on every frame from one to the next: a dissolve or fade found at both its
+    ends) are one: the one where the model's "ends a shot" head is highest stays."""
+    out: list[int] = []
+    for c in cuts:
+        if out and out[-1] > 1 and float(inside[out[-1] - 1 : c].min(initial=1.0)) >= level:
+            if ends[c - 1] > ends[out[-1] - 1]:
+                out[-1] = c
+            continue
+        out.append(c)
+    return out
+
+
+def _extent(inside: FloatArray, frame: int, level: float) -> tuple[int, int]:
+    """The run of frames at or above ``level`` that holds ``frame``, as ``[start, end)`` (empty at
+    ``frame`` when it is below)."""
+    if not 0 <= frame < len(inside) or inside[frame] < level:
+        return frame, frame
+    below = np.flatnonzero(inside < level)
+    start = int(below[below < frame].max()) + 1 if (below < frame).any() else 0
+    end = int(below[below > frame].min()) if (below > frame).any() else len(inside)
+    return start, end
 
 
 def make_detector(kind: DetectorKind = "auto") -> ShotDetector:

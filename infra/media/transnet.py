@@ -111,22 +111,25 @@ class TransNet:
         return "onnxruntime-int8" if self.int8 else "onnxruntime"
 
     def predict(self, windows: Frames) -> Scores:
-        """Per-frame transition probabilities of ``(b, t, 27, 48, 3)`` windows: ``(b, t)``."""
+        """Per-frame probabilities of ``(b, t, 27, 48, 3)`` windows, ``(b, t, 2)``: ``[..., 0]`` that
+        the frame ends a shot (a hard cut's last frame, a gradual transition's peak), ``[..., 1]``
+        that it lies inside a transition (the model's "many-hot" head: every frame of a dissolve
+        or fade, where the first head often peaks low)."""
         if windows.ndim != 5 or windows.shape[2:] != (INPUT_HEIGHT, INPUT_WIDTH, 3):
             raise ValueError(f"windows must be (b, t, {INPUT_HEIGHT}, {INPUT_WIDTH}, 3), got {windows.shape}")
         if self._session is not None:
             logits = self._session.run(None, {"frames": np.ascontiguousarray(windows)})[0]
-            result: Scores = (1.0 / (1.0 + np.exp(-logits[:, :, 0]))).astype(np.float32)
+            result: Scores = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
             return result
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device, non_blocking=True)
         with torch.inference_mode():
             if self.half:
                 with torch.autocast("cuda", dtype=torch.float16):
-                    logits, _ = self._net(x)
+                    one, many = self._net(x)
             else:
-                logits, _ = self._net(x)
-            probs = torch.sigmoid(logits.float())[:, :, 0]
+                one, many = self._net(x)
+            probs = torch.sigmoid(torch.cat([one, many["many_hot"]], 2).float())
         out: Scores = probs.cpu().numpy().astype(np.float32)
         return out
 
@@ -257,7 +260,8 @@ def _planar_network(net: Any) -> Any:
                 ],
                 2,
             )
-            return net.cls_layer1(functional.relu(net.fc1(y)))
+            hidden = functional.relu(net.fc1(y))
+            return torch.cat([net.cls_layer1(hidden), net.cls_layer2(hidden)], 2)
 
     return Planar().eval()
 
@@ -309,7 +313,7 @@ def _cache_paths(torch_version: str, ort_version: str) -> tuple[Path, Path]:
     import os
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
-    path = cache / f"transnetv2-v3-torch{torch_version.split('+')[0]}.onnx"
+    path = cache / f"transnetv2-v4-torch{torch_version.split('+')[0]}.onnx"
     return path, path.with_name(f"{path.stem}-int8w{len(CALIBRATION_WINDOWS)}-ort{ort_version}.onnx")
 
 
@@ -434,7 +438,7 @@ class VideoScorer:
         pad = CONTEXT + (-missing) % STEP
         self._buf = np.concatenate([self._buf, np.repeat(self._buf[-1:], pad, axis=0)])
         self._drain(final=True)
-        out = np.concatenate(self._scores)[: self._count] if self._scores else np.zeros(0, np.float32)
+        out = np.concatenate(self._scores)[: self._count] if self._scores else np.zeros((0, 2), np.float32)
         return out.astype(np.float32)
 
 

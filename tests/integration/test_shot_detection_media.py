@@ -224,7 +224,9 @@ def test_onnx_runtime_gives_torch_answers(edited: tuple[Path, Truth]) -> None:
     assert fast.backend == "onnxruntime"
     reference = TransNet("cpu", onnx=False)
     assert reference.backend == "torch"
-    assert np.abs(fast.predict(frames) - reference.predict(frames)).max() < 1e-4
+    expected = reference.predict(frames)
+    assert expected.shape == (1, 100, 2)  # both of the model's heads
+    assert np.abs(fast.predict(frames) - expected).max() < 1e-4
 
 
 def test_int8_model_keeps_the_fp32_answers(edited: tuple[Path, Truth]) -> None:
@@ -238,6 +240,11 @@ def test_int8_model_keeps_the_fp32_answers(edited: tuple[Path, Truth]) -> None:
     assert quantized.backend == "onnxruntime-int8"
     exact = load_model("cpu").predict(frames)[0]
     approx = quantized.predict(frames)[0]
+    assert exact.shape == approx.shape == (frames.shape[1], 2)  # ends a shot, inside a transition
     assert np.abs(approx - exact).max() < 0.1
-    assert transitions_from_scores(approx) == transitions_from_scores(exact)
-    assert transitions_from_scores(exact), "the clip has transitions to compare"
+    assert transitions_from_scores(approx[:, 0]) == transitions_from_scores(exact[:, 0])
+    assert transitions_from_scores(exact[:, 0]), "the clip has transitions to compare"
+    # the "inside a transition" head: the same transitions (its flat top may peak a frame or two off)
+    inside, exact_inside = transitions_from_scores(approx[:, 1]), transitions_from_scores(exact[:, 1])
+    assert len(inside) == len(exact_inside)
+    assert all(abs(a - b) <= 2 for a, b in zip(inside, exact_inside, strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -347,18 +348,29 @@ def test_mid_grey_flat_shot_after_a_dissolve_is_not_a_fade() -> None:
 
 
 class _FakeModel:
-    """Stands in for TransNetV2: says "transition" on the frame before each of ``cuts`` of
-    ``video`` (it finds where a window starts by comparing its first frame)."""
+    """Stands in for TransNetV2: says "ends a shot" on the frame before each of ``cuts`` of
+    ``video`` (``ends`` the probability) and "inside a transition" there and on the frames of
+    ``inside`` (``[start, end)`` spans); it finds where a window starts by comparing its first
+    frame."""
 
-    def __init__(self, cuts: list[int], video: NDArray[np.uint8] | None = None) -> None:
+    def __init__(
+        self,
+        cuts: list[int],
+        video: NDArray[np.uint8] | None = None,
+        *,
+        inside: Sequence[tuple[int, int]] = (),
+        ends: float = 0.9,
+    ) -> None:
         from infra.media.shot_detection import _to_model_frames
 
         self.cuts = cuts
+        self.inside = inside
+        self.ends = ends
         self.frames = None if video is None else _to_model_frames(video).astype(np.int16)
         self.calls: list[tuple[int, int]] = []  # (first frame, length) of each window
 
     def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
-        out = np.zeros(windows.shape[:2], np.float32)
+        out = np.zeros((*windows.shape[:2], 2), np.float32)
         assert self.frames is not None
         for b, window in enumerate(windows):
             errors = (
@@ -367,8 +379,11 @@ class _FakeModel:
             start = int(np.argmin(errors))
             self.calls.append((start, len(window)))
             for i in range(len(window)):
-                if start + i + 1 in self.cuts:
-                    out[b, i] = 0.9
+                frame = start + i
+                if frame + 1 in self.cuts:
+                    out[b, i] = self.ends, 0.9
+                if any(s <= frame < e for s, e in self.inside):
+                    out[b, i, 1] = 0.9
         return out
 
 
@@ -447,6 +462,62 @@ def test_cascade_keeps_a_short_shot_when_the_model_marks_one_end() -> None:
     video = _rgb(frames)
     cuts, _ = run_detector(CascadeDetector(model=_FakeModel([65], video)), [video])
     assert cuts == [60, 65]
+
+
+def test_cascade_keeps_a_short_shot_the_model_marks_weakly_at_one_end() -> None:
+    """Below the model's threshold at one end and nothing at the other: the model still sees a
+    transition there, so the short shot the fast pass found stays whole."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    frames = _still(1, 60, rng) + _still(2, 5, rng) + _still(3, 60, rng)
+    video = _rgb(frames)
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([65], video, ends=0.35)), [video])
+    assert cuts == [60, 65]
+
+
+@pytest.mark.parametrize("seed", [3, 4, 6, 7])
+def test_cascade_keeps_a_fade_the_model_does_not_see(seed: int) -> None:
+    """A fade the fast pass finds, with a gradual-change candidate of the same fade a few frames
+    off, is a fade: it is not a short shot for the model to decide on (it was dropped when the
+    model saw nothing there)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(seed)
+    a, b = _still(9, 50, rng), _still(10, 50, rng)
+    frames = (
+        a[:40]
+        + [f * (1 - (i + 1) / 11) for i, f in enumerate(a[40:])]
+        + [np.zeros((H, W), np.float32)] * 6
+        + [f * (i + 1) / 11 for i, f in enumerate(b[:10])]
+        + b[10:]
+    )
+    video = _rgb(frames)
+    cascade = CascadeDetector(model=_FakeModel([], video))
+    cuts, _ = run_detector(cascade, [video])
+    assert len(cuts) == 1 and 40 <= cuts[0] <= 66
+    assert cascade.kinds[cuts[0]] == "fade"
+
+
+def test_boundaries_inside_one_transition_the_model_sees_are_one() -> None:
+    from infra.media.shot_detection import _one_per_transition
+
+    ends = np.zeros(100, np.float32)
+    inside = np.zeros(100, np.float32)
+    inside[20:35] = 0.8  # a dissolve the model sees whole, found at both its ends
+    ends[[21, 30]] = 0.4, 0.7
+    inside[60:62] = inside[66:68] = 0.9  # a short shot: its two cuts, nothing in between
+    assert _one_per_transition([22, 31, 61, 67, 90], ends, inside, 0.5) == [31, 61, 67, 90]
+
+
+def test_extent_is_the_run_of_the_model_s_inside_head_around_a_frame() -> None:
+    from infra.media.shot_detection import _extent
+
+    inside = np.array([0.1, 0.6, 0.7, 0.9, 0.2, 0.8], np.float32)
+    assert _extent(inside, 2, 0.5) == (1, 4)
+    assert _extent(inside, 5, 0.5) == (5, 6)
+    assert _extent(inside, 0, 0.5) == (0, 0)  # below the level: empty
+    assert _extent(inside, 9, 0.5) == (9, 9)  # outside the scores
 
 
 def test_cascade_drops_a_short_shot_the_model_rejects() -> None:
