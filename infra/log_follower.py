@@ -123,6 +123,7 @@ class LogFollower:
                 f"the log follower needs eventsourcing's PostgreSQL recorder, not {type(recorder)}"
             )
         self.app_name = app.name
+        self._app = app
         self.recorder = recorder
         self.mapper = app.mapper
         self._decoder = StoredEventDecoder(app.mapper)
@@ -149,6 +150,17 @@ class LogFollower:
         self._thread: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._ahead: tuple[int, Future[list[EventRecord]]] | None = None
+
+    def of_topics(self, topics: Iterable[str]) -> LogFollower:
+        """A follower of the same log, tracking table and batch size that reads only ``topics``."""
+        return LogFollower(
+            self._app,
+            self.address,
+            self.tracking_table,
+            schema=self.schema,
+            topics=topics,
+            batch_size=self.batch_size,
+        )
 
     # -- reading the log ---------------------------------------------------------------------------
 

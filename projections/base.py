@@ -320,6 +320,9 @@ class Projection(ABC):
     copies: ClassVar[bool] = False
     #: Whether :meth:`apply` handles every topic (otherwise only those of :meth:`handlers`).
     follows_every_topic: ClassVar[bool] = False
+    #: Whether it has indexes slow to maintain row by row (:meth:`create_deferred_indexes`), built at
+    #: the end of a rebuild or of a catch-up far behind.
+    defers_indexes: ClassVar[bool] = False
 
     def __init__(self, suffix: str = "") -> None:
         self.suffix = suffix

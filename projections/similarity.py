@@ -115,6 +115,7 @@ class SimilarityProjection(Projection):
     name = "similarity"
     private_tables = {"rm_embeddings_clip_video": CLIP_VIDEO_DDL}
     copies = True
+    defers_indexes = True
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
