@@ -18,6 +18,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -245,8 +246,66 @@ def _json_default(value: Any) -> Any:
 def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """``rows`` as one JSON array for :func:`insert_from_json` (UUIDs and decimals as strings,
     datetimes in ISO 8601, sets as sorted lists; jsonb columns hold their value as is). Keys that
-    are not columns of the statement are ignored by it."""
-    return json_text(rows)
+    are not columns of the statement are ignored by it. A datetime at the top of a row is a
+    timestamptz column's value (msgspec may write it, with UTC as ``Z``: the same instant)."""
+    fast = _fast_json(rows) if all(_plain_row(row) for row in rows) else None
+    return json_text(rows) if fast is None else fast.decode()
+
+
+def json_document(value: Any) -> bytes | str:
+    """:func:`json_text`'s JSON for a jsonb value, by msgspec where that gives the same value."""
+    fast = _fast_json(value) if _plain(value) else None
+    return json_text(value) if fast is None else fast
+
+
+#: msgspec's encoder: about a tenth of :func:`json_text`'s time for a row. It writes UUIDs, decimals and
+#: enums as json_text does, but a NaN as null, a set in its own order and a UTC datetime with ``Z``:
+#: :func:`_plain` tells where it may be used.
+_fast_encode = msgspec.json.Encoder(enc_hook=_json_default).encode
+
+
+def _fast_json(value: Any) -> bytes | None:
+    """msgspec's JSON, or None for what it does not write (a str subclass, …): json_text writes it."""
+    try:
+        return _fast_encode(value)
+    except Exception:
+        return None
+
+
+def _plain(value: Any) -> bool:
+    """Whether msgspec writes ``value`` as :func:`json_text` does, as PostgreSQL reads it: no
+    non-finite float (json_text writes ``NaN``, which PostgreSQL refuses, msgspec null), no set
+    (json_text sorts them), no datetime (``Z`` against ``+00:00``: other text in jsonb), only str
+    keys."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return False
+            kind = type(item)
+            if not (kind is str or kind is int or kind is bool or item is None or _plain(item)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            kind = type(item)
+            if not (kind is str or kind is int or kind is bool or item is None or _plain(item)):
+                return False
+        return True
+    if kind is float:
+        return bool(value - value == 0.0)
+    return not isinstance(value, datetime | set | frozenset)
+
+
+def _plain_row(row: Mapping[str, Any]) -> bool:
+    """:func:`_plain`, but for datetimes at the top: timestamptz values."""
+    for key, item in row.items():
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None or kind is datetime:
+            continue
+        if not isinstance(key, str) or not _plain(item):
+            return False
+    return True
 
 
 #: The C encoder behind ``json.dumps``, made once (``json.dumps`` with options builds an encoder per

@@ -171,6 +171,8 @@ class ProjectionRunner:
         ensure_schema(self.conn, self.projections)
         #: Every position as the last batch committed it (and announced it: :func:`notify_positions`).
         self.published: dict[str, int] = {}
+        #: Where the last read of the log started when it found nothing (None: it found events).
+        self.found_nothing_after: int | None = None
 
     def close(self) -> None:
         self.follower.close_reader()
@@ -213,6 +215,7 @@ class ProjectionRunner:
             return 0
         low = min(positions[p.name + p.suffix].position for p in behind)
         events = self.follower.read(low, ahead=True)
+        self.found_nothing_after = None if events else low
         if not events:
             self._known = None
             return 0
@@ -544,22 +547,25 @@ def apply_ahead(
 ) -> None:
     """Bring each of ``projections`` that defers indexes and follows only some topics to ``head``
     first, alone, reading only its topics; then start building its indexes (``builds``) and leave
-    the runner the others. Its position is then set to ``head``: the last read after the last event
-    it applied found none of its topics, and ids follow commit order, so none lies before ``head``."""
+    the runner the others. Its position is then set to ``head`` when the last read found none of its
+    topics after where it started (ids follow commit order, so none lies before ``head``), unless the
+    position moved back meanwhile (a rebuild's swap)."""
     ahead = [p for p in projections if p.defers_indexes and p.defer_indexes and not p.follows_every_topic]
     for projection in ahead:
         name = projection.name + projection.suffix
         with ProjectionRunner(runner.follower.of_topics(projection.handlers()), [projection]) as alone:
             alone.catch_up(head)
-            with alone.conn.transaction():
-                alone.conn.execute(
-                    sql.SQL(
-                        "UPDATE {} SET position = %s, updated_at = now() "
-                        "WHERE name = %s AND state = ANY(%s) AND position < %s"
-                    ).format(sql.Identifier(POSITIONS_TABLE)),
-                    (head, name, list(RUNNABLE), head),
-                )
-                notify_positions(alone.conn, alone.schema)
+            after = alone.found_nothing_after
+            if after is not None and after < head:  # none of its topics after ``after``: on to the head
+                with alone.conn.transaction():
+                    alone.conn.execute(
+                        sql.SQL(
+                            "UPDATE {} SET position = %s, updated_at = now() "
+                            "WHERE name = %s AND state = ANY(%s) AND position >= %s AND position < %s"
+                        ).format(sql.Identifier(POSITIONS_TABLE)),
+                        (head, name, list(RUNNABLE), after, head),
+                    )
+                    notify_positions(alone.conn, alone.schema)
         builds.append(IndexBuild(runner.address, runner.schema, projection))
     if ahead:
         runner.projections = [p for p in runner.projections if all(p is not a for a in ahead)]
