@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
@@ -272,38 +273,49 @@ def _fast_json(value: Any) -> bytes | None:
         return None
 
 
+#: Types whose values msgspec writes as :func:`json_text` does (enums of str or int are added on first
+#: sight); keys of these types too. Floats are checked one by one (NaN); datetimes only at a row's top.
+_LEAVES: set[type] = {str, int, bool, type(None), UUID, Decimal}
+_ROW_LEAVES: set[type] = {*_LEAVES, datetime}
+
+
+def _leaf(kind: type) -> bool:
+    """Whether ``kind`` is a leaf type msgspec writes as json_text does (remembered when it is)."""
+    if issubclass(kind, Enum) and issubclass(kind, str | int) and not issubclass(kind, bool):
+        _LEAVES.add(kind)
+        _ROW_LEAVES.add(kind)
+        return True
+    return False
+
+
 def _plain(value: Any) -> bool:
     """Whether msgspec writes ``value`` as :func:`json_text` does, as PostgreSQL reads it: no
     non-finite float (json_text writes ``NaN``, which PostgreSQL refuses, msgspec null), no set
-    (json_text sorts them), no datetime (``Z`` against ``+00:00``: other text in jsonb), only str
-    keys."""
+    (json_text sorts them), no datetime (``Z`` against ``+00:00``: other text in jsonb), keys and
+    leaves of the types in :data:`_LEAVES`."""
+    leaves = _LEAVES
     kind = type(value)
     if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) not in leaves and not _leaf(type(key)):
                 return False
-            kind = type(item)
-            if not (kind is str or kind is int or kind is bool or item is None or _plain(item)):
+            if type(item) not in leaves and not _plain(item):
                 return False
         return True
     if kind is list or kind is tuple:
-        for item in value:
-            kind = type(item)
-            if not (kind is str or kind is int or kind is bool or item is None or _plain(item)):
-                return False
-        return True
+        return all(type(item) in leaves or _plain(item) for item in value)
     if kind is float:
         return bool(value - value == 0.0)
-    return not isinstance(value, datetime | set | frozenset)
+    return kind in leaves or _leaf(kind)
 
 
 def _plain_row(row: Mapping[str, Any]) -> bool:
-    """:func:`_plain`, but for datetimes at the top: timestamptz values."""
+    """:func:`_plain`, but datetimes are allowed at the top: timestamptz values."""
+    leaves = _ROW_LEAVES
     for key, item in row.items():
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None or kind is datetime:
-            continue
-        if not isinstance(key, str) or not _plain(item):
+        if type(item) not in leaves and not _plain(item):
+            return False
+        if type(key) is not str:
             return False
     return True
 
