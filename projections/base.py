@@ -106,7 +106,7 @@ class RowCache:
         missing = [k for i, k in wanted.items() if i not in rows]
         if not missing:
             return
-        query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s)").format(
+        query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s::uuid[])").format(
             cols=sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
             table=sql.Identifier(self.table),
             key=sql.Identifier(self.key),
@@ -115,7 +115,7 @@ class RowCache:
             self.original[k.int] = None
             rows[k.int] = None
         columns, key = self.columns, self.key
-        for values in cur.execute(query, (missing,)):
+        for values in cur.execute(query, (uuid_array(missing),)):
             row = dict(zip(columns, values, strict=True))
             i = row[key].int
             self.original[i] = dict(row)
@@ -226,15 +226,26 @@ class RowCache:
 _UUID_TEXT: dict[int, str] = {}
 
 
+def uuid_text(value: UUID) -> str:
+    """``str(value)``, remembered for the ids written lately."""
+    i = value.int
+    text = _UUID_TEXT.get(i)
+    if text is None:
+        if len(_UUID_TEXT) >= 65536:
+            _UUID_TEXT.clear()
+        text = _UUID_TEXT[i] = str(value)
+    return text
+
+
+def uuid_array(ids: Iterable[UUID]) -> str:
+    """``ids`` as a PostgreSQL array literal, for a ``%s::uuid[]`` parameter: psycopg dumps a list
+    of UUIDs element by element in Python (about 1.7 µs each), this joins their remembered text."""
+    return "{" + ",".join(map(uuid_text, ids)) + "}"
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, UUID):
-        i = value.int
-        text = _UUID_TEXT.get(i)
-        if text is None:
-            if len(_UUID_TEXT) >= 65536:
-                _UUID_TEXT.clear()
-            text = _UUID_TEXT[i] = str(value)
-        return text
+        return uuid_text(value)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
