@@ -39,11 +39,14 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from infra.database import DatabaseAddress, connect
+from infra.stored_events import StoredEventDecoder
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +123,26 @@ class LogFollower:
                 f"the log follower needs eventsourcing's PostgreSQL recorder, not {type(recorder)}"
             )
         self.app_name = app.name
+        self._app = app
         self.recorder = recorder
         self.mapper = app.mapper
+        self._decoder = StoredEventDecoder(app.mapper)
         self.address = address
         self.schema = schema or recorder.datastore.schema
         self.events_table: str = recorder.events_table_name
         self.channel: str = recorder.channel_name
         self.topics = sorted(set(topics))
         self.batch_size = batch_size
+        # The recorder's own query (its schema, its table, its topic filter), with rows as tuples: its
+        # ``select_notifications`` makes a dict and a frozen dataclass per row, 4 µs of 6.
+        self._select = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
+            "WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
+        ).format(
+            sql.Identifier(recorder.datastore.schema),
+            sql.Identifier(self.events_table),
+            sql.SQL(" AND topic = ANY(%s)") if self.topics else sql.SQL(""),
+        )
         self.tracking_table = tracking_table
         self._tracking = sql.Identifier(self.schema, tracking_table)
         self.stopping = threading.Event()
@@ -135,6 +150,17 @@ class LogFollower:
         self._thread: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._ahead: tuple[int, Future[list[EventRecord]]] | None = None
+
+    def of_topics(self, topics: Iterable[str]) -> LogFollower:
+        """A follower of the same log, tracking table and batch size that reads only ``topics``."""
+        return LogFollower(
+            self._app,
+            self.address,
+            self.tracking_table,
+            schema=self.schema,
+            topics=topics,
+            batch_size=self.batch_size,
+        )
 
     # -- reading the log ---------------------------------------------------------------------------
 
@@ -169,11 +195,18 @@ class LogFollower:
             self._ahead = (events[-1].position, self._reader.submit(self._read, events[-1].position, None))
         return events
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as select_notifications
     def _read(self, after: int, limit: int | None) -> list[EventRecord]:
-        notifications = self.recorder.select_notifications(
-            after + 1, limit or self.batch_size, topics=self.topics, inclusive_of_start=True
+        params: tuple[Any, ...] = (
+            (after, self.topics, limit or self.batch_size)
+            if self.topics
+            else (after, limit or self.batch_size)
         )
-        return [self.decode(n) for n in notifications]
+        with self.recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._select, params, prepare=True)
+            rows = cur.fetchall()
+        record = self._record
+        return [record(*row) for row in rows]
 
     def close_reader(self) -> None:
         """Drop a batch read ahead and stop the thread that reads ahead (a later read starts it again)."""
@@ -185,18 +218,27 @@ class LogFollower:
             self._reader = None
 
     def decode(self, notification: Notification) -> EventRecord:
-        """The notification as a domain event, by the application's mapper (upcasting included); an
-        event it cannot decode comes back with ``event`` None and the reason."""
+        """The notification as a domain event, as the application's mapper gives it (upcasting
+        included; :class:`infra.stored_events.StoredEventDecoder`); an event it cannot decode comes
+        back with ``event`` None and the reason."""
+        return self._record(
+            notification.id,
+            notification.originator_id,  # type: ignore[arg-type]
+            notification.originator_version,
+            notification.topic,
+            notification.state,
+        )
+
+    def _record(
+        self, position: int, originator_id: UUID, originator_version: int, topic: str, state: bytes
+    ) -> EventRecord:
         event: Any | None = None
         error: str | None = None
         try:
-            event = self.mapper.to_domain_event(notification)
+            event = self._decoder.decode_parts(topic, originator_id, originator_version, state)
         except Exception as failure:
             error = f"{type(failure).__name__}: {failure}"
-        originator_id: UUID = notification.originator_id  # type: ignore[assignment]
-        return EventRecord(
-            notification.id, notification.topic, originator_id, notification.originator_version, event, error
-        )
+        return EventRecord(position, topic, originator_id, originator_version, event, error)
 
     # -- tracking positions (in the consumer's transaction) ----------------------------------------
 

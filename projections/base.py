@@ -14,10 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -104,7 +106,7 @@ class RowCache:
         missing = [k for i, k in wanted.items() if i not in rows]
         if not missing:
             return
-        query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s)").format(
+        query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s::uuid[])").format(
             cols=sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
             table=sql.Identifier(self.table),
             key=sql.Identifier(self.key),
@@ -113,7 +115,7 @@ class RowCache:
             self.original[k.int] = None
             rows[k.int] = None
         columns, key = self.columns, self.key
-        for values in cur.execute(query, (missing,)):
+        for values in cur.execute(query, (uuid_array(missing),)):
             row = dict(zip(columns, values, strict=True))
             i = row[key].int
             self.original[i] = dict(row)
@@ -224,15 +226,26 @@ class RowCache:
 _UUID_TEXT: dict[int, str] = {}
 
 
+def uuid_text(value: UUID) -> str:
+    """``str(value)``, remembered for the ids written lately."""
+    i = value.int
+    text = _UUID_TEXT.get(i)
+    if text is None:
+        if len(_UUID_TEXT) >= 65536:
+            _UUID_TEXT.clear()
+        text = _UUID_TEXT[i] = str(value)
+    return text
+
+
+def uuid_array(ids: Iterable[UUID]) -> str:
+    """``ids`` as a PostgreSQL array literal, for a ``%s::uuid[]`` parameter: psycopg dumps a list
+    of UUIDs element by element in Python (about 1.7 µs each), this joins their remembered text."""
+    return "{" + ",".join(map(uuid_text, ids)) + "}"
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, UUID):
-        i = value.int
-        text = _UUID_TEXT.get(i)
-        if text is None:
-            if len(_UUID_TEXT) >= 65536:
-                _UUID_TEXT.clear()
-            text = _UUID_TEXT[i] = str(value)
-        return text
+        return uuid_text(value)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -245,8 +258,77 @@ def _json_default(value: Any) -> Any:
 def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """``rows`` as one JSON array for :func:`insert_from_json` (UUIDs and decimals as strings,
     datetimes in ISO 8601, sets as sorted lists; jsonb columns hold their value as is). Keys that
-    are not columns of the statement are ignored by it."""
-    return json_text(rows)
+    are not columns of the statement are ignored by it. A datetime at the top of a row is a
+    timestamptz column's value (msgspec may write it, with UTC as ``Z``: the same instant)."""
+    fast = _fast_json(rows) if all(_plain_row(row) for row in rows) else None
+    return json_text(rows) if fast is None else fast.decode()
+
+
+def json_document(value: Any) -> bytes | str:
+    """:func:`json_text`'s JSON for a jsonb value, by msgspec where that gives the same value."""
+    fast = _fast_json(value) if _plain(value) else None
+    return json_text(value) if fast is None else fast
+
+
+#: msgspec's encoder: about a tenth of :func:`json_text`'s time for a row. It writes UUIDs, decimals and
+#: enums as json_text does, but a NaN as null, a set in its own order and a UTC datetime with ``Z``:
+#: :func:`_plain` tells where it may be used.
+_fast_encode = msgspec.json.Encoder(enc_hook=_json_default).encode
+
+
+def _fast_json(value: Any) -> bytes | None:
+    """msgspec's JSON, or None for what it does not write (a str subclass, …): json_text writes it."""
+    try:
+        return _fast_encode(value)
+    except Exception:
+        return None
+
+
+#: Types whose values msgspec writes as :func:`json_text` does (enums of str or int are added on first
+#: sight); keys of these types too. Floats are checked one by one (NaN); datetimes only at a row's top.
+_LEAVES: set[type] = {str, int, bool, type(None), UUID, Decimal}
+_ROW_LEAVES: set[type] = {*_LEAVES, datetime}
+
+
+def _leaf(kind: type) -> bool:
+    """Whether ``kind`` is a leaf type msgspec writes as json_text does (remembered when it is)."""
+    if issubclass(kind, Enum) and issubclass(kind, str | int) and not issubclass(kind, bool):
+        _LEAVES.add(kind)
+        _ROW_LEAVES.add(kind)
+        return True
+    return False
+
+
+def _plain(value: Any) -> bool:
+    """Whether msgspec writes ``value`` as :func:`json_text` does, as PostgreSQL reads it: no
+    non-finite float (json_text writes ``NaN``, which PostgreSQL refuses, msgspec null), no set
+    (json_text sorts them), no datetime (``Z`` against ``+00:00``: other text in jsonb), keys and
+    leaves of the types in :data:`_LEAVES`."""
+    leaves = _LEAVES
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) not in leaves and not _leaf(type(key)):
+                return False
+            if type(item) not in leaves and not _plain(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in leaves or _plain(item) for item in value)
+    if kind is float:
+        return bool(value - value == 0.0)
+    return kind in leaves or _leaf(kind)
+
+
+def _plain_row(row: Mapping[str, Any]) -> bool:
+    """:func:`_plain`, but datetimes are allowed at the top: timestamptz values."""
+    leaves = _ROW_LEAVES
+    for key, item in row.items():
+        if type(item) not in leaves and not _plain(item):
+            return False
+        if type(key) is not str:
+            return False
+    return True
 
 
 #: The C encoder behind ``json.dumps``, made once (``json.dumps`` with options builds an encoder per
@@ -320,6 +402,9 @@ class Projection(ABC):
     copies: ClassVar[bool] = False
     #: Whether :meth:`apply` handles every topic (otherwise only those of :meth:`handlers`).
     follows_every_topic: ClassVar[bool] = False
+    #: Whether it has indexes slow to maintain row by row (:meth:`create_deferred_indexes`), built at
+    #: the end of a rebuild or of a catch-up far behind.
+    defers_indexes: ClassVar[bool] = False
 
     def __init__(self, suffix: str = "") -> None:
         self.suffix = suffix

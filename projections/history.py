@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from domain.clip import Clip
 from domain.vectors import vector_count
-from projections.base import Cursor, EventRecord, Projection, json_text
+from projections.base import Cursor, EventRecord, Projection, json_document
 
 COLUMNS = ("aggregate_id", "version", "kind", "event", "actor", "at", "payload", "position")
 
@@ -69,7 +69,7 @@ class HistoryProjection(Projection):
                 record.name,
                 getattr(e, "actor", None) or "unknown",
                 e.timestamp,
-                Jsonb(payload_of(record), dumps=json_text),
+                Jsonb(payload_of(record), dumps=json_document),
                 record.position,
             )
         )

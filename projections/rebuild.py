@@ -31,8 +31,10 @@ from projections.base import REBUILD_SUFFIX, ErrorPolicy, Projection
 from projections.read_your_writes import notify_positions
 from projections.runner import (
     BATCH_SIZE,
+    IndexBuild,
     ProjectionError,
     ProjectionRunner,
+    apply_ahead,
     build_projections,
     projection_follower,
     rebuild_lock_key,
@@ -108,16 +110,29 @@ def _rebuild(follower: LogFollower, chosen: Sequence[Projection]) -> int:
                 ([p.name + p.suffix for p in chosen],),
             )
         replayed = 0
-        while True:  # replay until (nearly) at the head, the live tables still serving
-            head = runner.head()
-            replayed += runner.catch_up(head)
+        builds: list[IndexBuild] = []
+        try:
+            # A projection with slow indexes (similarity) goes first, alone and on its topics only;
+            # PostgreSQL builds its indexes while the others replay.
+            apply_ahead(runner, chosen, runner.head(), builds)
             _raise_if_stopped(runner, chosen)
-            if head - min(runner.positions()[p.name + p.suffix].position for p in chosen) < batch_size:
-                break
+            while runner.projections:  # replay until (nearly) at the head, the live tables still serving
+                head = runner.head()
+                replayed += runner.catch_up(head)
+                _raise_if_stopped(runner, chosen)
+                positions = runner.positions()
+                if head - min(positions[p.name + p.suffix].position for p in runner.projections) < batch_size:
+                    break
+        finally:
+            for build in builds:
+                build.join()
+        runner.projections = list(chosen)
+        runner._known = None
         with runner.conn.transaction(), runner.conn.cursor() as cur:
             for projection in chosen:
-                projection.create_deferred_indexes(cur)
-                projection.defer_indexes = False
+                if projection.defer_indexes:
+                    projection.create_deferred_indexes(cur)
+                    projection.defer_indexes = False
         for attempt in range(1, SWAP_ATTEMPTS + 1):
             try:
                 position = _swap(runner, chosen)

@@ -20,6 +20,7 @@ import gc
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -170,6 +171,8 @@ class ProjectionRunner:
         ensure_schema(self.conn, self.projections)
         #: Every position as the last batch committed it (and announced it: :func:`notify_positions`).
         self.published: dict[str, int] = {}
+        #: Where the last read of the log started when it found nothing (None: it found events).
+        self.found_nothing_after: int | None = None
 
     def close(self) -> None:
         self.follower.close_reader()
@@ -212,6 +215,7 @@ class ProjectionRunner:
             return 0
         low = min(positions[p.name + p.suffix].position for p in behind)
         events = self.follower.read(low, ahead=True)
+        self.found_nothing_after = None if events else low
         if not events:
             self._known = None
             return 0
@@ -491,16 +495,81 @@ def catch_up(
     with ProjectionRunner(projection_follower(app, address, batch_size), chosen) as runner:
         head = runner.head()
         bulk = _start_bulk(runner, head)
+        builds: list[IndexBuild] = []
         try:
+            apply_ahead(runner, bulk, head, builds)
             runner.catch_up(head)
         finally:
-            if bulk:
+            for build in builds:
+                build.join()
+            rest = [p for p in bulk if all(p is not b.projection for b in builds)]
+            if rest:
                 with runner.conn.transaction(), runner.conn.cursor() as cur:
-                    for projection in bulk:
+                    for projection in rest:
                         projection.create_deferred_indexes(cur)
                         projection.defer_indexes = False
+            if bulk:
                 log.info("catch-up: rebuilt the indexes of %s", ", ".join(p.name for p in bulk))
         return head
+
+
+class IndexBuild:
+    """A projection's deferred indexes (HNSW), built on a connection of its own in a background thread
+    while the runner applies the other projections: PostgreSQL's build and this process's work overlap.
+    :meth:`join` waits for it (and raises what it raised)."""
+
+    def __init__(self, address: DatabaseAddress, schema: str, projection: Projection) -> None:
+        self.address, self.schema, self.projection = address, schema, projection
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._build, name=f"{projection.name}-indexes", daemon=True)
+        self._thread.start()
+
+    def _build(self) -> None:
+        try:
+            with (
+                schema_connection(self.address, self.schema) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                self.projection.create_deferred_indexes(cur)
+        except BaseException as error:  # raised again by join, in the runner's thread
+            self.error = error
+
+    def join(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        self.projection.defer_indexes = False
+
+
+def apply_ahead(
+    runner: ProjectionRunner, projections: Sequence[Projection], head: int, builds: list[IndexBuild]
+) -> None:
+    """Bring each of ``projections`` that defers indexes and follows only some topics to ``head``
+    first, alone, reading only its topics; then start building its indexes (``builds``) and leave
+    the runner the others. Its position is then set to ``head`` when the last read found none of its
+    topics after where it started (ids follow commit order, so none lies before ``head``), unless the
+    position moved back meanwhile (a rebuild's swap)."""
+    ahead = [p for p in projections if p.defers_indexes and p.defer_indexes and not p.follows_every_topic]
+    for projection in ahead:
+        name = projection.name + projection.suffix
+        with ProjectionRunner(runner.follower.of_topics(projection.handlers()), [projection]) as alone:
+            alone.catch_up(head)
+            after = alone.found_nothing_after
+            if after is not None and after < head:  # none of its topics after ``after``: on to the head
+                with alone.conn.transaction():
+                    alone.conn.execute(
+                        sql.SQL(
+                            "UPDATE {} SET position = %s, updated_at = now() "
+                            "WHERE name = %s AND state = ANY(%s) AND position >= %s AND position < %s"
+                        ).format(sql.Identifier(POSITIONS_TABLE)),
+                        (head, name, list(RUNNABLE), after, head),
+                    )
+                    notify_positions(alone.conn, alone.schema)
+        builds.append(IndexBuild(runner.address, runner.schema, projection))
+    if ahead:
+        runner.projections = [p for p in runner.projections if all(p is not a for a in ahead)]
+        runner._known = None
 
 
 def _start_bulk(runner: ProjectionRunner, head: int) -> list[Projection]:

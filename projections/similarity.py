@@ -29,7 +29,7 @@ from psycopg.pq import Format
 from domain.clip import UNAPPROVING, Clip
 from domain.stages import Decision
 from domain.vectors import decode_raw, packed_bytes
-from projections.base import BatchList, Cursor, EventRecord, Projection, RowCache
+from projections.base import BatchList, Cursor, EventRecord, Projection, RowCache, uuid_array
 
 CLIP_VIDEO_DDL = """
     CREATE TABLE IF NOT EXISTS {t} (
@@ -115,6 +115,7 @@ class SimilarityProjection(Projection):
     name = "similarity"
     private_tables = {"rm_embeddings_clip_video": CLIP_VIDEO_DDL}
     copies = True
+    defers_indexes = True
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
@@ -206,7 +207,7 @@ class SimilarityProjection(Projection):
                 "DELETE FROM {} t USING unnest(%s::uuid[], %s::text[], %s::text[]) AS d(clip_id, model, strategy) "
                 "WHERE t.clip_id = d.clip_id AND t.model = d.model AND t.strategy = d.strategy"
             ).format(table),
-            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+            (uuid_array(k[0] for k in keys), [k[1] for k in keys], [k[2] for k in keys]),
         )
         oid = self._vector_oid(cur)
         columns = sql.SQL(

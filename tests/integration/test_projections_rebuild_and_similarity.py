@@ -233,6 +233,45 @@ def test_catch_up_far_behind_builds_the_hnsw_index_once_at_the_head(
         assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [c, b, d]
 
 
+def test_far_behind_similarity_goes_first_on_its_topics_and_is_recorded_at_the_head(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up far behind (and a rebuild) apply the similarity read model first, alone, reading only
+    its topics, so PostgreSQL builds its HNSW index while the others are applied: the read models are
+    those of a catch-up in small batches, and similarity's position is the head although the log ends
+    with events of other topics."""
+    import projections.runner
+
+    varied_history(pg_app)
+    _, (a, b, _) = clipped_video(pg_app)
+    pg_app.approve(a, REVIEWER)
+    embed(pg_app, a, unit(0, 0, 1))
+    pg_app.skip(b, REVIEWER)  # the last event is not one of similarity's
+    monkeypatch.setattr(projections.runner, "BULK_BACKLOG", 5)
+    head = catch_up(pg_app, pg_address)
+    assert positions(pg_address, pg_schema) == dict.fromkeys(
+        ("videos", "clips", "history", "similarity", "stats"), (head, "running")
+    )
+    bulk = checksums(pg_address, pg_schema)
+    assert rebuild(pg_app, pg_address) == head
+    assert checksums(pg_address, pg_schema) == bulk
+    with schema_connection(pg_address, pg_schema) as conn:  # start again, in small batches
+        for table in (*projections.runner.PROJECTIONS["similarity"].base_tables(), "projection_positions"):
+            conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(table)))
+        for name in ("videos", "clips", "history", "stats"):
+            for table in projections.runner.PROJECTIONS[name].base_tables():
+                conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(table)))
+        conn.commit()
+    monkeypatch.setattr(projections.runner, "BULK_BACKLOG", 1_000_000)
+    assert catch_up(pg_app, pg_address, batch_size=7) == head
+    assert checksums(pg_address, pg_schema) == bulk
+    with schema_connection(pg_address, pg_schema) as conn:
+        indexes = {
+            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,))
+        }
+    assert hnsw_index_name("rm_embeddings", 3) in indexes
+
+
 def round_trips(conn: psycopg.Connection[Any], search: Callable[[], object]) -> int:
     """The statements ``search`` sent to the server (libpq's trace of the protocol messages)."""
     with tempfile.TemporaryFile("w+") as trace:
