@@ -10,6 +10,7 @@ import pytest
 
 from bench.corpus import Shot, Transition, make_video
 from commands.service import HeatersApplication
+from domain.video import Video
 from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import DatabaseAddress
@@ -94,18 +95,23 @@ def _started(
     return pipeline, storage
 
 
+def _settled_known_cuts(app: HeatersApplication, pipeline: Pipeline, tmp_path: Path) -> Video:
+    """The known-cuts video submitted to a started pipeline, once it settled (the pipeline stopped)."""
+    try:
+        video_id = app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
+        wait_until(lambda: video_settled(app, video_id), timeout=120)
+    finally:
+        pipeline.stop()
+    return app.get_video(video_id)
+
+
 def test_each_stage_decodes_on_its_own_when_the_single_pass_is_off(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
 ) -> None:
     pipeline, storage = _started(pg_app, pg_address, pg_schema, tmp_path, media_single_pass=False)
-    try:
-        video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
-        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
-    finally:
-        pipeline.stop()
-    video = pg_app.get_video(video_id)
+    video = _settled_known_cuts(pg_app, pipeline, tmp_path)
     assert video.state == "clipped" and video.cuts == CUTS
-    assert video.media["sprites"] == f"videos/{video_id}/sprites-a1/manifest.json"
+    assert video.media["sprites"] == f"videos/{video.id}/sprites-a1/manifest.json"
     assert not storage.list(video.media["proxy"].removesuffix(".mp4") + "-pass/")
 
 
@@ -128,12 +134,7 @@ def test_the_shots_stage_decodes_on_its_own_when_the_pass_analysis_fails_at_its_
 
     monkeypatch.setattr(stages, "_shot_detector", detector)
     pipeline, storage = _started(pg_app, pg_address, pg_schema, tmp_path)
-    try:
-        video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
-        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
-    finally:
-        pipeline.stop()
-    video = pg_app.get_video(video_id)
+    video = _settled_known_cuts(pg_app, pipeline, tmp_path)
     assert video.state == "clipped" and video.cuts == CUTS
     pass_prefix = video.media["proxy"].removesuffix(".mp4") + "-pass/"
     assert video.media["sprites"] == pass_prefix + "sprites/manifest.json"  # the pass's sheets stand
