@@ -97,8 +97,10 @@ class ObjectStorage(Protocol):
     """What pipeline actors need from storage. Missing keys raise :class:`ObjectNotFoundError`;
     invalid keys raise ``ValueError``."""
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
-        """Upload the file at ``path`` as ``key`` (content type guessed from the key if None)."""
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *, move: bool = False) -> None:
+        """Upload the file at ``path`` as ``key`` (content type guessed from the key if None).
+        ``move``: the caller is done with the file, which is gone afterwards (local storage then
+        takes it by a hard link where it can, instead of copying it)."""
         ...
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
@@ -182,13 +184,39 @@ class LocalObjectStorage:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *, move: bool = False) -> None:
         target = self._path(key)
         source = Path(path)
         if not source.is_file():
             raise FileNotFoundError(f"cannot store {key!r}: no such file {source}")
-        self._write_atomic(target, source)
+        if not (move and self._link_atomic(target, source)):
+            self._write_atomic(target, source)
+            if move:
+                source.unlink(missing_ok=True)
         logger.debug("stored %s (%d bytes) at %s", key, target.stat().st_size, target)
+
+    def _link_atomic(self, path: Path, source: Path) -> bool:
+        """Put ``source`` in place as ``path`` by a hard link (its data synced, as a copy's is), then
+        remove the name ``source``; False, nothing done, where no link can be made (another file
+        system)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return False
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp.chmod(0o644)
+            tmp.replace(path)
+            source.unlink()
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         self._write_atomic(self._path(key), bytes(data))
@@ -335,7 +363,7 @@ class S3ObjectStorage:
         logger.info("created bucket %s", self.bucket)
         return True
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *, move: bool = False) -> None:
         validate_key(key)
         source = Path(path)
         if not source.is_file():
@@ -347,6 +375,8 @@ class S3ObjectStorage:
             key,
             ExtraArgs={"ContentType": content_type or _guess_type(key)},
         )
+        if move:
+            source.unlink(missing_ok=True)
         logger.debug("uploaded %s to s3://%s/%s", source, self.bucket, key)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:

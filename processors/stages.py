@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +232,7 @@ def download(ctx: PipelineContext, video_id: UUID) -> None:
         info = playable.info.video
         key = video_key(video_id, f"source-a{attempt}.mp4")  # this attempt's own key
         ensure_current(f"video {video_id}: download attempt {attempt}")
-        ctx.storage.put_file(key, playable.path, "video/mp4")
+        ctx.storage.put_file(key, playable.path, "video/mp4", move=True)
         ctx.app.record_downloaded(
             video_id,
             attempt,
@@ -282,27 +283,34 @@ def proxy(ctx: PipelineContext, video_id: UUID) -> None:
         source = _fetch(ctx, video.media["source"], workdir)
         out = workdir / "proxy.mp4"
         s = ctx.settings
-        extras: dict[str, Path] = {}
-        if s.media_single_pass:
-            info, extras = _decode_once(ctx, video_id, source, out, workdir)
-        else:
-            info = make_proxy(source, out, s.proxy_max_height, preset=s.proxy_preset)
-        if info.video.frame_count != video.frame_count:
-            log.warning(
-                "video %s: proxy has %d frames, source %d; clips follow the proxy",
-                video_id,
-                info.video.frame_count,
-                video.frame_count,
-            )
         key = video_key(video_id, f"proxy-a{attempt}.mp4")  # this attempt's own key: never overwritten
-        ensure_current(f"video {video_id}: proxy attempt {attempt}")
         prefix = pass_prefix(key)
-        if "sprites" in extras:  # before the proxy is recorded: the sprites stage looks for them then
-            for path in sorted(extras["sprites"].iterdir()):
-                ctx.storage.put_file(prefix + "sprites/" + path.name, path, sprite_content_type(path.name))
-        if "shots" in extras:
-            ctx.storage.put_file(prefix + "shots.json", extras["shots"], "application/json")
-        ctx.storage.put_file(key, out, "video/mp4")
+        # the sheets and the proxy are stored while the shot analysis finishes; the proxy is recorded
+        # once all are stored (the sprites and shots stages look for them then)
+        with ThreadPoolExecutor(_STORE_THREADS, thread_name_prefix="heaters-store") as store:
+            stored: list[Future[None]] = []
+            shots: Callable[[], Path | None] | None = None
+            if s.media_single_pass:
+                info, sprites_dir, shots = _decode_once(ctx, video_id, source, out, workdir, store)
+            else:
+                info, sprites_dir = make_proxy(source, out, s.proxy_max_height, preset=s.proxy_preset), None
+            if info.video.frame_count != video.frame_count:
+                log.warning(
+                    "video %s: proxy has %d frames, source %d; clips follow the proxy",
+                    video_id,
+                    info.video.frame_count,
+                    video.frame_count,
+                )
+            ensure_current(f"video {video_id}: proxy attempt {attempt}")
+            if sprites_dir is not None:
+                for path in sorted(sprites_dir.iterdir()):
+                    stored.append(_store(ctx, store, prefix + "sprites/" + path.name, path))
+            stored.append(_store(ctx, store, key, out, "video/mp4"))
+            analysis = shots() if shots is not None else None
+            if analysis is not None:
+                stored.append(_store(ctx, store, prefix + "shots.json", analysis, "application/json"))
+            for done in stored:
+                done.result()
         ctx.app.record_proxy(
             video_id,
             attempt,
@@ -316,19 +324,38 @@ def proxy(ctx: PipelineContext, video_id: UUID) -> None:
     _run_video_stage(ctx, video_id, "proxy", work)
 
 
+#: Files of one stage stored at once (sprite sheets: mostly waiting on the disk's sync or the network).
+_STORE_THREADS = 4
+
+
+def _store(
+    ctx: PipelineContext, store: ThreadPoolExecutor, key: str, path: Path, content_type: str | None = None
+) -> Future[None]:
+    """Hand a work file over to storage in ``store``'s threads (moved: the stage is done with it)."""
+    kind = content_type or sprite_content_type(path.name)
+    return store.submit(ctx.storage.put_file, key, path, kind, move=True)
+
+
 def _decode_once(
-    ctx: PipelineContext, video_id: UUID, source: Path, out: Path, workdir: Path
-) -> tuple[MediaInfo, dict[str, Path]]:
-    """One decode of ``source`` for the proxy, the sprite sheets and the shot analysis; returns
-    the proxy's info and the local files of the extras that succeeded."""
+    ctx: PipelineContext, video_id: UUID, source: Path, out: Path, workdir: Path, pool: ThreadPoolExecutor
+) -> tuple[MediaInfo, Path | None, Callable[[], Path | None] | None]:
+    """One decode of ``source`` for the proxy, the sprite sheets and the shot analysis: the proxy's
+    info, the directory of the sprite sheets (None when the pass made none) and, when the analysis
+    got every frame of the proxy, what waits for its file (None if the detector fails): the
+    detector finishes in ``pool`` from the pass's last frame on, while ffmpeg completes the outputs
+    and the caller stores them."""
     from infra.media.media_pass import Analysis, SpriteSpec, decode_once
 
     s = ctx.settings
     detector = _shot_detector(ctx)
     cuts: list[int] = []
+    finishing: list[Future[list[int]]] = []
 
     def consume(batch: NDArray[np.uint8]) -> None:
         cuts.extend(detector.process(batch))
+
+    def ended(_frames: int) -> None:
+        finishing.append(pool.submit(detector.finish))
 
     sprite_spec = SpriteSpec(
         s.sprite_fps, s.sprite_tile_width, s.sprite_columns, s.sprite_rows, s.sprite_format, s.sprite_quality
@@ -343,35 +370,35 @@ def _decode_once(
         # a detector wanting an exact frame size (TransNetV2 alone: 48x27 whatever the aspect) decodes the
         # proxy in the shots stage instead
         analysis=(
-            Analysis(detector.analysis_width, detector.pix_fmt, consume)
+            Analysis(detector.analysis_width, detector.pix_fmt, consume, ended=ended)
             if detector.analysis_size is None
             else None
         ),
     )
-    extras: dict[str, Path] = {}
-    if result.sprites is not None:
-        extras["sprites"] = workdir / "sprites"
-    if result.analysed_frames is not None:
+    sprites_dir = workdir / "sprites" if result.sprites is not None else None
+    count = result.analysed_frames
+    if count is None or not finishing:  # a finish already running ends unused (``pool`` waits for it)
+        if detector.analysis_size is None:
+            log.warning(
+                "video %s: no shot analysis from the decode pass: %s", video_id, result.analysis_error
+            )
+        return result.proxy, sprites_dir, None
+
+    def analysis() -> Path | None:
         try:
-            cuts.extend(detector.finish())
+            cuts.extend(finishing[0].result())
         except Exception as error:  # the shots stage decodes the proxy itself and reports its own failure
             log.warning("video %s: shot analysis in the decode pass failed: %s", video_id, error)
-        else:
-            count = result.analysed_frames
-            kinds = dict(getattr(detector, "kinds", {}))
-            found = sorted({c for c in cuts if 0 < c < count})
-            analysis = {
-                "cuts": found,
-                "frame_count": count,
-                "detector": detector.name,
-                "params": detector.params,
-                "kinds": {str(c): kinds[c] for c in found if c in kinds},
-            }
-            extras["shots"] = workdir / "shots.json"
-            extras["shots"].write_text(json.dumps(analysis), encoding="utf-8")
-    elif detector.analysis_size is None:
-        log.warning("video %s: no shot analysis from the decode pass: %s", video_id, result.analysis_error)
-    return result.proxy, extras
+            return None
+        kinds = dict(getattr(detector, "kinds", {}))
+        found = sorted({c for c in cuts if 0 < c < count})
+        found_kinds = {str(c): kinds[c] for c in found if c in kinds}
+        params = {"detector": detector.name, "params": detector.params, "kinds": found_kinds}
+        path = workdir / "shots.json"
+        path.write_text(json.dumps({"cuts": found, "frame_count": count, **params}), encoding="utf-8")
+        return path
+
+    return result.proxy, sprites_dir, analysis
 
 
 def _from_pass(ctx: PipelineContext, video: Video, name: str) -> str | None:
@@ -403,7 +430,7 @@ def sprites(ctx: PipelineContext, video_id: UUID) -> None:
         prefix = video_key(video_id, f"sprites-a{attempt}/")  # this attempt's own keys
         ensure_current(f"video {video_id}: sprites attempt {attempt}")
         for path in sorted(out.iterdir()):
-            ctx.storage.put_file(prefix + path.name, path, sprite_content_type(path.name))
+            ctx.storage.put_file(prefix + path.name, path, sprite_content_type(path.name), move=True)
         ctx.app.record_sprites(video_id, attempt, prefix + "manifest.json", stage_actor("sprites"))
 
     _run_video_stage(ctx, video_id, "sprites", work)
@@ -480,7 +507,7 @@ def keyframes(ctx: PipelineContext, clip_id: UUID, attempt: int) -> None:
         ensure_current(f"clip {clip_id}: keyframes")
         for path in paths:
             key = clip_prefix(clip_id) + "keyframes/" + path.name
-            ctx.storage.put_file(key, path, "image/jpeg")
+            ctx.storage.put_file(key, path, "image/jpeg", move=True)
             keys.append(key)
         ctx.app.record_keyframes(clip_id, strategy, keys, frames, stage_actor("keyframes"))
 
@@ -523,7 +550,7 @@ def export(ctx: PipelineContext, clip_id: UUID, attempt: int) -> None:
         out = export_clip(proxy_path, workdir / "clip.mp4", clip.start, clip.end, video.fps)
         key = clip_prefix(clip_id) + "clip.mp4"
         ensure_current(f"clip {clip_id}: export")
-        ctx.storage.put_file(key, out, "video/mp4")
+        ctx.storage.put_file(key, out, "video/mp4", move=True)
         ctx.app.record_export(clip_id, key, stage_actor("export"))
 
     _run_clip_stage(ctx, clip_id, "export", "embedding", work, attempt)

@@ -40,6 +40,7 @@ __all__ = [
     "ffmpeg_exe",
     "packet_times",
     "probe",
+    "probe_with_header",
     "scaled_size",
 ]
 
@@ -156,6 +157,12 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     counted again ignoring it, the rate is taken from that count and the container's duration, and
     ``timing_repaired`` is set.
     """
+    return probe_with_header(path, timeout)[0]
+
+
+def probe_with_header(path: Path | str, timeout: float = 600.0) -> tuple[VideoInfo, str]:
+    """:func:`probe`, and what ffmpeg said of the file's container and streams on the way (the
+    ``ffmpeg -i`` header dump, followed by the stream copy's own lines)."""
     path = Path(path)
     proc = _copy_video(path, "null", "probe", timeout)
     err = proc.stderr.decode("utf-8", "replace")
@@ -206,7 +213,7 @@ def probe(path: Path | str, timeout: float = 600.0) -> VideoInfo:
     duration = container_duration if container_duration is not None and not repaired else frame_count / fps
     info = VideoInfo(duration, fps, frame_count, width, height, codec, repaired)
     logger.debug("probed %s: %s", path, info)
-    return info
+    return info, err
 
 
 @dataclass(frozen=True, slots=True)

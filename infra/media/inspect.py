@@ -2,7 +2,10 @@
 
 :func:`inspect_media` combines :func:`infra.media.ffmpeg.probe` (exact frame count, truncation check)
 with the header facts that decide browser playability: container, brand, pixel format and audio
-codec. It reads the header only once more (``ffmpeg -i``), so it costs little beyond ``probe``.
+codec, read from what the probe's ffmpeg printed of the input (one process per file). What it found
+is remembered for the file (its device, inode, size and modification time): the stages of one
+worker inspect the same file several times (the download's check, normalising, the proxy's pass,
+a hard link of it in local storage), and a file changed or replaced is inspected anew.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Self, TypeVar, overload
 
-from infra.media.ffmpeg import LOCAL_INPUT, MediaError, VideoInfo, ffmpeg_exe, probe
+from infra.media.ffmpeg import LOCAL_INPUT, VideoInfo, ffmpeg_exe, probe_with_header
 
 logger = logging.getLogger(__name__)
 _Fact = TypeVar("_Fact")
@@ -62,14 +67,52 @@ class MediaInfo:
     codec = _OfVideo(lambda video: video.codec)
 
 
-def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
-    """Probe ``path`` (raises :class:`MediaError` if unusable) and read its container details."""
-    path = Path(path)
-    video = probe(path, timeout=timeout)
+#: Files inspected lately, by identity (:func:`_identity`); a few suffice: one per stage at work.
+_REMEMBERED = 64
+_inspected: OrderedDict[tuple[int, int, int, int], MediaInfo] = OrderedDict()
+_inspected_lock = threading.Lock()
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """The file's device, inode, size and modification time (ns): a write, or another file moved
+    in its place, changes them. None when it cannot be read (the probe then says why)."""
     try:
-        header = _read_header(path)
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError("reading the container header timed out", path) from exc
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
+    """Probe ``path`` (raises :class:`MediaError` if unusable) and read its container details;
+    a file inspected before and unchanged since is not read again."""
+    path = Path(path)
+    key = _identity(path)
+    if key is not None:
+        with _inspected_lock:
+            known = _inspected.get(key)
+            if known is not None:
+                _inspected.move_to_end(key)
+                return known
+    video, said = probe_with_header(path, timeout=timeout)
+    info = _media_info(video, _input_part(said))
+    logger.debug("inspected %s: %s", path, info)
+    if key is not None and key == _identity(path):  # not changed while it was read
+        with _inspected_lock:
+            _inspected[key] = info
+            while len(_inspected) > _REMEMBERED:
+                _inspected.popitem(last=False)
+    return info
+
+
+def _input_part(said: str) -> str:
+    """What ffmpeg printed of its input, without the output's part (which repeats streams and
+    metadata)."""
+    end = min((i for i in (said.find("\nOutput #"), said.find("\nStream mapping:")) if i >= 0), default=-1)
+    return said if end < 0 else said[:end]
+
+
+def _media_info(video: VideoInfo, header: str) -> MediaInfo:
     fmt = _INPUT_RE.search(header)
     brand = _BRAND_RE.search(header)
     vstream = _VIDEO_RE.search(header)
@@ -82,7 +125,6 @@ def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
         pix_fmt=pix["pix"] if pix else None,
         audio_codec=audio["codec"] if audio else None,
     )
-    logger.debug("inspected %s: %s", path, info)
     return info
 
 

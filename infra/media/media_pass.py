@@ -66,12 +66,16 @@ class SpriteSpec:
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """Frames for an analysis (shot detection): ``width`` wide (never wider than the proxy), in
-    ``pix_fmt``, delivered to ``consume`` in batches of up to ``batch_size`` frames."""
+    ``pix_fmt``, delivered to ``consume`` in batches of up to ``batch_size`` frames. ``ended`` is
+    told how many frames ``consume`` took once the last is in (not after a failure of ``consume``),
+    while ffmpeg may still be finishing the proxy and sprites and before the proxy is inspected:
+    the analysis can finish meanwhile. The pass's result says whether those frames are the proxy's."""
 
     width: int
     pix_fmt: PixFmt
     consume: Callable[[FrameBatch], None]
     batch_size: int = 256
+    ended: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +320,8 @@ def _feed(stdout: IO[bytes], analysis: Analysis, size: tuple[int, int]) -> tuple
         except Exception as exc:  # the analysis is an extra: the shots stage decodes on its own
             logger.warning("frame analysis failed after %d frames, carrying on without it: %s", count, exc)
             error = f"{type(exc).__name__}: {exc}"
+    if error is None and analysis.ended is not None:
+        analysis.ended(count)
     return (None if error else count), error
 
 

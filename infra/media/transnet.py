@@ -12,10 +12,13 @@ torch is imported here, so import this module only where the model is used.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import random
+import sys
 import threading
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +45,25 @@ CALIBRATION_WINDOWS = tuple(range(0, 5200, 400))
 
 
 def cuda_available() -> bool:
-    """Whether torch sees a CUDA device (imports torch)."""
+    """Whether torch sees a CUDA device. Importing torch takes seconds of CPU, which a worker's first
+    video waited for (``auto`` detector): on Linux without a GPU driver (NVIDIA's ``libcuda``, or
+    ROCm's ``/dev/kfd``: torch.cuda covers AMD GPUs too) the answer is no without it."""
+    if sys.platform.startswith("linux") and not _gpu_driver_present():
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+@cache
+def _gpu_driver_present() -> bool:
+    if Path("/dev/kfd").exists():
+        return True
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def load_model(device: str = "cpu", *, half: bool | None = None, int8: bool = False) -> TransNet:

@@ -139,6 +139,30 @@ def test_normalise_skipped_for_playable_input(media: dict[str, Path], tmp_path: 
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_a_file_is_inspected_once_until_it_changes(
+    media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infra.media.inspect as inspect_module
+
+    reads: list[Path] = []
+    real = inspect_module.probe_with_header
+    monkeypatch.setattr(
+        inspect_module, "probe_with_header", lambda path, **kw: (reads.append(path), real(path, **kw))[1]
+    )
+    video = tmp_path / "video.mp4"
+    video.write_bytes(media["playable"].read_bytes())
+    first = inspect_media(video)
+    assert (first.codec, first.audio_codec, first.frame_count) == ("h264", "aac", FRAMES)
+    linked = tmp_path / "stored.mp4"
+    linked.hardlink_to(video)  # local storage takes a stage's file by a hard link: the same file
+    assert inspect_media(video) == inspect_media(linked) == first and len(reads) == 1
+    video.unlink()
+    video.write_bytes(media["mkv"].read_bytes())  # another file at the same path
+    again = inspect_media(video)
+    assert (again.codec, again.audio_codec, again.container) == ("mpeg4", "opus", "matroska,webm")
+    assert len(reads) == 2
+
+
 def test_normalise_transcodes_other_codecs(media: dict[str, Path], tmp_path: Path) -> None:
     before = inspect_media(media["mkv"])
     assert not is_browser_playable(before)
@@ -453,12 +477,14 @@ def test_one_decode_makes_proxy_webp_sprites_and_analysis_frames_of_the_same_fra
     media: dict[str, Path], tmp_path: Path
 ) -> None:
     batches: list[np.ndarray] = []
+    ended: list[int] = []
     result = decode_once(
         media["ramp"],
         tmp_path / "proxy.mp4",
         sprites=(SpriteSpec(10, 80, 4, 3, image_format="webp"), tmp_path / "sprites"),  # an earlier default
-        analysis=Analysis(32, "gray", batches.append, batch_size=16),
+        analysis=Analysis(32, "gray", batches.append, batch_size=16, ended=ended.append),
     )
+    assert ended == [FRAMES]  # told once, when the last frame was in
     # The proxy is the same all-intra proxy make_proxy makes: every frame, every frame a keyframe.
     assert result.proxy.frame_count == FRAMES and result.proxy.audio_codec == "aac"
     assert all(key_flags(tmp_path / "proxy.mp4"))
@@ -489,10 +515,13 @@ def test_one_decode_keeps_the_proxy_when_the_analysis_fails(media: dict[str, Pat
         seen.append(len(batch))
         raise RuntimeError("detector exploded")
 
+    ended: list[int] = []
     result = decode_once(
-        media["ramp"], tmp_path / "proxy.mp4", analysis=Analysis(32, "rgb24", broken, batch_size=10)
+        media["ramp"],
+        tmp_path / "proxy.mp4",
+        analysis=Analysis(32, "rgb24", broken, batch_size=10, ended=ended.append),
     )
-    assert seen == [10]  # called once, then the frames are read and dropped
+    assert seen == [10] and not ended  # called once, then the frames are read and dropped
     assert result.analysed_frames is None and result.analysis_error == "RuntimeError: detector exploded"
     assert result.proxy.frame_count == FRAMES and result.sprites is None
 

@@ -10,11 +10,14 @@ import pytest
 
 from bench.corpus import Shot, Transition, make_video
 from commands.service import HeatersApplication
+from domain.video import Video
 from entrypoints.pipeline import Pipeline, build_pipeline
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.media.ffmpeg import decode_frames, packet_times, probe
+from infra.media.shot_detection import HeatersDetector, ShotDetector
 from infra.object_storage import LocalObjectStorage
+from processors import stages
 from tests.integration.pipeline_support import (
     CUTS,
     known_cuts_video,
@@ -43,7 +46,8 @@ def pipeline(
 def test_submit_to_pending_review_then_approve_to_export(
     pipeline: Pipeline, pg_app: HeatersApplication, tmp_path: Path
 ) -> None:
-    video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
+    submitted = known_cuts_video(tmp_path / "a.mp4")
+    video_id = pg_app.submit(str(submitted), "user:alice")
     wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
     video = pg_app.get_video(video_id)
     assert video.state == "clipped", video.stages
@@ -73,6 +77,11 @@ def test_submit_to_pending_review_then_approve_to_export(
         "Submitted", "DownloadStarted", "Downloaded", "ProxyStarted", "ProxyCreated",
         "SpritesStarted", "SpritesCreated", "ShotDetectionStarted", "ShotsDetected",
     ]  # fmt: skip
+    # The stored source is the submitted file as it was; editing that file later changes nothing stored.
+    original = submitted.read_bytes()
+    assert storage.get_bytes(video.media["source"]) == original
+    submitted.write_bytes(b"edited afterwards")
+    assert storage.get_bytes(video.media["source"]) == original
 
 
 def _started(
@@ -86,19 +95,51 @@ def _started(
     return pipeline, storage
 
 
+def _settled_known_cuts(app: HeatersApplication, pipeline: Pipeline, tmp_path: Path) -> Video:
+    """The known-cuts video submitted to a started pipeline, once it settled (the pipeline stopped)."""
+    try:
+        video_id = app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
+        wait_until(lambda: video_settled(app, video_id), timeout=120)
+    finally:
+        pipeline.stop()
+    return app.get_video(video_id)
+
+
 def test_each_stage_decodes_on_its_own_when_the_single_pass_is_off(
     pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, tmp_path: Path
 ) -> None:
     pipeline, storage = _started(pg_app, pg_address, pg_schema, tmp_path, media_single_pass=False)
-    try:
-        video_id = pg_app.submit(str(known_cuts_video(tmp_path / "a.mp4")), "user:alice")
-        wait_until(lambda: video_settled(pg_app, video_id), timeout=120)
-    finally:
-        pipeline.stop()
-    video = pg_app.get_video(video_id)
+    video = _settled_known_cuts(pg_app, pipeline, tmp_path)
     assert video.state == "clipped" and video.cuts == CUTS
-    assert video.media["sprites"] == f"videos/{video_id}/sprites-a1/manifest.json"
+    assert video.media["sprites"] == f"videos/{video.id}/sprites-a1/manifest.json"
     assert not storage.list(video.media["proxy"].removesuffix(".mp4") + "-pass/")
+
+
+def test_the_shots_stage_decodes_on_its_own_when_the_pass_analysis_fails_at_its_end(
+    pg_app: HeatersApplication,
+    pg_address: DatabaseAddress,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[ShotDetector] = []
+
+    class FailsToFinish(HeatersDetector):
+        def finish(self) -> list[int]:
+            raise RuntimeError("the detector gave up at the end")
+
+    def detector(_ctx: object) -> ShotDetector:  # the pass's detector fails, the shots stage's works
+        made.append(FailsToFinish() if not made else HeatersDetector())
+        return made[-1]
+
+    monkeypatch.setattr(stages, "_shot_detector", detector)
+    pipeline, storage = _started(pg_app, pg_address, pg_schema, tmp_path)
+    video = _settled_known_cuts(pg_app, pipeline, tmp_path)
+    assert video.state == "clipped" and video.cuts == CUTS
+    pass_prefix = video.media["proxy"].removesuffix(".mp4") + "-pass/"
+    assert video.media["sprites"] == pass_prefix + "sprites/manifest.json"  # the pass's sheets stand
+    assert not storage.exists(pass_prefix + "shots.json")
+    assert [type(d) for d in made] == [FailsToFinish, HeatersDetector]
 
 
 @pytest.mark.parametrize(

@@ -33,12 +33,12 @@ class FlakyStorage(LocalObjectStorage):
         self.failures = failures
         self._lock = threading.Lock()
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *, move: bool = False) -> None:
         with self._lock:
             if self.failures > 0:
                 self.failures -= 1
                 raise ConnectionError("the bucket is unreachable")
-        super().put_file(key, path, content_type)
+        super().put_file(key, path, content_type, move=move)
 
 
 @pytest.fixture

@@ -63,6 +63,29 @@ def test_symlink_out_of_root_is_refused(store: LocalObjectStorage, tmp_path: Pat
     assert list(outside.iterdir()) == []
 
 
+@pytest.mark.parametrize("same_file_system", [True, False])
+def test_a_moved_file_is_stored_whole_and_leaves_its_old_name(
+    store: LocalObjectStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_file_system: bool
+) -> None:
+    if not same_file_system:
+
+        def cross_device(src: object, dst: object) -> None:
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "link", cross_device)
+    work = tmp_path / "work" / "proxy.mp4"
+    work.parent.mkdir()
+    payload = os.urandom(300_000)
+    work.write_bytes(payload)
+    store.put_file("videos/1/proxy.mp4", work, "video/mp4", move=True)
+    assert store.get_bytes("videos/1/proxy.mp4") == payload
+    assert not work.exists() and list(work.parent.iterdir()) == []
+    work.write_bytes(b"the stage's next file")  # a new file at the old name is another object
+    assert store.get_bytes("videos/1/proxy.mp4") == payload
+    assert [p.name for p in (store.root / "videos" / "1").iterdir()] == ["proxy.mp4"]  # no temporary names
+    assert (store.root / "videos" / "1" / "proxy.mp4").stat().st_mode & 0o777 == 0o644
+
+
 def test_round_trip_bytes_file_and_stream(store: LocalObjectStorage, tmp_path: Path) -> None:
     src = tmp_path / "in.bin"
     payload = os.urandom(300_000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -624,6 +626,17 @@ def test_make_detector_follows_the_setting(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ValueError, match="unknown shot detector"):
         make_detector("magic")  # type: ignore[arg-type]
     assert shot_detection.MODEL_SIZE == (48, 27)
+
+
+def test_the_auto_detector_on_a_machine_without_a_gpu_driver_does_not_import_torch() -> None:
+    # torch takes seconds to import; a worker without a GPU driver learns that it has no GPU without it
+    script = (
+        "import sys; import infra.media.transnet as t; t._gpu_driver_present = lambda: False; "
+        "from infra.media.shot_detection import make_detector; "
+        "print(type(make_detector('auto')).__name__, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["CascadeDetector", "False"]
 
 
 def test_shot_detector_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
