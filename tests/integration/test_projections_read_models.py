@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ import pytest
 from commands.service import HeatersApplication
 from domain.clip import Clip
 from infra.database import DatabaseAddress
+from projections.base import RowCache
 from projections.runner import catch_up, schema_connection
 from projections.similarity import hnsw_index_name
 from tests.helpers import PIPELINE, clipped_video
@@ -274,3 +276,47 @@ def test_embeddings_of_every_event_version_reach_the_read_models(
         b: {"count": 1, "dimension": 3, "dtype": "float16"},
         c: {"count": 1, "dimension": 3, "dtype": "float32"},
     }
+
+
+def test_a_row_cache_writes_every_column_type_back_as_it_reads_it(
+    pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """Rows go to PostgreSQL as one JSON array of arrays, each value read by its column's type:
+    arrays (quotes, backslashes, NULLs inside), jsonb (a JSON null inside it, none at all), times,
+    floats. Inserted, then updated, each reads back as written."""
+    columns = ("id", "tags", "ids", "doc", "at", "ratio", "flag")
+    first = {
+        "id": UUID(int=1),
+        "tags": ['say "hi"', "back\\slash", None, "{braces}, commas", "NULL"],
+        "ids": [UUID(int=2), UUID(int=3)],
+        "doc": {"a": None, "b": [1, "x"]},
+        "at": datetime(2026, 11, 27, 17, 0, 0, 123456, tzinfo=UTC),
+        "ratio": 0.1 + 0.2,
+        "flag": True,
+    }
+    second = {
+        "id": UUID(int=4),
+        "tags": [],
+        "ids": None,
+        "doc": None,
+        "at": None,
+        "ratio": None,
+        "flag": None,
+    }
+    with schema_connection(pg_address, pg_schema) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE cached (id uuid PRIMARY KEY, tags text[], ids uuid[], doc jsonb, at timestamptz, "
+            "ratio double precision, flag boolean)"
+        )
+        cache = RowCache("cached", "id", columns)
+        for row in (first, second):
+            cache.put(row["id"], dict(row))
+        cache.flush(cur)
+        cache.clear()
+        cache.load(cur, [UUID(int=1), UUID(int=4)])
+        assert cache.get(UUID(int=1)) == first
+        assert cache.get(UUID(int=4)) == second
+        cache.edit(UUID(int=1))["tags"] = ["changed"]
+        cache.flush(cur)
+        ((tags, doc),) = cur.execute("SELECT tags, doc FROM cached WHERE id = %s", (UUID(int=1),)).fetchall()
+        assert (tags, doc) == (["changed"], first["doc"])

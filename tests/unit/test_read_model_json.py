@@ -50,6 +50,11 @@ def test_rows_read_back_as_json_text_writes_them(rows: list[dict[str, Any]]) -> 
     assert json.loads(json_rows(rows)) == json.loads(json_text(rows))
 
 
+@given(st.lists(st.lists(values, max_size=4), max_size=4))
+def test_rows_of_values_by_position_read_back_as_json_text_writes_them(rows: list[list[Any]]) -> None:
+    assert json.loads(json_rows(rows)) == json.loads(json_text(rows))
+
+
 def test_a_datetime_at_the_top_of_a_row_is_the_same_instant() -> None:
     """Top-level datetimes are timestamptz values: PostgreSQL reads ``Z`` and ``+00:00`` alike."""
     east = timezone(timedelta(hours=2))
