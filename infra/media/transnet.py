@@ -230,18 +230,21 @@ def _planar_network(net: Any) -> Any:
                 target.data = (shift[part] + (0.0 if bias is None else bias * scale[part])).detach()
                 self.temporal.append(layer)
             self.relu = ddcnn.activation is not None
+            self.channels = out * len(convs)
 
-        def forward(self, x: Any, b: int, t: int) -> Any:
-            n, _, h, w = x.shape
+        def forward(self, x: Any, b: int, t: int, h: int, w: int) -> Any:
+            # h, w and the channel counts are Python numbers, not read off the tensors: a Shape of
+            # a quantized activation keeps it dequantized in the 8-bit graph (measured: a fifth of
+            # its time went to DequantizeLinear nodes that fed only Shape and Reshape)
             s = self.spatial(x)
-            s = s.reshape(b, t, s.shape[1], h * w).permute(0, 2, 1, 3)  # (b, channels, t, pixels)
+            s = s.reshape(b, t, self.spatial.out_channels, h * w).permute(0, 2, 1, 3)  # (b, ch, t, px)
             width = self.width
             y = torch.cat(
                 [conv(s[:, i * width : (i + 1) * width]) for i, conv in enumerate(self.temporal)], 1
             )
             if self.relu:
                 y = functional.relu(y)
-            return y.permute(0, 2, 1, 3).reshape(n, y.shape[1], h, w)
+            return y.permute(0, 2, 1, 3).reshape(b * t, self.channels, h, w)
 
     class Planar(torch.nn.Module):
         def __init__(self) -> None:
@@ -253,16 +256,18 @@ def _planar_network(net: Any) -> Any:
 
         def forward(self, inputs: Any) -> Any:
             net = self.net
-            b, t, h, w, _ = inputs.shape
+            b, t = inputs.shape[0], inputs.shape[1]
+            h, w = INPUT_HEIGHT, INPUT_WIDTH
             x = inputs.permute(0, 1, 4, 2, 3).reshape(b * t, 3, h, w).float() / 255.0
             features = []
             block: Any
             for block in self.blocks:
                 shortcut: Any = None
                 for layer in block:
-                    x = layer(x, b, t)
+                    x = layer(x, b, t, h, w)
                     shortcut = x if shortcut is None else shortcut
                 x = functional.avg_pool2d(functional.relu(x) + shortcut, 2)
+                h, w = h // 2, w // 2
                 features.append(x.mean(dim=[2, 3]))
             top = x.permute(0, 2, 3, 1).reshape(b, t, -1)
             frames = torch.cat(features, 1).reshape(b, t, -1)
@@ -331,7 +336,7 @@ def _cache_paths(torch_version: str, ort_version: str) -> tuple[Path, Path]:
     import os
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
-    path = cache / f"transnetv2-v4-torch{torch_version.split('+')[0]}.onnx"
+    path = cache / f"transnetv2-v5-torch{torch_version.split('+')[0]}.onnx"
     return path, path.with_name(f"{path.stem}-int8w{len(CALIBRATION_WINDOWS)}-ort{ort_version}.onnx")
 
 
