@@ -1244,7 +1244,8 @@ class CascadeDetector(ShotDetector):
         for t in np.flatnonzero(d1 >= self.raw_cut).tolist():
             if t < 1 or d1[t] < d1[max(1, t - 2) : t + 3].max():
                 continue
-            if _jump(d1, t) >= self.raw_ratio:
+            around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
+            if len(around) and d1[t] >= self.raw_ratio * max(float(np.median(around)), 0.02):
                 out.append(t)
         return out
 
@@ -1264,13 +1265,6 @@ class CascadeDetector(ShotDetector):
     def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
         scores: FloatArray = self._load().predict(frames[None, lo:hi])[0]
         return scores  # (hi - lo, 2)
-
-
-def _jump(d1: FloatArray, t: int) -> float:
-    """How many times the frame-to-frame change at ``t`` exceeds its usual level around it (the
-    median of the 6 frames on either side)."""
-    around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
-    return float(d1[t]) / max(float(np.median(around)), 0.02) if len(around) else 0.0
 
 
 def _one_per_transition(cuts: list[int], ends: FloatArray, inside: FloatArray, level: float) -> list[int]:
