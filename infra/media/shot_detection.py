@@ -157,6 +157,8 @@ class HeatersDetector(ShotDetector):
         colour_ratio: float = 2.0,
         colour_min_residual: float = 0.4,
         colour_max_similarity: float = 0.5,
+        bar_luma: float = 32.0,
+        bar_share: float = 0.5,
     ) -> None:
         if min_shot_len < 1:
             raise ValueError("min_shot_len must be >= 1")
@@ -184,6 +186,8 @@ class HeatersDetector(ShotDetector):
         self.colour_ratio = colour_ratio
         self.colour_min_residual = colour_min_residual
         self.colour_max_similarity = colour_max_similarity
+        self.bar_luma = bar_luma
+        self.bar_share = bar_share
         self._lags = sorted({1, 2, 3, 4, 5, *(2 * k for k in self.gradual_scales)})
         self._max_lag = max(self._lags)
         self._tail: FloatArray | None = None  # last max_lag normalised thumbnails
@@ -193,6 +197,8 @@ class HeatersDetector(ShotDetector):
         self._moco: list[FloatArray] = []  # motion-compensated lag-1 distance
         self._moco_sub: list[FloatArray] = []  # the same with sub-pixel compensation (colour test)
         self._thumbs: list[NDArray[np.int8]] = []  # 4x4-pooled z, int8 (z * 32), for validation
+        self._dark: NDArray[np.int64] | None = None  # per analysis pixel: frames at most ``bar_luma``
+        self._dark_of = 0  # frames counted in ``_dark``
         self._hists: list[NDArray[np.uint16]] = []  # gain-normalised joint colour histograms
         self._count = 0
         self.kinds: dict[int, str] = {}
@@ -201,6 +207,8 @@ class HeatersDetector(ShotDetector):
         self.luma: FloatArray = np.zeros(0, np.float32)  # per frame: mean luma (set by finish)
         self.motion: FloatArray = np.zeros(0, np.float32)  # per frame: pan-compensated change
         self.thumbs: FloatArray = np.zeros((0, 1, 1), np.float32)  # per frame: pooled z thumbnail
+        # the same without letterbox or pillarbox bars (see picture_cells), for the same-picture tests
+        self.pictures: FloatArray = np.zeros((0, 1, 1), np.float32)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -227,6 +235,8 @@ class HeatersDetector(ShotDetector):
             "colour_ratio": self.colour_ratio,
             "colour_min_residual": self.colour_min_residual,
             "colour_max_similarity": self.colour_max_similarity,
+            "bar_luma": self.bar_luma,
+            "bar_share": self.bar_share,
         }
 
     # ------------------------------------------------------------------------------------ features
@@ -273,6 +283,9 @@ class HeatersDetector(ShotDetector):
         zz = z.reshape(n, h, w)[:, : h // 4 * 4, : w // 4 * 4]
         pooled = zz.reshape(n, h // 4, 4, w // 4, 4).mean(axis=(2, 4))
         self._thumbs.append(np.clip(np.rint(pooled * 32), -127, 127).astype(np.int8))
+        dark = (g <= self.bar_luma).sum(axis=0).reshape(h, w)
+        self._dark = dark if self._dark is None else self._dark + dark
+        self._dark_of += n
         self._tail = buf[-self._max_lag :].copy()
         self._count += n
         return []
@@ -289,6 +302,10 @@ class HeatersDetector(ShotDetector):
         moco = np.concatenate(self._moco)
         moco_sub = np.concatenate(self._moco_sub)
         thumbs = np.concatenate(self._thumbs).astype(np.float32)
+        self.pictures = thumbs
+        if self._dark is not None:
+            rows, cols = picture_cells(self._dark / self._dark_of, 4, self.bar_share)
+            self.pictures = np.ascontiguousarray(thumbs[:, rows, cols])
         hists = np.concatenate(self._hists).astype(np.float32)
         hists /= np.maximum(hists.sum(axis=1, keepdims=True), 1.0)
         candidates = (
@@ -337,7 +354,7 @@ class HeatersDetector(ShotDetector):
                 continue
             if _shift_similarity(thumbs[t - 1], thumbs[t]) > self.max_similarity:
                 continue
-            if _max_correlation(thumbs, (t - 8, t), (t, t + 8)) > self.max_similarity or any(
+            if _max_correlation(self.pictures, (t - 8, t), (t, t + 8)) > self.max_similarity or any(
                 _shift_similarity(thumbs[t - 1], thumbs[u]) > self.max_similarity
                 for u in range(t + 1, min(total, t + 5))
             ):
@@ -373,7 +390,10 @@ class HeatersDetector(ShotDetector):
                 a, b = thumbs[max(0, t - k - 1)], thumbs[min(total - 1, t + k + 1)]
                 if _shift_similarity(a, b) > self.max_similarity:
                     continue
-                if _max_correlation(thumbs, (t - k - 8, t - k), (t + k + 1, t + k + 9)) > self.max_similarity:
+                if (
+                    _max_correlation(self.pictures, (t - k - 8, t - k), (t + k + 1, t + k + 9))
+                    > self.max_similarity
+                ):
                     continue
                 # a sharp jump inside the window is where the shot really changes (a cut that
                 # the stricter cut test missed, e.g. next to motion): report that frame instead
@@ -445,7 +465,10 @@ class HeatersDetector(ShotDetector):
                 residual = float(moco[lo + 1 : hi].sum()) / max(float(d1[lo + 1 : hi].sum()), 1e-6)
                 if residual < self.colour_min_residual:
                     continue  # a pan or whip: a translation explains the change
-                if _max_correlation(thumbs, (lo - 8, lo + 1), (t + k, hi + 8)) > self.colour_max_similarity:
+                if (
+                    _max_correlation(self.pictures, (lo - 8, lo + 1), (t + k, hi + 8))
+                    > self.colour_max_similarity
+                ):
                     continue
                 out.append(Candidate(t, 1, float(hk[t]), f"colour{k}"))
         # several scales see the same transition: keep the strongest of overlapping windows
@@ -535,6 +558,27 @@ def _colour_histograms(rgb: FloatArray, luma_mean: FloatArray, levels: int) -> N
     counts = np.bincount(idx.ravel(), minlength=n * bins).reshape(n, bins)
     out: NDArray[np.uint16] = np.minimum(counts, 65535).astype(np.uint16)
     return out
+
+
+def picture_cells(dark: NDArray[np.floating[Any]], cell: int, share: float) -> tuple[slice, slice]:
+    """The thumbnail cells (``cell`` x ``cell`` analysis pixels) wholly inside the picture: the rows
+    and columns at the edges that are dark in at least ``share`` of the frames (``dark``: each
+    pixel's share of dark frames) are letterbox or pillarbox bars (a fade to white or a flash lights
+    them for a few frames), left out of the same-picture tests. The same in every frame, bars would
+    otherwise make any two frames of a letterboxed video correlate (0.85-1.0 across real cuts of the
+    pillarboxed sample clip). Nothing is cut when the bars would leave under half of either side."""
+    bar = dark >= share
+    lit_rows = np.flatnonzero(~bar.all(axis=1))
+    lit_cols = np.flatnonzero(~bar.all(axis=0))
+    rows, cols = dark.shape[0] // cell, dark.shape[1] // cell
+    if len(lit_rows) == 0 or len(lit_cols) == 0:
+        return slice(0, rows), slice(0, cols)
+    # cells wholly inside the lit rows and columns
+    r0, r1 = -(-int(lit_rows[0]) // cell), (int(lit_rows[-1]) + 1) // cell
+    c0, c1 = -(-int(lit_cols[0]) // cell), (int(lit_cols[-1]) + 1) // cell
+    if 2 * (r1 - r0) < rows or 2 * (c1 - c0) < cols:
+        return slice(0, rows), slice(0, cols)
+    return slice(r0, r1), slice(c0, c1)
 
 
 def _max_correlation(thumbs: FloatArray, a: tuple[int, int], b: tuple[int, int]) -> float:
@@ -1234,7 +1278,7 @@ class CascadeDetector(ShotDetector):
         """The picture of the 8 frames before ``start`` comes back in the 8 from ``end`` on
         (correlation above ``level``, by default ``same_picture``)."""
         level = self.same_picture if level is None else level
-        return _max_correlation(self._fast.thumbs, (start - 8, start), (end, end + 8)) > level
+        return _max_correlation(self._fast.pictures, (start - 8, start), (end, end + 8)) > level
 
     def _raw_cuts(self, fast: HeatersDetector) -> list[int]:
         """Frames where the picture jumps (a peak of the pan-compensated frame-to-frame change)

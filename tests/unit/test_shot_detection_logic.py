@@ -17,6 +17,7 @@ from infra.media.shot_detection import (
     HeatersDetector,
     ShotDetectionResult,
     _compensated_distance,
+    picture_cells,
     run_detector,
 )
 
@@ -678,3 +679,40 @@ def test_real_footage_ranges_hold_one_picture_each() -> None:
     assert all(b1 < a2 for (_, b1), (a2, _) in pairwise(REAL_SEGMENTS))
     for boundary in (261, 508):
         assert not any(a < boundary <= b for a, b in REAL_SEGMENTS), boundary
+
+
+def _pillarboxed(seed: int, n: int, rng: np.random.Generator, bar: int = 12) -> list[NDArray[np.float32]]:
+    """A dim, low-contrast shot (mean 120, spread about 25) inside black bars ``bar`` pixels wide."""
+    pic = _picture(seed)
+    out = []
+    for _ in range(n):
+        frame = 120 + (_view(pic, 40) - 128) * 0.4 + rng.normal(0, 1.0, (H, W)).astype(np.float32)
+        frame[:, :bar] = 0
+        frame[:, W - bar :] = 0
+        out.append(frame)
+    return out
+
+
+def test_cascade_keeps_cuts_the_model_finds_between_different_pillarboxed_shots() -> None:
+    # The bars are the same in every frame: compared whole, any two frames of a letterboxed or
+    # pillarboxed video looked alike, and the same-picture test turned down every cut the model
+    # added there (0.85-1.0 across real cuts of the pillarboxed sample clip)
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(7)
+    frames = _pillarboxed(1, 40, rng) + _pillarboxed(2, 35, rng) + _pillarboxed(3, 30, rng)
+    video = _rgb(frames)
+    cascade = CascadeDetector(model=_FakeModel([40, 75], video))
+    cuts, _ = run_detector(cascade, [video])
+    assert cuts == [40, 75]
+    assert cascade.kinds == {40: "model", 75: "model"}  # the fast pass alone finds neither
+    assert cascade._fast.pictures.shape[1:] == (H // 4, (W - 2 * 12) // 4)  # whole cells, no bars
+
+
+def test_picture_cells_leave_out_bars_only() -> None:
+    dark = np.zeros((H, W))
+    assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(0, 16))  # no bars
+    dark[:, :10] = dark[:, W - 10 :] = 0.8  # pillarbox: dark in 80 % of the frames (fades light it)
+    assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(3, 13))
+    dark[:, :] = 0.9  # a dark video: nothing left would be over half the frame, nothing is cut
+    assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(0, 16))
