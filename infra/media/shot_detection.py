@@ -916,7 +916,10 @@ class CascadeDetector(ShotDetector):
       where the model half believes it (``support``);
     * in the windows it scored, the model's own gradual transitions (a run of "inside" frames):
       added when the pictures on either side of the run differ (``same_gradual``) - a dissolve
-      between similar-looking shots that the fast pass barely sees.
+      between similar-looking shots that the fast pass barely sees;
+    * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
+      ``flash_luma`` or more, with no structural jump above the shot's motion): no boundary,
+      whoever proposed it, unless the model sees a longer transition around it.
 
     Boundaries inside one uninterrupted run of "inside" frames are one transition, and so are a
     fade-out and fade-in around a black or white run the model sees entered and left gradually.
@@ -944,6 +947,8 @@ class CascadeDetector(ShotDetector):
         same_picture: float = 0.8,
         gradual_run: int = 8,
         same_gradual: float = 0.9,
+        flash_frames: int = 4,
+        flash_luma: float = 20.0,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -959,6 +964,8 @@ class CascadeDetector(ShotDetector):
         self.same_picture = same_picture
         self.gradual_run = gradual_run
         self.same_gradual = same_gradual
+        self.flash_frames = flash_frames
+        self.flash_luma = flash_luma
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -991,6 +998,7 @@ class CascadeDetector(ShotDetector):
             "veto": self.veto, "support": self.support, "raw_cut": self.raw_cut, "raw_ratio": self.raw_ratio,
             "same_picture": self.same_picture, "gradual_run": self.gradual_run,
             "same_gradual": self.same_gradual, "fast_min_shot_len": self.fast_min_shot_len,
+            "flash_frames": self.flash_frames, "flash_luma": self.flash_luma,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1238,6 +1246,17 @@ class CascadeDetector(ShotDetector):
             ):
                 cuts.add(m)
                 kinds[m] = "gradual-model"
+        # a flash or flicker: the brightness leaves and comes back within a few frames while the
+        # picture's structure changes no more than the shot's own motion - the model's usual false
+        # boundary in a flickering shot, and the fast pass's when the flash is long
+        # (a flash inside a dissolve the model sees whole leaves the dissolve's boundary alone)
+        fast = self._fast
+        for c in sorted(cuts):
+            start, end = _extent(inside, c - 1, self.threshold)
+            if end - start <= self.flash_frames + 2 and _flash(
+                fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma
+            ):
+                cuts.discard(c)
         # a flat black or white run is a fade's held colour when the fast pass calls it a fade, or
         # when the model sees the picture going into it and coming out of it gradually
         fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
@@ -1309,6 +1328,29 @@ class CascadeDetector(ShotDetector):
     def _score(self, frames: FrameBatch, lo: int, hi: int) -> FloatArray:
         scores: FloatArray = self._load().predict(frames[None, lo:hi])[0]
         return scores  # (hi - lo, 2)
+
+
+def _flash(
+    luma: FloatArray, motion: FloatArray, flat: NDArray[np.bool_], frame: int, longest: int, depart: float
+) -> bool:
+    """Whether a boundary at ``frame`` is a flash: the mean luma of at most ``longest`` frames
+    starting at ``frame - 1`` (or ending at ``frame``) departs by ``depart`` or more from a level it
+    has before them and comes back to within 5 after them, none of those frames is flat (a fade
+    through black or white also leaves and comes back) and the pan-compensated change across them
+    (``motion``) stays under twice its median just around them (a cut to another picture jumps)."""
+    n = len(luma)
+    for lo, hi in ((frame - 1, frame + longest), (frame - longest - 1, frame)):  # frames lo..hi
+        if lo < 9 or hi + 9 > n:
+            continue
+        before = float(np.median(luma[lo - 7 : lo]))
+        if abs(float(np.median(luma[hi + 1 : hi + 8])) - before) > 5.0:
+            continue
+        if float(np.abs(luma[lo : hi + 1] - before).max()) < depart or bool(flat[lo : hi + 1].any()):
+            continue
+        around = np.concatenate([motion[lo - 8 : lo - 1], motion[hi + 2 : hi + 9]])
+        if float(motion[lo : hi + 1].max()) < 2.0 * max(float(np.median(around)), 0.02):
+            return True
+    return False
 
 
 def _one_per_transition(cuts: list[int], ends: FloatArray, inside: FloatArray, level: float) -> list[int]:

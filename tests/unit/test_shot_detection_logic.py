@@ -716,3 +716,32 @@ def test_picture_cells_leave_out_bars_only() -> None:
     assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(3, 13))
     dark[:, :] = 0.9  # a dark video: nothing left would be over half the frame, nothing is cut
     assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(0, 16))
+
+
+def _pan(seed: int, n: int, rng: np.random.Generator, x0: float = 10.0) -> list[NDArray[np.float32]]:
+    pic = _picture(seed)
+    return [_view(pic, x0 + 1.5 * i) + rng.normal(0, 4, (H, W)).astype(np.float32) for i in range(n)]
+
+
+def _is_flash(frames: list[NDArray[np.float32]], frame: int) -> bool:
+    from infra.media.shot_detection import _flash
+
+    det = HeatersDetector()
+    _run(det, frames)
+    return _flash(det.luma, det.motion, det.flat, frame, 4, 20.0)
+
+
+def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -> None:
+    # TransNetV2 marks flashes and flicker in moving shots as transitions (0.6-0.97 on the
+    # hard-negatives video), and the picture does not come back the same when the camera moves
+    rng = np.random.default_rng(5)
+    flash = _pan(1, 70, rng)
+    flash[40], flash[41] = flash[40] * 0.45, flash[41] * 0.5  # two dark frames, then as before
+    assert _is_flash(flash, 40) and _is_flash(flash, 42)
+    cut = _pan(1, 40, rng) + [f * 0.6 for f in _pan(2, 30, rng)]  # to a darker shot
+    assert not _is_flash(cut, 40)
+    inserted = _pan(1, 40, rng) + _still(3, 3, rng) + _pan(1, 30, rng, x0=75)  # a 3-frame shot
+    assert not any(_is_flash(inserted, f) for f in (40, 43))
+    fade = _pan(1, 70, rng)
+    fade[36:44] = [f * w for f, w in zip(fade[36:44], (0.6, 0.2, 0, 0, 0, 0, 0.2, 0.6), strict=True)]
+    assert not any(_is_flash(fade, f) for f in (37, 40, 43))
