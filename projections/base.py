@@ -521,6 +521,14 @@ class Projection(ABC):
         """About how many rows those indexes cover now (what building them again costs)."""
         return 0
 
+    def indexes_due(self) -> bool:
+        """Whether a committed batch made an index due that :meth:`build_due_indexes` builds."""
+        return False
+
+    def build_due_indexes(self, conn: psycopg.Connection[Any]) -> None:  # noqa: B027
+        """Build the indexes that became due, on ``conn`` (autocommit, its own, in a thread of the
+        runner's while batches go on)."""
+
     # -- the batch protocol --------------------------------------------------------------------------
 
     def reset(self) -> None:
