@@ -309,7 +309,7 @@ class ProjectionRunner:
                         stack.enter_context(conn.pipeline())
                         piped = True
                     name = projection.name + projection.suffix
-                    position, stopped, errors = self._run_events(projection, todo)
+                    position, stopped, errors = self._run_events(projection, todo, cur)
                     position = max(position, row.position)
                     applied += _applied(todo, position)
                     projection.flush(cur)
@@ -431,19 +431,33 @@ class ProjectionRunner:
         errors)."""
         projection.reset()
         projection.load(cur, todo)
-        outcome = self._run_events(projection, todo)
+        outcome = self._run_events(projection, todo, cur)
         projection.flush(cur)
         return outcome
 
     def _run_events(
-        self, projection: Projection, todo: Sequence[EventRecord]
+        self, projection: Projection, todo: Sequence[EventRecord], cur: Cursor
     ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
-        """Apply ``todo`` in memory, to the rows loaded; returns (position reached, stop, errors)."""
+        """Apply ``todo`` in memory, to the rows loaded; returns (position reached, stop, errors).
+
+        First without keeping each event's undo (a copy of every row it changes, and marks: a tenth
+        of the client's CPU): when no handler raises, that is the batch. When one does, the rows are
+        loaded again and the batch applied once more event by event, each undone if it raises, so an
+        event that fails leaves nothing behind (``apply`` only changes memory, loaded by ``load``)."""
+        follows = None if projection.follows_every_topic else projection.handlers()
+        apply = projection.apply
+        try:
+            for record in todo:
+                if follows is None or record.topic in follows or record.event is None:
+                    apply(record)
+            return todo[-1].position, None, []
+        except Exception:
+            projection.reset()
+            projection.load(cur, todo)
         position = todo[0].position - 1
         errors: list[tuple[EventRecord, str, bool]] = []
         stopped: tuple[EventRecord, str] | None = None
         # A decoded event of a topic the projection does not follow changes nothing: passed over.
-        follows = None if projection.follows_every_topic else projection.handlers()
         for record in todo:
             if follows is not None and record.topic not in follows and record.event is not None:
                 position = record.position
