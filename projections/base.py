@@ -103,6 +103,8 @@ class RowCache:
         self._journal = None
 
     def load(self, cur: Cursor, keys: Iterable[UUID]) -> None:
+        """Load the rows of ``keys`` not loaded yet (repeated keys are fine: a list costs less than a
+        set of ``UUID`` s, which hash in Python)."""
         rows = self.rows
         wanted = {k.int: k for k in keys}
         missing = [k for i, k in wanted.items() if i not in rows]

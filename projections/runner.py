@@ -447,9 +447,18 @@ class ProjectionRunner:
         follows = None if projection.follows_every_topic else projection.handlers()
         apply = projection.apply
         try:
-            for record in todo:
-                if follows is None or record.topic in follows or record.event is None:
-                    apply(record)
+            if follows is not None and type(projection).apply is Projection.apply:
+                handler_of = follows.get  # Projection.apply without its call per event
+                for record in todo:
+                    handler = handler_of(record.topic)
+                    if record.event is None:
+                        apply(record)  # raises: it cannot be decoded
+                    elif handler is not None:
+                        handler(record)
+            else:
+                for record in todo:
+                    if follows is None or record.topic in follows or record.event is None:
+                        apply(record)
             return todo[-1].position, None, []
         except Exception:
             projection.reset()

@@ -200,7 +200,7 @@ class SimilarityProjection(Projection):
         }
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
-        self.clip_video.load(cur, {e.originator_id for e in events if e.topic == Clip.Embedded.TOPIC})
+        self.clip_video.load(cur, [e.originator_id for e in events if e.topic == Clip.Embedded.TOPIC])
 
     def discard(self) -> None:
         super().discard()
