@@ -453,3 +453,33 @@ def test_crossing_the_threshold_builds_the_index_in_the_background(
         found = [s.clip_id for s in similar_clips(conn, pg_schema, probe)]
     assert found == exact_order(vectors, probe, clips[1:])  # ten vectors: the index finds them all
     assert projections.queries._shapes[(pg_schema, None, None)][2] is True
+
+
+def test_a_dimension_without_its_index_reads_only_its_rows(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """A new model's few vectors beside many of another dimension: the exact ranking takes its
+    dimension's rows through the (dimension, model, strategy) index, not a scan of the whole table."""
+    _, (a, b, _) = clipped_video(pg_app)
+    for clip_id, vector in ((a, unit(1, 0, 0)), (b, unit(1, 1, 0))):
+        pg_app.approve(clip_id, REVIEWER)
+        embed(pg_app, clip_id, vector)
+    catch_up(pg_app, pg_address)
+    rng = random.Random(13)
+    fill_16d(
+        pg_address,
+        pg_schema,
+        [(uuid4(), uuid4(), "ViT-T", unit(*[rng.gauss(0, 1) for _ in range(16)])) for _ in range(8000)],
+    )
+    with connect(pg_address, autocommit=True) as conn:
+        set_search_path(conn, pg_schema)
+        params = {"clip_id": a, "model": None, "strategy": None, "video_id": None, "ef_search": "200"}
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sql.SQL("EXPLAIN ") + similar_clips_query(pg_schema, 3, False, indexed=False), params
+            )
+        )
+        assert "rm_embeddings_dimension" in plan and "Seq Scan on rm_embeddings" not in plan, plan
+        assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [b]
+        assert projections.queries._shapes[(pg_schema, None, None)] == (3, False, False)
