@@ -3,7 +3,11 @@ then top-10 queries through ``projections.queries.similar_clips`` — the functi
 calls — with its filters (model, strategy, leaving out the clip's own video), against exact search.
 
     python -m bench.similarity [--n 100000] [--dimension 512] [--queries 200] [--index-type halfvec]
-                               [--m 16] [--ef-construction 64] [--ef-search 40,100,200] [--out FILE]
+                               [--m 16] [--ef-construction 64] [--ef-search 40,100,200] [--no-index]
+                               [--out FILE]
+
+``--no-index`` builds no index: the searches then rank every vector exactly, as the read model does
+for a dimension with fewer rows than ``projections.similarity.INDEX_MIN_ROWS`` (what sets it).
 
 The vectors are built like CLIP embeddings of video clips: a shared direction (CLIP vectors sit in a
 cone), then topic, sub-topic, video and clip components, so clips of one video are near duplicates
@@ -294,10 +298,11 @@ def build(conn: psycopg.Connection[Any], corpus: Corpus, args: argparse.Namespac
     conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(args.maintenance_work_mem)))
     conn.execute("SET max_parallel_maintenance_workers = 1")
     started = time.perf_counter()
-    with conn.cursor() as cur:
-        create_hnsw_index(
-            cur, "rm_embeddings", corpus.dimension, m=args.m, ef_construction=args.ef_construction
-        )
+    if not getattr(args, "no_index", False):
+        with conn.cursor() as cur:
+            create_hnsw_index(
+                cur, "rm_embeddings", corpus.dimension, m=args.m, ef_construction=args.ef_construction
+            )
     conn.commit()
     build_seconds = time.perf_counter() - started
     log.info("index built in %.1f s", build_seconds)
@@ -307,6 +312,7 @@ def build(conn: psycopg.Connection[Any], corpus: Corpus, args: argparse.Namespac
         "index_type": args.index_type,
         "m": args.m,
         "ef_construction": args.ef_construction,
+        "indexed": not getattr(args, "no_index", False),
         "load_seconds": round(load_seconds, 1),
         "build_seconds": round(build_seconds, 1),
         "build_load_average": load_average(),
@@ -362,7 +368,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     pass
                 check_kept(conn, corpus, np.random.default_rng(5))
             row = conn.execute(
-                "SELECT pg_relation_size(%s::regclass), pg_total_relation_size('rm_embeddings'::regclass), "
+                "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0), "
+                "pg_total_relation_size('rm_embeddings'::regclass), "
                 "current_setting('shared_buffers')",
                 (hnsw_index_name("rm_embeddings", args.dimension),),
             ).fetchone()
@@ -429,6 +436,9 @@ def main() -> None:
         help="comma-separated",
     )
     parser.add_argument("--exact-queries", type=int, default=5, help="queries timed with index scans off")
+    parser.add_argument(
+        "--no-index", action="store_true", help="no HNSW index: searches rank every vector exactly"
+    )
     parser.add_argument("--maintenance-work-mem", default="2GB")
     parser.add_argument(
         "--shared-buffers", default="2GB", help="of the embedded server: the 1M index is about 1.6 GB"

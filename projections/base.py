@@ -103,6 +103,8 @@ class RowCache:
         self._journal = None
 
     def load(self, cur: Cursor, keys: Iterable[UUID]) -> None:
+        """Load the rows of ``keys`` not loaded yet (repeated keys are fine: a list costs less than a
+        set of ``UUID`` s, which hash in Python)."""
         rows = self.rows
         wanted = {k.int: k for k in keys}
         missing = [k for i, k in wanted.items() if i not in rows]
@@ -520,6 +522,14 @@ class Projection(ABC):
     def deferrable_rows(self, cur: Cursor) -> int:
         """About how many rows those indexes cover now (what building them again costs)."""
         return 0
+
+    def indexes_due(self) -> bool:
+        """Whether a committed batch made an index due that :meth:`build_due_indexes` builds."""
+        return False
+
+    def build_due_indexes(self, conn: psycopg.Connection[Any]) -> None:  # noqa: B027
+        """Build the indexes that became due, on ``conn`` (autocommit, its own, in a thread of the
+        runner's while batches go on)."""
 
     # -- the batch protocol --------------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class ClipsProjection(Projection):
             self._handlers[topic] = self._changed
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
-        self.rows.load(cur, {e.originator_id for e in events if e.topic in self._handlers})
+        self.rows.load(cur, [e.originator_id for e in events if e.topic in self._handlers])
 
     def flush(self, cur: Cursor) -> None:
         self.rows.flush(cur)

@@ -28,11 +28,13 @@ class SimilarClip:
 
 
 #: What each (schema, model, strategy) search last found: the embedding's dimension (the next search's
-#: one statement names its partial index) and whether clips have several vectors (then it takes four
-#: candidates per clip wanted, as several may be one clip's). A wrong guess costs one more statement.
-_shapes: dict[tuple[str, str | None, str | None], tuple[int, bool]] = {}
+#: one statement names its partial index), whether clips have several vectors (then it takes four
+#: candidates per clip wanted, as several may be one clip's) and whether the dimension has its HNSW
+#: index (below :data:`projections.similarity.INDEX_MIN_ROWS` it has none and every vector is ranked
+#: exactly). A wrong guess costs one more statement.
+_shapes: dict[tuple[str, str | None, str | None], tuple[int, bool, bool]] = {}
 #: The guess for a search never made before: the shape most recently found.
-_last_shape = (512, False)
+_last_shape = (512, False, True)
 
 
 def similar_clips(
@@ -50,7 +52,8 @@ def similar_clips(
     ef_search: int = EF_SEARCH,
 ) -> list[SimilarClip]:
     """Live clips nearest to ``clip_id`` by cosine distance (``least``: farthest first), through the
-    HNSW index of the dimension.
+    HNSW index of the dimension, or ranked exactly where it has none (fewer vectors than
+    :data:`projections.similarity.INDEX_MIN_ROWS`, or its index still building).
 
     ``model``/``strategy`` default to those of the clip's latest embedding; ``video_id`` restricts to one
     video (ranked exactly, through the video index), ``other_videos`` leaves out the clip's own video.
@@ -67,7 +70,7 @@ def similar_clips(
     if ef_search < 1:
         raise ValueError("ef_search must be at least 1")
     key = (schema, model, strategy)
-    dimension, several = _shapes.get(key, _last_shape)
+    dimension, several, indexed = _shapes.get(key, _last_shape)
     params: dict[str, Any] = {
         "clip_id": clip_id,
         "model": model,
@@ -85,19 +88,20 @@ def similar_clips(
             limit=limit,
             offset=offset,
             several=several,
+            indexed=indexed,
         )
         rows = conn.execute(query, params).fetchall()
         if not rows:  # the clip has no embedding (of this model and strategy)
             return []
-        found = (int(rows[0][0]), bool(rows[0][1]))
-        if found[0] == dimension and (several or not found[1]):
+        found = (int(rows[0][0]), bool(rows[0][1]), bool(rows[0][2]))
+        if found[0] == dimension and (several or not found[1]) and found[2] == indexed:
             break
-        dimension, several = found  # not as guessed: once more, with its index and candidates
-    _shapes[key] = _last_shape = (dimension, several)
+        dimension, several, indexed = found  # not as guessed: once more, with its index and candidates
+    _shapes[key] = _last_shape = (dimension, several, indexed)
     return [
-        SimilarClip(r[2], r[3], int(r[4]), int(r[5]), float(r[6]), 1.0 - float(r[6]))
+        SimilarClip(r[3], r[4], int(r[5]), int(r[6]), float(r[7]), 1.0 - float(r[7]))
         for r in rows
-        if r[2] is not None
+        if r[3] is not None
     ]
 
 
@@ -112,14 +116,18 @@ def similar_clips_query(
     limit: int = 12,
     offset: int = 0,
     several: bool = False,
+    indexed: bool = True,
 ) -> sql.Composed:
     """The whole search as one statement (exposed for EXPLAIN in tests): the clip's embedding (its latest
     model and strategy unless given), the transaction's HNSW settings, the nearest candidates and their
-    clips. Its rows start with the embedding's dimension and whether it has several vectors; when the
-    dimension is not ``dimension`` (the literal
+    clips. Its rows start with the embedding's dimension, whether it has several vectors and whether
+    the dimension's HNSW index is there and valid; when the dimension is not ``dimension`` (the literal
     the planner needs to match the partial HNSW index ``WHERE dimension = D``) it has no other row and
-    no index was scanned. With no embedding it has no row. Candidates are found in the index's form
-    (:data:`projections.similarity.INDEX_TYPE`), then ranked and scored by their float32 distance.
+    no index was scanned. With no embedding it has no row. With ``indexed``, candidates are found in
+    the index's form (:data:`projections.similarity.INDEX_TYPE`), then ranked and scored by their
+    float32 distance; without, every vector of the dimension is ranked by its float32 distance (exact:
+    what a dimension below :data:`projections.similarity.INDEX_MIN_ROWS` gets, and one whose index is
+    building).
 
     The HNSW settings come from ``set_config`` in the probe, which the query vector is computed from,
     and pgvector reads them at the index scan's first tuple, after that vector: filters are applied
@@ -139,6 +147,7 @@ def similar_clips_query(
         if least
         else sql.SQL("p.embedding::{form}")
     ).format(form=form)
+    prefix, suffix = similarity.hnsw_index_name_parts("rm_embeddings")
     filters = [sql.SQL("AND e.video_id = %(video_id)s")] if by_video else []
     if other_videos:
         filters.append(sql.SQL("AND e.video_id <> (SELECT video_id FROM probe)"))
@@ -148,6 +157,9 @@ def similar_clips_query(
             SELECT model, strategy, dimension, video_id, embedding,
                    EXISTS (SELECT FROM {emb} o WHERE o.clip_id = e.clip_id AND o.model = e.model
                            AND o.strategy = e.strategy AND o.vector_index > 0) AS several,
+                   coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(
+                       quote_ident({schema}) || '.' || quote_ident({prefix} || e.dimension || {suffix}))),
+                     false) AS indexed,
                    set_config('hnsw.ef_search', %(ef_search)s, true) AS ef_search,
                    set_config('hnsw.iterative_scan', 'relaxed_order', true) AS iterative_scan
             FROM {emb} e
@@ -173,7 +185,7 @@ def similar_clips_query(
             ORDER BY {order}
             LIMIT {limit} OFFSET {offset}
         )
-        SELECT probe.dimension, probe.several, f.clip_id, f.video_id, f.start_frame, f.end_frame, f.distance
+        SELECT probe.dimension, probe.several, probe.indexed, f.clip_id, f.video_id, f.start_frame, f.end_frame, f.distance
         FROM probe LEFT JOIN found f ON probe.dimension = {d}
         ORDER BY {order_found}
         """
@@ -184,17 +196,21 @@ def similar_clips_query(
         limit=sql.Literal(int(limit)),
         offset=sql.Literal(int(offset)),
         emb=sql.Identifier(schema, "rm_embeddings"),
+        schema=sql.Literal(schema),
+        prefix=sql.Literal(prefix),
+        suffix=sql.Literal(suffix),
         clips=sql.Identifier(schema, "rm_clips"),
         filters=sql.SQL(" ").join(filters),
         order=sql.SQL("p.distance DESC, p.clip_id DESC" if least else "p.distance, p.clip_id"),
         order_found=sql.SQL("f.distance DESC, f.clip_id DESC" if least else "f.distance, f.clip_id"),
         # Within one video: its few vectors are ranked exactly (the HNSW index would stop after
-        # hnsw.max_scan_tuples without reaching a small video's clips in a large table).
+        # hnsw.max_scan_tuples without reaching a small video's clips in a large table). Without the
+        # index: every vector, exactly.
         ranking=(
             sql.SQL("e.embedding::vector({d}) <=> (SELECT exact FROM target) {direction}").format(
                 d=d, direction=sql.SQL("DESC" if least else "ASC")
             )
-            if by_video
+            if by_video or not indexed
             else sql.SQL("e.embedding::{form} <=> (SELECT t FROM target)").format(form=form)
         ),
     )

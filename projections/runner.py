@@ -173,10 +173,35 @@ class ProjectionRunner:
         self.published: dict[str, int] = {}
         #: Where the last read of the log started when it found nothing (None: it found events).
         self.found_nothing_after: int | None = None
+        #: Indexes a batch made due, building in the background (by projection name).
+        self.builds: dict[str, IndexBuild] = {}
 
     def close(self) -> None:
-        self.follower.close_reader()
-        self.conn.close()
+        """Close the connections, once the indexes building in the background are done."""
+        try:
+            for build in self.builds.values():
+                build.wait()
+        finally:
+            self.follower.close_reader()
+            self.conn.close()
+
+    def _start_due_builds(self) -> None:
+        """After a commit: build each index a batch made due (a dimension of embeddings that reached
+        its threshold) on a connection of its own, with ``CREATE INDEX CONCURRENTLY``, so the batches go
+        on meanwhile; one build per projection at a time. Not inside a caller's transaction (a
+        rebuild's swap), which the build would wait for."""
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return
+        for projection in self.projections:
+            if not projection.indexes_due():
+                continue
+            name = projection.name + projection.suffix
+            running = self.builds.get(name)
+            if running is not None:
+                if running.alive():
+                    continue
+                running.wait()
+            self.builds[name] = IndexBuild(self.address, self.schema, projection, due=True)
 
     def __enter__(self) -> ProjectionRunner:
         return self
@@ -222,7 +247,7 @@ class ProjectionRunner:
         try:
             with collector_paused():
                 try:
-                    return self._apply_all(behind, events, low)
+                    applied = self._apply_all(behind, events, low)
                 except psycopg.Error as error:
                     if isinstance(error, psycopg.OperationalError) or self.conn.broken:
                         raise
@@ -233,10 +258,12 @@ class ProjectionRunner:
                     )
                     for projection in behind:
                         projection.discard()
-                    return self._apply_each(behind, events, low)
+                    applied = self._apply_each(behind, events, low)
         except BaseException:
             self._known = None
             raise
+        self._start_due_builds()
+        return applied
 
     def _apply_all(self, behind: Sequence[Projection], events: Sequence[EventRecord], low: int) -> int:
         """The batch for every projection in ONE transaction, with no savepoint and few round trips:
@@ -282,7 +309,7 @@ class ProjectionRunner:
                         stack.enter_context(conn.pipeline())
                         piped = True
                     name = projection.name + projection.suffix
-                    position, stopped, errors = self._run_events(projection, todo)
+                    position, stopped, errors = self._run_events(projection, todo, cur)
                     position = max(position, row.position)
                     applied += _applied(todo, position)
                     projection.flush(cur)
@@ -404,19 +431,42 @@ class ProjectionRunner:
         errors)."""
         projection.reset()
         projection.load(cur, todo)
-        outcome = self._run_events(projection, todo)
+        outcome = self._run_events(projection, todo, cur)
         projection.flush(cur)
         return outcome
 
     def _run_events(
-        self, projection: Projection, todo: Sequence[EventRecord]
+        self, projection: Projection, todo: Sequence[EventRecord], cur: Cursor
     ) -> tuple[int, tuple[EventRecord, str] | None, list[tuple[EventRecord, str, bool]]]:
-        """Apply ``todo`` in memory, to the rows loaded; returns (position reached, stop, errors)."""
+        """Apply ``todo`` in memory, to the rows loaded; returns (position reached, stop, errors).
+
+        First without keeping each event's undo (a copy of every row it changes, and marks: a tenth
+        of the client's CPU): when no handler raises, that is the batch. When one does, the rows are
+        loaded again and the batch applied once more event by event, each undone if it raises, so an
+        event that fails leaves nothing behind (``apply`` only changes memory, loaded by ``load``)."""
+        follows = None if projection.follows_every_topic else projection.handlers()
+        apply = projection.apply
+        try:
+            if follows is not None and type(projection).apply is Projection.apply:
+                handler_of = follows.get  # Projection.apply without its call per event
+                for record in todo:
+                    handler = handler_of(record.topic)
+                    if record.event is None:
+                        apply(record)  # raises: it cannot be decoded
+                    elif handler is not None:
+                        handler(record)
+            else:
+                for record in todo:
+                    if follows is None or record.topic in follows or record.event is None:
+                        apply(record)
+            return todo[-1].position, None, []
+        except Exception:
+            projection.reset()
+            projection.load(cur, todo)
         position = todo[0].position - 1
         errors: list[tuple[EventRecord, str, bool]] = []
         stopped: tuple[EventRecord, str] | None = None
         # A decoded event of a topic the projection does not follow changes nothing: passed over.
-        follows = None if projection.follows_every_topic else projection.handlers()
         for record in todo:
             if follows is not None and record.topic not in follows and record.event is not None:
                 position = record.position
@@ -514,18 +564,27 @@ def catch_up(
 
 
 class IndexBuild:
-    """A projection's deferred indexes (HNSW), built on a connection of its own in a background thread
-    while the runner applies the other projections: PostgreSQL's build and this process's work overlap.
-    :meth:`join` waits for it (and raises what it raised)."""
+    """A projection's indexes built on a connection of their own in a background thread while the
+    runner applies batches: PostgreSQL's build and this process's work overlap. Its deferred indexes
+    (HNSW, in a transaction: a catch-up far behind, a rebuild), or with ``due`` the indexes a batch made
+    due (autocommit, for ``CREATE INDEX CONCURRENTLY``). :meth:`join` waits for it (and raises what it
+    raised); :meth:`wait` logs that instead."""
 
-    def __init__(self, address: DatabaseAddress, schema: str, projection: Projection) -> None:
-        self.address, self.schema, self.projection = address, schema, projection
+    def __init__(
+        self, address: DatabaseAddress, schema: str, projection: Projection, *, due: bool = False
+    ) -> None:
+        self.address, self.schema, self.projection, self.due = address, schema, projection, due
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._build, name=f"{projection.name}-indexes", daemon=True)
         self._thread.start()
 
     def _build(self) -> None:
         try:
+            if self.due:
+                with connect(self.address, autocommit=True) as conn:
+                    set_search_path(conn, self.schema)
+                    self.projection.build_due_indexes(conn)
+                return
             with (
                 schema_connection(self.address, self.schema) as conn,
                 conn.transaction(),
@@ -535,11 +594,23 @@ class IndexBuild:
         except BaseException as error:  # raised again by join, in the runner's thread
             self.error = error
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def join(self) -> None:
         self._thread.join()
         if self.error is not None:
             raise self.error
-        self.projection.defer_indexes = False
+        if not self.due:
+            self.projection.defer_indexes = False
+
+    def wait(self) -> None:
+        """Join; a failed build is logged (its searches rank exactly meanwhile; a later batch tries
+        again)."""
+        try:
+            self.join()
+        except Exception as error:
+            log.warning("projection %s: building an index failed: %s", self.projection.name, describe(error))
 
 
 def apply_ahead(

@@ -86,7 +86,8 @@ TABLE_DDL: dict[str, str] = {
         )""",
     # L2-normalised CLIP vectors, one row per (clip, model, strategy, vector_index); vector_index is 0
     # except for keyframe_multi (one row per keyframe). HNSW indexes for cosine distance are created per
-    # dimension as partial expression indexes: ((embedding::halfvec(D)) halfvec_cosine_ops) WHERE dimension = D.
+    # dimension with enough rows (projections.similarity.INDEX_MIN_ROWS) as partial expression indexes:
+    # ((embedding::halfvec(D)) halfvec_cosine_ops) WHERE dimension = D.
     "rm_embeddings": """
         CREATE TABLE IF NOT EXISTS {t} (
             clip_id uuid NOT NULL,
@@ -99,9 +100,13 @@ TABLE_DDL: dict[str, str] = {
             embedding vector NOT NULL,
             updated_at timestamptz NOT NULL,
             PRIMARY KEY (clip_id, model, strategy, vector_index)
-        );
+        -- Vectors stay in the row up to ~2,000 dimensions (pgvector's type is stored out of line past
+        -- ~2 KB: a 512-d one went to TOAST, and an exact ranking of every vector took 3 times the CPU).
+        ) WITH (toast_tuple_target = 8160);
         -- A search within one video ranks that video's vectors exactly, through this index.
-        CREATE INDEX IF NOT EXISTS {t}_video ON {t} (video_id)""",
+        CREATE INDEX IF NOT EXISTS {t}_video ON {t} (video_id);
+        -- A dimension without its HNSW index (too few rows) is ranked exactly: its rows through this.
+        CREATE INDEX IF NOT EXISTS {t}_dimension ON {t} (dimension, model, strategy)""",
     # Counts per (kind, state) plus failure counts, for the ops page.
     "rm_stage_stats": """
         CREATE TABLE IF NOT EXISTS {t} (

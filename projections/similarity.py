@@ -5,10 +5,12 @@
   ``live = false``; undoing that split or merge (``DecisionUndone`` of split/merge) makes them live again.
 - Undoing an approval or a grouping (``DecisionUndone`` of approve/group) deletes them: the clip is no
   longer approved, and a new approval embeds it again.
-- Each dimension gets an HNSW cosine index on first sight, as a partial expression index
-  ``((embedding::halfvec(D)) halfvec_cosine_ops) WHERE dimension = D`` (a rebuild, and a catch-up far
-  behind, build them at the end). The table keeps float32 ``vector`` values; the index and the queries
-  compare float16 (:data:`INDEX_TYPE`).
+- A dimension gets an HNSW cosine index once it has :data:`INDEX_MIN_ROWS` rows, as a partial
+  expression index ``((embedding::halfvec(D)) halfvec_cosine_ops) WHERE dimension = D``: below that
+  searches rank every vector exactly (:mod:`projections.queries`). Following the log, the batch that
+  reaches the threshold has the runner build it in the background (``CREATE INDEX CONCURRENTLY``, so
+  batches go on); a rebuild, and a catch-up far behind, build it at the end. The table keeps float32
+  ``vector`` values; the index and the queries compare float16 (:data:`INDEX_TYPE`).
 
 Embedded events carry no video id, so a private table ``rm_embeddings_clip_video`` maps clips to videos.
 """
@@ -18,9 +20,11 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
@@ -79,14 +83,51 @@ HNSW_M = 24
 HNSW_EF_CONSTRUCTION = 128
 
 
+#: Rows of one dimension from which it has an HNSW index. Below it a search ranks every vector of the
+#: dimension exactly (recall 1.0) in a few milliseconds, and no index build costs a catch-up or a live
+#: batch (docs/architecture.md, "Similarity at scale"; docs/measurements.md, "Similarity"). Read when
+#: used (tests lower it).
+INDEX_MIN_ROWS = 5_000
+
+
 def hnsw_index_name(table: str, dimension: int) -> str:
-    return f"{table}_hnsw_{int(dimension)}" + ("_half" if INDEX_TYPE == "halfvec" else "")
+    prefix, suffix = hnsw_index_name_parts(table)
+    return f"{prefix}{int(dimension)}{suffix}"
+
+
+def hnsw_index_name_parts(table: str) -> tuple[str, str]:
+    """What the name of ``table``'s index of a dimension has before and after the dimension."""
+    return f"{table}_hnsw_", "_half" if INDEX_TYPE == "halfvec" else ""
+
+
+def hnsw_index_statement(
+    table: str,
+    dimension: int,
+    *,
+    m: int = HNSW_M,
+    ef_construction: int = HNSW_EF_CONSTRUCTION,
+    concurrently: bool = False,
+) -> sql.Composed:
+    d = int(dimension)
+    return sql.SQL(
+        "CREATE INDEX {how} IF NOT EXISTS {name} ON {table} USING hnsw ((embedding::{form}({d})) {ops}) "
+        "WITH (m = {m}, ef_construction = {ef}) WHERE dimension = {d}"
+    ).format(
+        how=sql.SQL("CONCURRENTLY" if concurrently else ""),
+        name=sql.Identifier(hnsw_index_name(table, d)),
+        table=sql.Identifier(table),
+        form=sql.SQL(INDEX_TYPE),
+        ops=sql.SQL(f"{INDEX_TYPE}_cosine_ops"),
+        d=sql.Literal(d),
+        m=sql.Literal(int(m)),
+        ef=sql.Literal(int(ef_construction)),
+    )
 
 
 def create_hnsw_index(
     cur: Cursor, table: str, dimension: int, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION
 ) -> None:
-    d = int(dimension)
+    """Build the dimension's index in the cursor's transaction (writes to the table wait for it)."""
     # PostgreSQL plans no parallel build for a table under min_parallel_table_scan_size (8 MB): let
     # pgvector build with its workers whatever the size (the same CPU, about half the wall-clock time
     # on two cores), for this statement only.
@@ -94,21 +135,41 @@ def create_hnsw_index(
         "SELECT current_setting('min_parallel_table_scan_size'), set_config('min_parallel_table_scan_size', '0', true)"
     ).fetchone()
     assert row is not None
-    cur.execute(
-        sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw ((embedding::{form}({d})) {ops}) "
-            "WITH (m = {m}, ef_construction = {ef}) WHERE dimension = {d}"
-        ).format(
-            name=sql.Identifier(hnsw_index_name(table, d)),
-            table=sql.Identifier(table),
-            form=sql.SQL(INDEX_TYPE),
-            ops=sql.SQL(f"{INDEX_TYPE}_cosine_ops"),
-            d=sql.Literal(d),
-            m=sql.Literal(int(m)),
-            ef=sql.Literal(int(ef_construction)),
-        )
-    )
+    cur.execute(hnsw_index_statement(table, dimension, m=m, ef_construction=ef_construction))
     cur.execute("SELECT set_config('min_parallel_table_scan_size', %s, true)", (row[0],))
+
+
+def build_hnsw_index_concurrently(conn: psycopg.Connection[Any], table: str, dimension: int) -> bool:
+    """Build the dimension's index with ``CREATE INDEX CONCURRENTLY`` on ``conn`` (autocommit, used for
+    nothing else meanwhile): the table's writers go on while it builds, and searches rank exactly until
+    it is valid. An invalid index of that name left by a build that was interrupted is dropped first;
+    while another session builds it (an advisory lock per index) nothing is done. Returns whether the
+    index is valid now."""
+    name = hnsw_index_name(table, dimension)
+    locked = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || '.' || %s, 0))", (name,)
+    ).fetchone()
+    if not (locked and locked[0]):
+        return False
+    try:
+        valid = _index_valid(conn, name)
+        if valid is False:  # left by an interrupted build (CONCURRENTLY keeps it, invalid, on failure)
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
+        if not valid:
+            conn.execute("SET min_parallel_table_scan_size = 0")  # see create_hnsw_index
+            conn.execute(hnsw_index_statement(table, dimension, concurrently=True))
+            conn.execute("RESET min_parallel_table_scan_size")
+        return bool(_index_valid(conn, name))
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(current_schema() || '.' || %s, 0))", (name,))
+
+
+def _index_valid(conn: psycopg.Connection[Any] | Cursor, name: str) -> bool | None:
+    """Whether index ``name`` (in the search path) is valid; None when there is none."""
+    row = conn.execute(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(quote_ident(%s))", (name,)
+    ).fetchone()
+    return None if row is None else bool(row[0])
 
 
 class SimilarityProjection(Projection):
@@ -122,7 +183,12 @@ class SimilarityProjection(Projection):
         self.clip_video = RowCache(self.table("rm_embeddings_clip_video"), "clip_id", ("clip_id", "video_id"))
         self.ops: BatchList[Op] = BatchList()
         self.caches = [self.clip_video, self.ops]
+        #: Dimensions whose index is there and valid, as far as this projection knows.
         self._indexed: set[int] = set()
+        #: Rows per dimension without an index (at least; rows deleted are not counted off).
+        self._rows: dict[int, int] = {}
+        #: Dimensions that reached :data:`INDEX_MIN_ROWS` without an index: for :meth:`build_due_indexes`.
+        self._due: set[int] = set()
         self._vector: tuple[Any, int, type[Dumper]] | None = None
         self._handlers = {
             Clip.Created.TOPIC: self._created,
@@ -134,11 +200,11 @@ class SimilarityProjection(Projection):
         }
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
-        self.clip_video.load(cur, {e.originator_id for e in events if e.topic == Clip.Embedded.TOPIC})
+        self.clip_video.load(cur, [e.originator_id for e in events if e.topic == Clip.Embedded.TOPIC])
 
     def discard(self) -> None:
         super().discard()
-        self._indexed.clear()  # an index created in the batch was rolled back with it
+        self._rows.clear()  # they counted the batch's rows, rolled back: counted again when needed
 
     # -- handlers ------------------------------------------------------------------------------------
 
@@ -181,10 +247,10 @@ class SimilarityProjection(Projection):
         self.clip_video.flush(cur)
         if not self.ops:
             return
-        if not self.defer_indexes:
-            for dimension in {op[5] for op in self.ops if op[0] == "embed"} - self._indexed:
-                create_hnsw_index(cur, self.table("rm_embeddings"), dimension)
-                self._indexed.add(dimension)
+        added: Counter[int] = Counter()
+        for op in self.ops:
+            if op[0] == "embed":
+                added[op[5]] += len(op[6])
         # Consecutive operations of one kind are written together, set-based (order between kinds kept).
         group: list[Op] = []
         for op in [*self.ops, ("end",)]:
@@ -195,6 +261,41 @@ class SimilarityProjection(Projection):
                 group = []
             group.append(op)
         self.ops.clear()
+        if not self.defer_indexes:
+            for dimension in added.keys() - self._indexed:
+                self._count(cur, dimension, added[dimension])
+
+    def _count(self, cur: Cursor, dimension: int, added: int) -> None:
+        """Note ``added`` rows of ``dimension`` (written, not committed); a dimension without an index
+        that has reached :data:`INDEX_MIN_ROWS` becomes due. Its index and rows are read from the
+        database the first time (the rows up to the threshold only)."""
+        if dimension not in self._rows:
+            table = self.table("rm_embeddings")
+            valid = _index_valid(cur, hnsw_index_name(table, dimension))
+            if valid:
+                self._indexed.add(dimension)
+                return
+            row = cur.execute(
+                sql.SQL("SELECT count(*) FROM (SELECT FROM {} WHERE dimension = %s LIMIT %s) AS r").format(
+                    sql.Identifier(table)
+                ),
+                (dimension, INDEX_MIN_ROWS),
+            ).fetchone()
+            self._rows[dimension] = int(row[0]) if row else 0
+        else:
+            self._rows[dimension] += added
+        if self._rows[dimension] >= INDEX_MIN_ROWS:
+            self._due.add(dimension)
+
+    def indexes_due(self) -> bool:
+        return bool(self._due)
+
+    def build_due_indexes(self, conn: psycopg.Connection[Any]) -> None:
+        table = self.table("rm_embeddings")
+        for dimension in sorted(self._due):
+            if build_hnsw_index_concurrently(conn, table, dimension):
+                self._indexed.add(dimension)
+            self._due.discard(dimension)
 
     def _write_embeddings(self, cur: Cursor, group: list[Op]) -> None:
         """Delete the clips' rows of that (model, strategy), then COPY the new ones in binary (the
@@ -267,6 +368,7 @@ class SimilarityProjection(Projection):
         for name in names:
             cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
         self._indexed.clear()
+        self._rows.clear()
         return True
 
     def deferrable_rows(self, cur: Cursor) -> int:
@@ -277,10 +379,17 @@ class SimilarityProjection(Projection):
         return int(row[0]) if row and row[0] is not None else 0
 
     def create_deferred_indexes(self, cur: Cursor) -> None:
+        """The index of each dimension with at least :data:`INDEX_MIN_ROWS` rows."""
         table = self.table("rm_embeddings")
         dimensions = [
             int(r[0])
-            for r in cur.execute(sql.SQL("SELECT DISTINCT dimension FROM {}").format(sql.Identifier(table)))
+            for r in cur.execute(
+                sql.SQL("SELECT dimension FROM {} GROUP BY dimension HAVING count(*) >= %s").format(
+                    sql.Identifier(table)
+                ),
+                (INDEX_MIN_ROWS,),
+            )
         ]
         for dimension in dimensions:
             create_hnsw_index(cur, table, dimension)
+            self._indexed.add(dimension)

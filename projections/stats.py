@@ -76,7 +76,7 @@ class StatsProjection(Projection):
             self._handlers[topic] = self._clip_changed
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
-        self.members.load(cur, {e.originator_id for e in events if e.topic in self._handlers})
+        self.members.load(cur, [e.originator_id for e in events if e.topic in self._handlers])
 
     def _video_created(self, record: EventRecord) -> None:
         stages = video_stages()

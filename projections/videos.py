@@ -88,13 +88,12 @@ class VideosProjection(Projection):
             self._handlers[topic] = self._clip_changed
 
     def load(self, cur: Cursor, events: Sequence[EventRecord]) -> None:
-        clip_ids = {e.originator_id for e in events if e.topic in CLIP_STATE_TOPICS}
-        self.clips.load(cur, clip_ids)
-        video_ids = {e.originator_id for e in events if e.kind == "video"}
-        video_ids |= {c["video_id"] for c in self.clips.rows.values() if c is not None}
-        video_ids |= {
+        self.clips.load(cur, [e.originator_id for e in events if e.topic in CLIP_STATE_TOPICS])
+        video_ids = [e.originator_id for e in events if e.kind == "video"]
+        video_ids += [c["video_id"] for c in self.clips.rows.values() if c is not None]
+        video_ids += [
             e.event.video_id for e in events if e.topic == Clip.Created.TOPIC and e.event is not None
-        }
+        ]
         self.videos.load(cur, video_ids)
 
     def flush(self, cur: Cursor) -> None:

@@ -69,3 +69,16 @@ def test_a_kept_build_is_queried_again_without_loading_or_building(tmp_path: Pat
         measure(args)
     with pytest.raises(SystemExit, match="no kept build"):
         measure(argparse.Namespace(**{**vars(args), "keep": None, "reuse": tmp_path / "nothing"}))
+
+
+def test_without_the_index_the_searches_are_exact() -> None:
+    """--no-index: what the read model serves below INDEX_MIN_ROWS, every vector ranked exactly."""
+    args = argparse.Namespace(
+        n=800, dimension=32, queries=10, index_type="halfvec", m=16, ef_construction=64,
+        ef_search=[200], exact_queries=0, maintenance_work_mem="64MB", no_index=True,
+    )  # fmt: skip
+    result = measure(args)
+    assert result["indexed"] is False and result["index_mb"] == 0
+    (nearest,) = result["nearest"]
+    (least,) = result["least_similar"]
+    assert nearest["recall_at_10"] == 1.0 and least["recall_at_10"] == 1.0

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+import projections.similarity
 from commands.service import HeatersApplication
 from domain.clip import Clip
 from infra.database import DatabaseAddress
@@ -197,6 +198,7 @@ def test_embeddings_follow_split_and_its_undo(
     monkeypatch.setattr(Clip, "require_reviewable", lambda self, action, actor: None)
     pg_app.split(a, 50, REVIEWER)
     monkeypatch.undo()
+    monkeypatch.setattr(projections.similarity, "INDEX_MIN_ROWS", 1)  # indexed from its first vector
     rm.catch_up()
     assert rm.rows("SELECT live FROM rm_embeddings WHERE clip_id = %s", a) == [(False,)]
     pg_app.undo(a, REVIEWER)

@@ -4,8 +4,10 @@ on; similar clips come back by cosine distance through the HNSW index."""
 from __future__ import annotations
 
 import random
+import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +17,7 @@ import pytest
 from psycopg import sql
 
 import projections.queries
+import projections.similarity
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
 from projections.queries import similar_clips, similar_clips_query
@@ -27,9 +30,17 @@ from tests.projection_helpers import REVIEWER, checksums, embed, positions, unit
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("index_min_rows", [1, projections.similarity.INDEX_MIN_ROWS])
 def test_rebuild_equals_incremental(
-    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+    pg_app: HeatersApplication,
+    pg_address: DatabaseAddress,
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+    index_min_rows: int,
 ) -> None:
+    """With the HNSW index from the first vector (built while following, in the background) and with
+    none (too few vectors)."""
+    monkeypatch.setattr(projections.similarity, "INDEX_MIN_ROWS", index_min_rows)
     varied_history(pg_app)
     head = catch_up(pg_app, pg_address, batch_size=7)  # many small batches
     incremental = checksums(pg_address, pg_schema)
@@ -45,12 +56,8 @@ def test_rebuild_equals_incremental(
             r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,))
         }
     assert not any("__rebuild" in n for n in names | indexes)
-    assert {
-        "rm_clips_pkey",
-        "rm_clips_video",
-        "rm_clips_pending",
-        hnsw_index_name("rm_embeddings", 3),
-    } <= indexes
+    assert {"rm_clips_pkey", "rm_clips_video", "rm_clips_pending", "rm_embeddings_dimension"} <= indexes
+    assert (hnsw_index_name("rm_embeddings", 3) in indexes) == (index_min_rows == 1)
     assert set(positions(pg_address, pg_schema)) == {"videos", "clips", "history", "similarity", "stats"}
 
 
@@ -119,7 +126,11 @@ def fill_16d(address: DatabaseAddress, schema: str, rows: list[tuple[UUID, UUID,
     a scan."""
     with schema_connection(address, schema) as conn:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(hnsw_index_name("rm_embeddings", 16))))
+            cur.execute(
+                sql.SQL("DROP INDEX IF EXISTS {}").format(
+                    sql.Identifier(hnsw_index_name("rm_embeddings", 16))
+                )
+            )
             cur.executemany(
                 "INSERT INTO rm_embeddings (clip_id, model, strategy, vector_index, video_id, live, dimension, "
                 "embedding, updated_at) VALUES (%s, %s, 'keyframe_multi_avg', 0, %s, true, 16, %s::vector, now())",
@@ -176,7 +187,9 @@ def test_similarity_query_uses_the_hnsw_index(
             )
         )
         # a small video: its rows through the video index, ranked exactly, never the HNSW index
-        assert "rm_embeddings_video" in video_plan and "hnsw" not in video_plan, video_plan
+        assert "rm_embeddings_video" in video_plan and "using rm_embeddings_hnsw" not in video_plan, (
+            video_plan
+        )
         found = similar_clips(conn, pg_schema, a)
         farthest = similar_clips(conn, pg_schema, a, least=True)
         in_video = similar_clips(conn, pg_schema, a, video_id=video)
@@ -204,6 +217,8 @@ def test_catch_up_far_behind_builds_the_hnsw_index_once_at_the_head(
 ) -> None:
     import projections.runner
 
+    monkeypatch.setattr(projections.similarity, "INDEX_MIN_ROWS", 1)
+
     def index_oid() -> int | None:
         with schema_connection(pg_address, pg_schema) as conn:
             row = conn.execute(
@@ -215,7 +230,7 @@ def test_catch_up_far_behind_builds_the_hnsw_index_once_at_the_head(
     for clip_id, vector in ((a, unit(1, 0, 0)), (b, unit(1, 0.2, 0))):
         pg_app.approve(clip_id, REVIEWER)
         embed(pg_app, clip_id, vector)
-    catch_up(pg_app, pg_address)  # a few events: the index is made on first sight and kept
+    catch_up(pg_app, pg_address)  # a few events: the index is made once due (here at once) and kept
     first = index_oid()
     assert first is not None
     pg_app.approve(c, REVIEWER)
@@ -242,6 +257,7 @@ def test_far_behind_similarity_goes_first_on_its_topics_and_is_recorded_at_the_h
     with events of other topics."""
     import projections.runner
 
+    monkeypatch.setattr(projections.similarity, "INDEX_MIN_ROWS", 1)
     varied_history(pg_app)
     _, (a, b, _) = clipped_video(pg_app)
     pg_app.approve(a, REVIEWER)
@@ -295,7 +311,7 @@ def test_each_search_is_one_statement_once_it_knows_the_embeddings_shape(
     have several vectors): the first search of a kind guesses them, and says so when it guessed wrong,
     so that search alone takes a second statement."""
     monkeypatch.setattr(projections.queries, "_shapes", {})
-    monkeypatch.setattr(projections.queries, "_last_shape", (512, False))
+    monkeypatch.setattr(projections.queries, "_last_shape", (512, False, True))
     _, clips = clipped_video(pg_app, frame_count=1000, cuts=range(100, 1000, 100))
     single, multi = clips[:4], clips[4:]
     for i, clip_id in enumerate(single):
@@ -351,3 +367,119 @@ def test_the_statement_turns_iterative_scans_on_before_the_index_scan_starts(
         found = similar_clips(conn, pg_schema, a, limit=12, ef_search=5)
     same_model = {r[0] for r in rows if r[2] == "ViT-T"}
     assert len(found) == 12 and {s.clip_id for s in found} <= same_model
+
+
+def exact_order(vectors: dict[UUID, list[float]], probe: UUID, candidates: list[UUID]) -> list[UUID]:
+    """``candidates`` nearest first by cosine distance to ``probe``'s vector (float32, as stored)."""
+
+    def stored(v: list[float]) -> list[float]:
+        return list(struct.unpack(f"{len(v)}f", struct.pack(f"{len(v)}f", *v)))
+
+    q = stored(vectors[probe])
+    return sorted(candidates, key=lambda c: -sum(x * y for x, y in zip(q, stored(vectors[c]), strict=True)))
+
+
+def index_valid(address: DatabaseAddress, schema: str, dimension: int) -> bool | None:
+    with schema_connection(address, schema) as conn:
+        row = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+            (hnsw_index_name("rm_embeddings", dimension),),
+        ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def test_below_the_threshold_there_is_no_index_and_searches_rank_exactly(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """Fewer vectors of a dimension than INDEX_MIN_ROWS: no HNSW index is built, and every order
+    (nearest, least similar, other videos, a page further on) is the exact one."""
+    rng = random.Random(3)
+    first, clips = clipped_video(pg_app, frame_count=1000, cuts=range(100, 1000, 100))
+    _, others = clipped_video(pg_app, frame_count=1000, cuts=range(100, 1000, 100))
+    vectors = {c: unit(*[rng.gauss(0, 1) for _ in range(8)]) for c in clips + others}
+    for clip_id, vector in vectors.items():
+        pg_app.approve(clip_id, REVIEWER)
+        embed(pg_app, clip_id, vector)
+    catch_up(pg_app, pg_address)
+    assert index_valid(pg_address, pg_schema, 8) is None
+    probe = clips[0]
+    everyone = exact_order(vectors, probe, [c for c in vectors if c != probe])
+    with connect(pg_address, autocommit=True) as conn:
+        set_search_path(conn, pg_schema)
+
+        def ids(**options: Any) -> list[UUID]:
+            return [s.clip_id for s in similar_clips(conn, pg_schema, probe, **options)]
+
+        assert ids(limit=19) == everyone
+        assert ids(limit=19, least=True) == everyone[::-1]
+        assert ids(limit=5, offset=3) == everyone[3:8]
+        assert ids(limit=10, other_videos=True) == exact_order(vectors, probe, others)
+        assert ids(limit=10, other_videos=True, least=True) == exact_order(vectors, probe, others)[::-1]
+        assert ids(limit=9, video_id=first) == exact_order(vectors, probe, clips[1:])
+        assert projections.queries._shapes[(pg_schema, None, None)] == (8, False, False)  # known: unindexed
+
+
+def test_crossing_the_threshold_builds_the_index_in_the_background(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's batch that brings a dimension to INDEX_MIN_ROWS has its HNSW index built beside it
+    (CREATE INDEX CONCURRENTLY, batches going on); searches rank exactly before and use it after."""
+    monkeypatch.setattr(projections.similarity, "INDEX_MIN_ROWS", 6)
+    rng = random.Random(5)
+    _, clips = clipped_video(pg_app, frame_count=1000, cuts=range(100, 1000, 100))
+    vectors = {c: unit(*[rng.gauss(0, 1) for _ in range(8)]) for c in clips}
+    probe = clips[0]
+    with ProjectionDaemon(pg_app, pg_address, poll_interval=0.05):
+        for clip_id in clips[:5]:
+            pg_app.approve(clip_id, REVIEWER)
+            embed(pg_app, clip_id, vectors[clip_id])
+        assert wait_for(pg_address, pg_schema, pg_app.recorder.max_notification_id() or 0, timeout=10)
+        assert index_valid(pg_address, pg_schema, 8) is None  # 5 vectors: none
+        with connect(pg_address, autocommit=True) as conn:
+            set_search_path(conn, pg_schema)
+            found = [s.clip_id for s in similar_clips(conn, pg_schema, probe)]
+        assert found == exact_order(vectors, probe, clips[1:5])
+        assert projections.queries._shapes[(pg_schema, None, None)][2] is False
+        for clip_id in clips[5:]:
+            pg_app.approve(clip_id, REVIEWER)
+            embed(pg_app, clip_id, vectors[clip_id])
+        assert wait_for(pg_address, pg_schema, pg_app.recorder.max_notification_id() or 0, timeout=10)
+        deadline = time.monotonic() + 30
+        while not index_valid(pg_address, pg_schema, 8) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert index_valid(pg_address, pg_schema, 8) is True
+    with connect(pg_address, autocommit=True) as conn:
+        set_search_path(conn, pg_schema)
+        found = [s.clip_id for s in similar_clips(conn, pg_schema, probe)]
+    assert found == exact_order(vectors, probe, clips[1:])  # ten vectors: the index finds them all
+    assert projections.queries._shapes[(pg_schema, None, None)][2] is True
+
+
+def test_a_dimension_without_its_index_reads_only_its_rows(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str
+) -> None:
+    """A new model's few vectors beside many of another dimension: the exact ranking takes its
+    dimension's rows through the (dimension, model, strategy) index, not a scan of the whole table."""
+    _, (a, b, _) = clipped_video(pg_app)
+    for clip_id, vector in ((a, unit(1, 0, 0)), (b, unit(1, 1, 0))):
+        pg_app.approve(clip_id, REVIEWER)
+        embed(pg_app, clip_id, vector)
+    catch_up(pg_app, pg_address)
+    rng = random.Random(13)
+    fill_16d(
+        pg_address,
+        pg_schema,
+        [(uuid4(), uuid4(), "ViT-T", unit(*[rng.gauss(0, 1) for _ in range(16)])) for _ in range(8000)],
+    )
+    with connect(pg_address, autocommit=True) as conn:
+        set_search_path(conn, pg_schema)
+        params = {"clip_id": a, "model": None, "strategy": None, "video_id": None, "ef_search": "200"}
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sql.SQL("EXPLAIN ") + similar_clips_query(pg_schema, 3, False, indexed=False), params
+            )
+        )
+        assert "rm_embeddings_dimension" in plan and "Seq Scan on rm_embeddings" not in plan, plan
+        assert [s.clip_id for s in similar_clips(conn, pg_schema, a)] == [b]
+        assert projections.queries._shapes[(pg_schema, None, None)] == (3, False, False)

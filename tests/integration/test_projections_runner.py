@@ -12,7 +12,7 @@ import pytest
 
 from commands.service import HeatersApplication
 from infra.database import DatabaseAddress, connect
-from projections.base import Cursor
+from projections.base import Cursor, EventRecord
 from projections.clips import ClipsProjection
 from projections.rebuild import rebuild
 from projections.runner import (
@@ -215,3 +215,32 @@ def test_a_value_postgresql_refuses_stops_the_projection_at_its_event(
         assert status[name].state == "stopped" and status[name].position == (head or 0) - 1, status[name]
         assert "NaN" in (status[name].last_error or "") or "invalid" in (status[name].last_error or "")
     assert status["clips"].state == "running" and status["clips"].position == head
+
+
+def test_an_event_whose_handler_fails_midway_leaves_no_change_and_the_others_stay(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is first applied without each event's undo; a handler that raises after changing its
+    row makes the runner load the rows again and apply the batch event by event, so the failed event
+    (skipped) leaves nothing and the events around it in the same batch are all applied."""
+    from domain.clip import Clip
+
+    _, (a, b, c) = clipped_video(pg_app)
+    catch_up(pg_app, pg_address)  # the clips' rows are loaded by the next batch, not made in it
+    changed = ClipsProjection._changed
+
+    def failing(self: ClipsProjection, record: EventRecord) -> None:
+        changed(self, record)  # the row is changed in memory …
+        if record.originator_id == b and record.topic == Clip.Approved.TOPIC:
+            raise RuntimeError("boom after the change")  # … then the handler fails
+
+    monkeypatch.setattr(ClipsProjection, "_changed", failing)
+    for clip_id in (a, b, c):
+        pg_app.approve(clip_id, REVIEWER)
+    head = catch_up(pg_app, pg_address, policies={"clips": "skip"})
+    assert positions(pg_address, pg_schema)["clips"] == (head, "running")
+    with schema_connection(pg_address, pg_schema) as conn:
+        states = dict(conn.execute("SELECT id, state FROM rm_clips").fetchall())
+        errors = conn.execute("SELECT name, skipped, error FROM projection_errors").fetchall()
+    assert states == {a: "approved", b: "pending_review", c: "approved"}
+    assert [(n, s) for n, s, _ in errors] == [("clips", True)] and "boom" in errors[0][2]
