@@ -291,3 +291,23 @@ def test_int8_graph_keeps_activations_quantized_between_convolutions(edited: tup
     assert dequantized, "the blocks' activations are quantized"
     shapes = [node.name for node in graph.node if node.op_type == "Shape" and node.input[0] in dequantized]
     assert shapes == []
+
+
+def test_int8_graph_pools_with_depthwise_convolutions(edited: tuple[Path, Truth]) -> None:
+    """The blocks' 2x2 average pooling is exported as a depthwise convolution of weights 1/4 (the
+    same numbers, see test_onnx_runtime_gives_torch_answers): onnxruntime fuses the 8-bit
+    AveragePool into QLinearAveragePool, which took a sixth of the model's time, and its 8-bit
+    depthwise convolution a hundredth."""
+    from importlib.metadata import version
+
+    import onnx
+    import onnxruntime
+
+    from infra.media.transnet import _cache_paths, load_model
+
+    assert load_model("cpu", int8=True).backend == "onnxruntime-int8"
+    graph = onnx.load(str(_cache_paths(version("torch"), onnxruntime.__version__)[1])).graph
+    assert [node.name for node in graph.node if node.op_type == "AveragePool"] == []
+    pools = [node for node in graph.node if node.op_type == "Conv" and node.name.startswith("/pools.")]
+    assert len(pools) == 3  # one per block
+    assert all(any(a.name == "group" and a.i > 1 for a in node.attribute) for node in pools)
