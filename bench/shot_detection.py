@@ -32,7 +32,13 @@ import cv2
 
 from bench.corpus import CORPUS, Truth, TruthTransition, build_corpus, load_truth
 from infra.media.ffmpeg import decode_batches, probe, scaled_size
-from infra.media.shot_detection import CascadeDetector, HeatersDetector, NeuralDetector, detect_shots
+from infra.media.shot_detection import (
+    CascadeDetector,
+    HeatersDetector,
+    NeuralDetector,
+    cascade_model,
+    detect_shots,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -236,9 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # warm-up (not timed): page in the ffmpeg binary, the libraries and the model
     run_heaters(videos[0])
     if "cascade" in names:
-        from infra.media.transnet import load_model
-
-        load_model("cpu", int8=True)
+        cascade_model()
     if "psd-adaptive" in names:
         run_pyscenedetect(videos[0], "adaptive")
     totals = {n: Score() for n in names}

@@ -38,7 +38,7 @@ Frames = NDArray[np.uint8]  # (n, 27, 48, 3)
 Scores = NDArray[np.float32]
 
 _lock = threading.Lock()
-_models: dict[tuple[str, bool, bool], TransNet] = {}
+_models: dict[tuple[str, bool, bool, int], TransNet] = {}
 # first frames of the sample clip's calibration windows (every 400th of its 5301): three windows
 # left one corpus video one transition short of fp32's answers, thirteen do not
 CALIBRATION_WINDOWS = tuple(range(0, 5200, 400))
@@ -66,24 +66,35 @@ def _gpu_driver_present() -> bool:
     return True
 
 
-def load_model(device: str = "cpu", *, half: bool | None = None, int8: bool = False) -> TransNet:
+def load_model(
+    device: str = "cpu", *, half: bool | None = None, int8: bool = False, threads: int = 0
+) -> TransNet:
     """The process-wide model for ``device`` (loaded on first use, about a second). ``int8``: on a
-    CPU, the network quantized to 8 bits (see :func:`_quantize`)."""
+    CPU, the network quantized to 8 bits (see :func:`_quantize`). ``threads``: onnxruntime's
+    threads per call (0: one per core)."""
     use_half = device.startswith("cuda") if half is None else half
-    key = (device, use_half, int8)
+    key = (device, use_half, int8, threads)
     with _lock:
         model = _models.get(key)
         if model is None:
-            model = _models[key] = TransNet(device, half=use_half, int8=int8)
+            model = _models[key] = TransNet(device, half=use_half, int8=int8, threads=threads)
         return model
 
 
 class TransNet:
     """The TransNetV2 network on ``device``; ``half`` runs it under fp16 autocast (GPU); ``int8``
-    runs the onnxruntime session of the 8-bit quantized network (CPU; fp32 when that fails)."""
+    runs the onnxruntime session of the 8-bit quantized network (CPU; fp32 when that fails);
+    ``threads``: onnxruntime's threads inside one call (0: one per core; 1 where the caller runs
+    calls side by side itself, as the cascade does)."""
 
     def __init__(
-        self, device: str = "cpu", *, half: bool = False, onnx: bool = True, int8: bool = False
+        self,
+        device: str = "cpu",
+        *,
+        half: bool = False,
+        onnx: bool = True,
+        int8: bool = False,
+        threads: int = 0,
     ) -> None:
         self.device = device
         self.half = half and device.startswith("cuda")
@@ -93,7 +104,7 @@ class TransNet:
         self.int8 = False
         if not device.startswith("cuda") and onnx:
             # the ONNX file made by an earlier run: no torch to import, no network to build (~2 CPU s)
-            self._session, self.int8 = _cached_session(int8=int8)
+            self._session, self.int8 = _cached_session(int8=int8, threads=threads)
             if self._session is not None:
                 logger.info("TransNetV2 loaded on %s (%s, cached)", device, self.backend)
                 return
@@ -118,7 +129,7 @@ class TransNet:
         self._torch = torch
         self._net = net
         if not device.startswith("cuda") and onnx:
-            self._session, self.int8 = _onnx_session(torch, net, int8=int8)
+            self._session, self.int8 = _onnx_session(torch, net, int8=int8, threads=threads)
         logger.info("TransNetV2 loaded on %s (%s%s)", device, self.backend, ", fp16" if self.half else "")
 
     @property
@@ -249,9 +260,17 @@ def _planar_network(net: Any) -> Any:
     class Planar(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.blocks = torch.nn.ModuleList(
-                [torch.nn.ModuleList([Layer(d) for d in block.DDCNN]) for block in net.SDDCNN]
-            )
+            layers = [[Layer(d) for d in block.DDCNN] for block in net.SDDCNN]
+            self.blocks = torch.nn.ModuleList([torch.nn.ModuleList(block) for block in layers])
+            # a block's 2x2 average pooling as a depthwise convolution of weights 1/4 (the same
+            # numbers): onnxruntime's 8-bit AveragePool (QLinearAveragePool) took a sixth of the
+            # model's time, its 8-bit depthwise convolution runs the same pooling faster
+            self.pools = torch.nn.ModuleList()
+            for block in layers:
+                channels = block[-1].channels
+                pool = torch.nn.Conv2d(channels, channels, 2, stride=2, groups=channels, bias=False)
+                pool.weight.data = torch.full_like(pool.weight, 0.25)
+                self.pools.append(pool)
             self.net = net
 
         def forward(self, inputs: Any) -> Any:
@@ -261,12 +280,12 @@ def _planar_network(net: Any) -> Any:
             x = inputs.permute(0, 1, 4, 2, 3).reshape(b * t, 3, h, w).float() / 255.0
             features = []
             block: Any
-            for block in self.blocks:
+            for block, pool in zip(self.blocks, self.pools, strict=True):
                 shortcut: Any = None
                 for layer in block:
                     x = layer(x, b, t, h, w)
                     shortcut = x if shortcut is None else shortcut
-                x = functional.avg_pool2d(functional.relu(x) + shortcut, 2)
+                x = pool(functional.relu(x) + shortcut)
                 h, w = h // 2, w // 2
                 features.append(x.mean(dim=[2, 3]))
             top = x.permute(0, 2, 3, 1).reshape(b, t, -1)
@@ -289,7 +308,7 @@ def _planar_network(net: Any) -> Any:
     return Planar().eval()
 
 
-def _onnx_session(torch: Any, net: Any, *, int8: bool = False) -> tuple[Any, bool]:
+def _onnx_session(torch: Any, net: Any, *, int8: bool = False, threads: int = 0) -> tuple[Any, bool]:
     """An onnxruntime session of the network (exported once per torch version into the user's
     cache); about twice torch's speed on these CPUs with the same answers (fp32). With ``int8``, the
     quantized network's (made once into the same cache, see :func:`_quantize`), else the fp32 one.
@@ -325,7 +344,7 @@ def _onnx_session(torch: Any, net: Any, *, int8: bool = False) -> tuple[Any, boo
                 path, quantized = int8_path, True
             except Exception as error:  # no sample clip, or the quantizer failed: fp32 still works
                 logger.warning("TransNetV2: no 8-bit model (%s); running it in fp32", error)
-        return _session(onnxruntime, path), quantized
+        return _session(onnxruntime, path, threads), quantized
     except Exception as error:  # an unusable cache or exporter: torch still works
         logger.warning("TransNetV2: no ONNX model (%s); running it with torch", error)
         return None, False
@@ -336,11 +355,11 @@ def _cache_paths(torch_version: str, ort_version: str) -> tuple[Path, Path]:
     import os
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
-    path = cache / f"transnetv2-v5-torch{torch_version.split('+')[0]}.onnx"
+    path = cache / f"transnetv2-v6-torch{torch_version.split('+')[0]}.onnx"
     return path, path.with_name(f"{path.stem}-int8w{len(CALIBRATION_WINDOWS)}-ort{ort_version}.onnx")
 
 
-def _cached_session(*, int8: bool) -> tuple[Any, bool]:
+def _cached_session(*, int8: bool, threads: int = 0) -> tuple[Any, bool]:
     """The session of an ONNX file an earlier run made for these torch and onnxruntime versions
     (the 8-bit one with ``int8``), without importing torch; (None, False) when there is none."""
     from importlib.metadata import version
@@ -350,19 +369,21 @@ def _cached_session(*, int8: bool) -> tuple[Any, bool]:
 
         path, int8_path = _cache_paths(version("torch"), onnxruntime.__version__)
         path = int8_path if int8 else path
-        return (_session(onnxruntime, path), int8) if path.exists() else (None, False)
+        return (_session(onnxruntime, path, threads), int8) if path.exists() else (None, False)
     except Exception as error:  # not installed, or an unusable file: the full load decides
         logger.debug("TransNetV2: no cached ONNX session (%s)", error)
         return None, False
 
 
-def _session(onnxruntime: Any, path: Path) -> Any:
-    """An onnxruntime session of the ONNX file at ``path`` on the CPU."""
+def _session(onnxruntime: Any, path: Path, threads: int = 0) -> Any:
+    """An onnxruntime session of the ONNX file at ``path`` on the CPU, ``threads`` threads inside
+    one call (0: onnxruntime's default, one per core)."""
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads
     # idle intra-op threads sleep instead of spinning: the model shares the CPU with the fast
     # pass, the decoder and (in the media pass) the proxy encode, and spinning threads take
     # their time; measured on the 2-core bench machine under load: 63 instead of 52 frames

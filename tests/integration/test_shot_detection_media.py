@@ -250,6 +250,24 @@ def test_int8_model_keeps_the_fp32_answers(edited: tuple[Path, Truth]) -> None:
     assert all(abs(a - b) <= 2 for a, b in zip(inside, exact_inside, strict=True))
 
 
+def test_cascade_model_runs_one_thread_per_call_with_the_default_sessions_answers(
+    edited: tuple[Path, Truth],
+) -> None:
+    """The cascade calls the model from two threads side by side itself, so its session runs each
+    call on the caller's thread alone; the answers are those of the default (one thread per core)."""
+    from infra.media.shot_detection import cascade_model
+    from infra.media.transnet import TransNet, load_model
+
+    path, _ = edited
+    frames = np.concatenate(list(decode_batches(path, 48, 27, "rgb24")))[None, :130]
+    model = cascade_model()
+    assert isinstance(model, TransNet) and model.backend == "onnxruntime-int8"
+    assert model._session.get_session_options().intra_op_num_threads == 1
+    default = load_model("cpu", int8=True)
+    assert default is not model
+    assert np.array_equal(model.predict(frames), default.predict(frames))
+
+
 def test_int8_graph_keeps_activations_quantized_between_convolutions(edited: tuple[Path, Truth]) -> None:
     """The exported network's convolutional blocks take their sizes from Python numbers, not from
     their activations: in the 8-bit graph a Shape read off an activation keeps it dequantized (to
@@ -273,3 +291,23 @@ def test_int8_graph_keeps_activations_quantized_between_convolutions(edited: tup
     assert dequantized, "the blocks' activations are quantized"
     shapes = [node.name for node in graph.node if node.op_type == "Shape" and node.input[0] in dequantized]
     assert shapes == []
+
+
+def test_int8_graph_pools_with_depthwise_convolutions(edited: tuple[Path, Truth]) -> None:
+    """The blocks' 2x2 average pooling is exported as a depthwise convolution of weights 1/4 (the
+    same numbers, see test_onnx_runtime_gives_torch_answers): onnxruntime fuses the 8-bit
+    AveragePool into QLinearAveragePool, which took a sixth of the model's time, and its 8-bit
+    depthwise convolution a hundredth."""
+    from importlib.metadata import version
+
+    import onnx
+    import onnxruntime
+
+    from infra.media.transnet import _cache_paths, load_model
+
+    assert load_model("cpu", int8=True).backend == "onnxruntime-int8"
+    graph = onnx.load(str(_cache_paths(version("torch"), onnxruntime.__version__)[1])).graph
+    assert [node.name for node in graph.node if node.op_type == "AveragePool"] == []
+    pools = [node for node in graph.node if node.op_type == "Conv" and node.name.startswith("/pools.")]
+    assert len(pools) == 3  # one per block
+    assert all(any(a.name == "group" and a.i > 1 for a in node.attribute) for node in pools)
