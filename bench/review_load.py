@@ -1,6 +1,7 @@
 """Review under load: concurrent reviewers (HTTP clients on loopback) against the real web app.
 
-    python -m bench.review_load [--reviewers 20] [--seconds 60] [--rate 1.0] [--out bench/results/review_load.json]
+    python -m bench.review_load [--reviewers 20] [--seconds 60] [--rate 1.0] [--daemon-process] [--server-cpu]
+                                [--out bench/results/review_load.json]
 
 Starts an embedded PostgreSQL, the web app under uvicorn and the projection daemon, fills the review
 queue with clips, then lets each reviewer log in and loop: fetch the next clip (the page's JSON call),
@@ -12,9 +13,12 @@ The server side is timed too: the command (event store), the read-your-writes wa
 action, per action; and profiled: per action kind and per next-clip fetch, the SQL statements sent
 (counted at psycopg's cursor, pipelined ones included), their round-trip time and the serving
 thread's CPU time, the statements outside the handlers (sessions) and the in-process daemon's, and
-the CPU per action of each process. Prints p50/p95/p99 per action and for the next
-clip, counts conflicts (expected when two reviewers race) and other errors (must be zero), and checks
-afterwards that the event store holds exactly the events the successful actions imply. The baseline is
+the CPU per action of each process, PostgreSQL's split by whom it served (the web process's backends,
+the daemon's, the background processes; per backend from /proc/PID/schedstat) and, with
+``--server-cpu``, per statement the web process sends. The reviewers are plain ``http.client``
+connections (kept alive), so that the clients take little of the CPU the server under test needs.
+Prints p50/p95/p99 per action and for the next clip, counts conflicts (expected when two reviewers
+race) and other errors (must be zero), and checks afterwards that the event store holds exactly the events the successful actions imply. The baseline is
 the same action through the application service directly (no HTTP, no read models), in the same run.
 """
 
