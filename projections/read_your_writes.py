@@ -17,6 +17,7 @@ when they commit. Waits block on one in-process condition per (database, schema)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -52,16 +53,23 @@ def positions_channel(schema: str) -> str:
     return "heaters_positions_" + hashlib.sha256(schema.encode()).hexdigest()[:40]
 
 
-def notify_positions(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
-    """Announce every position of ``schema`` as this transaction leaves it (delivered when it commits;
-    one statement); returns them."""
-    row = conn.execute(
+@functools.lru_cache(maxsize=64)
+def _notify_statement(schema: str) -> str:
+    """:func:`notify_positions`' statement, rendered once per schema (a daemon sends it every batch)."""
+    return (
         sql.SQL(
             "SELECT p, pg_notify(%s, p) FROM (SELECT coalesce(json_object_agg(name, position), '{{}}')::text AS p"
             " FROM {}) AS s"
-        ).format(sql.Identifier(schema, POSITIONS_TABLE)),
-        (positions_channel(schema),),
-    ).fetchone()
+        )
+        .format(sql.Identifier(schema, POSITIONS_TABLE))
+        .as_string(None)
+    )
+
+
+def notify_positions(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
+    """Announce every position of ``schema`` as this transaction leaves it (delivered when it commits;
+    one statement); returns them."""
+    row = conn.execute(_notify_statement(schema), (positions_channel(schema),)).fetchone()
     return {str(name): int(position) for name, position in json.loads(row[0] if row else "{}").items()}
 
 
