@@ -1,6 +1,7 @@
 """Review under load: concurrent reviewers (HTTP clients on loopback) against the real web app.
 
-    python -m bench.review_load [--reviewers 20] [--seconds 60] [--rate 1.0] [--out bench/results/review_load.json]
+    python -m bench.review_load [--reviewers 20] [--seconds 60] [--rate 1.0] [--daemon-process] [--server-cpu]
+                                [--out bench/results/review_load.json]
 
 Starts an embedded PostgreSQL, the web app under uvicorn and the projection daemon, fills the review
 queue with clips, then lets each reviewer log in and loop: fetch the next clip (the page's JSON call),
@@ -12,14 +13,19 @@ The server side is timed too: the command (event store), the read-your-writes wa
 action, per action; and profiled: per action kind and per next-clip fetch, the SQL statements sent
 (counted at psycopg's cursor, pipelined ones included), their round-trip time and the serving
 thread's CPU time, the statements outside the handlers (sessions) and the in-process daemon's, and
-the CPU per action of each process. Prints p50/p95/p99 per action and for the next
-clip, counts conflicts (expected when two reviewers race) and other errors (must be zero), and checks
-afterwards that the event store holds exactly the events the successful actions imply. The baseline is
+the CPU per action of each process, PostgreSQL's split by whom it served (the web process's backends,
+the daemon's, the background processes; per backend from /proc/PID/schedstat) and, with
+``--server-cpu``, per statement the web process sends. The reviewers are plain ``http.client``
+connections (kept alive), so that the clients take little of the CPU the server under test needs.
+Prints p50/p95/p99 per action and for the next clip, counts conflicts (expected when two reviewers
+race) and other errors (must be zero), and checks afterwards that the event store holds exactly the events the successful actions imply. The baseline is
 the same action through the application service directly (no HTTP, no read models), in the same run.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -30,13 +36,14 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from bench.harness import arguments, process_cpu_seconds, serve, write_report
 from commands.service import HeatersApplication
@@ -87,13 +94,18 @@ class Statements:
     daemon's thread, or elsewhere in a request (sessions, middleware). Also the CPU time of the thread
     running each action or fetch (``time.thread_time``: its own work, not waiting for the lock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_cpu: bool = False) -> None:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.count: Counter[str] = Counter()
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.cpu: defaultdict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
+        #: with ``server_cpu``: per statement text (a pipeline: its statements joined), how often it was
+        #: sent and the CPU its backend used meanwhile (nanoseconds, from /proc/PID/schedstat)
+        self.server_cpu = server_cpu
+        self.by_text: Counter[str] = Counter()
+        self.backend_ns: Counter[str] = Counter()
         self._undo: list[Callable[[], None]] = []
 
     def scope(self) -> str:
@@ -109,20 +121,54 @@ class Statements:
             original = getattr(psycopg.Cursor, name)
             setattr(psycopg.Cursor, name, self._counted(original))
             self._undo.append(partial(setattr, psycopg.Cursor, name, original))
+        if self.server_cpu:
+            pipeline = psycopg.Connection.pipeline
+            psycopg.Connection.pipeline = self._timed_pipeline(pipeline)  # type: ignore[method-assign]
+            self._undo.append(partial(setattr, psycopg.Connection, "pipeline", pipeline))
 
     def _counted(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def counted(cursor: Any, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            timed = self.server_cpu and cursor.connection._pipeline is None
+            backend = _backend_ns(cursor.connection.info.backend_pid) if timed else 0
             try:
                 return original(cursor, *args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
                 scope = self.scope()
+                if self.server_cpu:
+                    text = _statement_text(cursor.connection, args[0] if args else kwargs.get("query"))
+                    if timed:
+                        used = _backend_ns(cursor.connection.info.backend_pid) - backend
+                        with self.lock:
+                            self.by_text[text] += 1
+                            self.backend_ns[text] += used
+                    else:  # sent in a pipeline: its backend's CPU is counted when the pipeline ends
+                        getattr(self.local, "piped", []).append(text)
                 with self.lock:
                     self.count[scope] += 1
                     self.seconds[scope] += elapsed
 
         return counted
+
+    def _timed_pipeline(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        @contextmanager
+        def pipeline(conn: Any) -> Iterator[Any]:
+            outermost = conn._pipeline is None
+            if outermost:
+                self.local.piped = []
+                backend = _backend_ns(conn.info.backend_pid)
+            with original(conn) as piped:
+                yield piped
+            if outermost:
+                used = _backend_ns(conn.info.backend_pid) - backend
+                text = "pipeline: " + " + ".join(Counter(self.local.piped))
+                self.local.piped = []
+                with self.lock:
+                    self.by_text[text] += 1
+                    self.backend_ns[text] += used
+
+        return pipeline
 
     def uninstall(self) -> None:
         for undo in self._undo:
@@ -147,8 +193,31 @@ class Statements:
 
     def reset(self) -> None:
         with self.lock:
-            for counts in (self.count, self.seconds, self.cpu, self.calls):
+            for counts in (self.count, self.seconds, self.cpu, self.calls, self.by_text, self.backend_ns):
                 counts.clear()
+
+
+def _backend_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` (a PostgreSQL backend on this machine) has run on a CPU so far
+    (the scheduler's own account, not sampled at clock ticks; 0 when it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_bytes().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _statement_text(conn: Any, query: Any) -> str:
+    """A statement's first words, whitespace collapsed (a composed one rendered)."""
+    if query is None:
+        return "?"
+    if not isinstance(query, str | bytes):
+        try:
+            query = query.as_string(conn)
+        except Exception:
+            return type(query).__name__
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", "replace")
+    return " ".join(query.split())[:90]
 
 
 @dataclass
@@ -233,6 +302,82 @@ def _reviewers(base: str, names: list[str], seconds: float, rate: float | None, 
     results.put(tally.as_dict())
 
 
+@dataclass
+class Answer:
+    """What :class:`Client` got back: the status and the body."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Client:
+    """A reviewer's browser, as cheap as it can be: one kept-alive ``http.client`` connection with
+    its cookies. httpx took about 1 ms of CPU per request here (its models, cookie jar, URL parsing), a
+    third of the machine's CPU per action at saturation, taken from the server under test."""
+
+    def __init__(self, base: str, timeout: float = 30.0) -> None:
+        parts = urlsplit(base)
+        self.connection = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=timeout
+        )
+        self.cookies: dict[str, str] = {}
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.connection.close()
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            self.connection.request(method, path, body, sent)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # the server closed the kept-alive connection while it was idle (uvicorn: after 5 s), before
+            # reading this request: send it again on a new one
+            self.connection.close()
+            self.connection.request(method, path, body, sent)
+            response = self.connection.getresponse()
+        content = response.read()
+        for header in response.headers.get_all("set-cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                if morsel["max-age"] in ("0", "-1") or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return Answer(response.status, content)
+
+    def get(self, path: str) -> Answer:
+        return self.request("GET", path)
+
+    def post_json(self, path: str, data: Any, headers: dict[str, str]) -> Answer:
+        if data is None:
+            return self.request("POST", path, None, headers)
+        return self.request(
+            "POST", path, json.dumps(data).encode(), {**headers, "Content-Type": "application/json"}
+        )
+
+    def post_form(self, path: str, data: dict[str, str]) -> Answer:
+        body = urlencode(data).encode()
+        return self.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"})
+
+
 def _reviewer(
     base: str,
     name: str,
@@ -245,11 +390,11 @@ def _reviewer(
     """One reviewer: closed loop (``rate`` None: act again at once) or open loop (``rate`` actions a
     second on a fixed schedule, latency counted from the scheduled time)."""
     rng = random.Random(seed)
-    with httpx.Client(base_url=base, timeout=30.0, follow_redirects=False) as client:
+    with Client(base) as client:
         client.get("/login")
         token = client.cookies.get("csrftoken", "")
-        login = client.post(
-            "/login", data={"name": name, "password": PASSWORD, "next": "/review", "_csrf_token": token}
+        login = client.post_form(
+            "/login", {"name": name, "password": PASSWORD, "next": "/review", "_csrf_token": token}
         )
         ready.wait(120)
         if login.status_code != 303:
@@ -271,7 +416,7 @@ def _reviewer(
                     tally.record("late start", late, "ok")
                 tick += period
             started = time.perf_counter()
-            response = client.get("/api/review/next", params={"count": 1})
+            response = client.get("/api/review/next?count=1")
             tally.record(
                 "next clip", late + time.perf_counter() - started, "ok" if response.is_success else "error"
             )
@@ -289,7 +434,7 @@ def _reviewer(
             if action == "undo" and done:
                 target = done[-1]
             started = time.perf_counter()
-            response = client.post(f"/api/clips/{target}/{action}", json=body, headers=headers)
+            response = client.post_json(f"/api/clips/{target}/{action}", body, headers)
             seconds = late + time.perf_counter() - started
             if response.is_success:
                 tally.record(action, seconds, "ok")
@@ -331,6 +476,51 @@ def _postgres_cpu(datadir: Path) -> float:
             postmasters.add(int(entry.name))
         stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
     return sum(cpu for pid, (parent, cpu) in stats.items() if pid in postmasters or parent in postmasters)
+
+
+def _postgres_ns(datadir: Path) -> dict[int, int]:
+    """By PostgreSQL process serving ``datadir``: nanoseconds on a CPU so far (the postmaster as -1)."""
+    parents: dict[int, int] = {}
+    servers: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if str(datadir).encode() in cmdline:
+            servers.add(int(entry.name))
+    used = {pid: _backend_ns(pid) for pid, parent in parents.items() if parent in servers}
+    used[-1] = sum(_backend_ns(pid) for pid in servers)
+    return used
+
+
+def _postgres_by_role(
+    address: DatabaseAddress, before: dict[int, int], after: dict[int, int]
+) -> dict[str, float]:
+    """PostgreSQL's CPU seconds between two :func:`_postgres_ns` snapshots by what each process served:
+    the web process's backends, the daemon's (``PGAPPNAME=bench-daemon``), the read-your-writes
+    listener's, each background kind (WAL writer, autovacuum worker, ...), the postmaster; a process
+    gone by now counts as ``exited`` (its CPU up to the last snapshot it was in is not known)."""
+    from infra.database import connect
+
+    with connect(address, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, backend_type, coalesce(application_name, '') FROM pg_stat_activity"
+        ).fetchall()
+    role: dict[int, str] = {-1: "postmaster"}
+    for pid, kind, name in rows:
+        if kind == "client backend":
+            kind = {"bench-daemon": "daemon's backends", "heaters-positions-listener": "listener"}.get(
+                name, "web's backends"
+            )
+        role[int(pid)] = str(kind)
+    used: Counter[str] = Counter()
+    for pid, ns in after.items():
+        used[role.get(pid, "exited")] += ns - before.get(pid, 0)
+    return {kind: ns / 1e9 for kind, ns in used.most_common()}
 
 
 def _process_cpu(pid: int | None) -> float:
@@ -405,6 +595,29 @@ def _print_profile(
     return rows
 
 
+def _print_server_cpu(statements: Statements, roles: dict[str, float], answered: int) -> list[dict[str, Any]]:
+    """PostgreSQL's CPU per action by whom it served; with ``--server-cpu``, the web's statements (and
+    pipelines) by their backend's CPU, most first."""
+    per = max(answered, 1)
+    print("\nPostgreSQL CPU ms per action, by the process it ran in:")
+    for role, used in roles.items():
+        print(f"  {role:<28}{used * 1000 / per:7.2f}")
+    rows = []
+    total = sum(statements.backend_ns.values())
+    if statements.server_cpu and total:
+        print(
+            f"\n{'statements of the web process (backend CPU)':<92}{'per action':>11}{'us each':>9}{'share':>7}"
+        )
+        for text, ns in statements.backend_ns.most_common(25):
+            n = statements.by_text[text]
+            rows.append(
+                {"statement": text, "per_action": n / per, "backend_us": ns / n / 1000, "share": ns / total}
+            )
+            print(f"{text[:92]:<92}{n / per:>11.2f}{ns / n / 1000:>9.0f}{100 * ns / total:>6.1f}%")
+        print(f"attributed to statements: {total / 1e6 / per:.2f} ms per action")
+    return rows
+
+
 def _spy_summary(path: Path, top: int = 45) -> list[tuple[str, float, float]]:
     """From py-spy's raw (collapsed) stacks: the functions with the largest share of the samples,
     inclusive and self, as (function, inclusive %, self %); printed too."""
@@ -450,17 +663,20 @@ def run(
     rate: float | None = None,
     py_spy: str | None = None,
     daemon_process: bool = False,
+    server_cpu: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, embedded_postgres(Path(tmp)) as address:
         prepare_schema(address, SCHEMA)
         try:
-            return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy, daemon_process)
+            return _run(address, Path(tmp), reviewers, seconds, out, rate, py_spy, daemon_process, server_cpu)
         finally:
             close_listeners()  # the read-your-writes listener, before its server stops
 
 
 def _daemon_process(address: DatabaseAddress, stop: Any) -> None:
-    """A projection daemon in a process of its own, until ``stop`` is set."""
+    """A projection daemon in a process of its own, until ``stop`` is set (its connections named
+    ``bench-daemon``, so that PostgreSQL's CPU can be told apart by whom it served)."""
+    os.environ["PGAPPNAME"] = "bench-daemon"
     app = HeatersApplication(env=eventsourcing_env(address, SCHEMA))
     daemon = ProjectionDaemon(app, address)
     daemon.start()
@@ -497,11 +713,12 @@ def _run(
     rate: float | None,
     py_spy: str | None,
     daemon_process_wanted: bool,
+    server_cpu: bool,
 ) -> dict[str, Any]:
     settings = Settings(home=tmp / "home", database_schema=SCHEMA)
     app = HeatersApplication(env=eventsourcing_env(address, SCHEMA, pool_size=reviewers + 5))
     _fill_queue(app, videos=reviewers, clips_per_video=150)
-    statements = Statements()
+    statements = Statements(server_cpu)
     statements.install()
     service_approve = app.approve
     app.approve = statements.scoped(lambda *_, **__: "baseline", app.approve)  # type: ignore[method-assign]
@@ -534,7 +751,8 @@ def _run(
         results.get(timeout=300)  # the reviewers are logged in: the measured time starts
         statements.reset()
         daemon_pid = daemon_process.pid if daemon_process is not None else None
-        cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]), _process_cpu(daemon_pid))
+        cpu_before = (_postgres_cpu(tmp), sum(os.times()[:2]), _process_cpu(daemon_pid), os.times()[1])
+        postgres_before = _postgres_ns(tmp)
         spy = None
         if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
             spy = subprocess.Popen(
@@ -546,10 +764,12 @@ def _run(
         cpu = {
             "postgres": _postgres_cpu(tmp) - cpu_before[0],
             "web process": sum(os.times()[:2]) - cpu_before[1],
+            "web process, in the kernel": os.times()[1] - cpu_before[3],
             "reviewers (clients)": float(tally.client_cpu),
         }
         if daemon_pid is not None:
             cpu["daemon process"] = _process_cpu(daemon_pid) - cpu_before[2]
+        postgres_roles = _postgres_by_role(address, postgres_before, _postgres_ns(tmp))
         statements.uninstall()
         load_after = os.getloadavg()
         clients.join(30)
@@ -576,7 +796,8 @@ def _run(
     mode = f"open loop, each acting {rate:g} times a second" if rate else "closed loop"
     mode += ", projection daemon in its own process" if daemon_process_wanted else ""
     print(f"\nreview under load: {reviewers} reviewers ({mode}) for {seconds:.0f} s on loopback")
-    print(f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}\n")
+    print(f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}")
+    print("clients: http.client, one kept-alive connection per reviewer (httpx cost ~3x the CPU)\n")
     print(
         f"{'action':<11}{'ok':>7}{'conflict':>10}{'refused':>9}{'error':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
     )
@@ -614,6 +835,7 @@ def _run(
     else:
         print(f"\nsaturation: {throughput:.1f} actions/s (target >= 250)")
     profile_rows = _print_profile(statements, tally, cpu, baseline_profile, seconds)
+    server_rows = _print_server_cpu(statements, postgres_roles, answered)
     spied = out.with_suffix(".py-spy.txt")
     profile = _spy_summary(spied) if py_spy and spied.exists() else []
     print(f"\nCPU seconds in the {seconds:.0f} s measured (2 cores = {2 * seconds:.0f} CPU-seconds at most):")
@@ -644,6 +866,8 @@ def _run(
         "py_spy_top": profile,
         "cpu_seconds": cpu,
         "profile": profile_rows,
+        "postgres_cpu_by_role": postgres_roles,
+        "server_cpu_by_statement": server_rows,
     }
     write_report(out, report)
     return report
@@ -664,8 +888,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--daemon-process", action="store_true", help="run the projection daemon in a process of its own"
     )
+    parser.add_argument(
+        "--server-cpu",
+        action="store_true",
+        help="per statement the web process sends, its backend's CPU (reads /proc twice a statement: "
+        "costs the web process some CPU)",
+    )
     args = parser.parse_args(argv)
-    run(args.reviewers, args.seconds, args.out, args.rate, args.py_spy, args.daemon_process)
+    run(args.reviewers, args.seconds, args.out, args.rate, args.py_spy, args.daemon_process, args.server_cpu)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ when they commit. Waits block on one in-process condition per (database, schema)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -52,41 +53,65 @@ def positions_channel(schema: str) -> str:
     return "heaters_positions_" + hashlib.sha256(schema.encode()).hexdigest()[:40]
 
 
-def notify_positions(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
-    """Announce every position of ``schema`` as this transaction leaves it (delivered when it commits;
-    one statement); returns them."""
-    row = conn.execute(
+@functools.lru_cache(maxsize=64)
+def _notify_statement(schema: str) -> str:
+    """:func:`notify_positions`' statement, rendered once per schema (a daemon sends it every batch)."""
+    return (
         sql.SQL(
             "SELECT p, pg_notify(%s, p) FROM (SELECT coalesce(json_object_agg(name, position), '{{}}')::text AS p"
             " FROM {}) AS s"
-        ).format(sql.Identifier(schema, POSITIONS_TABLE)),
-        (positions_channel(schema),),
-    ).fetchone()
+        )
+        .format(sql.Identifier(schema, POSITIONS_TABLE))
+        .as_string(None)
+    )
+
+
+def notify_positions(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
+    """Announce every position of ``schema`` as this transaction leaves it (delivered when it commits;
+    one statement); returns them."""
+    row = conn.execute(_notify_statement(schema), (positions_channel(schema),)).fetchone()
     return {str(name): int(position) for name, position in json.loads(row[0] if row else "{}").items()}
 
 
 class LocalPositions:
     """The positions known in this process for one (database, schema), and the condition waits block
     on; fed by the daemons running here (``daemons``) or by the listener while it is connected
-    (``listening``)."""
+    (``listening``). A publication wakes only the waits it satisfies (each waits on a condition of
+    its own over the shared lock): waking every wait on every batch made each of twenty waiting
+    request threads take the lock and the interpreter's lock again to find itself not served yet."""
 
     def __init__(self) -> None:
-        self.condition = threading.Condition()
+        self._lock = threading.RLock()
+        self.condition = threading.Condition(self._lock)
         self.positions: dict[str, int] = {}
         self.daemons = 0
         self.listening = False
+        #: the waits blocked now: what each wants, and its own condition (over ``condition``'s lock)
+        self._waits: list[tuple[Sequence[str], int, threading.Condition]] = []
+
+    def _reached(self, wanted: Sequence[str], position: int) -> bool:
+        return all(self.positions.get(n, -1) >= position for n in wanted)
+
+    def _wake(self) -> None:
+        """Wake the waits that are served now (all of them when no source feeds the positions any
+        more), and the pauses; the caller holds the lock."""
+        live = self.live
+        for wanted, position, condition in self._waits:
+            if not live or self._reached(wanted, position):
+                condition.notify()
+        self.condition.notify_all()
 
     def publish(self, positions: Mapping[str, int]) -> None:
         with self.condition:
             self.positions.update(positions)
-            self.condition.notify_all()
+            self._wake()
 
     def set_listening(self, listening: bool, positions: Mapping[str, int] | None = None) -> None:
         with self.condition:
             self.listening = listening
             if positions is not None:
                 self.positions.update(positions)
-            self.condition.notify_all()
+            self._wake()
 
     @property
     def live(self) -> bool:
@@ -98,16 +123,21 @@ class LocalPositions:
         """True once every ``wanted`` projection reached ``position``; False at the deadline; None
         when no source feeds the positions (then the caller polls) or at ``recheck``."""
         with self.condition:
-            while True:
-                if all(self.positions.get(n, -1) >= position for n in wanted):
-                    return True
-                now = time.monotonic()
-                if now >= deadline:
-                    return False
-                if not self.live or (recheck is not None and now >= recheck):
-                    return None
-                until = deadline if recheck is None else min(deadline, recheck)
-                self.condition.wait(min(until - now, 0.25))
+            mine = (wanted, position, threading.Condition(self._lock))
+            self._waits.append(mine)
+            try:
+                while True:
+                    if self._reached(wanted, position):
+                        return True
+                    now = time.monotonic()
+                    if now >= deadline:
+                        return False
+                    if not self.live or (recheck is not None and now >= recheck):
+                        return None
+                    until = deadline if recheck is None else min(deadline, recheck)
+                    mine[2].wait(min(until - now, 0.25))
+            finally:
+                self._waits.remove(mine)
 
     def pause(self, seconds: float) -> None:
         """Sleep up to ``seconds``, woken early by a publication (or the listener connecting)."""

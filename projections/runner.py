@@ -47,6 +47,22 @@ log = logging.getLogger(__name__)
 #: Events read and applied per transaction.
 BATCH_SIZE = 2000
 
+# A batch's statements on the positions, rendered once (psycopg renders a composed statement again on
+# every execute).
+_LOCK_POSITIONS = (
+    sql.SQL("SELECT name, position, state FROM {} WHERE name = ANY(%s) ORDER BY name FOR UPDATE")
+    .format(sql.Identifier(POSITIONS_TABLE))
+    .as_string(None)
+)
+_ADVANCE_POSITIONS = (
+    sql.SQL(
+        "UPDATE {} AS p SET position = v.position, updated_at = now() "
+        "FROM unnest(%s::text[], %s::bigint[]) AS v(name, position) WHERE p.name = v.name"
+    )
+    .format(sql.Identifier(POSITIONS_TABLE))
+    .as_string(None)
+)
+
 #: A catch-up at least this many events behind (and behind by more events than the HNSW index has
 #: rows) drops that index and builds it once at the head.
 BULK_BACKLOG = 10_000
@@ -279,10 +295,7 @@ class ProjectionRunner:
             with conn.pipeline():
                 cur.execute("SET LOCAL synchronous_commit = off")
                 cur.execute(  # every projection's row: one stopped until now may have been resumed
-                    sql.SQL(
-                        "SELECT name, position, state FROM {} WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
-                    ).format(sql.Identifier(POSITIONS_TABLE)),
-                    ([p.name + p.suffix for p in self.projections],),
+                    _LOCK_POSITIONS, ([p.name + p.suffix for p in self.projections],)
                 )
                 rows = {str(n): Tracked(int(pos), str(state)) for n, pos, state in cur.fetchall()}
             known = dict(rows)
@@ -318,13 +331,7 @@ class ProjectionRunner:
                         advanced[name] = position
                     known[name] = Tracked(position, row.state if stopped is None else "stopped")
                 if advanced:
-                    cur.execute(
-                        sql.SQL(
-                            "UPDATE {} AS p SET position = v.position, updated_at = now() "
-                            "FROM unnest(%s::text[], %s::bigint[]) AS v(name, position) WHERE p.name = v.name"
-                        ).format(sql.Identifier(POSITIONS_TABLE)),
-                        (list(advanced), list(advanced.values())),
-                    )
+                    cur.execute(_ADVANCE_POSITIONS, (list(advanced), list(advanced.values())))
             announced = notify_positions(conn, self.schema)  # delivered, like the rows, at commit
         self.published = announced
         self._known = known if all(p.name + p.suffix in known for p in self.projections) else None

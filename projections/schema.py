@@ -43,7 +43,9 @@ TABLE_DDL: dict[str, str] = {
             submitted_at timestamptz NOT NULL,
             updated_at timestamptz NOT NULL,
             version integer NOT NULL
-        )""",
+        );
+        -- the review queue walks the videos with clips pending review, oldest first (web/leases.py)
+        CREATE INDEX IF NOT EXISTS {t}_queue ON {t} (submitted_at, id) WHERE pending_count > 0""",
     # One row per clip ever created (retired ones too, with live = false).
     "rm_clips": """
         CREATE TABLE IF NOT EXISTS {t} (
@@ -70,6 +72,10 @@ TABLE_DDL: dict[str, str] = {
         );
         CREATE INDEX IF NOT EXISTS {t}_video ON {t} (video_id, start_frame) WHERE live;
         CREATE INDEX IF NOT EXISTS {t}_pending ON {t} (created_at, id) WHERE state = """
+    f"'{ClipState.PENDING_REVIEW}';"
+    # a video's clips pending review in frame order: the review queue (web/leases.py)
+    """
+        CREATE INDEX IF NOT EXISTS {t}_queue ON {t} (video_id, start_frame) WHERE live AND state = """
     f"'{ClipState.PENDING_REVIEW}'",
     # Every event of every video and clip, for the audit pages.
     "rm_history": """

@@ -49,7 +49,7 @@ def _one(conn: Connection, query: str, params: Sequence[Any] | dict[str, Any] = 
 
 def clip(conn: Connection, clip_id: UUID) -> Row | None:
     return _one(
-    conn,
+        conn,
         """SELECT c.*, v.title AS video_title, v.source AS video_source, v.fps, v.frame_count,
                   v.media AS video_media
            FROM rm_clips c LEFT JOIN rm_videos v ON v.id = c.video_id WHERE c.id = %s""",
@@ -77,7 +77,7 @@ def video(conn: Connection, video_id: UUID) -> Row | None:
 
 def live_clips(conn: Connection, video_id: UUID) -> list[Row]:
     return _all(
-    conn,
+        conn,
         """SELECT id, start_frame, end_frame, state, sprite_manifest, grouped_with
            FROM rm_clips WHERE video_id = %s AND live ORDER BY start_frame""",
         (video_id,),
@@ -85,21 +85,22 @@ def live_clips(conn: Connection, video_id: UUID) -> list[Row]:
 
 
 def pending_count(conn: Connection) -> int:
-    row = _one(conn, f"SELECT count(*) AS n FROM rm_clips WHERE state = '{ClipState.PENDING_REVIEW}' AND live")
+    """Clips pending review: the sum of the videos' counts (kept by the videos projection in the
+    batch's transaction), which costs PostgreSQL a row per video with clips pending, not one per clip."""
+    row = _one(conn, "SELECT coalesce(sum(pending_count), 0) AS n FROM rm_videos WHERE pending_count > 0")
     return int(row["n"]) if row else 0
 
 
 def videos(conn: Connection, limit: int = 200) -> list[Row]:
     return _all(
-    conn,
-        "SELECT id, title, source, state FROM rm_videos ORDER BY submitted_at DESC LIMIT %s", (limit,)
+        conn, "SELECT id, title, source, state FROM rm_videos ORDER BY submitted_at DESC LIMIT %s", (limit,)
     )
 
 
 def skipped(conn: Connection, limit: int = 500) -> list[Row]:
     """Skipped clips, oldest decision first (they come back after the clips pending review)."""
     return _all(
-    conn,
+        conn,
         f"""SELECT c.id, c.video_id, c.start_frame, c.end_frame, c.updated_at, v.title AS video_title
            FROM rm_clips c JOIN rm_videos v ON v.id = c.video_id
            WHERE c.state = '{ClipState.SKIPPED}' AND c.live ORDER BY c.updated_at, c.id LIMIT %s""",
@@ -109,7 +110,7 @@ def skipped(conn: Connection, limit: int = 500) -> list[Row]:
 
 def history(conn: Connection, aggregate_id: UUID) -> list[Row]:
     return _all(
-    conn,
+        conn,
         """SELECT version, kind, event, actor, at, payload, position FROM rm_history
            WHERE aggregate_id = %s ORDER BY version""",
         (aggregate_id,),
@@ -122,27 +123,27 @@ def stage_stats(conn: Connection) -> list[Row]:
 
 def failed_videos(conn: Connection) -> list[Row]:
     return _all(
-    conn,
+        conn,
         """SELECT id, title, source, state, failed_stage, failure_reason, stages, updated_at
-           FROM rm_videos WHERE failed_stage IS NOT NULL ORDER BY updated_at DESC LIMIT 200"""
+           FROM rm_videos WHERE failed_stage IS NOT NULL ORDER BY updated_at DESC LIMIT 200""",
     )
 
 
 def waiting_downloads(conn: Connection) -> list[Row]:
     """Videos whose download is queued or running (ops can cancel them)."""
     return _all(
-    conn,
+        conn,
         f"""SELECT id, title, source, state, stages, updated_at FROM rm_videos
            WHERE state IN {sql_literals((VideoState.SUBMITTED, VideoState.DOWNLOAD_RUNNING))}
-           ORDER BY updated_at LIMIT 200"""
+           ORDER BY updated_at LIMIT 200""",
     )
 
 
 def failed_clips(conn: Connection) -> list[Row]:
     return _all(
-    conn,
+        conn,
         """SELECT id, video_id, state, failed_stage, failure_reason, updated_at
-           FROM rm_clips WHERE failed_stage IS NOT NULL AND live ORDER BY updated_at DESC LIMIT 200"""
+           FROM rm_clips WHERE failed_stage IS NOT NULL AND live ORDER BY updated_at DESC LIMIT 200""",
     )
 
 
@@ -155,7 +156,7 @@ def random_embedded_clip(
     conn: Connection, model: str | None, strategy: str | None, video_id: UUID | None
 ) -> UUID | None:
     row = _one(
-    conn,
+        conn,
         """SELECT clip_id FROM rm_embeddings WHERE live
              AND (%(model)s::text IS NULL OR model = %(model)s)
              AND (%(strategy)s::text IS NULL OR strategy = %(strategy)s)
@@ -178,7 +179,7 @@ def embeddings_of(conn: Connection, clip_id: UUID) -> list[tuple[str, str]]:
 
 def clips_by_id(conn: Connection, ids: Sequence[UUID]) -> dict[UUID, Row]:
     rows = _all(
-    conn,
+        conn,
         """SELECT c.id, c.video_id, c.start_frame, c.end_frame, c.state, c.sprite_manifest, c.keyframes,
                   v.title AS video_title
            FROM rm_clips c LEFT JOIN rm_videos v ON v.id = c.video_id WHERE c.id = ANY(%s)""",

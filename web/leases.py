@@ -13,6 +13,45 @@ from domain.stages import ClipState
 from projections.views import REVIEWABLE_SQL
 from web.readmodels import ReadModels, Row
 
+_FREE = "(l.clip_id IS NULL OR l.expires_at <= now() OR l.reviewer = %(me)s)"
+_MINE = "(l.reviewer = %(me)s AND l.expires_at > now()) AS mine"
+
+#: The next ``n`` clips awaiting review that are free for reviewer ``me`` (or leased to them), in review
+#: order, leaving out ``skip``: (1) pending clips of ``video`` from ``frame`` on, (2) the other pending
+#: clips, by video (oldest submitted first) and frame, (3) skipped clips, longest skipped first. Each
+#: part reads what an index gives in its order and PostgreSQL stops at the ``n``-th row, so a claim
+#: reads about the clips it passes over (a part that is not reached is not run): ordering every clip
+#: awaiting review in one sort cost PostgreSQL 2-5 ms of CPU a claim with 3,000 pending
+#: (``bench/review_load.py --server-cpu``), growing with the queue. Part (2) walks the videos with
+#: clips pending review (``rm_videos.pending_count``, kept in the same transaction as ``rm_clips``),
+#: each through the partial index ``rm_clips_queue`` in frame order; the LIMIT inside keeps PostgreSQL
+#: from flattening that into a scan of every pending clip.
+QUEUE_QUERY = f"""
+    (SELECT c.id, {_MINE}
+       FROM rm_clips c LEFT JOIN review_leases l ON l.clip_id = c.id
+       WHERE c.video_id = %(video)s AND c.start_frame >= %(frame)s AND c.live AND c.state = '{ClipState.PENDING_REVIEW}'
+         AND NOT (c.id = ANY(%(skip)s)) AND {_FREE}
+       ORDER BY c.start_frame LIMIT %(n)s)
+    UNION ALL
+    (SELECT c.id, c.mine
+       FROM (SELECT id, submitted_at FROM rm_videos WHERE pending_count > 0) v
+       CROSS JOIN LATERAL (
+           SELECT c.id, c.start_frame, {_MINE}
+           FROM rm_clips c LEFT JOIN review_leases l ON l.clip_id = c.id
+           WHERE c.video_id = v.id AND c.live AND c.state = '{ClipState.PENDING_REVIEW}'
+             AND NOT coalesce(c.video_id = %(video)s AND c.start_frame >= %(frame)s, false)
+             AND NOT (c.id = ANY(%(skip)s)) AND {_FREE}
+           ORDER BY c.start_frame LIMIT %(n)s) c
+       ORDER BY v.submitted_at, v.id, c.start_frame LIMIT %(n)s)
+    UNION ALL
+    (SELECT c.id, {_MINE}
+       FROM rm_clips c JOIN rm_videos v ON v.id = c.video_id LEFT JOIN review_leases l ON l.clip_id = c.id
+       WHERE c.state = '{ClipState.SKIPPED}' AND c.live AND NOT (c.id = ANY(%(skip)s)) AND {_FREE}
+       ORDER BY c.updated_at, (c.video_id = %(video)s AND c.start_frame >= %(frame)s) DESC,
+                v.submitted_at, c.video_id, c.start_frame
+       LIMIT %(n)s)
+    LIMIT %(n)s"""
+
 
 class Leases:
     """The leases of the review queue, on the read models' connection pool (the queue joins
@@ -48,18 +87,7 @@ class Leases:
                 if len(claimed) >= count:
                     break
                 candidates = conn.execute(
-                    f"""SELECT c.id, (l.reviewer = %(me)s AND l.expires_at > now()) AS mine
-                       FROM rm_clips c
-                       JOIN rm_videos v ON v.id = c.video_id
-                       LEFT JOIN review_leases l ON l.clip_id = c.id
-                       WHERE c.state IN {REVIEWABLE_SQL} AND c.live
-                         AND NOT (c.id = ANY(%(skip)s))
-                         AND (l.clip_id IS NULL OR l.expires_at <= now() OR l.reviewer = %(me)s)
-                       ORDER BY c.state = '{ClipState.SKIPPED}',
-                                CASE WHEN c.state = '{ClipState.SKIPPED}' THEN c.updated_at END,
-                                (c.video_id = %(video)s AND c.start_frame >= %(frame)s) DESC,
-                                v.submitted_at, c.video_id, c.start_frame
-                       LIMIT %(n)s""",
+                    QUEUE_QUERY,
                     {"skip": skip, "me": reviewer, "n": count - len(claimed), "video": video, "frame": frame},
                 ).fetchall()
                 if not candidates:

@@ -213,7 +213,7 @@ class Review:
         """The event store's word (not the read models'): is the clip still waiting for review
         (pending, or skipped and so coming back)?"""
         try:
-            return self.heaters.get_clip(clip_id).state in REVIEWABLE
+            return self.heaters.clip_state(clip_id) in REVIEWABLE
         except NotFound:
             return False
 

@@ -36,7 +36,6 @@ T = TypeVar("T")
 TABLE = "web_sessions"
 
 
-
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
@@ -77,7 +76,19 @@ class PostgresSessionStore(Store):
     threads, so the store works from any event loop (each Litestar ``TestClient`` has its own).
     """
 
-    __slots__ = ("_lock", "_next_purge", "_pool", "_t", "address", "max_size", "purge_every", "schema")
+    __slots__ = (
+        "_get",
+        "_get_renewing",
+        "_lock",
+        "_next_purge",
+        "_pool",
+        "_set",
+        "_t",
+        "address",
+        "max_size",
+        "purge_every",
+        "schema",
+    )
 
     def __init__(
         self, address: DatabaseAddress, schema: str, *, max_size: int = 4, purge_every: float = 60.0
@@ -90,6 +101,27 @@ class PostgresSessionStore(Store):
         self._lock = threading.Lock()
         self._next_purge = 0.0
         self._t = sql.Identifier(schema, TABLE)
+        # the statements rendered once (psycopg renders a composed one again on every execute, and
+        # a session is read on every request)
+        self._get = self._render(
+            "SELECT data FROM {} WHERE key_digest = %s AND (expires_at IS NULL OR expires_at > now())"
+        )
+        self._get_renewing = self._render(
+            "UPDATE {} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL "
+            "ELSE now() + make_interval(secs => %(s)s) END "
+            "WHERE key_digest = %(k)s AND (expires_at IS NULL OR expires_at > now()) "
+            "RETURNING data"
+        )
+        self._set = self._render(
+            "INSERT INTO {} (key_digest, data, expires_at, updated_at, user_name) "
+            "VALUES (%(k)s, %(d)s, now() + make_interval(secs => %(s)s), now(), %(u)s) "
+            "ON CONFLICT (key_digest) DO UPDATE SET data = EXCLUDED.data, "
+            "expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at, "
+            "user_name = EXCLUDED.user_name"
+        )
+
+    def _render(self, statement: str) -> str:
+        return sql.SQL(statement).format(self._t).as_string(None)  # type: ignore[arg-type]
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -145,13 +177,7 @@ class PostgresSessionStore(Store):
         data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         with self._connection() as conn:
             conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (key_digest, data, expires_at, updated_at, user_name) "
-                    "VALUES (%(k)s, %(d)s, now() + make_interval(secs => %(s)s), now(), %(u)s) "
-                    "ON CONFLICT (key_digest) DO UPDATE SET data = EXCLUDED.data, "
-                    "expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at, "
-                    "user_name = EXCLUDED.user_name"
-                ).format(self._t),  # type: ignore[arg-type]
+                self._set,
                 {"k": _digest(key), "d": data, "s": _seconds(expires_in), "u": _session_user(data)},
             )
         if time.monotonic() >= self._next_purge:
@@ -164,22 +190,9 @@ class PostgresSessionStore(Store):
         renew = _seconds(renew_for)
         with self._connection() as conn:
             if renew is None:
-                row = conn.execute(
-                    sql.SQL(
-                        "SELECT data FROM {} WHERE key_digest = %s AND (expires_at IS NULL OR expires_at > now())"
-                    ).format(self._t),  # type: ignore[arg-type]
-                    (_digest(key),),
-                ).fetchone()
+                row = conn.execute(self._get, (_digest(key),)).fetchone()
             else:  # only sessions set with an expiry are renewed (the Store protocol)
-                row = conn.execute(
-                    sql.SQL(
-                        "UPDATE {} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL "
-                        "ELSE now() + make_interval(secs => %(s)s) END "
-                        "WHERE key_digest = %(k)s AND (expires_at IS NULL OR expires_at > now()) "
-                        "RETURNING data"
-                    ).format(self._t),  # type: ignore[arg-type]
-                    {"k": _digest(key), "s": renew},
-                ).fetchone()
+                row = conn.execute(self._get_renewing, {"k": _digest(key), "s": renew}).fetchone()
         return bytes(row[0]) if row else None
 
     def delete_sync(self, key: str) -> None:

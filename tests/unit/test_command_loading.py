@@ -5,7 +5,11 @@ events reached (what read-your-writes waits for)."""
 from __future__ import annotations
 
 import copy
+from uuid import uuid4
 
+import pytest
+
+from commands.errors import NotFound
 from commands.service import HeatersApplication, Undone
 from domain.partition import Segment
 from tests.helpers import clipped_video
@@ -33,6 +37,24 @@ def test_loads_see_events_stored_behind_the_cache(memory_app: HeatersApplication
     memory_app.save(elsewhere)
     loaded = memory_app.get_clip(a)
     assert (loaded.state, loaded.version) == ("approved", cached.version + 1)
+
+
+def test_clip_state_reads_the_current_state_without_a_copy(memory_app: HeatersApplication) -> None:
+    """The review queue's check of a clip: fast-forwarded like a load, and nothing a later command
+    does to its own copy shows in it."""
+    video_id, (a, _, _) = clipped_video(memory_app)
+    assert memory_app.clip_state(a) == "pending_review"
+    elsewhere = memory_app.repository.get(a, version=memory_app.get_clip(a).version)
+    elsewhere.approve("user:bob")
+    memory_app.save(elsewhere)  # behind the cache's back
+    assert memory_app.clip_state(a) == "approved"
+    clip = memory_app.get_clip(a)
+    clip.undo_decision("user:bob")  # undone in memory, never saved
+    assert memory_app.clip_state(a) == "approved"
+    with pytest.raises(NotFound):
+        memory_app.clip_state(video_id)  # not a clip
+    with pytest.raises(NotFound):
+        memory_app.clip_state(uuid4())
 
 
 def test_the_position_of_the_last_command_and_what_an_undo_reversed(memory_app: HeatersApplication) -> None:
