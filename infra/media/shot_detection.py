@@ -950,7 +950,6 @@ class CascadeDetector(ShotDetector):
         same_gradual: float = 0.9,
         flash_frames: int = 4,
         flash_luma: float = 20.0,
-        relax_straightness: float = 0.4,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -968,7 +967,6 @@ class CascadeDetector(ShotDetector):
         self.same_gradual = same_gradual
         self.flash_frames = flash_frames
         self.flash_luma = flash_luma
-        self.relax_straightness = relax_straightness
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1002,7 +1000,6 @@ class CascadeDetector(ShotDetector):
             "same_picture": self.same_picture, "gradual_run": self.gradual_run,
             "same_gradual": self.same_gradual, "fast_min_shot_len": self.fast_min_shot_len,
             "flash_frames": self.flash_frames, "flash_luma": self.flash_luma,
-            "relax_straightness": self.relax_straightness,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1024,8 +1021,6 @@ class CascadeDetector(ShotDetector):
             setattr(relaxed, name, getattr(fast, name) * self.relax)
         for name in ("cut_ratio", "gradual_ratio", "colour_ratio"):
             setattr(relaxed, name, 1.0 + (getattr(fast, name) - 1.0) * self.relax)
-        # a dissolve between two moving shots travels far frame to frame: its straightness is low
-        relaxed.straightness = fast.straightness * self.relax_straightness
         return relaxed
 
     def _view(self, first: int) -> HeatersDetector:
