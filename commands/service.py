@@ -120,16 +120,17 @@ class HeatersApplication(Application[UUID]):
 
     # -- loading ----------------------------------------------------------------------------------
 
-    def _get(self, aggregate_id: UUID) -> object:
+    def _get(self, aggregate_id: UUID, *, copy: bool = True) -> object:
         """The current state of an aggregate: from the cache, fast-forwarded by the events stored since
-        (one round trip), or replayed from its whole history when not cached; a copy of its own."""
+        (one round trip), or replayed from its whole history when not cached; a copy of its own unless
+        ``copy`` is false (then the cached object itself: to be read, never changed)."""
         with self._load_locks[aggregate_id.int % LOAD_LOCKS]:
-            return self.repository.get(aggregate_id)
+            return self.repository.get(aggregate_id, deepcopy_from_cache=copy)
 
-    def _load(self, ident: object, cls: type[A], kind: str) -> A:
+    def _load(self, ident: object, cls: type[A], kind: str, *, copy: bool = True) -> A:
         aggregate_id = parse_id(ident, f"{kind} id")
         try:
-            aggregate = self._get(aggregate_id)
+            aggregate = self._get(aggregate_id, copy=copy)
         except AggregateNotFoundError:
             raise NotFound(kind, aggregate_id) from None
         if not isinstance(aggregate, cls):
@@ -144,18 +145,9 @@ class HeatersApplication(Application[UUID]):
 
     def clip_state(self, clip_id: object) -> ClipState:
         """A clip's current state, read off the cached aggregate (fast-forwarded from the store as by
-        :meth:`get_clip`, one round trip) under its load lock, without the copy a command needs (a
-        deep copy of the clip was most of the review queue's check of each clip it serves)."""
-        aggregate_id = parse_id(clip_id, "clip id")
-        try:
-            with self._load_locks[aggregate_id.int % LOAD_LOCKS]:
-                clip: object = self.repository.get(aggregate_id, deepcopy_from_cache=False)
-                state = clip.state if isinstance(clip, Clip) else None
-        except AggregateNotFoundError:
-            raise NotFound("clip", aggregate_id) from None
-        if state is None:
-            raise NotFound("clip", aggregate_id)
-        return ClipState(state)
+        :meth:`get_clip`, one round trip) without the copy a command needs (a deep copy of the clip
+        was most of the review queue's check of each clip it serves)."""
+        return ClipState(self._load(clip_id, Clip, "clip", copy=False).state)
 
     def get_any(self, ident: object) -> Video | Clip:
         aggregate_id = parse_id(ident)
