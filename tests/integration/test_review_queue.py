@@ -79,8 +79,17 @@ def test_queue_query_serves_the_review_order(
     rm.open()
     try:
         live = [r["id"] for r in rm.all("SELECT id FROM rm_clips WHERE live ORDER BY id")]
+        # leases on clips awaiting review, so that every reviewer holds live ones (clip ids are random:
+        # drawn from every live clip, the caller's live leases sometimes all fell on decided clips)
+        awaiting = [
+            r["id"]
+            for r in rm.all(
+                "SELECT id FROM rm_clips WHERE live AND state = ANY(%s) ORDER BY id",
+                ([ClipState.PENDING_REVIEW, ClipState.SKIPPED],),
+            )
+        ]
         with rm.connection() as conn:
-            for i, clip_id in enumerate(rng.sample(live, 12)):
+            for i, clip_id in enumerate(rng.sample(awaiting, 12)):
                 conn.execute(
                     "INSERT INTO review_leases (clip_id, reviewer, expires_at, opened) "
                     "VALUES (%s, %s, now() + make_interval(secs => %s), false)",
