@@ -12,7 +12,8 @@ import logging
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -41,6 +42,7 @@ __all__ = [
     "packet_times",
     "probe",
     "probe_with_header",
+    "probe_with_packets",
     "scaled_size",
 ]
 
@@ -166,6 +168,23 @@ def probe_with_header(path: Path | str, timeout: float = 600.0) -> tuple[VideoIn
     path = Path(path)
     proc = _copy_video(path, "null", "probe", timeout)
     err = proc.stderr.decode("utf-8", "replace")
+    return _probed(path, proc.returncode, err, timeout), err
+
+
+def probe_with_packets(path: Path | str, timeout: float = 600.0) -> tuple[VideoInfo, str, PacketTimes | None]:
+    """:func:`probe_with_header` and :func:`packet_times` from one ffmpeg run: the probe's stream
+    copy goes to the ``framecrc`` muxer instead of ``null`` (the same header and frame count on
+    stderr, a line per packet on stdout; measured on a 150 s 720p file: 0.04 CPU s either way).
+    The packets are None when ffmpeg printed none it could read (``packet_times`` then says why)."""
+    path = Path(path)
+    proc = _copy_video(path, "framecrc", "probe", timeout)
+    err = proc.stderr.decode("utf-8", "replace")
+    info = _probed(path, proc.returncode, err, timeout)
+    return info, err, _packets(proc.stdout.decode("ascii", "replace"), err)
+
+
+def _probed(path: Path, returncode: int, err: str, timeout: float) -> VideoInfo:
+    """The :class:`VideoInfo` of what a stream copy of ``path`` said on stderr (see :func:`probe`)."""
     stream = _STREAM_RE.search(err)
     if stream is None:
         if "Invalid data found" in err or "moov atom not found" in err:
@@ -173,11 +192,11 @@ def probe_with_header(path: Path | str, timeout: float = 600.0) -> tuple[VideoIn
         if "Stream #" in err:
             raise MediaError("no video stream", path)
         raise MediaError(f"not a readable video ({_last_line(err)})", path)
-    if proc.returncode != 0 and "Stream map" in err:
+    if returncode != 0 and "Stream map" in err:
         raise MediaError("no video stream", path)
     if any(marker in err for marker in _TRUNCATION_MARKERS):
         raise MediaError("truncated or corrupt video data", path)
-    if proc.returncode != 0:
+    if returncode != 0:
         raise MediaError(f"ffmpeg failed ({_last_line(err)})", path)
 
     codec = stream["codec"]
@@ -213,7 +232,7 @@ def probe_with_header(path: Path | str, timeout: float = 600.0) -> tuple[VideoIn
     duration = container_duration if container_duration is not None and not repaired else frame_count / fps
     info = VideoInfo(duration, fps, frame_count, width, height, codec, repaired)
     logger.debug("probed %s: %s", path, info)
-    return info, err
+    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +241,9 @@ class PacketTimes:
 
     profile: str | None  # the codec profile ffmpeg names, e.g. "High" or "High 4:4:4 Predictive"
     time_base: Fraction  # of ``pts``
-    pts: list[int]  # presentation timestamps in ``time_base`` units, in presentation order
+    # presentation timestamps in ``time_base`` units, in presentation order (8 bytes each: the
+    # inspections remember them, see :func:`infra.media.inspect.inspect_packets`)
+    pts: Sequence[int]
     keyframes: int  # packets flagged as keyframes
 
     def is_constant_rate(self, rate: Fraction) -> bool:
@@ -230,8 +251,10 @@ class PacketTimes:
         every packet: a copy of this stream is then a proxy whose frame ``n`` is at ``n / fps``."""
         if not self.pts:
             return False
-        step = 1 / (rate * self.time_base)  # one frame in time-base units
-        return all(abs(pts - n * step) <= step / 2 for n, pts in enumerate(self.pts))
+        step = 1 / (rate * self.time_base)  # one frame in time-base units, p / q
+        p, q = step.numerator, step.denominator
+        # |pts - n p / q| <= p / 2q, in integers
+        return all(abs(2 * q * pts - 2 * n * p) <= p for n, pts in enumerate(self.pts))
 
 
 _PROFILE_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: [A-Za-z0-9_]+ \((?P<profile>[^)]+)\)")
@@ -244,10 +267,18 @@ def packet_times(path: Path | str, timeout: float = 600.0) -> PacketTimes:
     path = Path(path)
     proc = _copy_video(path, "framecrc", "reading packet times", timeout)
     err = proc.stderr.decode("utf-8", "replace")
-    out = proc.stdout.decode("ascii", "replace")
-    base = _TIME_BASE_RE.search(out)
-    if proc.returncode != 0 or base is None:
+    packets = _packets(proc.stdout.decode("ascii", "replace"), err) if proc.returncode == 0 else None
+    if packets is None:
         raise MediaError(f"cannot read packet times ({_last_line(err)})", path)
+    return packets
+
+
+def _packets(out: str, err: str) -> PacketTimes | None:
+    """The packets a ``framecrc`` stream copy printed (``out``; ``err`` names the profile), or
+    None when it printed no time base."""
+    base = _TIME_BASE_RE.search(out)
+    if base is None:
+        return None
     pts: list[int] = []
     keyframes = 0
     for line in out.splitlines():
@@ -261,7 +292,7 @@ def packet_times(path: Path | str, timeout: float = 600.0) -> PacketTimes:
     return PacketTimes(
         profile=profile["profile"] if profile else None,
         time_base=Fraction(int(base["num"]), int(base["den"])),
-        pts=sorted(pts),
+        pts=array("q", sorted(pts)),
         keyframes=keyframes,
     )
 

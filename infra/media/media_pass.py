@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 
 from infra.media._process import default_timeout, stderr_tail
 from infra.media.children import child_options
-from infra.media.ffmpeg import LOCAL_INPUT, MediaError, PixFmt, ffmpeg_exe, packet_times, scaled_size
-from infra.media.inspect import MediaInfo, inspect_media
+from infra.media.ffmpeg import LOCAL_INPUT, MediaError, PixFmt, ffmpeg_exe, scaled_size
+from infra.media.inspect import MediaInfo, inspect_media, inspect_packets
 from infra.media.sprites import SpriteFormat, SpriteManifest, plan_sprites
 from infra.media.transcode import _atomic_output, _check_distinct, _retime, exact_fps, proxy_sar, proxy_size
 
@@ -104,7 +104,7 @@ def copy_refusal(info: MediaInfo, src: Path, size: tuple[int, int]) -> str | Non
         return f"{info.width}x{info.height} is not the proxy's {size[0]}x{size[1]}"
     if info.video.timing_repaired:
         return "the container's timing was repaired"
-    packets = packet_times(src)
+    packets = inspect_packets(src)  # read by the inspection that gave ``info``
     if packets.profile not in PLAYABLE_H264_PROFILES:
         return f"H.264 profile {packets.profile} is not one browsers play"
     if len(packets.pts) != info.frame_count or not packets.is_constant_rate(exact_fps(info.fps)):

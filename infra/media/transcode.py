@@ -16,8 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from infra.media._process import default_timeout, run_ffmpeg
-from infra.media.ffmpeg import LOCAL_INPUT, MediaError, packet_times
-from infra.media.inspect import MediaInfo, inspect_media
+from infra.media.ffmpeg import LOCAL_INPUT, MediaError
+from infra.media.inspect import MediaInfo, inspect_media, inspect_packets
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def export_clip(
         raise MediaError("proxy file does not exist", proxy)
     rate = exact_fps(fps)
     count = end_frame - start_frame
-    packets = packet_times(proxy, timeout)
+    packets = inspect_packets(proxy, timeout)  # the proxy stage's inspection read them
     if packets.keyframes < len(packets.pts):
         return _encode_clip(proxy, dst, start_frame, count, rate, timeout)
     # Seek half a frame past the start: the demuxer lands on the keyframe at or before that time,
@@ -265,7 +265,9 @@ def export_clip(
     return dst
 
 
-def _encode_clip(proxy: Path, dst: Path, start_frame: int, count: int, rate: Fraction, timeout: float) -> Path:
+def _encode_clip(
+    proxy: Path, dst: Path, start_frame: int, count: int, rate: Fraction, timeout: float
+) -> Path:
     """Frames ``[start_frame, start_frame + count)`` of a proxy that is not all-intra, encoded: the
     input is seeked to half a frame before the start and decoded from the keyframe before it, so the
     first frame kept is exactly ``start_frame`` (as :mod:`infra.media.keyframes` does)."""
@@ -283,5 +285,7 @@ def _encode_clip(proxy: Path, dst: Path, start_frame: int, count: int, rate: Fra
             path=proxy,
             timeout=timeout,
         )  # fmt: skip
-    logger.info("exported frames [%d, %d) of %s to %s (encoded)", start_frame, start_frame + count, proxy, dst)
+    logger.info(
+        "exported frames [%d, %d) of %s to %s (encoded)", start_frame, start_frame + count, proxy, dst
+    )
     return dst

@@ -199,11 +199,16 @@ def _planar_network(net: Any) -> Any:
     """The network's per-frame logits, computed with 2-D convolutions (what the ONNX export runs).
 
     The package's layers are (2+1)-D: a (1, 3, 3) spatial 3-D convolution then a (3, 1, 1)
-    temporal one, four dilations side by side, batch norm after them. Here the frames of all
-    windows are one batch of images for the spatial convolutions (the four dilations' in one), the
-    temporal ones are 2-D convolutions over (time, pixels), and the batch norm is folded into
-    them: the same numbers (to ~1e-7), and onnxruntime runs 2-D convolutions faster than 3-D
-    ones (about 20 % in fp32, 15 % in 8 bits, on the bench machine)."""
+    temporal one, four dilations side by side, batch norm after them. Here each window is one
+    tall image, its frames stacked top to bottom with a zero row below each (export v7): the
+    spatial convolutions are 3x3 ones over it (the four dilations' in one; the zero rows keep
+    frames apart), the temporal ones (3, 1) ones dilated by the rows of a frame, and the batch
+    norm is folded into them: the same numbers (to ~1e-7). onnxruntime runs 2-D convolutions
+    faster than 3-D ones (about 20 % in fp32, 15 % in 8 bits, on the bench machine), and its 8-bit
+    ones in channels-last order: with every convolution on the same 4-D tensor there is nothing
+    to reorder between them (export v6, frames as a batch of images and the temporal convolutions
+    over (time, pixels), had 49 Transpose nodes, 18-20 % of the 8-bit model's kernel time in
+    onnxruntime's profile; this has 15, 0.6 %)."""
     import torch
     from torch.nn import functional
 
@@ -215,11 +220,19 @@ def _planar_network(net: Any) -> Any:
         time = torch.arange(0, t).view([1, t, 1]).repeat([b, 1, lookup])
         return padded[batch, time, torch.arange(0, lookup).view([1, 1, lookup]).repeat([b, t, 1]) + time]
 
+    def rows_mask(t: Any, height: int) -> Any:
+        """(1, 1, t * (height + 1), 1): 1 on a frame's rows, 0 on the zero row below each."""
+        pattern = torch.ones(height + 1)
+        pattern[height] = 0.0
+        return pattern.view(1, 1, 1, height + 1, 1).expand(1, 1, t, height + 1, 1).reshape(1, 1, -1, 1)
+
     class Layer(torch.nn.Module):
         def __init__(self, ddcnn: Any) -> None:
             super().__init__()
             convs = [ddcnn.Conv3D_1, ddcnn.Conv3D_2, ddcnn.Conv3D_4, ddcnn.Conv3D_8]
             weight = torch.cat([c.layers[0].weight[:, :, 0] for c in convs])
+            if weight.shape[1] == 3:  # the frames' rgb and a zero channel: see Planar.forward
+                weight = functional.pad(weight, [0, 0, 0, 0, 0, 1])
             self.spatial = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1, bias=False)
             self.spatial.weight.data = weight.detach().clone()
             bn = ddcnn.bn
@@ -227,12 +240,11 @@ def _planar_network(net: Any) -> Any:
             shift = bn.bias - bn.running_mean * scale
             self.width = convs[0].layers[0].weight.shape[0]
             out = convs[0].layers[1].weight.shape[0]
+            self.dilations = (1, 2, 4, 8)
             self.temporal = torch.nn.ModuleList()
-            for i, (conv, dilation) in enumerate(zip(convs, (1, 2, 4, 8), strict=True)):
+            for i, conv in enumerate(convs):
                 part = slice(i * out, (i + 1) * out)
-                layer = torch.nn.Conv2d(
-                    self.width, out, (3, 1), dilation=(dilation, 1), padding=(dilation, 0)
-                )
+                layer = torch.nn.Conv2d(self.width, out, (3, 1), bias=True)
                 layer.weight.data = (
                     conv.layers[1].weight[:, :, :, :, 0] * scale[part, None, None, None]
                 ).detach()
@@ -243,19 +255,23 @@ def _planar_network(net: Any) -> Any:
             self.relu = ddcnn.activation is not None
             self.channels = out * len(convs)
 
-        def forward(self, x: Any, b: int, t: int, h: int, w: int) -> Any:
-            # h, w and the channel counts are Python numbers, not read off the tensors: a Shape of
-            # a quantized activation keeps it dequantized in the 8-bit graph (measured: a fifth of
-            # its time went to DequantizeLinear nodes that fed only Shape and Reshape)
+        def forward(self, x: Any, rows: int) -> Any:
+            # x: (b, channels, t * rows, w), each frame's rows then a zero row: the spatial 3x3
+            # convolution does not mix frames, and a step in time is ``rows`` rows, so the
+            # temporal convolutions are (3, 1) ones dilated by ``rows`` times theirs. Sizes are
+            # Python numbers, not read off the tensors: a Shape of a quantized activation keeps it
+            # dequantized in the 8-bit graph (measured: a fifth of its time went to
+            # DequantizeLinear nodes that fed only Shape and Reshape)
             s = self.spatial(x)
-            s = s.reshape(b, t, self.spatial.out_channels, h * w).permute(0, 2, 1, 3)  # (b, ch, t, px)
-            width = self.width
-            y = torch.cat(
-                [conv(s[:, i * width : (i + 1) * width]) for i, conv in enumerate(self.temporal)], 1
-            )
-            if self.relu:
-                y = functional.relu(y)
-            return y.permute(0, 2, 1, 3).reshape(b * t, self.channels, h, w)
+            y = torch.cat([self.step(s, i, rows) for i in range(len(self.dilations))], 1)
+            return functional.relu(y) if self.relu else y
+
+        def step(self, s: Any, i: int, rows: int) -> Any:
+            """The ``i``-th temporal convolution, on its part of the spatial one's channels."""
+            conv: Any = self.temporal[i]
+            step = self.dilations[i] * rows
+            part = s[:, i * self.width : (i + 1) * self.width]
+            return functional.conv2d(part, conv.weight, conv.bias, dilation=(step, 1), padding=(step, 0))
 
     class Planar(torch.nn.Module):
         def __init__(self) -> None:
@@ -265,6 +281,7 @@ def _planar_network(net: Any) -> Any:
             # a block's 2x2 average pooling as a depthwise convolution of weights 1/4 (the same
             # numbers): onnxruntime's 8-bit AveragePool (QLinearAveragePool) took a sixth of the
             # model's time, its 8-bit depthwise convolution runs the same pooling faster
+            self.channels = [block[-1].channels for block in layers]
             self.pools = torch.nn.ModuleList()
             for block in layers:
                 channels = block[-1].channels
@@ -277,19 +294,33 @@ def _planar_network(net: Any) -> Any:
             net = self.net
             b, t = inputs.shape[0], inputs.shape[1]
             h, w = INPUT_HEIGHT, INPUT_WIDTH
-            x = inputs.permute(0, 1, 4, 2, 3).reshape(b * t, 3, h, w).float() / 255.0
+            x = inputs.permute(0, 4, 1, 2, 3).float() / 255.0  # (b, 3, t, h, w)
+            # a zero row below each frame, and a zero fourth channel: onnxruntime's 8-bit
+            # convolution ran this layer 2.4 times faster with four input channels than three
+            x = functional.pad(x, [0, 0, 0, 1, 0, 0, 0, 1]).reshape(b, 4, t * (h + 1), w)
             features = []
             block: Any
-            for block, pool in zip(self.blocks, self.pools, strict=True):
+            last = len(self.blocks) - 1
+            for k, (block, pool) in enumerate(zip(self.blocks, self.pools, strict=True)):
+                channels = self.channels[k]
                 shortcut: Any = None
                 for layer in block:
-                    x = layer(x, b, t, h, w)
-                    shortcut = x if shortcut is None else shortcut
-                x = pool(functional.relu(x) + shortcut)
-                h, w = h // 2, w // 2
-                features.append(x.mean(dim=[2, 3]))
+                    x = layer(x, h + 1)
+                    if shortcut is None:  # the first layer's zero rows are the second's padding
+                        x = shortcut = x * rows_mask(t, h)
+                # (the last layer's zero rows are not: only pooled rows that become zero rows read them)
+                x = functional.relu(x) + shortcut
+                if k == last:  # 6 + 1 rows a frame: the zero rows out before the last pooling
+                    x = x.reshape(b, channels, t, h + 1, w)[:, :, :, :h].reshape(b, channels, t * h, w)
+                    x = pool(x)
+                    h, w = h // 2, w // 2
+                    features.append(x.reshape(b, channels, t, h * w).mean(dim=3))
+                else:  # an even number of rows a frame: its last pair holds the zero row
+                    x = pool(x) * rows_mask(t, h // 2)
+                    h, w = h // 2, w // 2
+                    features.append(x.reshape(b, channels, t, (h + 1) * w).sum(dim=3) / (h * w))
             top = x.permute(0, 2, 3, 1).reshape(b, t, -1)
-            frames = torch.cat(features, 1).reshape(b, t, -1)
+            frames = torch.cat(features, 1).permute(0, 2, 1)
             frames = functional.normalize(net.frame_sim_layer.projection(frames), p=2, dim=2)
             similar = band(torch.bmm(frames, frames.transpose(1, 2)), net.frame_sim_layer.lookup_window)
             hists = _colour_histograms(inputs)
@@ -355,7 +386,7 @@ def _cache_paths(torch_version: str, ort_version: str) -> tuple[Path, Path]:
     import os
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "heaters"
-    path = cache / f"transnetv2-v6-torch{torch_version.split('+')[0]}.onnx"
+    path = cache / f"transnetv2-v7-torch{torch_version.split('+')[0]}.onnx"
     return path, path.with_name(f"{path.stem}-int8w{len(CALIBRATION_WINDOWS)}-ort{ort_version}.onnx")
 
 

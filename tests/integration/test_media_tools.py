@@ -10,6 +10,7 @@ import functools
 import http.server
 import json
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -145,9 +146,9 @@ def test_a_file_is_inspected_once_until_it_changes(
     import infra.media.inspect as inspect_module
 
     reads: list[Path] = []
-    real = inspect_module.probe_with_header
+    real = inspect_module.probe_with_packets
     monkeypatch.setattr(
-        inspect_module, "probe_with_header", lambda path, **kw: (reads.append(path), real(path, **kw))[1]
+        inspect_module, "probe_with_packets", lambda path, **kw: (reads.append(path), real(path, **kw))[1]
     )
     video = tmp_path / "video.mp4"
     video.write_bytes(media["playable"].read_bytes())
@@ -578,18 +579,33 @@ def ramp_gop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_playable_source_is_copied_into_the_proxy_and_still_seeks_exactly(
-    ramp_gop: Path, tmp_path: Path
+    ramp_gop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    reads: list[str] = []  # the files ffmpeg stream-copied to read them (probes, packet reads)
+    real_run = subprocess.run
+
+    def run(cmd: list[str], **kw: object) -> object:
+        if cmd[-3:-1] in (["-f", "null"], ["-f", "framecrc"]):
+            reads.append(cmd[cmd.index("-i") + 1])
+        return real_run(cmd, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(subprocess, "run", run)
+    source = tmp_path / "source.mp4"
+    shutil.copyfile(ramp_gop, source)  # a file no other test inspected
     batches: list[np.ndarray] = []
     proxy = tmp_path / "proxy.mp4"
     result = decode_once(
-        ramp_gop,
+        source,
         proxy,
         sprites=(SpriteSpec(fps=10, tile_width=80, columns=4, rows=3), tmp_path / "sprites"),
         analysis=Analysis(32, "gray", batches.append, batch_size=16),
         copy_playable=True,
     )
     assert result.proxy_copied
+    # Each file read once: the source's inspection gave the copy check its packets, and the
+    # proxy's gives clip export its keyframes.
+    export_clip(proxy, tmp_path / "clip.mp4", 50, 60, FPS)
+    assert reads == [str(source), str(proxy)]
     # The source's coded frames, bit for bit: the same pictures, its keyframes (not one per frame).
     assert frame_md5s(proxy) == frame_md5s(ramp_gop) and len(frame_md5s(proxy)) == FRAMES
     assert sum(key_flags(proxy)) == 2 and result.proxy.audio_codec == "aac"
