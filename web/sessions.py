@@ -5,8 +5,9 @@ Every web process on the schema sees the same sessions, and a restart keeps revi
 are stored as SHA-256 digests, so someone who can read the table cannot replay a session cookie.
 Expired rows are never returned and are purged at startup and, at most once a minute, when sessions
 are written. Reading a session renews it (``renew_on_access``), but writes the new expiry only when the
-stored one has fallen :data:`RENEW_SLACK` behind, so most requests only read. Each row also names the logged-in user (``user_name``), so :func:`end_sessions` can log a
-user out everywhere when their role or password changes or the account is disabled or removed.
+stored one has fallen :data:`RENEW_SLACK` behind, so most requests only read. Each row also names the
+logged-in user (``user_name``), so :func:`end_sessions` can log a user out everywhere when their role
+or password changes or the account is disabled or removed.
 """
 
 from __future__ import annotations
