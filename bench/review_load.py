@@ -756,7 +756,7 @@ def _run(
         spy = None
         if py_spy:  # samples this process (web app and projection daemon) while the reviewers work
             spy = subprocess.Popen(
-                [py_spy, "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", "50",
+                [py_spy, "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", "250",
                  "--nonblocking", "--gil", "--format", "raw", "--output", str(out.with_suffix(".py-spy.txt"))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

@@ -4,6 +4,7 @@ reviewer's action on it, its merge or group, or keep a bookmark from taking it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -12,6 +13,9 @@ import psycopg
 from domain.stages import ClipState
 from projections.views import REVIEWABLE_SQL
 from web.readmodels import ReadModels, Row
+
+#: How often (seconds) a process deletes the leases that lapsed more than an hour ago.
+SWEEP_SECONDS = 60.0
 
 _FREE = "(l.clip_id IS NULL OR l.expires_at <= now() OR l.reviewer = %(me)s)"
 _MINE = "(l.reviewer = %(me)s AND l.expires_at > now()) AS mine"
@@ -59,6 +63,8 @@ class Leases:
 
     def __init__(self, rm: ReadModels) -> None:
         self.rm = rm
+        #: when this process last deleted the leases that lapsed long ago (housekeeping, not per call)
+        self._swept = 0.0
 
     def claim_next(
         self,
@@ -68,21 +74,24 @@ class Leases:
         ttl: float,
         limit: int,
         after: tuple[UUID, int] | None = None,
+        held: int | None = None,
     ) -> list[UUID]:
         """Lease up to ``count`` clips awaiting review for ``reviewer``, never holding more than
         ``limit`` leases in all. Order: clips pending review before skipped ones (a skipped clip comes
         back after the rest, longest skipped first); with ``after`` = (video, frame), that video's later
         clips first; then by video, then frame. Clips leased by someone else are passed over; a lease is taken atomically (two
-        reviewers racing for one clip: one gets it, the other moves on)."""
+        reviewers racing for one clip: one gets it, the other moves on). ``held``: how many live leases
+        the reviewer holds, when the caller just counted them (:meth:`renew_leases`)."""
         claimed: list[UUID] = []
         skip = list(exclude)
         video, frame = after if after else (None, 0)
         with self.rm.connection() as conn:
-            held_row = conn.execute(
-                "SELECT count(*) AS n FROM review_leases WHERE reviewer = %s AND expires_at > now()",
-                (reviewer,),
-            ).fetchone()
-            held = int(held_row["n"]) if held_row else 0
+            if held is None:
+                held_row = conn.execute(
+                    "SELECT count(*) AS n FROM review_leases WHERE reviewer = %s AND expires_at > now()",
+                    (reviewer,),
+                ).fetchone()
+                held = int(held_row["n"]) if held_row else 0
             for _ in range(count * 4 + 4):
                 if len(claimed) >= count:
                     break
@@ -153,23 +162,28 @@ class Leases:
 
     def renew_leases(self, reviewer: str, ttl: float, shown: UUID | None = None) -> int:
         """Keep the reviewer's live leases ``ttl`` seconds more (the page's heartbeat); ``shown`` is the
-        clip on their screen, now opened. The three statements go in one round trip."""
+        clip on their screen, now opened. Returns how many live leases they hold now. Leases on clips
+        decided meanwhile go first (by someone else: the holder's action was refused), so they never
+        count against the reviewer's limit; about once a minute, leases lapsed an hour ago go too. The
+        statements go in one round trip."""
+        sweep = time.monotonic() >= self._swept + SWEEP_SECONDS
+        if sweep:
+            self._swept = time.monotonic()
         with self.rm.connection() as conn:
             with conn.pipeline():
-                cur = conn.execute(
-                    """UPDATE review_leases SET expires_at = now() + make_interval(secs => %s),
-                              opened = opened OR (clip_id = %s::uuid) IS TRUE
-                       WHERE reviewer = %s AND expires_at > now()""",
-                    (ttl, shown, reviewer),
-                )
-                conn.execute("DELETE FROM review_leases WHERE expires_at < now() - interval '1 hour'")
-                # leases on clips decided meanwhile (by someone else: the holder's action was refused) go,
-                # so they never count against the reviewer's limit
                 conn.execute(
                     f"""DELETE FROM review_leases l USING rm_clips c
                        WHERE l.reviewer = %s AND c.id = l.clip_id
                          AND (NOT c.live OR c.state NOT IN {REVIEWABLE_SQL})""",
                     (reviewer,),
+                )
+                if sweep:
+                    conn.execute("DELETE FROM review_leases WHERE expires_at < now() - interval '1 hour'")
+                cur = conn.execute(
+                    """UPDATE review_leases SET expires_at = now() + make_interval(secs => %s),
+                              opened = opened OR (clip_id = %s::uuid) IS TRUE
+                       WHERE reviewer = %s AND expires_at > now()""",
+                    (ttl, shown, reviewer),
                 )
             return cur.rowcount
 
@@ -193,11 +207,19 @@ class Leases:
         """Which of ``clip_ids`` no longer await review, or are on another reviewer's screen."""
         if not clip_ids:
             return []
-        rows = self.rm.all(
+        with self.rm.connection() as conn:
+            return [r["id"] for r in self.send_unavailable(conn, clip_ids, reviewer).fetchall()]
+
+    @staticmethod
+    def send_unavailable(
+        conn: psycopg.Connection[Row], clip_ids: Sequence[UUID], reviewer: str
+    ) -> psycopg.Cursor[Row]:
+        """Send :meth:`unavailable`'s query (in a pipeline: with others, in one round trip); its rows
+        have the ids in ``id``."""
+        return conn.execute(
             f"""SELECT c.id FROM rm_clips c LEFT JOIN review_leases l ON l.clip_id = c.id
                WHERE c.id = ANY(%(ids)s)
                  AND (NOT c.live OR c.state NOT IN {REVIEWABLE_SQL}
                       OR (l.reviewer <> %(me)s AND l.expires_at > now()))""",
             {"ids": list(clip_ids), "me": reviewer},
         )
-        return [r["id"] for r in rows]

@@ -15,7 +15,7 @@ from commands.errors import NotFound, parse_id
 from commands.service import HeatersApplication
 from domain.clip import REVIEWABLE
 from domain.errors import DomainError, short_id
-from infra.database import DatabaseAddress
+from infra.database import DatabaseAddress, retry_once_on_lost_connection
 from infra.metrics import READ_YOUR_WRITES_TIMEOUTS, REVIEW_ACTIONS
 from projections import views
 from web.auth import User
@@ -147,10 +147,16 @@ class Review:
         row = row or self.rm.read(views.clip_with_siblings, clip_id)
         if row is None:
             raise NotFound("clip", clip_id)
-        ids = row.get("sibling_ids")
-        if ids is None:
+        if "sibling_count" in row:  # views.clip_with_siblings: its place among its siblings, computed
+            count = int(row["sibling_count"])
+            index = int(row["sibling_index"]) if row["live"] else -1
+            previous, following = (row["previous_id"], row["next_id"]) if index >= 0 else (None, None)
+        else:
             ids = [s["id"] for s in self.rm.live_clips(row["video_id"])]
-        index = ids.index(row["id"]) if row["id"] in ids else -1
+            count = len(ids)
+            index = ids.index(row["id"]) if row["id"] in ids else -1
+            previous = ids[index - 1] if index > 0 else None
+            following = ids[index + 1] if 0 <= index < len(ids) - 1 else None
         manifest_key = row.get("sprite_manifest") or (row.get("video_media") or {}).get("sprites")
         player = self.manifests.player(manifest_key)
         return ClipView(
@@ -163,9 +169,9 @@ class Review:
             end_frame=int(row["end_frame"]),
             fps=row.get("fps"),
             index=index,
-            clip_count=len(ids),
-            previous_clip_id=str(ids[index - 1]) if index > 0 else None,
-            next_clip_id=str(ids[index + 1]) if 0 <= index < len(ids) - 1 else None,
+            clip_count=count,
+            previous_clip_id=str(previous) if previous is not None else None,
+            next_clip_id=str(following) if following is not None else None,
             grouped_with=[str(g) for g in row.get("grouped_with") or []],
             sprite=SpritePlayer(**player) if player else None,
             leased_by=self.leases.lease_holder(row["id"], reviewer) if reviewer else None,
@@ -179,35 +185,50 @@ class Review:
         already holds (those no longer awaiting review come back in ``gone``); ``after``: continue after
         this clip, in its video."""
         count = max(1, min(count, self.max_leases))
-        self.leases.renew_leases(user.name, self.lease_ttl)
+        held: int | None = self.leases.renew_leases(user.name, self.lease_ttl)
         start: tuple[UUID, int] | None = None
         if after is not None:
             row = self.rm.clip(after)
             if row is not None:
                 start = (row["video_id"], int(row["end_frame"]))
-        views: list[ClipView] = []
+        kept: list[UUID] = []
         skip = list(exclude)
         for _ in range(5):  # read models behind the log: leave out what the log already decided
             ids = self.leases.claim_next(
-                user.name, count - len(views), skip, self.lease_ttl, self.max_leases, start
+                user.name, count - len(kept), skip, self.lease_ttl, self.max_leases, start, held
             )
+            held = None  # counted again after releases
             if not ids:
                 break
             decided = [clip_id for clip_id in ids if not self._pending_in_log(clip_id)]
             if decided:
                 self.leases.release(decided, user.name)
             skip += ids
-            for clip_id in ids:
-                if clip_id in decided:
-                    continue
-                try:
-                    views.append(self.view(clip_id))
-                except NotFound:
-                    continue
-            if len(views) >= count:
+            kept += [clip_id for clip_id in ids if clip_id not in decided]
+            if len(kept) >= count:
                 break
-        gone = [str(c) for c in self.leases.unavailable(exclude, user.name)]
-        return NextClips(clips=views, pending=self.rm.pending_count(), gone=gone)
+        rows, pending, gone = self._read_next(user, kept, exclude)
+        shown = [self.view(clip_id, row=row) for clip_id, row in zip(kept, rows, strict=True) if row]
+        return NextClips(clips=shown, pending=pending, gone=[str(c) for c in gone])
+
+    def _read_next(
+        self, user: User, clip_ids: Sequence[UUID], exclude: Sequence[UUID]
+    ) -> tuple[list[Row | None], int, list[UUID]]:
+        """For :meth:`next`, in one round trip: the clip views' rows of ``clip_ids`` (None where the
+        read models have none), the clips pending review, and which of ``exclude`` are gone."""
+
+        def read() -> tuple[list[Row | None], int, list[UUID]]:
+            with self.rm.connection() as conn:
+                with conn.pipeline():
+                    clips = [views.send_clip_with_siblings(conn, clip_id) for clip_id in clip_ids]
+                    gone = Leases.send_unavailable(conn, exclude, user.name) if exclude else None
+                    counted = conn.execute(views.PENDING_COUNT)
+                rows = [cur.fetchone() for cur in clips]
+                pending_row = counted.fetchone()
+                gone_ids = [r["id"] for r in gone.fetchall()] if gone is not None else []
+            return rows, int(pending_row["n"]) if pending_row else 0, gone_ids
+
+        return retry_once_on_lost_connection("read model query", read)
 
     def _pending_in_log(self, clip_id: UUID) -> bool:
         """The event store's word (not the read models'): is the clip still waiting for review
@@ -301,14 +322,14 @@ class Review:
         done = decide(self, Decision(cid, other, user.actor, frame, seen))
         message = done.message
         position = self.heaters.saved_position()
-        with self.rm.connection() as conn, conn.pipeline():  # one round trip
-            self._push(conn, user, cid, action)
-            for new_id in done.new_ids:  # the reviewer reviews what they just made
-                Leases.send_take_lease(conn, new_id, user.name, self.lease_ttl)
+        if done.new_ids:  # the reviewer reviews what they just made: leased before the read models show it
+            with self.rm.connection() as conn, conn.pipeline():  # one round trip
+                for new_id in done.new_ids:
+                    Leases.send_take_lease(conn, new_id, user.name, self.lease_ttl)
         # Release the lease only once the read models show the decision: released earlier, another
         # reviewer's next-clip query could still see the clip as pending and take it.
         caught_up = self.projections.settle(position=position)
-        pending = self._release_and_count(user, [cid])
+        pending = self._release_and_count(user, [cid], push=action)
         if not caught_up:
             message += LATE_NOTE
         log.info("%s: %s on clip %s", user.name, action, cid)
@@ -374,14 +395,19 @@ class Review:
             {"me": user.name, "clip": clip_id, "action": action, "depth": UNDO_DEPTH - 1},
         )
 
-    def _release_and_count(self, user: User, clip_ids: Sequence[UUID]) -> int:
-        """Release the reviewer's leases on ``clip_ids`` and count the clips pending review, in one
-        round trip."""
+    def _release_and_count(self, user: User, clip_ids: Sequence[UUID], push: str | None = None) -> int:
+        """Release the reviewer's leases on ``clip_ids`` and count the clips pending review; with
+        ``push``, first put that decision on ``clip_ids[0]`` on the reviewer's undo stack. One round
+        trip, the writes in one transaction (one commit to flush, not one per statement)."""
         with self.rm.connection() as conn:
             with conn.pipeline():
-                Leases.send_release(conn, clip_ids, user.name)
-                pending = views.pending_count(conn)
-            return pending
+                with conn.transaction():
+                    if push is not None:
+                        self._push(conn, user, clip_ids[0], push)
+                    Leases.send_release(conn, clip_ids, user.name)
+                counted = conn.execute(views.PENDING_COUNT)
+            row = counted.fetchone()
+            return int(row["n"]) if row else 0
 
     def undo_last(self, user: User) -> ActionResult:
         """Undo the reviewer's last decision that still stands (from any tab or session): their undo

@@ -4,8 +4,10 @@
 Every web process on the schema sees the same sessions, and a restart keeps reviewers logged in. Keys
 are stored as SHA-256 digests, so someone who can read the table cannot replay a session cookie.
 Expired rows are never returned and are purged at startup and, at most once a minute, when sessions
-are written. Each row also names the logged-in user (``user_name``), so :func:`end_sessions` can log a
-user out everywhere when their role or password changes or the account is disabled or removed.
+are written. Reading a session renews it (``renew_on_access``), but writes the new expiry only when the
+stored one has fallen :data:`RENEW_SLACK` behind, so most requests only read. Each row also names the
+logged-in user (``user_name``), so :func:`end_sessions` can log a user out everywhere when their role
+or password changes or the account is disabled or removed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TABLE = "web_sessions"
+#: A renewing read moves a session's expiry only once it has fallen this many seconds (at most a
+#: hundredth of the renewal) behind ``now + renew_for``: a session used on every request is renewed
+#: about once a minute rather than written on every request (``bench/review_load.py``: the UPDATE with
+#: its commit was two of the ~21 statements of each review action with its next-clip fetch).
+RENEW_SLACK = 60.0
 
 
 def _digest(key: str) -> bytes:
@@ -106,11 +113,15 @@ class PostgresSessionStore(Store):
         self._get = self._render(
             "SELECT data FROM {} WHERE key_digest = %s AND (expires_at IS NULL OR expires_at > now())"
         )
+        # Renewal writes only when the expiry has fallen ``RENEW_SLACK`` behind: a session read on
+        # every request is then a read (no row version, no WAL, no commit to flush) but the first
+        # in a while. The SELECT sees the row as the statement began (the CTE's update is not visible
+        # to it), which is the session's data either way.
         self._get_renewing = self._render(
-            "UPDATE {} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL "
-            "ELSE now() + make_interval(secs => %(s)s) END "
-            "WHERE key_digest = %(k)s AND (expires_at IS NULL OR expires_at > now()) "
-            "RETURNING data"
+            "WITH renewed AS (UPDATE {t} SET expires_at = now() + make_interval(secs => %(s)s) "
+            "WHERE key_digest = %(k)s AND expires_at > now() "
+            "AND expires_at < now() + make_interval(secs => %(s)s - %(slack)s)) "
+            "SELECT data FROM {t} WHERE key_digest = %(k)s AND (expires_at IS NULL OR expires_at > now())"
         )
         self._set = self._render(
             "INSERT INTO {} (key_digest, data, expires_at, updated_at, user_name) "
@@ -121,7 +132,7 @@ class PostgresSessionStore(Store):
         )
 
     def _render(self, statement: str) -> str:
-        return sql.SQL(statement).format(self._t).as_string(None)  # type: ignore[arg-type]
+        return sql.SQL(statement).format(self._t, t=self._t).as_string(None)  # type: ignore[arg-type]
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -192,7 +203,10 @@ class PostgresSessionStore(Store):
             if renew is None:
                 row = conn.execute(self._get, (_digest(key),)).fetchone()
             else:  # only sessions set with an expiry are renewed (the Store protocol)
-                row = conn.execute(self._get_renewing, {"k": _digest(key), "s": renew}).fetchone()
+                slack = min(RENEW_SLACK, renew / 100)
+                row = conn.execute(
+                    self._get_renewing, {"k": _digest(key), "s": renew, "slack": slack}
+                ).fetchone()
         return bytes(row[0]) if row else None
 
     def delete_sync(self, key: str) -> None:

@@ -15,7 +15,7 @@ from commands.service import HeatersApplication
 from infra.config import Settings
 from infra.database import DatabaseAddress
 from infra.object_storage import LocalObjectStorage
-from projections.runner import ProjectionDaemon
+from projections.runner import ProjectionDaemon, catch_up
 from tests.helpers import PIPELINE, clipped_video
 from web.app import create_app
 from web.auth import add_user
@@ -120,6 +120,32 @@ def test_review_flow_reads_its_writes(web: Web) -> None:
     assert "State as of version 2" in as_of.text
     video = web.client.get(f"/videos/{video_id}/history")
     assert video.status_code == 200 and 'data-event="LayoutChanged"' in video.text
+
+
+def test_clip_view_places_the_clip_among_its_live_siblings(web: Web) -> None:
+    """The clip view's index, count and neighbours follow the live clips in frame order, through a
+    split; a clip no longer live has no place; the next-clip answer shows the same views."""
+    _video_id, clips = clipped_video(web.heaters, frame_count=400, cuts=(100, 200, 300))
+    catch_up(web.heaters, web.address)
+    web.login("rita")
+
+    def place(clip: Any) -> tuple[int, int, str | None, str | None]:
+        view = web.client.get(f"/api/clips/{clip}").json()
+        return view["index"], view["clip_count"], view["previous_clip_id"], view["next_clip_id"]
+
+    ids = [str(c) for c in clips]
+    for i, clip in enumerate(ids):
+        assert place(clip) == (i, 4, ids[i - 1] if i else None, ids[i + 1] if i < 3 else None)
+    left, right = web.post(f"/api/clips/{ids[1]}/split", {"frame": 150}).json()["new_clip_ids"]
+    assert place(ids[0]) == (0, 5, None, left)
+    assert place(left) == (1, 5, ids[0], right)
+    assert place(right) == (2, 5, left, ids[2])
+    assert place(ids[3]) == (4, 5, ids[2], None)
+    assert place(ids[1]) == (-1, 5, None, None)  # split: no longer live
+    nxt = web.client.get("/api/review/next?count=3").json()["clips"]
+    assert [
+        (c["id"], c["index"], c["clip_count"], c["previous_clip_id"], c["next_clip_id"]) for c in nxt
+    ] == [(c, *place(c)) for c in (ids[0], left, right)]
 
 
 def test_errors_are_json_with_status(web: Web) -> None:

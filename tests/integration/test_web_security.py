@@ -206,3 +206,48 @@ def test_the_session_store_expires_renews_and_purges(web: Web) -> None:
         assert store.purge() == 1 and store.count() == 0
     finally:
         store.close()
+
+
+def test_a_session_read_on_every_request_is_renewed_about_once_a_minute(web: Web) -> None:
+    """Reading a session renews it (the idle timeout counts from the last request), but the row is
+    written only once its expiry has fallen behind by the slack: requests in a burst only read."""
+    import asyncio
+
+    from web.sessions import RENEW_SLACK, PostgresSessionStore
+
+    store = PostgresSessionStore(web.address, web.schema)
+    store.open()
+    table = sql.Identifier(web.schema, "web_sessions")
+
+    def stored() -> tuple[object, object]:
+        """The row's expiry and its row version (``xmin`` changes whenever the row is written)."""
+        with connect(web.address, autocommit=True) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT expires_at, xmin::text FROM {} WHERE key_digest = %s").format(table),
+                (hashlib.sha256(b"s").digest(),),
+            ).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    try:
+
+        async def scenario() -> None:
+            await store.set("s", b"data", expires_in=3600)
+            written = stored()
+            for _ in range(5):  # within the slack: read, not written
+                assert await store.get("s", renew_for=3600) == b"data"
+            assert stored() == written
+            with connect(web.address, autocommit=True) as conn:  # the expiry fell behind
+                conn.execute(
+                    sql.SQL("UPDATE {} SET expires_at = now() + make_interval(secs => %s)").format(table),
+                    (3600 - RENEW_SLACK - 5,),
+                )
+            assert await store.get("s", renew_for=3600) == b"data"
+            assert (await store.expires_in("s") or 0) >= 3600 - 2
+            once = stored()
+            assert await store.get("s", renew_for=3600) == b"data"
+            assert stored() == once
+
+        asyncio.run(scenario())
+    finally:
+        store.close()
