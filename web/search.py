@@ -49,7 +49,11 @@ def search_page(
     models, strategies = rm.embedding_options()
     video_id: UUID | None = parse_id(video, "video id") if video else None
     random_pick = not clip or clip == "random"
-    clip_id = rm.read(views.random_embedded_clip, model, strategy, video_id) if random_pick else parse_id(clip, "clip id")
+    clip_id = (
+        rm.read(views.random_embedded_clip, model, strategy, video_id)
+        if random_pick
+        else parse_id(clip, "clip id")
+    )
     results: list[dict[str, Any]] = []
     has_more = False
     main: dict[str, Any] | None = None

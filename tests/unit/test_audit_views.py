@@ -37,7 +37,12 @@ def test_state_and_payloads_become_json() -> None:
     assert state["state"] == "submitted" and state["id"] == video_id and "pending_events" not in state
     ident = uuid4()
     text = json.dumps(
-        {"ids": {ident}, "at": datetime(2026, 1, 1, tzinfo=UTC), "path": Path("/x"), "stage": StageProgress()},
+        {
+            "ids": {ident},
+            "at": datetime(2026, 1, 1, tzinfo=UTC),
+            "path": Path("/x"),
+            "stage": StageProgress(),
+        },
         default=jsonable,
         sort_keys=True,
     )
