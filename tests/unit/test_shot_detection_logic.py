@@ -538,6 +538,40 @@ def test_extent_is_the_run_of_the_model_s_inside_head_around_a_frame() -> None:
     assert _extent(inside, 9, 0.5) == (9, 9)  # outside the scores
 
 
+def _shaky(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
+    """A hand-held shot: the camera jitters a pixel either way every frame, about one place."""
+    pic = _picture(seed)
+    return [
+        _view(pic, 40 + rng.uniform(-1, 1), 20 + rng.uniform(-1, 1))
+        + rng.normal(0, 2, (H, W)).astype(np.float32)
+        for _ in range(n)
+    ]
+
+
+def test_cascade_shows_the_model_a_dissolve_between_moving_shots_and_lets_it_decide() -> None:
+    """Each frame of a dissolve between two moving shots moves as well as blends, so its path
+    from one shot to the other is far from straight and the fast pass turns it down. The cascade
+    shows the model the changes that pass every test but straightness (down to
+    ``dissolve_straightness``); what the model sees whole there is a boundary, and a sharp peak
+    of its alone is not (it is only looking there, not asked to add a cut)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(11)
+    video = _rgb(_dissolve(_shaky(1, 70, rng), _shaky(2, 70, rng), 18))  # frames 52-69 blend
+    seen = CascadeDetector(model=_FakeModel([61], video, inside=[(52, 70)]))
+    cuts, _ = run_detector(seen, [video])
+    assert cuts == [61] and seen.kinds == {61: "gradual-model"}
+    assert [question for _, question in seen.questions] == ["look"]
+    fast = HeatersDetector()
+    assert run_detector(fast, [video])[0] == []  # the fast pass alone misses it
+    # the fast pass's own straightness: nothing is shown to the model, the dissolve is missed
+    strict = CascadeDetector(model=_FakeModel([61], video, inside=[(52, 70)]), dissolve_straightness=0.5)
+    assert run_detector(strict, [video])[0] == [] and strict.windows == []
+    # the model looking there sees one sharp peak and no transition: no boundary
+    peak = CascadeDetector(model=_FakeModel([61], video))
+    assert run_detector(peak, [video])[0] == []
+
+
 def test_cascade_drops_a_short_shot_the_model_rejects() -> None:
     from infra.media.shot_detection import CascadeDetector
 
