@@ -538,6 +538,23 @@ def test_extent_is_the_run_of_the_model_s_inside_head_around_a_frame() -> None:
     assert _extent(inside, 9, 0.5) == (9, 9)  # outside the scores
 
 
+@pytest.mark.parametrize(("ends", "kept"), [(0.05, False), (0.15, False), (0.25, True), (0.9, True)])
+def test_cascade_keeps_an_unsure_cut_only_where_the_model_sees_a_boundary(ends: float, kept: bool) -> None:
+    """A hard cut the fast pass is not sure of (under twice its threshold) is asked about: it
+    stays where the model's "ends a shot" head reaches ``veto`` (0.2) near it. The development
+    corpus's false cuts the model did not veto at 0.1 scored 0.14-0.17; its true ones 0.25 or more."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(4)
+    before = _still(1, 60, rng)
+    after = [a * 0.6 + b * 0.4 for a, b in zip(_still(1, 60, rng), _still(2, 60, rng), strict=True)]
+    video = _rgb(before + after)  # the same picture with another one over it: a weaker cut
+    cascade = CascadeDetector(model=_FakeModel([60], video, ends=ends))
+    cuts, _ = run_detector(cascade, [video])
+    assert cascade.questions == [(60, "veto")]
+    assert cuts == ([60] if kept else [])
+
+
 def _shaky(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
     """A hand-held shot: the camera jitters a pixel either way every frame, about one place."""
     pic = _picture(seed)
