@@ -913,12 +913,12 @@ class CascadeDetector(ShotDetector):
     * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
       sees a transition at any end (``support``) - TransNetV2 often marks only one end of a shot
       of a few frames, and that one weakly - dropped when it sees none;
-    * candidates the fast pass turned down (relaxed thresholds, raw peaks of the frame-to-frame
-      change, dark, bright or flat runs): added where the model says so, and gradual ones also
-      where the model half believes it (``support``);
-    * changes that pass every gradual test of the fast pass but its straightness, down to
-      ``dissolve_straightness`` (a dissolve between two moving shots wanders): only shown to the
-      model, whose own gradual transitions (next) decide;
+    * hard cuts the fast pass turned down (relaxed thresholds, raw peaks of the frame-to-frame
+      change): added where the model says so;
+    * gradual changes it turned down (relaxed thresholds, dark, bright or flat runs, and changes
+      that pass every gradual test but straightness, down to ``dissolve_straightness``: a dissolve
+      between two moving shots wanders): only shown to the model, whose own gradual transitions
+      (next) decide;
     * in the windows it scored, the model's own gradual transitions (a run of "inside" frames):
       added when the pictures on either side of the run differ (``same_gradual``) - a dissolve
       between similar-looking shots that the fast pass barely sees;
@@ -1133,14 +1133,18 @@ class CascadeDetector(ShotDetector):
         proposals = [(x.frame, x.kind) for x in (*strict, *relaxed.candidates) if x.kind != "fade"]
         proposals += [(f, "cut") for f in self._raw_cuts(fast)]
         proposals += [(f, "gradual") for f in self._dips(fast)]
+        # a turned-down gradual change (or a dark, bright or flat run) is a place for the model to
+        # look at, not a boundary to confirm: only its own gradual transitions decide there (the
+        # model's peak or half-belief, 0.3, near one added 8 false boundaries for no true one on
+        # the development corpus)
         for frame, kind in proposals:
             if len(near_base) and np.min(np.abs(near_base - frame)) <= 2:
                 continue
-            queries.append((frame, "add" if kind == "cut" else "add-gradual"))
+            queries.append((frame, "add" if kind == "cut" else "look"))
         # a dissolve between two moving shots wanders (each frame moves as well as blends), so the
-        # straightness test turns it down; the model only looks there, and its own rule for a
-        # transition it sees whole decides (a lower straightness for the "add" questions brought
-        # the model's half-beliefs about motion in: 8 false boundaries on the bench corpus)
+        # straightness test turns it down; the model looks there too (a lower straightness for the
+        # "add" questions brought the model's half-beliefs about motion in: 8 false boundaries on
+        # the bench corpus)
         asked = np.array(sorted({*near_base.tolist(), *(f for f, _ in proposals)}), dtype=np.int64)
         for frame in self._wandering_graduals(fast):
             if not len(asked) or np.min(np.abs(asked - frame)) > 2:
@@ -1232,14 +1236,6 @@ class CascadeDetector(ShotDetector):
                 ):
                     cuts.add(m)
                     kinds[m] = "model"
-            elif question == "add-gradual":
-                # a gradual change the fast pass sees and the model half believes: both together
-                near = filled[max(0, f - self.margin // 3) : f + self.margin // 3 + 1]
-                if len(near) and float(near.max()) >= self.support:
-                    m = max(0, f - self.margin // 3) + int(np.argmax(near)) + 1
-                    if all(abs(m - c) > self.margin // 3 for c in cuts) and not self._same_picture(m, 8):
-                        cuts.add(m)
-                        kinds[m] = "gradual+model"
         # a transition the model sees whole (its "inside" head high over several frames) that no
         # boundary marks yet: mostly a dissolve between two similar-looking shots, which the fast
         # pass barely sees and whose ends the same-picture test finds alike
@@ -1305,11 +1301,6 @@ class CascadeDetector(ShotDetector):
                 "cascade: %d frames scored ahead for windows the final plan changed", self.speculated
             )
         return out
-
-    def _same_picture(self, frame: int, gap: int) -> bool:
-        """The picture before ``frame`` comes back after it (``gap`` frames either side left out):
-        flicker, a flash or motion inside one shot, not a boundary - the model's usual mistakes."""
-        return self._same_across(frame - gap, frame + gap)
 
     def _same_across(self, start: int, end: int, level: float | None = None) -> bool:
         """The picture of the 8 frames before ``start`` comes back in the 8 from ``end`` on

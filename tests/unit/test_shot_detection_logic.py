@@ -555,6 +555,37 @@ def test_cascade_keeps_an_unsure_cut_only_where_the_model_sees_a_boundary(ends: 
     assert cuts == ([60] if kept else [])
 
 
+def test_cascade_lets_the_model_decide_only_with_a_transition_it_sees_whole_where_a_gradual_change_was_turned_down() -> (
+    None
+):
+    """A gradual change only the relaxed pass finds is a place for the model to look at: a peak
+    of its "ends a shot" head there, weak or sharp, is no boundary (on the development corpus
+    that added 8 false boundaries and no true one); a transition it sees whole is."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(11)
+    pans = [
+        [
+            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
+            for i in range(70)
+        ]
+        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
+    ]
+    video = _rgb(_dissolve(pans[0], pans[1], 12))  # frames 58-69 blend
+    fast = HeatersDetector(min_shot_len=1)
+    run_detector(fast, [video])
+    assert fast.candidates == []  # the fast pass's own thresholds turn it down
+    for model, cuts in (
+        (_FakeModel([63], video, ends=0.4), []),  # half believed
+        (_FakeModel([63], video), []),  # a sharp peak, nothing around it
+        (_FakeModel([63], video, ends=0.4, inside=[(58, 70)]), [63]),  # seen whole
+    ):
+        cascade = CascadeDetector(model=model)
+        assert run_detector(cascade, [video])[0] == cuts
+        assert cascade.questions == [(62, "look")]
+    assert cascade.kinds == {63: "gradual-model"}
+
+
 def _shaky(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
     """A hand-held shot: the camera jitters a pixel either way every frame, about one place."""
     pic = _picture(seed)
