@@ -538,6 +538,88 @@ def test_extent_is_the_run_of_the_model_s_inside_head_around_a_frame() -> None:
     assert _extent(inside, 9, 0.5) == (9, 9)  # outside the scores
 
 
+@pytest.mark.parametrize(("ends", "kept"), [(0.05, False), (0.15, False), (0.25, True), (0.9, True)])
+def test_cascade_keeps_an_unsure_cut_only_where_the_model_sees_a_boundary(ends: float, kept: bool) -> None:
+    """A hard cut the fast pass is not sure of (under twice its threshold) is asked about: it
+    stays where the model's "ends a shot" head reaches ``veto`` (0.2) near it. The development
+    corpus's false cuts the model did not veto at 0.1 scored 0.14-0.17; its true ones 0.25 or more."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(4)
+    before = _still(1, 60, rng)
+    after = [a * 0.6 + b * 0.4 for a, b in zip(_still(1, 60, rng), _still(2, 60, rng), strict=True)]
+    video = _rgb(before + after)  # the same picture with another one over it: a weaker cut
+    cascade = CascadeDetector(model=_FakeModel([60], video, ends=ends))
+    cuts, _ = run_detector(cascade, [video])
+    assert cascade.questions == [(60, "veto")]
+    assert cuts == ([60] if kept else [])
+
+
+def test_cascade_lets_the_model_decide_only_with_a_transition_it_sees_whole_where_a_gradual_change_was_turned_down() -> (
+    None
+):
+    """A gradual change only the relaxed pass finds is a place for the model to look at: a peak
+    of its "ends a shot" head there, weak or sharp, is no boundary (on the development corpus
+    that added 8 false boundaries and no true one); a transition it sees whole is."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(11)
+    pans = [
+        [
+            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
+            for i in range(70)
+        ]
+        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
+    ]
+    video = _rgb(_dissolve(pans[0], pans[1], 12))  # frames 58-69 blend
+    fast = HeatersDetector(min_shot_len=1)
+    run_detector(fast, [video])
+    assert fast.candidates == []  # the fast pass's own thresholds turn it down
+    for model, cuts in (
+        (_FakeModel([63], video, ends=0.4), []),  # half believed
+        (_FakeModel([63], video), []),  # a sharp peak, nothing around it
+        (_FakeModel([63], video, ends=0.4, inside=[(58, 70)]), [63]),  # seen whole
+    ):
+        cascade = CascadeDetector(model=model)
+        assert run_detector(cascade, [video])[0] == cuts
+        assert cascade.questions == [(62, "look")]
+    assert cascade.kinds == {63: "gradual-model"}
+
+
+def _shaky(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
+    """A hand-held shot: the camera jitters a pixel either way every frame, about one place."""
+    pic = _picture(seed)
+    return [
+        _view(pic, 40 + rng.uniform(-1, 1), 20 + rng.uniform(-1, 1))
+        + rng.normal(0, 2, (H, W)).astype(np.float32)
+        for _ in range(n)
+    ]
+
+
+def test_cascade_shows_the_model_a_dissolve_between_moving_shots_and_lets_it_decide() -> None:
+    """Each frame of a dissolve between two moving shots moves as well as blends, so its path
+    from one shot to the other is far from straight and the fast pass turns it down. The cascade
+    shows the model the changes that pass every test but straightness (down to
+    ``dissolve_straightness``); what the model sees whole there is a boundary, and a sharp peak
+    of its alone is not (it is only looking there, not asked to add a cut)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(11)
+    video = _rgb(_dissolve(_shaky(1, 70, rng), _shaky(2, 70, rng), 18))  # frames 52-69 blend
+    seen = CascadeDetector(model=_FakeModel([61], video, inside=[(52, 70)]))
+    cuts, _ = run_detector(seen, [video])
+    assert cuts == [61] and seen.kinds == {61: "gradual-model"}
+    assert [question for _, question in seen.questions] == ["look"]
+    fast = HeatersDetector()
+    assert run_detector(fast, [video])[0] == []  # the fast pass alone misses it
+    # the fast pass's own straightness: nothing is shown to the model, the dissolve is missed
+    strict = CascadeDetector(model=_FakeModel([61], video, inside=[(52, 70)]), dissolve_straightness=0.5)
+    assert run_detector(strict, [video])[0] == [] and strict.windows == []
+    # the model looking there sees one sharp peak and no transition: no boundary
+    peak = CascadeDetector(model=_FakeModel([61], video))
+    assert run_detector(peak, [video])[0] == []
+
+
 def test_cascade_drops_a_short_shot_the_model_rejects() -> None:
     from infra.media.shot_detection import CascadeDetector
 
