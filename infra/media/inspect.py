@@ -102,22 +102,16 @@ def inspect_media(path: Path | str, timeout: float = 600.0) -> MediaInfo:
     a file inspected before and unchanged since is not read again."""
     path = Path(path)
     key = _identity(path)
-    if key is not None:
-        with _inspected_lock:
-            known = _inspected.get(key)
-            if known is not None:
-                _inspected.move_to_end(key)
-                return known
+    known = _recall(_inspected, key)
+    if known is not None:
+        return known
     video, said, packets = probe_with_packets(path, timeout=timeout)
     info = _media_info(video, _input_part(said))
     logger.debug("inspected %s: %s", path, info)
     if key is not None and key == _identity(path):  # not changed while it was read
-        with _inspected_lock:
-            _inspected[key] = info
-            while len(_inspected) > _REMEMBERED:
-                _inspected.popitem(last=False)
+        _remember(_inspected, key, info, _REMEMBERED)
         if packets is not None:
-            _remember_packets(key, packets)
+            _remember(_packets, key, packets, _PACKETS_REMEMBERED)
     return info
 
 
@@ -126,24 +120,44 @@ def inspect_packets(path: Path | str, timeout: float = 600.0) -> PacketTimes:
     file was inspected lately and is unchanged since, else read now (and remembered)."""
     path = Path(path)
     key = _identity(path)
-    if key is not None:
-        with _inspected_lock:
-            known = _packets.get(key)
-            if known is not None:
-                _packets.move_to_end(key)
-                return known
+    known = _recall(_packets, key)
+    if known is not None:
+        return known
     packets = packet_times(path, timeout)
     if key is not None and key == _identity(path):
-        _remember_packets(key, packets)
+        _remember(_packets, key, packets, _PACKETS_REMEMBERED)
     return packets
 
 
-def _remember_packets(key: tuple[int, int, int, int], packets: PacketTimes) -> None:
+_Remembered = TypeVar("_Remembered")
+
+
+def _recall(
+    memory: OrderedDict[tuple[int, int, int, int], _Remembered], key: tuple[int, int, int, int] | None
+) -> _Remembered | None:
+    """What ``memory`` holds for the file identified by ``key`` (marked as used lately), or None."""
+    if key is None:
+        return None
     with _inspected_lock:
-        _packets[key] = packets
-        _packets.move_to_end(key)
-        while len(_packets) > _PACKETS_REMEMBERED:
-            _packets.popitem(last=False)
+        known = memory.get(key)
+        if known is not None:
+            memory.move_to_end(key)
+        return known
+
+
+def _remember(
+    memory: OrderedDict[tuple[int, int, int, int], _Remembered],
+    key: tuple[int, int, int, int],
+    value: _Remembered,
+    limit: int,
+) -> None:
+    """Keep ``value`` for the file identified by ``key``, forgetting the least recently used
+    beyond ``limit``."""
+    with _inspected_lock:
+        memory[key] = value
+        memory.move_to_end(key)
+        while len(memory) > limit:
+            memory.popitem(last=False)
 
 
 def _input_part(said: str) -> str:
