@@ -931,7 +931,9 @@ class CascadeDetector(ShotDetector):
       between similar-looking shots that the fast pass barely sees;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
       ``flash_luma`` or more, with no structural jump above the shot's motion): no boundary,
-      whoever proposed it, unless the model sees a longer transition around it.
+      whoever proposed it, unless the model sees a longer transition around it; nor a saturated
+      flash (at most ``flash_frames`` flat white frames, entered and left in one step each, back
+      to the brightness before it), whose structure does jump.
 
     Boundaries inside one uninterrupted run of "inside" frames are one transition, and so are a
     fade-out and fade-in around a black or white run the model sees entered and left gradually.
@@ -1283,12 +1285,17 @@ class CascadeDetector(ShotDetector):
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
         # boundary in a flickering shot, and the fast pass's when the flash is long
-        # (a flash inside a dissolve the model sees whole leaves the dissolve's boundary alone)
+        # (a flash inside a dissolve the model sees whole leaves the dissolve's boundary alone);
+        # a saturated flash (flat white frames) jumps structurally, so it is told by its steps:
+        # in and out in one frame each, back to the level before
         fast = self._fast
         for c in sorted(cuts):
             start, end = _extent(inside, c - 1, self.threshold)
-            if end - start <= self.flash_frames + 2 and _flash(
-                fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma
+            if end - start <= self.flash_frames + 2 and (
+                _flash(fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma)
+                or _saturated_flash(
+                    fast.luma, fast.flat, fast.fade_bright, c, self.flash_frames, self.flash_luma
+                )
             ):
                 cuts.discard(c)
         # a flat black or white run is a fade's held colour when the fast pass calls it a fade, or
@@ -1386,6 +1393,24 @@ def _flash(
             continue
         around = np.concatenate([motion[lo - 8 : lo - 1], motion[hi + 2 : hi + 9]])
         if float(motion[lo : hi + 1].max()) < 2.0 * max(float(np.median(around)), 0.02):
+            return True
+    return False
+
+
+def _saturated_flash(
+    luma: FloatArray, flat: NDArray[np.bool_], bright: float, frame: int, longest: int, depart: float
+) -> bool:
+    """Whether a boundary at ``frame`` is a saturated flash: at most ``longest`` flat frames
+    brighter than ``bright`` at or next to it, entered in one step of ``depart`` or more from a
+    steady level (within 5 over the 3 frames before) and left in one step back to within 5 of it.
+    A fade through white ramps in and out (steps of 15-25 a frame), and a cut leaves the level."""
+    n = len(luma)
+    for s, t in true_runs(flat & (luma > bright)):
+        if not (s - 1 <= frame <= t + 1) or t - s > longest or s < 3 or t >= n:
+            continue
+        level = float(luma[s - 1])
+        steady = float(np.abs(luma[s - 3 : s] - level).max()) <= 5.0
+        if steady and float(luma[s:t].min()) - level >= depart and abs(float(luma[t]) - level) <= 5.0:
             return True
     return False
 

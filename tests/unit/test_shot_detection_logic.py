@@ -906,3 +906,40 @@ def test_cascade_shows_the_model_the_relaxed_pass_s_gradual_changes_but_not_its_
     relaxed.candidates = [Candidate(100, 1, 0.2, "colour8"), Candidate(200, 1, 0.2, "gradual8")]
     plan = cascade._plan(cascade._fast, relaxed, len(video))
     assert plan.queries == [(200, "look")]
+
+
+def test_a_saturated_flash_is_told_from_a_fade_through_white_and_a_cut_by_its_steps() -> None:
+    """At most ``flash_frames`` flat white frames, entered in one step from a steady brightness and
+    left in one step back to it, are a flash; a fade through white ramps in and out, and after a
+    cut the brightness is another one."""
+    from infra.media.shot_detection import _saturated_flash
+
+    def at(luma: list[float], frame: int) -> bool:
+        arr = np.array(luma, np.float32)
+        return _saturated_flash(arr, arr > 240, 200.0, frame, 4, 20.0)
+
+    flash = [171.0] * 10 + [250.0] * 3 + [172.0] * 10  # the bench's hard negatives at 240
+    assert at(flash, 10) and at(flash, 13) and not at(flash, 5)
+    long_white = [171.0] * 10 + [250.0] * 6 + [172.0] * 10
+    assert not at(long_white, 10)
+    fade = [150.0, 160.0, 171.0, 190.0, 210.0, 230.0, 250.0, 250.0, 230.0, 210.0, 190.0, 171.0, 171.0]
+    assert not at(fade, 6)
+    cut = [171.0] * 10 + [250.0] * 2 + [127.0] * 10  # a flash, then another shot: the real cut
+    assert not at(cut, 10)
+
+
+def test_cascade_drops_a_boundary_at_a_saturated_flash_in_a_continuing_shot() -> None:
+    """Three flat white frames in a shot that goes on after them: no boundary, though the model
+    and the fast pass both see a jump there (the bench's hard negatives at 240); the same frames
+    between two shots leave a boundary."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(5)
+    shot = _still(1, 120, rng)
+    white = [np.full((H, W), 252.0, np.float32)] * 3
+    video = _rgb(shot[:60] + white + shot[63:])
+    cascade = CascadeDetector(model=_FakeModel([60, 63], video))
+    assert run_detector(cascade, [video])[0] == []
+    between = _rgb(shot[:60] + white + _still(2, 60, rng))
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([60, 63], between)), [between])
+    assert cuts and all(58 <= c <= 65 for c in cuts)
