@@ -969,6 +969,7 @@ class CascadeDetector(ShotDetector):
         plan_every: int = 512,
         plan_guard: int = 300,
         plan_lookback: int = 900,
+        plan_reach: int = 6000,
         model: _Model | None = None,
     ) -> None:
         self.margin = margin
@@ -1002,6 +1003,8 @@ class CascadeDetector(ShotDetector):
         self.plan_every = plan_every
         self.plan_guard = plan_guard
         self.plan_lookback = plan_lookback
+        self.plan_reach = plan_reach
+        self._open: int | None = None  # the first window the last plan left open (absolute frame)
         self.speculated = 0  # frames scored ahead in windows the final plan does not have
         self.ahead = 0  # frames of the final plan's windows scored ahead, during the decode
         self._starts: list[int] = []  # first frame of each batch
@@ -1062,9 +1065,12 @@ class CascadeDetector(ShotDetector):
         window its own plan gives, so the answers do not depend on this."""
         count = self._count
         edge = self.plan_guard
-        first = max(
-            0, int(np.searchsorted(self._starts, self._planned - self.plan_lookback, side="right")) - 1
-        )
+        # from ``plan_lookback`` frames before the last plan's end, or from before the first window
+        # the last plan left open (one still growing at its end: a long run of questions)
+        start = self._planned - self.plan_lookback
+        if self._open is not None:
+            start = max(min(start, self._open - edge), self._planned - self.plan_reach)
+        first = max(0, int(np.searchsorted(self._starts, start, side="right")) - 1)
         offset = self._starts[first]
         view = self._view(first)
         view.finish()
@@ -1072,8 +1078,11 @@ class CascadeDetector(ShotDetector):
         relaxed.finish()
         plan = self._plan(view, relaxed, count - offset)
         frames: FrameBatch | None = None
+        self._open = None
         for lo, hi in self._regions(plan.queries, count - offset):
             lo, hi = lo + offset, hi + offset
+            if hi > count - edge and self._open is None:
+                self._open = lo
             if (offset and lo < offset + edge) or hi > count - edge or (lo, hi) in self._pending:
                 continue
             if frames is None:

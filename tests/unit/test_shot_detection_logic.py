@@ -674,6 +674,35 @@ def test_cascade_scores_settled_windows_during_the_decode_with_the_same_answers(
     assert ahead.speculated == 0
 
 
+def test_cascade_scores_a_window_longer_than_the_lookback_during_the_decode() -> None:
+    """A long run of questions makes one window that is still growing at several plans; once it
+    closes, a later plan looks back far enough to score it before the decode ends."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(6)
+    frames: list[NDArray[np.float32]] = _still(1, 90, rng)
+    model_cuts: list[int] = []
+    for shot in range(30):  # 5-frame shots: a question at every cut, one window over them all
+        model_cuts.append(len(frames))
+        frames += _still(shot + 2, 5 if shot % 2 else 12, rng)
+    model_cuts.append(len(frames))
+    frames += _still(40, 600, rng)
+    video = _rgb(frames)
+    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
+    expected, _ = run_detector(at_end, batches)
+    longest = max(at_end.windows, key=lambda w: w[1] - w[0])
+    assert longest[1] - longest[0] > 200
+    ahead = CascadeDetector(
+        model=_FakeModel(model_cuts, video), plan_every=128, plan_guard=100, plan_lookback=150
+    )
+    found, _ = run_detector(ahead, batches)
+    assert found == expected and len(found) >= 20
+    assert ahead.windows == at_end.windows
+    assert ahead.ahead >= longest[1] - longest[0]
+    assert ahead.speculated == 0
+
+
 class _HeldModel(_FakeModel):
     """A :class:`_FakeModel` whose scoring thread waits until the caller of ``finish`` has scored
     a window itself: the windows given during the decode are still queued at the end."""
