@@ -277,7 +277,8 @@ class PostgresSessionStore(Store):
         else:  # only sessions set with an expiry are renewed (the Store protocol)
             slack = min(RENEW_SLACK, renew / 100)
             statement, params = self._get_renewing, {"k": _digest(key), "s": renew, "slack": slack}
-        self._get_pool()  # open (the store's lifecycle), as the other operations do
+        if self._pool is None:  # open (the store's lifecycle), as the other operations do
+            self._get_pool()
         connections = self._loop_connections()
         for attempt in (1, 2):
             conn = await self._acquire(connections)
