@@ -68,15 +68,18 @@ class _Transport:
         return f"extra {name}"
 
 
-def test_the_writes_of_one_turn_of_the_loop_go_out_as_one() -> None:
+def test_a_head_and_its_body_go_out_as_one_write() -> None:
     async def scenario() -> _Transport:
         real = _Transport()
         transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-        transport.write(b"ok")
-        assert real.writes == []  # not yet: the loop's turn goes on
-        await asyncio.sleep(0)
+        assert real.writes == []  # the head waits for its body
+        transport.write(b"ok")  # which sends both at once
         assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+        transport.write(b"alone")  # a head whose body is late: out at the end of the loop's turn
+        assert len(real.writes) == 1
+        await asyncio.sleep(0)
+        assert real.writes[-1] == b"alone"
         transport.write(BIG)  # large: at once
         assert real.writes[-1] == BIG
         transport.write(b"last")
@@ -85,4 +88,4 @@ def test_the_writes_of_one_turn_of_the_loop_go_out_as_one() -> None:
         assert transport.get_extra_info("peername") == "extra peername"
         return real
 
-    assert len(asyncio.run(scenario()).writes) == 3
+    assert len(asyncio.run(scenario()).writes) == 4
