@@ -56,6 +56,7 @@ from projections.runner import ProjectionDaemon, catch_up
 from web.app import create_app
 from web.auth import add_user
 from web.review import Projections, Review
+from web.security import server_options
 
 SCHEMA = "bench"
 PASSWORD = "review-load-password"
@@ -121,6 +122,9 @@ class Statements:
             original = getattr(psycopg.Cursor, name)
             setattr(psycopg.Cursor, name, self._counted(original))
             self._undo.append(partial(setattr, psycopg.Cursor, name, original))
+        execute = psycopg.AsyncCursor.execute  # the session store's reads, on the event loop
+        psycopg.AsyncCursor.execute = self._counted_async(execute)  # type: ignore[method-assign]
+        self._undo.append(partial(setattr, psycopg.AsyncCursor, "execute", execute))
         if self.server_cpu:
             pipeline = psycopg.Connection.pipeline
             psycopg.Connection.pipeline = self._timed_pipeline(pipeline)  # type: ignore[method-assign]
@@ -145,6 +149,20 @@ class Statements:
                             self.backend_ns[text] += used
                     else:  # sent in a pipeline: its backend's CPU is counted when the pipeline ends
                         getattr(self.local, "piped", []).append(text)
+                with self.lock:
+                    self.count[scope] += 1
+                    self.seconds[scope] += elapsed
+
+        return counted
+
+    def _counted_async(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(cursor, *args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                scope = self.scope()
                 with self.lock:
                     self.count[scope] += 1
                     self.seconds[scope] += elapsed
@@ -741,7 +759,7 @@ def _run(
         daemon_process.start()
     else:
         daemon.start()
-    with serve(web) as base:
+    with serve(web, **server_options(settings)) as base:  # as `heaters run web` serves it
         events_before = app.recorder.max_notification_id() or 0
         # The reviewers run in another process, so that they do not share the server's interpreter lock.
         results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()

@@ -148,6 +148,8 @@ class LogFollower:
         self.stopping = threading.Event()
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
+        #: Whether the last read of the following thread reached the end of the log (was short).
+        self._read_to_end = False
         self._reader: ThreadPoolExecutor | None = None
         self._ahead: tuple[int, Future[list[EventRecord]]] | None = None
 
@@ -189,6 +191,8 @@ class LogFollower:
                 future.exception()  # let it finish before another read starts (errors are dropped)
         if events is None or len(events) < self.batch_size:
             events = self._read(after, limit)
+            if threading.current_thread() is self._thread:
+                self._read_to_end = len(events) < (limit or self.batch_size)
         if ahead and limit is None and len(events) == self.batch_size:
             if self._reader is None:
                 self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"{self.tracking_table}-reader")
@@ -282,7 +286,7 @@ class LogFollower:
     ) -> None:
         """Follow the log in a background thread: each run opens a listening connection and the
         consumer's ``session`` on it, then runs its step while it finds work and waits for the log's
-        NOTIFY (or ``poll_seconds``) when not. A failing run is logged (``last_error``) and started
+        NOTIFY (or ``poll_seconds``) when not, or when the step read to the end of the log. A failing run is logged (``last_error``) and started
         again after a backoff doubling from 0.5 s to ``max_backoff``; a run that worked resets it."""
         if self.running:
             return
@@ -311,10 +315,18 @@ class LogFollower:
                         return
                     listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     while not self.stopping.is_set():
+                        # What was committed before this drain the step's read sees; what commits
+                        # later announces itself. So a step whose read reached the log's end waits
+                        # for that, not reads again (under a steady trickle of commands the read
+                        # again found nothing, a round trip per batch).
+                        for _ in listener.notifies(timeout=0):
+                            pass
+                        self._read_to_end = False
                         if step():
                             self.last_error = None
                             backoff = 0.5
-                            continue
+                            if not self._read_to_end:
+                                continue
                         for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
                             pass
                 return

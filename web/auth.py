@@ -19,18 +19,18 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from litestar.connection import ASGIConnection, Request
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
-from litestar.stores.base import Store
 from litestar.types import Empty, Message, ScopeSession
+from litestar.utils.dataclass import extract_dataclass_items
 from psycopg import sql
 from zxcvbn import zxcvbn
 
@@ -252,12 +252,31 @@ class LoginLimiter:
 ROTATE_KEY = "heaters_new_session_id"
 #: The session as loaded (serialized), to tell whether a response changed it.
 LOADED_KEY = "heaters_session_loaded"
-#: Set while storing a session the request left unchanged: the store's write is skipped.
-_UNCHANGED: ContextVar[bool] = ContextVar("heaters_session_unchanged", default=False)
+
+
+#: Session cookies kept made (see :meth:`RotatingSessionBackend.session_cookie`) before starting over.
+_COOKIES_KEPT = 4096
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):
     """Server-side sessions whose id is replaced on login (no session fixation)."""
+
+    def __init__(self, config: ServerSideSessionConfig) -> None:
+        super().__init__(config)
+        self._cookies: dict[str, str] = {}
+
+    def session_cookie(self, session_id: str) -> str:
+        """The ``Set-Cookie`` value Litestar's backend makes for ``session_id`` (its ``Max-Age`` is
+        relative, so the value is always the same), made once: building it (the config's cookie
+        fields, the ``Cookie``, its header) was most of the session middleware's work per request."""
+        cookie = self._cookies.get(session_id)
+        if cookie is None:
+            params = extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys())
+            cookie = Cookie(value=session_id, key=self.config.key, **dict(params)).to_header(header="")
+            if len(self._cookies) >= _COOKIES_KEPT:
+                self._cookies.clear()
+            self._cookies[session_id] = cookie
+        return cookie
 
     def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         state: dict[str, Any] = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
@@ -274,10 +293,6 @@ class RotatingSessionBackend(ServerSideSessionBackend):
             state: dict[str, Any] = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
             state[LOADED_KEY] = self.serialize_data(data, connection.scope)
         return data
-
-    async def set(self, session_id: str, data: bytes, store: Store) -> None:
-        if not _UNCHANGED.get():
-            await super().set(session_id, data, store)
 
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
@@ -304,11 +319,11 @@ class RotatingSessionBackend(ServerSideSessionBackend):
             and scope_session is not Empty
             and state.get(LOADED_KEY) == self.serialize_data(scope_session, connection.scope)
         )
-        token = _UNCHANGED.set(bool(unchanged))
-        try:
-            await super().store_in_message(scope_session, message, connection)
-        finally:
-            _UNCHANGED.reset(token)
+        if unchanged:  # as Litestar's would, less the write (loading renewed it) and the cookie's making
+            assert old_id is not None
+            MutableScopeHeaders.from_message(message).add("Set-Cookie", self.session_cookie(old_id))
+            return
+        await super().store_in_message(scope_session, message, connection)
         new_id = state.get(ROTATE_KEY)
         if old_id and isinstance(new_id, str) and new_id != old_id:
             await self.delete(old_id, store=self.config.get_store_from_app(connection.scope["app"]))

@@ -120,11 +120,14 @@ def security_headers(tls: bool, csrf: CSRFConfig) -> Callable[[Message, Scope], 
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's options for forwarded headers: believed only from the configured proxies."""
+    """uvicorn's options: forwarded headers believed only from the configured proxies, and each
+    response written in one write (:mod:`web.serving`)."""
+    from web.serving import CoalescingHttpToolsProtocol
+
     proxies = settings.trusted_proxy_list
     if not proxies:
-        return {"proxy_headers": False}
-    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
+        return {"proxy_headers": False, "http": CoalescingHttpToolsProtocol}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies, "http": CoalescingHttpToolsProtocol}
 
 
 class LocalSwaggerPlugin(OpenAPIRenderPlugin):

@@ -12,10 +12,13 @@ or password changes or the account is disabled or removed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -29,7 +32,13 @@ from litestar.stores.base import Store
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from infra.database import DatabaseAddress, check_idle_connection, connect, retry_once_on_lost_connection
+from infra.database import (
+    DatabaseAddress,
+    check_idle_connection,
+    connect,
+    lost_connection,
+    retry_once_on_lost_connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +85,54 @@ def end_sessions(address: DatabaseAddress, schema: str, name: str) -> int:
     return ended
 
 
+def _finish(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Close an async connection without awaiting (from a sync shutdown, or one left in doubt)."""
+    conn.pgconn.finish()
+
+
+class _LoopConnections:
+    """The async connections of one event loop that read sessions: at most ``size`` open, idle ones
+    in a LIFO list, a request that finds none idle and the limit reached waits for one."""
+
+    __slots__ = ("idle", "open", "size", "waiting")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.open = 0
+        self.idle: list[psycopg.AsyncConnection[Any]] = []
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    def wake(self) -> None:
+        """Let the first request waiting for a connection try again."""
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def finish_all(self) -> None:
+        idle, self.idle = self.idle, []
+        self.open -= len(idle)
+        for conn in idle:
+            _finish(conn)
+
+
+def _finish_idle(connections: _LoopConnections) -> None:
+    connections.finish_all()
+
+
 class PostgresSessionStore(Store):
     """A thread- and process-safe key/value store in ``<schema>.web_sessions``.
 
-    The async methods run their (short) queries on a small pool of synchronous connections in worker
-    threads, so the store works from any event loop (each Litestar ``TestClient`` has its own).
+    Reading a session, which every request does, runs on async connections of the request's own event
+    loop (a few per loop, one loop per web process; each Litestar ``TestClient`` has its own): no hop
+    to a worker thread and back, which cost about as much of the web process's time as the query
+    (``bench/review_load.py``). Writes, deletes and the rest run their (short) queries on a small pool
+    of synchronous connections in worker threads.
     """
 
     __slots__ = (
+        "_by_loop",
         "_get",
         "_get_renewing",
         "_lock",
@@ -105,6 +154,9 @@ class PostgresSessionStore(Store):
         self.max_size = max_size
         self.purge_every = purge_every
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._next_purge = 0.0
         self._t = sql.Identifier(schema, TABLE)
@@ -144,8 +196,11 @@ class PostgresSessionStore(Store):
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            loops = list(self._by_loop.values())
         if pool is not None:
             pool.close()
+        for connections in loops:  # connections busy now are closed when given back
+            connections.finish_all()
 
     def _get_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         with self._lock:
@@ -170,6 +225,80 @@ class PostgresSessionStore(Store):
     async def _run(self, function: Callable[[], T]) -> T:
         # Every session operation is idempotent: one lost connection (a database restart) is retried.
         return await anyio.to_thread.run_sync(partial(retry_once_on_lost_connection, "web session", function))
+
+    # -- the read on the event loop ----------------------------------------------------------------
+
+    def _loop_connections(self) -> _LoopConnections:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            connections = self._by_loop.get(loop)
+            if connections is None:
+                connections = self._by_loop[loop] = _LoopConnections(self.max_size)
+                # a loop that ends (a test client's) closes its idle connections
+                weakref.finalize(loop, _finish_idle, connections)
+            return connections
+
+    async def _acquire(self, connections: _LoopConnections) -> psycopg.AsyncConnection[Any]:
+        while True:
+            if connections.idle:
+                return connections.idle.pop()
+            if connections.open < connections.size:
+                connections.open += 1
+                try:
+                    return await psycopg.AsyncConnection.connect(self.address.conninfo(), autocommit=True)
+                except BaseException:
+                    connections.open -= 1
+                    connections.wake()
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            connections.waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    connections.wake()  # woken, then cancelled: pass the turn on
+                raise
+
+    def _release(
+        self, connections: _LoopConnections, conn: psycopg.AsyncConnection[Any], *, sound: bool
+    ) -> None:
+        if sound and self._pool is not None and conn.pgconn.status == psycopg.pq.ConnStatus.OK:
+            connections.idle.append(conn)
+        else:  # in doubt (cancelled mid-query, lost) or the store closed: not reused
+            connections.open -= 1
+            _finish(conn)
+        connections.wake()
+
+    async def _read(self, key: str, renew_for: int | timedelta | None) -> bytes | None:
+        renew = _seconds(renew_for)
+        params: Any
+        if renew is None:
+            statement, params = self._get, (_digest(key),)
+        else:  # only sessions set with an expiry are renewed (the Store protocol)
+            slack = min(RENEW_SLACK, renew / 100)
+            statement, params = self._get_renewing, {"k": _digest(key), "s": renew, "slack": slack}
+        if self._pool is None:  # open (the store's lifecycle), as the other operations do
+            self._get_pool()
+        connections = self._loop_connections()
+        for attempt in (1, 2):
+            conn = await self._acquire(connections)
+            try:
+                cursor = await conn.execute(statement, params)
+                row = await cursor.fetchone()
+            except psycopg.OperationalError as error:
+                self._release(connections, conn, sound=False)
+                if attempt == 2 or not lost_connection(error):
+                    raise
+                # the server dropped it (a restart): the idle ones went with it; one more try, fresh
+                log.warning("web session: the database connection was lost (%s); trying once more", error)
+                connections.finish_all()
+                continue
+            except BaseException:
+                self._release(connections, conn, sound=False)
+                raise
+            self._release(connections, conn, sound=True)
+            return bytes(row[0]) if row else None
+        raise AssertionError("unreachable")
 
     # -- synchronous operations --------------------------------------------------------------------
 
@@ -247,7 +376,7 @@ class PostgresSessionStore(Store):
         await self._run(partial(self.set_sync, key, value, expires_in))
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
-        return await self._run(partial(self.get_sync, key, renew_for))
+        return await self._read(key, renew_for)
 
     async def delete(self, key: str) -> None:
         await self._run(partial(self.delete_sync, key))
@@ -256,7 +385,7 @@ class PostgresSessionStore(Store):
         await self._run(self.delete_all_sync)
 
     async def exists(self, key: str) -> bool:
-        return await self._run(partial(self.get_sync, key)) is not None
+        return await self._read(key, None) is not None
 
     async def expires_in(self, key: str) -> int | None:
         return await self._run(partial(self.expires_in_sync, key))

@@ -97,6 +97,69 @@ def test_it_resumes_from_its_tracked_position_after_a_restart(
         assert restarted.positions(conn, [NAME])[NAME].position == restarted.head()
 
 
+def test_a_step_that_read_to_the_end_waits_for_the_next_commit_rather_than_reading_again(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress
+) -> None:
+    """Under a trickle of commands each batch is short: the follower then waits for the log's NOTIFY
+    (it polls only every 30 s here), and misses none of the events that commit meanwhile."""
+    clipped_video(pg_app)
+    follower = _follower(pg_app, pg_address)
+    consumer = Consumer(follower)
+    steps: list[int] = []
+
+    @contextmanager
+    def counted(listener: psycopg.Connection[Any]) -> Iterator[Step]:
+        with consumer.session(listener) as step:
+
+            def counting() -> int:
+                applied = step()
+                steps.append(applied)
+                return applied
+
+            yield counting
+
+    follower.start(counted, thread_name="follower-test", poll_seconds=30.0)
+    try:
+        _wait(lambda: consumer.seen[-1:] == [follower.head()], "the follower at the head")
+        before = len(steps)
+        for n in range(10):
+            pg_app.submit(f"/videos/trickle-{n}.mp4", "user:alice")
+            _wait(lambda: consumer.seen[-1:] == [follower.head()], f"event {n}, woken by its NOTIFY")
+        trickle = steps[before:]
+    finally:
+        follower.stop()
+    assert consumer.seen == list(range(1, follower.head() + 1))
+    assert sum(trickle) == 10
+    assert trickle.count(0) <= 2, trickle  # it was one empty read per batch: 10
+
+
+def test_events_committed_while_it_steps_wake_it(
+    pg_app: HeatersApplication, pg_address: DatabaseAddress
+) -> None:
+    """Commits racing the follower's steps (four writers at once): each reaches the follower within
+    a second of the last one, by NOTIFY (it polls only every 30 s here)."""
+    follower = _follower(pg_app, pg_address)
+    consumer = Consumer(follower)
+    follower.start(consumer.session, thread_name="follower-test", poll_seconds=30.0)
+
+    def write(writer: int) -> None:
+        for n in range(15):
+            pg_app.submit(f"/videos/race-{writer}-{n}.mp4", "user:alice")
+
+    try:
+        for _ in range(3):
+            writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+            for thread in writers:
+                thread.start()
+            for thread in writers:
+                thread.join()
+            head = follower.head()
+            _wait(lambda: consumer.seen[-1:] == [head], "the last commit", timeout=1.0)  # noqa: B023
+    finally:
+        follower.stop()
+    assert consumer.seen == list(range(1, follower.head() + 1))
+
+
 def test_reading_ahead_gives_the_batches_reading_then_would(
     pg_app: HeatersApplication, pg_address: DatabaseAddress
 ) -> None:

@@ -208,6 +208,46 @@ def test_the_session_store_expires_renews_and_purges(web: Web) -> None:
         store.close()
 
 
+def test_session_reads_share_a_few_connections_of_their_event_loop(web: Web) -> None:
+    """Every request reads its session, on the request's own event loop: many at once share at most
+    ``max_size`` connections (the others wait for one), and closing the store closes them."""
+    import asyncio
+    import time
+
+    from web.sessions import PostgresSessionStore
+
+    store = PostgresSessionStore(web.address, web.schema, max_size=2)
+    store.open()
+
+    def reading() -> int:
+        with connect(web.address, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT data FROM%%web_sessions%%'"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    try:
+
+        async def scenario() -> None:
+            await store.set("k", b"value", expires_in=600)
+            found = await asyncio.gather(*(store.get("k") for _ in range(40)))
+            assert found == [b"value"] * 40
+            assert reading() <= 2
+            assert await store.get("missing") is None
+
+        asyncio.run(scenario())
+        store.close()
+        deadline = time.monotonic() + 5  # a backend leaves pg_stat_activity once it has exited
+        while reading() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reading() == 0
+        store.open()  # and opens again, on a new loop
+        assert asyncio.run(store.get("k")) == b"value"
+    finally:
+        store.close()
+
+
 def test_a_session_read_on_every_request_is_renewed_about_once_a_minute(web: Web) -> None:
     """Reading a session renews it (the idle timeout counts from the last request), but the row is
     written only once its expiry has fallen behind by the slack: requests in a burst only read."""

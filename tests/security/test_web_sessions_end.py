@@ -143,3 +143,11 @@ def test_cookies_are_secure_when_served_over_tls(
         for cookie in cookies:
             assert ("; Secure" in cookie or "; secure" in cookie) is tls, cookie
         assert ("strict-transport-security" in logged_in.headers) is tls
+        # each later request sends the session cookie again (its Max-Age counts from the last
+        # request), the same cookie as at login
+        at_login = [c for c in logged_in.headers.get_list("set-cookie") if c.startswith("session=")]
+        for _ in range(2):
+            later = c.get("/healthz")
+            assert later.status_code == 200
+            assert [c for c in later.headers.get_list("set-cookie") if c.startswith("session=")] == at_login
+        assert "Max-Age=" in at_login[0] and "HttpOnly" in at_login[0]
