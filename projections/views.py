@@ -103,14 +103,10 @@ def live_clips(conn: Connection, video_id: UUID) -> list[Row]:
     )
 
 
-#: :func:`pending_count`'s statement (its one column: ``n``).
-PENDING_COUNT = "SELECT coalesce(sum(pending_count), 0) AS n FROM rm_videos WHERE pending_count > 0"
-
-
 def pending_count(conn: Connection) -> int:
     """Clips pending review: the sum of the videos' counts (kept by the videos projection in the
     batch's transaction), which costs PostgreSQL a row per video with clips pending, not one per clip."""
-    row = _one(conn, PENDING_COUNT)
+    row = _one(conn, "SELECT coalesce(sum(pending_count), 0) AS n FROM rm_videos WHERE pending_count > 0")
     return int(row["n"]) if row else 0
 
 

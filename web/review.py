@@ -222,11 +222,10 @@ class Review:
                 with conn.pipeline():
                     clips = [views.send_clip_with_siblings(conn, clip_id) for clip_id in clip_ids]
                     gone = Leases.send_unavailable(conn, exclude, user.name) if exclude else None
-                    counted = conn.execute(views.PENDING_COUNT)
+                    pending = views.pending_count(conn)  # its fetch sends all three at once
                 rows = [cur.fetchone() for cur in clips]
-                pending_row = counted.fetchone()
                 gone_ids = [r["id"] for r in gone.fetchall()] if gone is not None else []
-            return rows, int(pending_row["n"]) if pending_row else 0, gone_ids
+            return rows, pending, gone_ids
 
         return retry_once_on_lost_connection("read model query", read)
 
@@ -399,15 +398,12 @@ class Review:
         """Release the reviewer's leases on ``clip_ids`` and count the clips pending review; with
         ``push``, first put that decision on ``clip_ids[0]`` on the reviewer's undo stack. One round
         trip, the writes in one transaction (one commit to flush, not one per statement)."""
-        with self.rm.connection() as conn:
-            with conn.pipeline():
-                with conn.transaction():
-                    if push is not None:
-                        self._push(conn, user, clip_ids[0], push)
-                    Leases.send_release(conn, clip_ids, user.name)
-                counted = conn.execute(views.PENDING_COUNT)
-            row = counted.fetchone()
-            return int(row["n"]) if row else 0
+        with self.rm.connection() as conn, conn.pipeline():
+            with conn.transaction():
+                if push is not None:
+                    self._push(conn, user, clip_ids[0], push)
+                Leases.send_release(conn, clip_ids, user.name)
+            return views.pending_count(conn)  # its fetch sends the transaction with it
 
     def undo_last(self, user: User) -> ActionResult:
         """Undo the reviewer's last decision that still stands (from any tab or session): their undo
