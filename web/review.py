@@ -144,19 +144,14 @@ class Review:
     # -- reading -----------------------------------------------------------------------------------
 
     def view(self, clip_id: UUID, reviewer: str | None = None, row: Row | None = None) -> ClipView:
+        """The clip view of ``clip_id``; ``row``: its :func:`views.clip_with_siblings` row, when the
+        caller read it already."""
         row = row or self.rm.read(views.clip_with_siblings, clip_id)
         if row is None:
             raise NotFound("clip", clip_id)
-        if "sibling_count" in row:  # views.clip_with_siblings: its place among its siblings, computed
-            count = int(row["sibling_count"])
-            index = int(row["sibling_index"]) if row["live"] else -1
-            previous, following = (row["previous_id"], row["next_id"]) if index >= 0 else (None, None)
-        else:
-            ids = [s["id"] for s in self.rm.live_clips(row["video_id"])]
-            count = len(ids)
-            index = ids.index(row["id"]) if row["id"] in ids else -1
-            previous = ids[index - 1] if index > 0 else None
-            following = ids[index + 1] if 0 <= index < len(ids) - 1 else None
+        count = int(row["sibling_count"])  # its place among its video's live clips, computed in SQL
+        index = int(row["sibling_index"]) if row["live"] else -1
+        previous, following = (row["previous_id"], row["next_id"]) if index >= 0 else (None, None)
         manifest_key = row.get("sprite_manifest") or (row.get("video_media") or {}).get("sprites")
         player = self.manifests.player(manifest_key)
         return ClipView(
