@@ -269,14 +269,18 @@ class PostgresSessionStore(Store):
             _finish(conn)
         connections.wake()
 
-    async def _read(self, key: str, renew_for: int | timedelta | None) -> bytes | None:
+    def _reading(self, key: str, renew_for: int | timedelta | None) -> tuple[str, Any]:
+        """The statement that reads the session ``key`` (renewing it by ``renew_for``) and its
+        parameters: the same for the read on the event loop and :meth:`get_sync`."""
         renew = _seconds(renew_for)
-        params: Any
         if renew is None:
-            statement, params = self._get, (_digest(key),)
-        else:  # only sessions set with an expiry are renewed (the Store protocol)
-            slack = min(RENEW_SLACK, renew / 100)
-            statement, params = self._get_renewing, {"k": _digest(key), "s": renew, "slack": slack}
+            return self._get, (_digest(key),)
+        # only sessions set with an expiry are renewed (the Store protocol)
+        slack = min(RENEW_SLACK, renew / 100)
+        return self._get_renewing, {"k": _digest(key), "s": renew, "slack": slack}
+
+    async def _read(self, key: str, renew_for: int | timedelta | None) -> bytes | None:
+        statement, params = self._reading(key, renew_for)
         if self._pool is None:  # open (the store's lifecycle), as the other operations do
             self._get_pool()
         connections = self._loop_connections()
@@ -327,15 +331,9 @@ class PostgresSessionStore(Store):
                 log.warning("purging expired web sessions failed", exc_info=True)
 
     def get_sync(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
-        renew = _seconds(renew_for)
+        statement, params = self._reading(key, renew_for)
         with self._connection() as conn:
-            if renew is None:
-                row = conn.execute(self._get, (_digest(key),)).fetchone()
-            else:  # only sessions set with an expiry are renewed (the Store protocol)
-                slack = min(RENEW_SLACK, renew / 100)
-                row = conn.execute(
-                    self._get_renewing, {"k": _digest(key), "s": renew, "slack": slack}
-                ).fetchone()
+            row = conn.execute(statement, params).fetchone()
         return bytes(row[0]) if row else None
 
     def delete_sync(self, key: str) -> None:
