@@ -1298,13 +1298,12 @@ class CascadeDetector(ShotDetector):
         # a saturated flash (flat white frames) jumps structurally, so it is told by its steps:
         # in and out in one frame each, back to the level before
         fast = self._fast
+        white = true_runs(fast.flat & (fast.luma > fast.fade_bright))  # once: a Python pass over the video
         for c in sorted(cuts):
             start, end = _extent(inside, c - 1, self.threshold)
             if end - start <= self.flash_frames + 2 and (
                 _flash(fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma)
-                or _saturated_flash(
-                    fast.luma, fast.flat, fast.fade_bright, c, self.flash_frames, self.flash_luma
-                )
+                or _saturated_flash(fast.luma, white, c, self.flash_frames, self.flash_luma)
             ):
                 cuts.discard(c)
         # a flat black or white run is a fade's held colour when the fast pass calls it a fade, or
@@ -1407,14 +1406,15 @@ def _flash(
 
 
 def _saturated_flash(
-    luma: FloatArray, flat: NDArray[np.bool_], bright: float, frame: int, longest: int, depart: float
+    luma: FloatArray, white: Sequence[tuple[int, int]], frame: int, longest: int, depart: float
 ) -> bool:
-    """Whether a boundary at ``frame`` is a saturated flash: at most ``longest`` flat frames
-    brighter than ``bright`` at or next to it, entered in one step of ``depart`` or more from a
-    steady level (within 5 over the 3 frames before) and left in one step back to within 5 of it.
-    A fade through white ramps in and out (steps of 15-25 a frame), and a cut leaves the level."""
+    """Whether a boundary at ``frame`` is a saturated flash: at most ``longest`` flat white frames
+    (a run of ``white``, the runs of flat frames brighter than the fast pass's ``fade_bright``) at
+    or next to it, entered in one step of ``depart`` or more from a steady level (within 5 over the
+    3 frames before) and left in one step back to within 5 of it. A fade through white ramps in and
+    out (steps of 15-25 a frame), and a cut leaves the level."""
     n = len(luma)
-    for s, t in true_runs(flat & (luma > bright)):
+    for s, t in white:
         if not (s - 1 <= frame <= t + 1) or t - s > longest or s < 3 or t >= n:
             continue
         level = float(luma[s - 1])

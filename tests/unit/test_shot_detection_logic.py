@@ -941,11 +941,12 @@ def test_a_saturated_flash_is_told_from_a_fade_through_white_and_a_cut_by_its_st
     """At most ``flash_frames`` flat white frames, entered in one step from a steady brightness and
     left in one step back to it, are a flash; a fade through white ramps in and out, and after a
     cut the brightness is another one."""
+    from infra.media.frame_runs import true_runs
     from infra.media.shot_detection import _saturated_flash
 
     def at(luma: list[float], frame: int) -> bool:
         arr = np.array(luma, np.float32)
-        return _saturated_flash(arr, arr > 240, 200.0, frame, 4, 20.0)
+        return _saturated_flash(arr, true_runs((arr > 240) & (arr > 200.0)), frame, 4, 20.0)
 
     flash = [171.0] * 10 + [250.0] * 3 + [172.0] * 10  # the bench's hard negatives at 240
     assert at(flash, 10) and at(flash, 13) and not at(flash, 5)
