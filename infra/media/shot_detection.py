@@ -22,6 +22,9 @@ Design (see ``bench/shot_detection.py`` for the measurements):
   within a shot and the straightness test is blind; a gain-normalised joint colour histogram stays
   put through pans and zooms, so a peaked, spread-out, non-returning histogram change that a
   global translation does not explain (pan-compensated residual) is a dissolve too.
+* Gradual transition in the luma's moments: a dissolve's mean luma moves on a straight line and its
+  variance dips on the parabola a blend of two different pictures gives, whatever either shot's
+  camera does and however noisy a low-contrast picture is (where the straightness test is blind).
 * Fades: runs of flat (near uniform) frames between two pictures give one boundary in their middle;
   a flat run entered and left at full contrast (no ramp) is a shot that looks flat at analysis
   resolution (fine texture) and gives two cuts instead.
@@ -160,6 +163,11 @@ class HeatersDetector(ShotDetector):
         colour_max_similarity: float = 0.5,
         bar_luma: float = 32.0,
         bar_share: float = 0.5,
+        blend_scales: Sequence[int] = (5, 8, 12, 16),
+        blend_fit: float = 0.1,
+        blend_correlation: float = 0.3,
+        blend_steady: float = 1.0,
+        blend_luma: float = 3.0,
     ) -> None:
         if min_shot_len < 1:
             raise ValueError("min_shot_len must be >= 1")
@@ -189,6 +197,11 @@ class HeatersDetector(ShotDetector):
         self.colour_max_similarity = colour_max_similarity
         self.bar_luma = bar_luma
         self.bar_share = bar_share
+        self.blend_scales = tuple(sorted(blend_scales))
+        self.blend_fit = blend_fit
+        self.blend_correlation = blend_correlation
+        self.blend_steady = blend_steady
+        self.blend_luma = blend_luma
         self._lags = sorted({1, 2, 3, 4, 5, *(2 * k for k in self.gradual_scales)})
         self._max_lag = max(self._lags)
         self._tail: FloatArray | None = None  # last max_lag normalised thumbnails
@@ -238,6 +251,11 @@ class HeatersDetector(ShotDetector):
             "colour_max_similarity": self.colour_max_similarity,
             "bar_luma": self.bar_luma,
             "bar_share": self.bar_share,
+            "blend_scales": list(self.blend_scales),
+            "blend_fit": self.blend_fit,
+            "blend_correlation": self.blend_correlation,
+            "blend_steady": self.blend_steady,
+            "blend_luma": self.blend_luma,
         }
 
     # ------------------------------------------------------------------------------------ features
@@ -315,6 +333,7 @@ class HeatersDetector(ShotDetector):
             + self._fades(std, luma, thumbs, total)
         )
         candidates += self._colour_graduals(hists, dist[1], moco_sub, thumbs, total, candidates)
+        candidates += self._blends(std, luma, thumbs, total, candidates)
         self.candidates = sorted(candidates, key=lambda c: c.frame)
         self.flat = std < self.flat_std
         self.luma = luma
@@ -480,6 +499,59 @@ class HeatersDetector(ShotDetector):
                 kept.append((c, k))
         return [c for c, _ in kept]
 
+    def _blends(
+        self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int, found: Sequence[Candidate]
+    ) -> list[Candidate]:
+        """Dissolves seen in the luma's first two moments, which camera motion barely moves.
+
+        A dissolve from picture ``A`` to ``B`` shows ``(1 - a) A + a B`` with ``a`` rising linearly:
+        the mean luma moves on a straight line and the luma variance on a parabola,
+        ``(1 - a)^2 var(A) + a^2 var(B) + 2 a (1 - a) cov(A, B)``, which dips below both ends when
+        the pictures differ. Pans and zooms re-arrange the pixels of one picture without changing
+        its variance, so this holds when both shots move (where the straightness test, which adds
+        up every frame's change, is blind) and when noise swamps the structure of a low-contrast
+        picture. A candidate at ``t`` (scale ``k``, the window ``t-k..t+k``): the variance follows
+        the parabola through its ends (RMS misfit at most ``blend_fit`` of the dip's depth, a
+        quarter of ``var(A - B)``), the ends' correlation ``cov / sqrt(var(A) var(B))`` is at most
+        ``blend_correlation`` (a picture that keeps its contrast, or whose contrast only rises or falls
+        as the light changes, gives 1 or more; a different picture makes the variance dip), the
+        variance stays within ``blend_steady`` depths of each end's for ``k`` frames outside the
+        window (a shot's statistics are steady; a flash or a flicker is not), and the mean luma stays
+        within ``blend_luma`` (plus a tenth of the change) of the straight line (a fade through black
+        or white leaves it), and the picture at one end does not come back at the other (a shot whose
+        contrast dips as light or haze passes). Windows that already hold another candidate are left
+        to it.
+        """
+        out: list[Candidate] = []
+        taken = np.array(sorted(c.frame for c in found), dtype=np.int64)
+        for k in self.blend_scales:
+            if total < 4 * k + 1:
+                continue
+            misfit, corr, steady, off_line = _variance_dips(std[:total], luma[:total], k)
+            ok = (
+                (misfit <= self.blend_fit)
+                & (corr <= self.blend_correlation)
+                & (steady <= self.blend_steady)
+                & (off_line <= self.blend_luma)
+            )
+            for i in np.flatnonzero(ok).tolist():
+                t = i + k
+                if len(taken) and np.any(np.abs(taken - t) <= 2 * k):
+                    continue  # another test's window overlaps this one
+                if _shift_similarity(thumbs[i], thumbs[i + 2 * k]) > self.max_similarity or (
+                    _max_correlation(self.pictures, (i - 8, i + 1), (i + 2 * k, i + 2 * k + 9))
+                    > self.max_similarity
+                ):
+                    continue  # the same picture at both ends: its contrast changed (light, haze)
+                out.append(Candidate(t, 1, float(1.0 - misfit[i]), f"blend{k}"))
+        # several scales and neighbouring centres see the same dissolve: keep the best fit
+        kept: list[tuple[Candidate, int]] = []
+        for c in sorted(out, key=lambda c: -c.score):
+            k = int(c.kind.removeprefix("blend"))
+            if all(abs(c.frame - o.frame) > max(k, ko) for o, ko in kept):
+                kept.append((c, k))
+        return [c for c, _ in kept]
+
     def _fades(self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int) -> list[Candidate]:
         flat = std[:total] < self.flat_std
         out: list[Candidate] = []
@@ -540,6 +612,51 @@ class HeatersDetector(ShotDetector):
             self.kinds[frame] = best.kind
         logger.debug("candidates %d -> cuts %d", len(candidates), len(cuts))
         return cuts
+
+
+def _variance_dips(
+    std: FloatArray, luma: FloatArray, k: int, chunk: int = 8192
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per window of ``2k + 1`` frames (row ``i``: frames ``i..i+2k``), how well the luma looks like a
+    dissolve between the window's ends (see :meth:`HeatersDetector._blends`): the variance's RMS
+    misfit to the parabola through its ends, in depths of its dip (``inf`` where it does not dip);
+    the ends' correlation the fitted parabola implies; the largest change of the variance over the
+    ``k`` frames before the window and the ``k`` after, from the variance at the window's end on
+    that side, in depths (``inf`` where those frames are not all there); and the mean luma's
+    largest distance from the straight line between the ends, less a tenth of the change between
+    them. In blocks of ``chunk`` windows (a long video's windows side by side would take hundreds
+    of MB)."""
+    v = std.astype(np.float64) ** 2
+    m = luma.astype(np.float64)
+    rows = len(v) - 2 * k
+    a = np.arange(2 * k + 1, dtype=np.float64) / (2 * k)
+    q = 2.0 * a * (1.0 - a)
+    misfit, corr, steady, off_line = (np.full(rows, np.inf) for _ in range(4))
+    for lo in range(0, rows, chunk):
+        hi = min(rows, lo + chunk)
+        win = np.lib.stride_tricks.sliding_window_view(v[lo : hi + 2 * k], 2 * k + 1)
+        first, last = win[:, 0], win[:, -1]
+        base = (1.0 - a) ** 2 * first[:, None] + a**2 * last[:, None]
+        cov = ((win - base) * q).sum(axis=1) / float((q * q).sum())
+        depth = (first + last - 2.0 * cov) / 4.0  # a quarter of var(A - B)
+        dips = depth > 0
+        rest = np.sqrt(((win - base - q * cov[:, None]) ** 2).mean(axis=1))
+        misfit[lo:hi] = np.where(dips, rest / np.where(dips, depth, 1.0), np.inf)
+        corr[lo:hi] = cov / np.maximum(np.sqrt(first * last), 1e-6)
+        mw = np.lib.stride_tricks.sliding_window_view(m[lo : hi + 2 * k], 2 * k + 1)
+        line = (1.0 - a) * mw[:, :1] + a * mw[:, -1:]
+        off_line[lo:hi] = np.abs(mw - line).max(axis=1) - 0.1 * np.abs(mw[:, -1] - mw[:, 0])
+        # the k frames before row i's window are i-k..i, the k after it i+2k..i+3k
+        i = np.arange(lo, hi)
+        whole = (i >= k) & (i + 3 * k < len(v))
+        if whole.any():
+            j = i[whole]
+            side = np.lib.stride_tricks.sliding_window_view(v, k + 1)  # row r: frames r..r+k
+            before = np.abs(side[j - k] - v[j, None]).max(axis=1)
+            after = np.abs(side[j + 2 * k] - v[j + 2 * k, None]).max(axis=1)
+            d = depth[whole]
+            steady[j] = np.where(d > 0, np.maximum(before, after) / np.where(d > 0, d, 1.0), np.inf)
+    return misfit, corr, steady, off_line
 
 
 def _colour_histograms(rgb: FloatArray, luma_mean: FloatArray, levels: int) -> NDArray[np.uint16]:
@@ -914,7 +1031,8 @@ class CascadeDetector(ShotDetector):
     stays low).
 
     * a hard cut the fast pass is sure of (``confident`` times its threshold), a fade or a gradual
-      change: kept, nothing asked; its other hard cuts: dropped only if both of the model's heads
+      change (among them a dissolve seen in the luma variance's dip, which the model often misses
+      between low-contrast or moving shots): kept, nothing asked; its other hard cuts: dropped only if both of the model's heads
       stay under ``veto`` near them (development corpus: false cuts 0.14-0.17, true ones 0.25
       and up);
     * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
