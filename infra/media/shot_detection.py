@@ -333,7 +333,7 @@ class HeatersDetector(ShotDetector):
             + self._fades(std, luma, thumbs, total)
         )
         candidates += self._colour_graduals(hists, dist[1], moco_sub, thumbs, total, candidates)
-        candidates += self._blends(std, luma, thumbs, total, candidates)
+        candidates += self._blends(std, luma, dist[1], moco_sub, thumbs, total, candidates)
         self.candidates = sorted(candidates, key=lambda c: c.frame)
         self.flat = std < self.flat_std
         self.luma = luma
@@ -500,7 +500,14 @@ class HeatersDetector(ShotDetector):
         return [c for c, _ in kept]
 
     def _blends(
-        self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int, found: Sequence[Candidate]
+        self,
+        std: FloatArray,
+        luma: FloatArray,
+        d1: FloatArray,
+        moco: FloatArray,
+        thumbs: FloatArray,
+        total: int,
+        found: Sequence[Candidate],
     ) -> list[Candidate]:
         """Dissolves seen in the luma's first two moments, which camera motion barely moves.
 
@@ -518,9 +525,11 @@ class HeatersDetector(ShotDetector):
         variance stays within ``blend_steady`` depths of each end's for ``k`` frames outside the
         window (a shot's statistics are steady; a flash or a flicker is not), and the mean luma stays
         within ``blend_luma`` (plus a tenth of the change) of the straight line (a fade through black
-        or white leaves it), and the picture at one end does not come back at the other (a shot whose
-        contrast dips as light or haze passes). Windows that already hold another candidate are left
-        to it.
+        or white leaves it); the frame-to-frame change is not explained by a global translation
+        (``colour_min_residual``, as for colour changes: a pan into another part of the scene mixes
+        two regions' statistics too), and the picture at one end does not come back at the other (a
+        shot whose contrast dips as light or haze passes). Windows that already hold another
+        candidate are left to it.
         """
         out: list[Candidate] = []
         taken = np.array(sorted(c.frame for c in found), dtype=np.int64)
@@ -538,6 +547,9 @@ class HeatersDetector(ShotDetector):
                 t = i + k
                 if len(taken) and np.any(np.abs(taken - t) <= 2 * k):
                     continue  # another test's window overlaps this one
+                moved = float(moco[i + 1 : i + 2 * k + 1].sum())
+                if moved < self.colour_min_residual * float(d1[i + 1 : i + 2 * k + 1].sum()):
+                    continue  # a pan into another part of the scene: a translation explains it
                 if _shift_similarity(thumbs[i], thumbs[i + 2 * k]) > self.max_similarity or (
                     _max_correlation(self.pictures, (i - 8, i + 1), (i + 2 * k, i + 2 * k + 9))
                     > self.max_similarity

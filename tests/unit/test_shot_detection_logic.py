@@ -404,6 +404,16 @@ def test_contrast_changes_inside_one_shot_are_not_dissolves() -> None:
     assert _detect(swell) == []
 
 
+def test_pan_into_another_region_is_not_a_dissolve_however_little_its_ends_correlate() -> None:
+    # a fast pan from a warm half of the world into a cool half mixes the two regions' statistics
+    # and can dip the variance like a blend: a translation explains the change, so no dissolve
+    # (with the correlation limit at 0.6 the variance test alone took it, at frame 62)
+    warm = _colour_picture(23, (1.2, 0.7, 0.4), W * 8)
+    cool = _colour_picture(24, (0.4, 0.8, 1.3), W * 8)
+    frames = _colour_pan(np.concatenate([warm, cool], axis=1), 120, 5.0, x0=W * 4)
+    assert _run(HeatersDetector(blend_correlation=0.6), frames) == []
+
+
 # ------------------------------------------------------------------ cascade and learned-model logic
 
 
