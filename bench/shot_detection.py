@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             totals[name].add(score)
             rows[name] = {**score.to_json(), "cuts": cuts, **extra}
             model = (
-                f"  model on {extra['model_frames']} frames ({extra['ahead']} during the decode,"
+                f"  model on {extra['model_frames']} frames ({extra['ahead']} by the model's thread,"
                 f" {extra['wasted']} wasted)"
                 if extra
                 else ""

@@ -1136,7 +1136,7 @@ class CascadeDetector(ShotDetector):
         self.plan_reach = plan_reach
         self._open: int | None = None  # the first window the last plan left open (absolute frame)
         self.speculated = 0  # frames scored ahead in windows the final plan does not have
-        self.ahead = 0  # frames of the final plan's windows scored ahead, during the decode
+        self.ahead = 0  # frames of the final plan's windows scored by the model's thread
         self._starts: list[int] = []  # first frame of each batch
         self._count = 0
         self._planned = 0  # frames decoded at the last plan
@@ -1188,13 +1188,15 @@ class CascadeDetector(ShotDetector):
         view._count = fast._count - self._starts[first]
         return view
 
-    def _speculate(self) -> None:
+    def _speculate(self, last: bool = False) -> None:
         """Score, while the decode goes on, the windows the questions so far settle: the plan of
         the frames decoded so far (from a while before the last plan's end), its windows that lie
-        away from both ends of that stretch. :meth:`finish` takes a result only for exactly the
-        window its own plan gives, so the answers do not depend on this."""
+        away from both ends of that stretch (``last``: no frame comes after these, so the windows
+        at their end are settled too). :meth:`finish` takes a result only for exactly the window
+        its own plan gives, so the answers do not depend on this."""
         count = self._count
         edge = self.plan_guard
+        end_edge = 0 if last else edge
         # from ``plan_lookback`` frames before the last plan's end, or from before the first window
         # the last plan left open (one still growing at its end: a long run of questions)
         start = self._planned - self.plan_lookback
@@ -1213,7 +1215,7 @@ class CascadeDetector(ShotDetector):
             lo, hi = lo + offset, hi + offset
             if hi > count - edge and self._open is None:
                 self._open = lo
-            if (offset and lo < offset + edge) or hi > count - edge or (lo, hi) in self._pending:
+            if (offset and lo < offset + edge) or hi > count - end_edge or (lo, hi) in self._pending:
                 continue
             if frames is None:
                 frames = np.concatenate(self._frames)
@@ -1319,6 +1321,10 @@ class CascadeDetector(ShotDetector):
                 self._pool = None
 
     def _finish(self) -> list[int]:
+        if self._planned:
+            # the last frames' windows go to the model's thread first (a plan of the last stretch
+            # only), so it scores them while this thread runs the fast pass over the whole video
+            self._speculate(last=True)
         self._fast.finish()
         strict = self._fast.candidates
         total = len(self._fast.flat)
@@ -1339,9 +1345,10 @@ class CascadeDetector(ShotDetector):
         scores = np.full((total, 2), np.nan, np.float32)
         regions = self._regions(queries, total)
         self.ahead = 0
-        # the model's thread works through the windows it was given during the decode from the
-        # first; this one takes the rest from the last (the tail nobody could score earlier, then
-        # the given ones not started yet), so both cores score until the two meet
+        # the model's thread works through the windows it was given (during the decode, and the
+        # last ones before the plan above) from the first; this one takes the rest from the last
+        # (any the final plan alone has, then the given ones not started yet), so both cores score
+        # until the two meet
         futures = {r: self._pending.pop(r, None) for r in regions}
         for (lo, hi), future in reversed(futures.items()):
             if future is None or future.cancel():

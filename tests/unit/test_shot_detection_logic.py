@@ -783,6 +783,44 @@ def test_cascade_scores_a_window_longer_than_the_lookback_during_the_decode() ->
     assert ahead.speculated == 0
 
 
+def test_cascade_gives_the_last_windows_to_the_models_thread_before_the_final_plan() -> None:
+    """The windows near the end that the plans during the decode held back (more frames might
+    have moved them) are settled once no frame follows: ``finish`` hands them to the model's
+    thread before it runs the fast pass over the whole video; the answers stay those of the end."""
+    from infra.media.shot_detection import CascadeDetector, _Plan
+
+    class Recording(CascadeDetector):
+        def __init__(self, model: _FakeModel) -> None:
+            super().__init__(model=model, plan_every=128, plan_guard=100)
+            self.pending_at_plan: list[set[tuple[int, int]]] = []
+
+        def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int) -> _Plan:
+            self.pending_at_plan.append(set(self._pending))
+            return super()._plan(fast, relaxed, total)
+
+    rng = np.random.default_rng(5)
+    frames: list[NDArray[np.float32]] = []
+    model_cuts: list[int] = []
+    for shot in range(12):  # the last short shot's window ends within the guard of the end
+        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
+        model_cuts.append(len(frames))
+    model_cuts.pop()
+    video = _rgb(frames)
+    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
+    expected, _ = run_detector(at_end, batches)
+    last = at_end.windows[-1]
+    assert last[1] > len(video) - 100  # held back by every plan during the decode
+    model = _FakeModel(model_cuts, video)
+    ahead = Recording(model)
+    found, _ = run_detector(ahead, batches)
+    assert found == expected and len(found) >= 8
+    assert ahead.windows == at_end.windows
+    assert last in ahead.pending_at_plan[-1]  # given before the final plan (the last _plan call)
+    assert sorted(model.calls) == sorted(set(model.calls))  # no window scored twice
+    assert ahead.speculated == 0
+
+
 class _HeldModel(_FakeModel):
     """A :class:`_FakeModel` whose scoring thread waits until the caller of ``finish`` has scored
     a window itself: the windows given during the decode are still queued at the end."""
