@@ -207,12 +207,13 @@ class SpritePlan:
         return ";".join(parts)
 
     def output_args(self, out_dir: Path) -> list[str]:
-        """ffmpeg outputs writing the pads of :meth:`graph` into ``out_dir`` (renamed by :meth:`finish`)."""
+        """ffmpeg outputs writing the pads of :meth:`graph` into ``out_dir`` (renamed by :meth:`finish`);
+        each encoder on one thread (they run side by side; the same sheets as with more)."""
         ext = _EXTENSIONS[self.image_format]
         args: list[str] = []
         for i in range(self.encoders):
             args += [
-                "-map", f"[sheets{i}]", "-fps_mode", "passthrough", *self.encoder_args(),
+                "-map", f"[sheets{i}]", "-fps_mode", "passthrough", *self.encoder_args(), "-threads", "1",
                 "-start_number", "0", "-f", "image2", str(out_dir / f"part{i}_%05d.{ext}"),
             ]  # fmt: skip
         return args
