@@ -177,6 +177,10 @@ def decode_once(
         with _atomic_output(proxy_dst) as tmp:
             args = [
                 ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error",
+                # a copied proxy leaves the graph light (tiles, analysis): its filters on one thread,
+                # as the decoder's threads, the encoders and the analysis keep the cores busy and
+                # slice threads only added switching (CPU -4 %); the proxy's own scale wants them
+                *(["-filter_complex_threads", "1"] if copied else []),
                 *LOCAL_INPUT, *_retime(info), "-i", str(src),
                 *(["-filter_complex", ";".join(graph)] if graph else []),
                 *(_copy_args(info) if copied else _encode_args(preset, crf)),

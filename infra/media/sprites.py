@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_QUALITY",
+    "FULL_RANGE",
     "MANIFEST_NAME",
     "SpriteFormat",
     "SpriteManifest",
@@ -109,6 +110,13 @@ def sprite_position(manifest: SpriteManifest, frame: int) -> tuple[str, int, int
 
 
 SpriteFormat = Literal["webp", "jpeg"]
+#: Limited-range (video) frames to full range (JFIF's), exactly: luma 16-235 to 0-255, chroma
+#: 16-240 to 0-255 about 128, rounded and clipped, then tagged full range for the JPEG encoder.
+FULL_RANGE = (
+    "lutyuv=y='clip(round((val-16)*255/219)\\,0\\,255)'"
+    ":u='clip(round((val-128)*255/224)+128\\,0\\,255)'"
+    ":v='clip(round((val-128)*255/224)+128\\,0\\,255)',setparams=range=pc"
+)
 #: Each format's quality when none is given: JPEG qscale 7 is at least as sharp as WebP q60 (SSIM)
 #: on the sprite benchmark's videos at half its encoding CPU (docs/architecture.md).
 DEFAULT_QUALITY: dict[str, int] = {"webp": 60, "jpeg": 7}
@@ -152,24 +160,30 @@ class SpritePlan:
     def pattern(self) -> str:
         return f"sheet_%05d.{_EXTENSIONS[self.image_format]}"
 
-    def tiling(self) -> str:
-        """The filter chain from the video's frames to unencoded sheets (sprite rate, tiles, layout)."""
+    def tiling(self, limited: bool = False) -> str:
+        """The filter chain from the video's frames to unencoded sheets (sprite rate, tiles, layout);
+        ``limited`` scales the tiles into 8-bit 4:2:0 in limited range, what :data:`FULL_RANGE` takes
+        (a full-range or 10-bit source included)."""
         ratio = self.sprite_fps / self.source_fps
         chain = []
         if ratio < 1:
             p, q = ratio.numerator, ratio.denominator
             chain.append(f"select='eq(n\\,0)+gt(floor(n*{p}/{q})\\,floor((n-1)*{p}/{q}))'")
-        chain += [f"scale={self.tile_width}:{self.tile_height}:flags=area", "setsar=1"]
+        scale = f"scale={self.tile_width}:{self.tile_height}:flags=area"
+        chain += [f"{scale}:out_range=tv,format=yuv420p" if limited else scale, "setsar=1"]
         chain.append(f"tile={self.columns}x{self.rows}")
         return ",".join(chain)
 
     def filters(self) -> str:
-        """:meth:`tiling`, then for JPEG the sheets in full range (JFIF's) by an explicit scale. The
-        conversion ffmpeg inserts before the encoder otherwise turns video black into level 1, not 0:
-        invisible, but on the letterboxed 1080p corpus video the sheets' SSIM fell from 0.990 to
-        0.959 at qscale 3 (flat areas weigh heavily in SSIM), for the same bytes."""
+        """:meth:`tiling`, then for JPEG the sheets in full range (JFIF's) by :data:`FULL_RANGE`, a
+        table from the tiles in limited range. The conversion ffmpeg inserts before the encoder
+        otherwise turns video black into level 1, not 0: invisible, but on the letterboxed 1080p
+        corpus video the sheets' SSIM fell from 0.990 to 0.959 at qscale 3 (flat areas weigh heavily
+        in SSIM), for the same bytes; so did converting in the tiles' scale (0.9825 to 0.9532 at
+        qscale 7). The table gives the sheets of a second swscale pass (``scale=out_range=pc``) to
+        the level in luma and within one level in chroma, in half its CPU."""
         if self.image_format == "jpeg":
-            return f"{self.tiling()},scale=out_range=pc,format=yuvj420p"
+            return f"{self.tiling(limited=True)},{FULL_RANGE}"
         return self.tiling()
 
     def encoder_args(self) -> list[str]:
@@ -193,12 +207,13 @@ class SpritePlan:
         return ";".join(parts)
 
     def output_args(self, out_dir: Path) -> list[str]:
-        """ffmpeg outputs writing the pads of :meth:`graph` into ``out_dir`` (renamed by :meth:`finish`)."""
+        """ffmpeg outputs writing the pads of :meth:`graph` into ``out_dir`` (renamed by :meth:`finish`);
+        each encoder on one thread (they run side by side; the same sheets as with more)."""
         ext = _EXTENSIONS[self.image_format]
         args: list[str] = []
         for i in range(self.encoders):
             args += [
-                "-map", f"[sheets{i}]", "-fps_mode", "passthrough", *self.encoder_args(),
+                "-map", f"[sheets{i}]", "-fps_mode", "passthrough", *self.encoder_args(), "-threads", "1",
                 "-start_number", "0", "-f", "image2", str(out_dir / f"part{i}_%05d.{ext}"),
             ]  # fmt: skip
         return args

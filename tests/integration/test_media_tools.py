@@ -547,6 +547,35 @@ def test_webp_sprites_are_smaller_than_jpeg_at_the_same_tile_size(
         make_sprites(media["playable"], tmp_path / "x", tile_width=4000, columns=5, image_format="webp")
 
 
+@pytest.mark.parametrize(
+    ("pix_fmt", "levels"),
+    [("yuv420p", (16, 126, 235)), ("yuvj420p", (0, 128, 255))],  # video range, and a full-range source
+)
+def test_jpeg_sheets_are_full_range_with_black_at_zero(
+    pix_fmt: str, levels: tuple[int, int, int], tmp_path: Path
+) -> None:
+    """Black, mid grey and white bands come out of the JPEG sheets at luma 0, 128 and 255: video
+    black is not left at level 1 (which costs flat letterbox bars SSIM), whatever the source's range."""
+    width, height, frames = 240, 80, FPS
+    luma = np.repeat(np.array(levels, np.uint8), width // 3)[None, :].repeat(height, axis=0)
+    chroma = np.full((height // 2, width // 2), 128, np.uint8)
+    raw = tmp_path / "bands.yuv"
+    raw.write_bytes((luma.tobytes() + chroma.tobytes() * 2) * frames)
+    src = tmp_path / f"bands_{pix_fmt}.mp4"
+    ffmpeg(
+        "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-r", str(FPS), "-i", str(raw),
+        "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", pix_fmt, str(src),
+    )  # fmt: skip
+    manifest = make_sprites(src, tmp_path / "sprites", fps=5, tile_width=240, columns=2, rows=2)
+    with Image.open(tmp_path / "sprites" / manifest.sheets[0]) as sheet:
+        sheet.draft("YCbCr", sheet.size)  # the JPEG's own luma, not converted to RGB and back
+        shown = np.asarray(sheet.convert("YCbCr"))[:, :, 0]
+    band = manifest.tile_width // 3
+    for i, want in enumerate((0, 128, 255)):
+        centre = shown[8 : manifest.tile_height - 8, i * band + 8 : (i + 1) * band - 8]
+        assert int(centre.min()) == int(centre.max()) == want, (pix_fmt, i)
+
+
 def test_one_decode_with_impossible_sprite_settings_still_makes_the_proxy(
     media: dict[str, Path], tmp_path: Path
 ) -> None:
