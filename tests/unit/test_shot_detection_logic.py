@@ -962,8 +962,8 @@ def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
     """Each question is scored with ``margin`` (25) frames either side, a short shot's ends with
     20 and a turned-down jump with 12 (the same answers on both corpora); windows at most
     ``window_gap`` (15) frames apart are one window (the model's first frames in a window lack
-    context, and it sees transitions between questions there: 5 frames lost a dissolve on the
-    development corpus)."""
+    context, and it sees transitions between questions there: with fewer questions asked, a gap of
+    5 lost a development-corpus dissolve that lay between two windows)."""
     from infra.media.shot_detection import CascadeDetector
 
     cascade = CascadeDetector()
