@@ -347,12 +347,10 @@ class HeatersDetector(ShotDetector):
     ) -> list[Candidate]:
         d1 = moco
         out: list[Candidate] = []
-        idx = np.flatnonzero(d1 >= self.cut_threshold)
+        # the peak of its +-2 frames (from frame 1 on), for every frame at once
+        idx = np.flatnonzero((d1 >= self.cut_threshold) & ~(d1 < _window_max(d1, 2, 2, start=1)))
         for t in idx.tolist():
             if t < 1:
-                continue
-            window = d1[max(1, t - 2) : t + 3]
-            if d1[t] < window.max():
                 continue
             left = d1[max(1, t - 6) : t]
             right = d1[t + 1 : t + 7]
@@ -393,10 +391,8 @@ class HeatersDetector(ShotDetector):
             dk = np.zeros(total, np.float32)  # dk[t] = |z[t+k] - z[t-k]|
             if total > lag:
                 dk[k : total - k] = dist[lag][lag:]
-            for t in np.flatnonzero(dk >= self.gradual_threshold).tolist():
-                lo, hi = max(0, t - k), min(total, t + k + 1)
-                if dk[t] < dk[lo:hi].max():
-                    continue
+            peaks = (dk >= self.gradual_threshold) & ~(dk < _window_max(dk, k, k))
+            for t in np.flatnonzero(peaks).tolist():
                 # the same measure one window earlier and later (only where it is defined)
                 sides = [float(dk[u]) for u in (t - 2 * k, t + 2 * k) if k <= u < total - k]
                 base = max(min(sides) if sides else 0.0, 0.05)
@@ -465,10 +461,9 @@ class HeatersDetector(ShotDetector):
                 continue
             hk = np.zeros(total, np.float32)  # hk[t] = histogram distance of t-k and t+k
             hk[k : total - k] = 0.5 * np.abs(hists[lag:] - hists[:-lag]).sum(axis=1)
-            for t in np.flatnonzero(hk >= self.colour_threshold).tolist():
+            peaks = (hk >= self.colour_threshold) & ~(hk < _window_max(hk, k, k))
+            for t in np.flatnonzero(peaks).tolist():
                 lo, hi = t - k, t + k + 1
-                if hk[t] < hk[max(0, lo) : hi].max():
-                    continue
                 if len(taken) and np.any(np.abs(taken - t) <= k):
                     continue
                 sides = [float(hk[u]) for u in (t - lag, t + lag) if k <= u < total - k]
@@ -669,6 +664,16 @@ def _variance_dips(
             d = depth[whole]
             steady[j] = np.where(d > 0, np.maximum(before, after) / np.where(d > 0, d, 1.0), np.inf)
     return misfit, corr, steady, off_line
+
+
+def _window_max(values: FloatArray, before: int, after: int, start: int = 0) -> FloatArray:
+    """Per frame ``t``: the largest of ``values[max(start, t - before) : t + after + 1]`` (the
+    windows the per-candidate peak tests look at, for every frame in one pass)."""
+    pad = np.full(before, -np.inf, values.dtype)
+    padded = np.concatenate([pad, values, np.full(after, -np.inf, values.dtype)])
+    padded[before : before + min(start, len(values))] = -np.inf
+    out: FloatArray = np.lib.stride_tricks.sliding_window_view(padded, before + after + 1).max(axis=1)
+    return out
 
 
 def _colour_histograms(rgb: FloatArray, luma_mean: FloatArray, levels: int) -> NDArray[np.uint16]:
@@ -1510,8 +1515,9 @@ class CascadeDetector(ShotDetector):
         that the fast pass's own tests turned down: the model looks at them."""
         d1 = fast.motion
         out: list[int] = []
-        for t in np.flatnonzero(d1 >= self.raw_cut).tolist():
-            if t < 1 or d1[t] < d1[max(1, t - 2) : t + 3].max():
+        peaks = (d1 >= self.raw_cut) & ~(d1 < _window_max(d1, 2, 2, start=1))
+        for t in np.flatnonzero(peaks).tolist():
+            if t < 1:
                 continue
             around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
             if len(around) and d1[t] >= self.raw_ratio * max(float(np.median(around)), 0.02):
