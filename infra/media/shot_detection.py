@@ -215,6 +215,13 @@ class HeatersDetector(ShotDetector):
         self._dark_of = 0  # frames counted in ``_dark``
         self._hists: list[NDArray[np.uint16]] = []  # gain-normalised joint colour histograms
         self._count = 0
+        # the same-picture tests' answers by absolute frame numbers (``_origin``: this detector's
+        # first frame's, where it is a view of a longer one's features): a cascade's plans, strict
+        # and relaxed, ask the same pairs of frames again and again (copies share these)
+        self._origin = 0
+        self._cells = (0, 0, 0, 0)  # the picture's cells (rows and columns) in the thumbnails
+        self._similarities: dict[tuple[int, int], float] = {}
+        self._correlations: dict[tuple[int, ...], float] = {}
         self.kinds: dict[int, str] = {}
         self.candidates: list[Candidate] = []  # every candidate before the merge (set by finish)
         self.flat: NDArray[np.bool_] = np.zeros(0, bool)  # per frame: near uniform (set by finish)
@@ -322,9 +329,11 @@ class HeatersDetector(ShotDetector):
         moco_sub = np.concatenate(self._moco_sub)
         thumbs = np.concatenate(self._thumbs).astype(np.float32)
         self.pictures = thumbs
+        self._cells = (0, thumbs.shape[1], 0, thumbs.shape[2])
         if self._dark is not None:
             rows, cols = picture_cells(self._dark / self._dark_of, 4, self.bar_share)
             self.pictures = np.ascontiguousarray(thumbs[:, rows, cols])
+            self._cells = (rows.start, rows.stop, cols.start, cols.stop)
         hists = np.concatenate(self._hists).astype(np.float32)
         hists /= np.maximum(hists.sum(axis=1, keepdims=True), 1.0)
         candidates = (
@@ -370,10 +379,10 @@ class HeatersDetector(ShotDetector):
             )
             if cross < max(self.cut_threshold, 0.5 * float(d1[t])):
                 continue
-            if _shift_similarity(thumbs[t - 1], thumbs[t]) > self.max_similarity:
+            if self._similarity(thumbs, t - 1, t) > self.max_similarity:
                 continue
-            if _max_correlation(self.pictures, (t - 8, t), (t, t + 8)) > self.max_similarity or any(
-                _shift_similarity(thumbs[t - 1], thumbs[u]) > self.max_similarity
+            if self._correlation((t - 8, t), (t, t + 8)) > self.max_similarity or any(
+                self._similarity(thumbs, t - 1, u) > self.max_similarity
                 for u in range(t + 1, min(total, t + 5))
             ):
                 continue  # the picture before comes back after a few frames: a flash, not a cut
@@ -403,13 +412,10 @@ class HeatersDetector(ShotDetector):
                 straight = float(dk[t]) / max(path, 1e-6)
                 if straight < self.straightness:
                     continue
-                a, b = thumbs[max(0, t - k - 1)], thumbs[min(total - 1, t + k + 1)]
-                if _shift_similarity(a, b) > self.max_similarity:
+                a, b = max(0, t - k - 1), min(total - 1, t + k + 1)
+                if self._similarity(thumbs, a, b) > self.max_similarity:
                     continue
-                if (
-                    _max_correlation(self.pictures, (t - k - 8, t - k), (t + k + 1, t + k + 9))
-                    > self.max_similarity
-                ):
+                if self._correlation((t - k - 8, t - k), (t + k + 1, t + k + 9)) > self.max_similarity:
                     continue
                 # a sharp jump inside the window is where the shot really changes (a cut that
                 # the stricter cut test missed, e.g. next to motion): report that frame instead
@@ -480,10 +486,7 @@ class HeatersDetector(ShotDetector):
                 residual = float(moco[lo + 1 : hi].sum()) / max(float(d1[lo + 1 : hi].sum()), 1e-6)
                 if residual < self.colour_min_residual:
                     continue  # a pan or whip: a translation explains the change
-                if (
-                    _max_correlation(self.pictures, (lo - 8, lo + 1), (t + k, hi + 8))
-                    > self.colour_max_similarity
-                ):
+                if self._correlation((lo - 8, lo + 1), (t + k, hi + 8)) > self.colour_max_similarity:
                     continue
                 out.append(Candidate(t, 1, float(hk[t]), f"colour{k}"))
         # several scales see the same transition: keep the strongest of overlapping windows
@@ -545,9 +548,8 @@ class HeatersDetector(ShotDetector):
                 moved = float(moco[i + 1 : i + 2 * k + 1].sum())
                 if moved < self.colour_min_residual * float(d1[i + 1 : i + 2 * k + 1].sum()):
                     continue  # a pan into another part of the scene: a translation explains it
-                if _shift_similarity(thumbs[i], thumbs[i + 2 * k]) > self.max_similarity or (
-                    _max_correlation(self.pictures, (i - 8, i + 1), (i + 2 * k, i + 2 * k + 9))
-                    > self.max_similarity
+                if self._similarity(thumbs, i, i + 2 * k) > self.max_similarity or (
+                    self._correlation((i - 8, i + 1), (i + 2 * k, i + 2 * k + 9)) > self.max_similarity
                 ):
                     continue  # the same picture at both ends: its contrast changed (light, haze)
                 out.append(Candidate(t, 1, float(1.0 - misfit[i]), f"blend{k}"))
@@ -573,7 +575,7 @@ class HeatersDetector(ShotDetector):
             if std[t : t + flank].max() < self.fade_contrast * self.flat_std:
                 continue
             # a different picture after than before (an over-exposed flash comes back to the same)
-            sim = _shift_similarity(thumbs[max(0, s - 2)], thumbs[min(total - 1, t + 1)])
+            sim = self._similarity(thumbs, max(0, s - 2), min(total - 1, t + 1))
             if sim >= self.fade_max_similarity:
                 continue
             if self._abrupt(std[max(0, s - 4) : s][::-1]) and self._abrupt(std[t : t + 4]):
@@ -589,6 +591,29 @@ class HeatersDetector(ShotDetector):
             else:
                 out.append(Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
         return out
+
+    def _similarity(self, thumbs: FloatArray, a: int, b: int) -> float:
+        """:func:`_shift_similarity` of thumbnails ``a`` and ``b`` (``thumbs``: this detector's)."""
+        key = (self._origin + a, self._origin + b)
+        found = self._similarities.get(key)
+        if found is None:
+            found = self._similarities[key] = _shift_similarity(thumbs[a], thumbs[b])
+        return found
+
+    def _correlation(self, a: tuple[int, int], b: tuple[int, int]) -> float:
+        """:func:`_max_correlation` of the pictures (see :func:`picture_cells`) in frame ranges ``a``
+        and ``b`` (set by :meth:`finish`)."""
+        n = len(self.pictures)
+        a = (max(0, a[0]), min(n, a[1]))
+        b = (max(0, b[0]), min(n, b[1]))
+        if a[0] >= a[1] or b[0] >= b[1]:
+            return -1.0
+        o = self._origin
+        key = (*self._cells, a[0] + o, a[1] + o, b[0] + o, b[1] + o)
+        found = self._correlations.get(key)
+        if found is None:
+            found = self._correlations[key] = _max_correlation(self.pictures, a, b)
+        return found
 
     def _abrupt(self, side: FloatArray) -> bool:
         """``side``: contrast of the frames next to a flat run, nearest first. A fade ramps the
@@ -1198,6 +1223,7 @@ class CascadeDetector(ShotDetector):
         for name in ("_std", "_luma", "_moco", "_moco_sub", "_thumbs", "_hists"):
             setattr(view, name, getattr(fast, name)[first:])
         view._count = fast._count - self._starts[first]
+        view._origin = self._starts[first]
         return view
 
     def _speculate(self, last: bool = False) -> None:
@@ -1498,7 +1524,7 @@ class CascadeDetector(ShotDetector):
         """The picture of the 8 frames before ``start`` comes back in the 8 from ``end`` on
         (correlation above ``level``, by default ``same_picture``)."""
         level = self.same_picture if level is None else level
-        return _max_correlation(self._fast.pictures, (start - 8, start), (end, end + 8)) > level
+        return self._fast._correlation((start - 8, start), (end, end + 8)) > level
 
     def _wandering_graduals(self, fast: HeatersDetector) -> list[int]:
         """The fast pass's gradual changes with ``dissolve_straightness`` instead of its own
