@@ -358,13 +358,12 @@ class HeatersDetector(ShotDetector):
         out: list[Candidate] = []
         # the peak of its +-2 frames (from frame 1 on), for every frame at once
         idx = np.flatnonzero((d1 >= self.cut_threshold) & ~(d1 < _window_max(d1, 2, 2, start=1)))
-        for t in idx.tolist():
-            if t < 1:
-                continue
-            left = d1[max(1, t - 6) : t]
-            right = d1[t + 1 : t + 7]
-            med_l = float(np.median(left)) if len(left) else 0.0
-            med_r = float(np.median(right)) if len(right) else 0.0
+        idx = idx[idx >= 1]
+        # the motion level on either side: the median of the 6 frames before (from frame 1 on)
+        # and of the 6 after, 0 where there are none
+        left = _medians(d1, (np.maximum(1, idx - 6), idx), empty=0.0)
+        right = _medians(d1, (idx + 1, np.minimum(len(d1), idx + 7)), empty=0.0)
+        for t, med_l, med_r in zip(idx.tolist(), left.tolist(), right.tolist(), strict=True):
             # well above the motion level on the calmer side, and clearly above it on the busier one
             if d1[t] < self.cut_ratio * max(min(med_l, med_r), 0.02):
                 continue
@@ -698,6 +697,30 @@ def _window_max(values: FloatArray, before: int, after: int, start: int = 0) -> 
     padded = np.concatenate([pad, values, np.full(after, -np.inf, values.dtype)])
     padded[before : before + min(start, len(values))] = -np.inf
     out: FloatArray = np.lib.stride_tricks.sliding_window_view(padded, before + after + 1).max(axis=1)
+    return out
+
+
+def _medians(
+    values: FloatArray, *spans: tuple[NDArray[np.intp], NDArray[np.intp]], empty: float
+) -> FloatArray:
+    """Per row ``i``: the median of ``values[lo[i]:hi[i]]`` for every ``(lo, hi)`` of ``spans``
+    together (``empty`` where all are empty); the rows whose slices have the same lengths in one
+    numpy call (the same medians as one call per row)."""
+    rows = len(spans[0][0])
+    out: FloatArray = np.full(rows, empty, values.dtype)
+    if rows == 0:
+        return out
+    lengths = np.stack([np.maximum(hi - lo, 0) for lo, hi in spans], axis=1)
+    for shape in np.unique(lengths, axis=0):
+        if not shape.any():
+            continue
+        same = (lengths == shape).all(axis=1)
+        parts = [
+            np.lib.stride_tricks.sliding_window_view(values, size)[lo[same]]
+            for (lo, _), size in zip(spans, shape.tolist(), strict=True)
+            if size
+        ]
+        out[same] = np.median(np.concatenate(parts, axis=1), axis=1)
     return out
 
 
@@ -1541,12 +1564,14 @@ class CascadeDetector(ShotDetector):
         that the fast pass's own tests turned down: the model looks at them."""
         d1 = fast.motion
         out: list[int] = []
-        peaks = (d1 >= self.raw_cut) & ~(d1 < _window_max(d1, 2, 2, start=1))
-        for t in np.flatnonzero(peaks).tolist():
-            if t < 1:
-                continue
-            around = np.concatenate([d1[max(1, t - 6) : t], d1[t + 1 : t + 7]])
-            if len(around) and d1[t] >= self.raw_ratio * max(float(np.median(around)), 0.02):
+        peaks = np.flatnonzero((d1 >= self.raw_cut) & ~(d1 < _window_max(d1, 2, 2, start=1)))
+        peaks = peaks[peaks >= 1]
+        # the motion level around: the median of the 6 frames before (from frame 1 on) and the 6
+        # after (none: no level to stand out from)
+        before, after = (np.maximum(1, peaks - 6), peaks), (peaks + 1, np.minimum(len(d1), peaks + 7))
+        levels = _medians(d1, before, after, empty=np.inf)
+        for t, level in zip(peaks.tolist(), levels.tolist(), strict=True):
+            if d1[t] >= self.raw_ratio * max(level, 0.02):
                 out.append(t)
         return out
 

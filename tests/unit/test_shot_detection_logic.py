@@ -18,6 +18,8 @@ from infra.media.shot_detection import (
     HeatersDetector,
     ShotDetectionResult,
     _compensated_distance,
+    _medians,
+    _window_max,
     picture_cells,
     run_detector,
 )
@@ -1140,3 +1142,25 @@ def test_cascade_drops_a_boundary_at_a_saturated_flash_in_a_continuing_shot() ->
     between = _rgb(shot[:60] + white + _still(2, 60, rng))
     cuts, _ = run_detector(CascadeDetector(model=_FakeModel([60, 63], between)), [between])
     assert cuts and all(58 <= c <= 65 for c in cuts)
+
+
+def test_window_max_is_each_frames_window_maximum() -> None:
+    values = np.random.default_rng(3).uniform(0, 1, 40).astype(np.float32)
+    for before, after, start in ((2, 2, 1), (8, 8, 0), (0, 3, 5)):
+        got = _window_max(values, before, after, start=start)
+        for t in range(start, len(values)):
+            assert got[t] == values[max(start, t - before) : t + after + 1].max()
+
+
+def test_medians_are_the_per_row_medians_of_the_joined_slices() -> None:
+    values = np.random.default_rng(4).uniform(0, 1, 30).astype(np.float32)
+    frames = np.arange(30)
+    before = (np.maximum(1, frames - 6), frames)
+    after = (frames + 1, np.minimum(30, frames + 7))
+    both = _medians(values, before, after, empty=np.inf)
+    left = _medians(values, before, empty=0.0)
+    for t in range(30):
+        joined = np.concatenate([values[max(1, t - 6) : t], values[t + 1 : t + 7]])
+        assert both[t] == (np.median(joined) if len(joined) else np.inf)
+        side = values[max(1, t - 6) : t]
+        assert left[t] == (np.median(side) if len(side) else 0.0)
