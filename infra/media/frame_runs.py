@@ -9,14 +9,6 @@ from numpy.typing import NDArray
 
 def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
     """The runs of consecutive true values in ``mask``, as ``[start, end)``."""
-    runs: list[tuple[int, int]] = []
-    t, n = 0, len(mask)
-    while t < n:
-        if not mask[t]:
-            t += 1
-            continue
-        s = t
-        while t < n and mask[t]:
-            t += 1
-        runs.append((s, t))
-    return runs
+    edges = np.diff(np.concatenate(([False], np.asarray(mask, bool), [False])).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    return list(zip(starts, ends, strict=True))

@@ -1164,3 +1164,13 @@ def test_medians_are_the_per_row_medians_of_the_joined_slices() -> None:
         assert both[t] == (np.median(joined) if len(joined) else np.inf)
         side = values[max(1, t - 6) : t]
         assert left[t] == (np.median(side) if len(side) else 0.0)
+
+
+def test_true_runs_are_the_runs_of_true_frames() -> None:
+    from infra.media.frame_runs import true_runs
+
+    mask = np.array([1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert true_runs(mask) == [(0, 2), (4, 5), (6, 9)]
+    assert true_runs(~mask) == [(2, 4), (5, 6)]
+    assert true_runs(np.zeros(0, bool)) == []
+    assert true_runs(np.ones(3, bool)) == [(0, 3)]
