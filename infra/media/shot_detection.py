@@ -222,6 +222,9 @@ class HeatersDetector(ShotDetector):
         self._cells = (0, 0, 0, 0)  # the picture's cells (rows and columns) in the thumbnails
         self._similarities: dict[tuple[int, int], float] = {}
         self._correlations: dict[tuple[int, ...], float] = {}
+        # the luma variance's dips per blend scale, for the frames ``(_origin, total)`` they were
+        # found in: a cascade's relaxed pass has the same frames and blend settings as its strict one
+        self._dips: dict[tuple[int, int, int], tuple[NDArray[np.float64], ...]] = {}
         self.kinds: dict[int, str] = {}
         self.candidates: list[Candidate] = []  # every candidate before the merge (set by finish)
         self.flat: NDArray[np.bool_] = np.zeros(0, bool)  # per frame: near uniform (set by finish)
@@ -533,7 +536,12 @@ class HeatersDetector(ShotDetector):
         for k in self.blend_scales:
             if total < 4 * k + 1:
                 continue
-            misfit, corr, steady, off_line = _variance_dips(std[:total], luma[:total], k)
+            key = (self._origin, total, k)
+            if key not in self._dips:
+                if any(old[:2] != key[:2] for old in self._dips):
+                    self._dips.clear()  # another stretch of frames: these are not asked again
+                self._dips[key] = _variance_dips(std[:total], luma[:total], k)
+            misfit, corr, steady, off_line = self._dips[key]
             ok = (
                 (misfit <= self.blend_fit)
                 & (corr <= self.blend_correlation)
@@ -1279,8 +1287,8 @@ class CascadeDetector(ShotDetector):
             if (offset and lo < offset + edge) or hi > count - end_edge or (lo, hi) in self._pending:
                 continue
             if frames is None:
-                frames = np.concatenate(self._frames)
-            window = frames[lo:hi].copy()
+                frames = np.concatenate(self._frames[first:])  # from the plan's first batch on
+            window = frames[lo - offset : hi - offset].copy()
             self._pending[(lo, hi)] = self._executor().submit(self._score, window, 0, hi - lo)
         self._planned = count
 
