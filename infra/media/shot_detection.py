@@ -402,8 +402,18 @@ class HeatersDetector(ShotDetector):
             dk = np.zeros(total, np.float32)  # dk[t] = |z[t+k] - z[t-k]|
             if total > lag:
                 dk[k : total - k] = dist[lag][lag:]
-            peaks = (dk >= self.gradual_threshold) & ~(dk < _window_max(dk, k, k))
-            for t in np.flatnonzero(peaks).tolist():
+            peaks = np.flatnonzero((dk >= self.gradual_threshold) & ~(dk < _window_max(dk, k, k)))
+            # the ratio and straightness tests below for every peak at once (the same float64
+            # arithmetic): most peaks in a moving shot fail one of them
+            peak = dk[peaks].astype(np.float64)
+            sides = np.full(len(peaks), np.inf)
+            for u in (peaks - 2 * k, peaks + 2 * k):
+                there = (k <= u) & (u < total - k)
+                sides[there] = np.minimum(sides[there], dk[u[there]])
+            base = np.maximum(np.where(np.isinf(sides), 0.0, sides), 0.05)
+            path = csum[peaks + k + 1] - csum[peaks - k + 1]
+            steep = ~(peak / base < self.gradual_ratio) & ~(peak / np.maximum(path, 1e-6) < self.straightness)
+            for t in peaks[steep].tolist():
                 # the same measure one window earlier and later (only where it is defined)
                 sides = [float(dk[u]) for u in (t - 2 * k, t + 2 * k) if k <= u < total - k]
                 base = max(min(sides) if sides else 0.0, 0.05)
