@@ -860,26 +860,31 @@ def _compensated_distance(
     ``gx * ux + gy * uy`` of a shift by (ux, uy) of at most ``SUBPIXEL_MAX`` pixels. Slow pans move
     the 64-px analysis frame by a fraction of a pixel per frame, which a whole shift cannot remove.
     """
-    n, h, w = cur.shape
+    _, h, w = cur.shape
     dx = _profile_shift(prev.mean(axis=1), cur.mean(axis=1), max_shift)
     dy = _profile_shift(prev.mean(axis=2), cur.mean(axis=2), max(1, max_shift // 2))
     ys = np.arange(h)[None, :] - dy[:, None]
     xs = np.arange(w)[None, :] - dx[:, None]
     vy, vx = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
     ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
-    moved = prev[np.arange(n)[:, None, None], ys[:, :, None], xs[:, None, :]]
+    moved = prev.copy()  # frames that did not move (most, in a still shot) need no gather
+    shifted = np.flatnonzero((dx != 0) | (dy != 0))
+    moved[shifted] = prev[shifted[:, None, None], ys[shifted, :, None], xs[shifted, None, :]]
     mask = (vy[:, :, None] & vx[:, None, :]).astype(np.float32)
     diff = (cur - moved) * mask
-    area = np.maximum(mask.sum(axis=(1, 2)), 1.0)
+    # the overlap is a rectangle: its area from its sides (the same count as summing the mask)
+    area = np.maximum((vy.sum(axis=1) * vx.sum(axis=1)).astype(np.float32), 1.0)
     out: FloatArray = np.sqrt((diff * diff).sum(axis=(1, 2)) / area).astype(np.float32)
     if not subpixel:
         return out
     # central-difference gradients of the shifted frame, only where both neighbours are valid
-    inner = mask.copy()
-    inner[:, 1:-1, :] *= mask[:, :-2, :] * mask[:, 2:, :]
-    inner[:, :, 1:-1] *= mask[:, :, :-2] * mask[:, :, 2:]
-    inner[:, [0, -1], :] = 0.0
-    inner[:, :, [0, -1]] = 0.0
+    # (rows and columns of the overlap whose both neighbours lie in it, not the frame's edges)
+    iy, ix = vy.copy(), vx.copy()
+    iy[:, 1:-1] &= vy[:, :-2] & vy[:, 2:]
+    ix[:, 1:-1] &= vx[:, :-2] & vx[:, 2:]
+    iy[:, [0, -1]] = False
+    ix[:, [0, -1]] = False
+    inner = (iy[:, :, None] & ix[:, None, :]).astype(np.float32)
     gy = np.zeros_like(moved)
     gx = np.zeros_like(moved)
     gy[:, 1:-1, :] = 0.5 * (moved[:, 2:, :] - moved[:, :-2, :])
@@ -898,7 +903,7 @@ def _compensated_distance(
     ux = np.clip(np.where(ok, (syy * bx - sxy * by) / safe, 0.0), -SUBPIXEL_MAX, SUBPIXEL_MAX)
     uy = np.clip(np.where(ok, (sxx * by - sxy * bx) / safe, 0.0), -SUBPIXEL_MAX, SUBPIXEL_MAX)
     rest = r - gx * ux[:, None, None].astype(np.float32) - gy * uy[:, None, None].astype(np.float32)
-    inner_area = np.maximum(inner.sum(axis=(1, 2)), 1.0)
+    inner_area = np.maximum((iy.sum(axis=1) * ix.sum(axis=1)).astype(np.float32), 1.0)
     sub: FloatArray = np.sqrt(np.einsum("nij,nij->n", rest, rest) / inner_area).astype(np.float32)
     return out, np.minimum(sub, out)
 
