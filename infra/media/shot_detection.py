@@ -479,8 +479,15 @@ class HeatersDetector(ShotDetector):
                 continue
             hk = np.zeros(total, np.float32)  # hk[t] = histogram distance of t-k and t+k
             hk[k : total - k] = 0.5 * np.abs(hists[lag:] - hists[:-lag]).sum(axis=1)
-            peaks = (hk >= self.colour_threshold) & ~(hk < _window_max(hk, k, k))
-            for t in np.flatnonzero(peaks).tolist():
+            peaks = np.flatnonzero((hk >= self.colour_threshold) & ~(hk < _window_max(hk, k, k)))
+            # the ratio test below for every peak at once (the same float64 arithmetic)
+            sides = np.full(len(peaks), np.inf)
+            for u in (peaks - lag, peaks + lag):
+                there = (k <= u) & (u < total - k)
+                sides[there] = np.minimum(sides[there], hk[u[there]])
+            base = np.maximum(np.where(np.isinf(sides), 0.0, sides), 0.02)
+            steep = ~(hk[peaks].astype(np.float64) < self.colour_ratio * base)
+            for t in peaks[steep].tolist():
                 lo, hi = t - k, t + k + 1
                 if len(taken) and np.any(np.abs(taken - t) <= k):
                     continue
