@@ -405,14 +405,16 @@ class HeatersDetector(ShotDetector):
             peaks = np.flatnonzero((dk >= self.gradual_threshold) & ~(dk < _window_max(dk, k, k)))
             # the ratio and straightness tests below for every peak at once (the same float64
             # arithmetic): most peaks in a moving shot fail one of them
-            peak = dk[peaks].astype(np.float64)
-            sides = np.full(len(peaks), np.inf)
+            heights = dk[peaks].astype(np.float64)
+            beside = np.full(len(peaks), np.inf)
             for u in (peaks - 2 * k, peaks + 2 * k):
                 there = (k <= u) & (u < total - k)
-                sides[there] = np.minimum(sides[there], dk[u[there]])
-            base = np.maximum(np.where(np.isinf(sides), 0.0, sides), 0.05)
-            path = csum[peaks + k + 1] - csum[peaks - k + 1]
-            steep = ~(peak / base < self.gradual_ratio) & ~(peak / np.maximum(path, 1e-6) < self.straightness)
+                beside[there] = np.minimum(beside[there], dk[u[there]])
+            bases = np.maximum(np.where(np.isinf(beside), 0.0, beside), 0.05)
+            paths = csum[peaks + k + 1] - csum[peaks - k + 1]
+            steep = ~(heights / bases < self.gradual_ratio) & ~(
+                heights / np.maximum(paths, 1e-6) < self.straightness
+            )
             for t in peaks[steep].tolist():
                 # the same measure one window earlier and later (only where it is defined)
                 sides = [float(dk[u]) for u in (t - 2 * k, t + 2 * k) if k <= u < total - k]
@@ -481,12 +483,12 @@ class HeatersDetector(ShotDetector):
             hk[k : total - k] = 0.5 * np.abs(hists[lag:] - hists[:-lag]).sum(axis=1)
             peaks = np.flatnonzero((hk >= self.colour_threshold) & ~(hk < _window_max(hk, k, k)))
             # the ratio test below for every peak at once (the same float64 arithmetic)
-            sides = np.full(len(peaks), np.inf)
+            beside = np.full(len(peaks), np.inf)
             for u in (peaks - lag, peaks + lag):
                 there = (k <= u) & (u < total - k)
-                sides[there] = np.minimum(sides[there], hk[u[there]])
-            base = np.maximum(np.where(np.isinf(sides), 0.0, sides), 0.02)
-            steep = ~(hk[peaks].astype(np.float64) < self.colour_ratio * base)
+                beside[there] = np.minimum(beside[there], hk[u[there]])
+            bases = np.maximum(np.where(np.isinf(beside), 0.0, beside), 0.02)
+            steep = ~(hk[peaks].astype(np.float64) < self.colour_ratio * bases)
             for t in peaks[steep].tolist():
                 lo, hi = t - k, t + k + 1
                 if len(taken) and np.any(np.abs(taken - t) <= k):
