@@ -31,6 +31,8 @@ from typing import Any
 import cv2
 
 from bench.corpus import CORPUS, Truth, TruthTransition, build_corpus, load_truth
+from infra.config import Settings
+from infra.media.allocator import keep_freed_arrays
 from infra.media.ffmpeg import decode_batches, probe, scaled_size
 from infra.media.shot_detection import (
     CascadeDetector,
@@ -236,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("pyscenedetect").setLevel(logging.ERROR)
 
+    if Settings().media_allocator_tuning:
+        keep_freed_arrays()  # as a worker and `heaters shots` do (every detector in this process gains)
     wanted = [v for v in args.videos.split(",") if v]
     videos = build_corpus(args.corpus, [s for s in CORPUS if not wanted or s.name in wanted])
     names = [n for n in args.detectors.split(",") if n]

@@ -24,9 +24,12 @@ def shots(obj: Context, video: Path, as_json: bool, detector: str | None) -> Non
     """Print a video file's shot boundaries (first frame of each new shot); ingests nothing."""
     # Imported here, not at the top: the detectors bring numpy (and torch or onnxruntime when a
     # neural one is made), which `heaters shots --help` and a usage error must not wait for.
+    from infra.media.allocator import keep_freed_arrays
     from infra.media.ffmpeg import MediaError
     from infra.media.shot_detection import detect_shots, make_detector
 
+    if obj.settings.media_allocator_tuning:
+        keep_freed_arrays()
     kind = detector or obj.settings.shot_detector
     try:
         result = detect_shots(video, make_detector(kind))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from commands.service import HeatersApplication
 from infra.broker import make_broker, queue_depths
 from infra.config import Settings
 from infra.database import DatabaseAddress
+from infra.media.allocator import keep_freed_arrays
 from infra.object_storage import ObjectStorage
 from processors.actors import declare_actors, dispatch
 from processors.middleware import StageContext, StageFailures, StageTiming, WorkClaims
@@ -57,6 +58,8 @@ class Pipeline:
         whose threads pool their clips into shared batches."""
         if worker:
             clean_workdirs(self.context.settings)  # what killed workers left behind
+            if self.context.settings.media_allocator_tuning:
+                keep_freed_arrays()
             wanted = set(queues or QUEUES)
             settings = self.context.settings
             groups: list[tuple[set[str], int]] = []
