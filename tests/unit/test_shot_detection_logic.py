@@ -1000,14 +1000,16 @@ def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -
 
 def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
     """Each question is scored with ``margin`` (25) frames either side, a short shot's ends with
-    20 and a turned-down jump with 12 (the same answers on both corpora); windows at most
+    20, a turned-down jump with 12 (the same answers on both corpora) and a colour change shown
+    for a transition beside it with 20 (development corpus f1e); windows at most
     ``window_gap`` (15) frames apart are one window (the model's first frames in a window lack
     context, and it sees transitions between questions there: with fewer questions asked, a gap of
     5 lost a development-corpus dissolve that lay between two windows)."""
     from infra.media.shot_detection import CascadeDetector
 
     cascade = CascadeDetector()
-    assert cascade.question_margins == {"cluster": 20, "add": 12}
+    assert cascade.question_margins == {"cluster": 20, "add": 12, "change": 20}
+    assert cascade._regions([(100, "change")], 1000) == [(80, 121)]
     assert cascade.window_gap == 15
     assert cascade._regions([(100, "veto")], 1000) == [(75, 126)]
     assert cascade._regions([(100, "look")], 1000) == [(75, 126)]
@@ -1174,3 +1176,52 @@ def test_true_runs_are_the_runs_of_true_frames() -> None:
     assert true_runs(~mask) == [(2, 4), (5, 6)]
     assert true_runs(np.zeros(0, bool)) == []
     assert true_runs(np.ones(3, bool)) == [(0, 3)]
+
+
+def _colour_dissolve() -> NDArray[np.uint8]:
+    """A dissolve (frames 54-70) between two fast pans in different colour casts: the fast pass
+    keeps it as a colour change at 61, and turns down two jumps (asked at 12 and 31)."""
+    a = _colour_pan(_colour_picture(21, (1.2, 0.7, 0.4), W * 16), 70, 5.0)
+    b = _colour_pan(_colour_picture(22, (0.4, 0.8, 1.3), W * 16), 70, -5.0, x0=700.0)
+    return np.clip(np.stack(_dissolve(a, b, 16)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "expected"),
+    [
+        ({}, {}, [61]),  # shown to the model (another question 30 frames away), which is silent: kept
+        ({}, {"colour_reach": 20}, [61]),  # no other question that near: not shown
+        ({}, {"colour_reach": 0}, [61]),  # never shown
+        ({"cuts": [64], "inside": [(56, 68)]}, {}, [64]),  # moved to the model's peak
+        ({"cuts": [64], "inside": [(56, 68)]}, {"snap": 0}, [61]),  # left where the fast pass put it
+    ],
+)
+def test_cascade_shows_the_model_a_colour_change_near_other_questions_and_moves_it_to_the_model_s_transition(
+    model: dict[str, Any], options: dict[str, Any], expected: list[int]
+) -> None:
+    """A colour change the fast pass keeps is shown to the model within ``colour_reach`` frames
+    of another question (its window mostly overlaps theirs), and stays whatever the model says
+    (it misses dissolves); a gradual or colour change next to a transition the model sees (within
+    ``snap`` frames) is that transition, at the model's peak: the fast pass often marks a
+    dissolve's ends, just outside it."""
+    from infra.media.shot_detection import CascadeDetector
+
+    video = _colour_dissolve()
+    cascade = CascadeDetector(
+        model=_FakeModel(model.get("cuts", []), video, inside=model.get("inside", ())), **options
+    )
+    cuts, _ = run_detector(cascade, [video])
+    assert cuts == expected
+    asked = (61, "change") in cascade.questions
+    assert asked == (options.get("colour_reach", 30) >= 30)
+
+
+def test_run_near_is_the_nearest_run_of_the_model_s_inside_head() -> None:
+    from infra.media.shot_detection import _run_near
+
+    inside = np.zeros(40, np.float32)
+    inside[10:16] = inside[24:27] = 0.8
+    assert _run_near(inside, 8, 5, 0.5) == (10, 16)
+    assert _run_near(inside, 20, 5, 0.5) == (24, 27)  # 4 frames after, 5 before: the nearer
+    assert _run_near(inside, 12, 0, 0.5) == (10, 16)  # inside it
+    assert _run_near(inside, 3, 5, 0.5) is None  # too far
