@@ -482,7 +482,7 @@ class HeatersDetector(ShotDetector):
             hk = np.zeros(total, np.float32)  # hk[t] = histogram distance of t-k and t+k
             hk[k : total - k] = 0.5 * np.abs(hists[lag:] - hists[:-lag]).sum(axis=1)
             peaks = np.flatnonzero((hk >= self.colour_threshold) & ~(hk < _window_max(hk, k, k)))
-            # the ratio test below for every peak at once (the same float64 arithmetic)
+            # the ratio test for every peak at once, before the per-peak tests
             beside = np.full(len(peaks), np.inf)
             for u in (peaks - lag, peaks + lag):
                 there = (k <= u) & (u < total - k)
@@ -492,10 +492,6 @@ class HeatersDetector(ShotDetector):
             for t in peaks[steep].tolist():
                 lo, hi = t - k, t + k + 1
                 if len(taken) and np.any(np.abs(taken - t) <= k):
-                    continue
-                sides = [float(hk[u]) for u in (t - lag, t + lag) if k <= u < total - k]
-                base = max(min(sides) if sides else 0.0, 0.02)
-                if float(hk[t]) < self.colour_ratio * base:
                     continue
                 if float(h1[lo + 1 : hi].max()) > 0.5 * float(hk[t]):
                     continue  # one frame holds most of the change: not gradual
@@ -511,12 +507,7 @@ class HeatersDetector(ShotDetector):
                     continue
                 out.append(Candidate(t, 1, float(hk[t]), f"colour{k}"))
         # several scales see the same transition: keep the strongest of overlapping windows
-        kept: list[tuple[Candidate, int]] = []
-        for c in sorted(out, key=lambda c: -c.score):
-            k = int(c.kind.removeprefix("colour"))
-            if all(abs(c.frame - o.frame) > max(k, ko) for o, ko in kept):
-                kept.append((c, k))
-        return [c for c, _ in kept]
+        return _strongest_apart(out, "colour")
 
     def _blends(
         self,
@@ -580,12 +571,7 @@ class HeatersDetector(ShotDetector):
                     continue  # the same picture at both ends: its contrast changed (light, haze)
                 out.append(Candidate(t, 1, float(1.0 - misfit[i]), f"blend{k}"))
         # several scales and neighbouring centres see the same dissolve: keep the best fit
-        kept: list[tuple[Candidate, int]] = []
-        for c in sorted(out, key=lambda c: -c.score):
-            k = int(c.kind.removeprefix("blend"))
-            if all(abs(c.frame - o.frame) > max(k, ko) for o, ko in kept):
-                kept.append((c, k))
-        return [c for c, _ in kept]
+        return _strongest_apart(out, "blend")
 
     def _fades(self, std: FloatArray, luma: FloatArray, thumbs: FloatArray, total: int) -> list[Candidate]:
         flat = std[:total] < self.flat_std
@@ -670,6 +656,17 @@ class HeatersDetector(ShotDetector):
             self.kinds[frame] = best.kind
         logger.debug("candidates %d -> cuts %d", len(candidates), len(cuts))
         return cuts
+
+
+def _strongest_apart(found: list[Candidate], prefix: str) -> list[Candidate]:
+    """Of candidates whose kind is ``prefix`` and their scale ``k`` (several scales and neighbouring
+    centres see the same transition), the strongest of each group closer than their larger ``k``."""
+    kept: list[tuple[Candidate, int]] = []
+    for c in sorted(found, key=lambda c: -c.score):
+        k = int(c.kind.removeprefix(prefix))
+        if all(abs(c.frame - o.frame) > max(k, ko) for o, ko in kept):
+            kept.append((c, k))
+    return [c for c, _ in kept]
 
 
 def _variance_dips(

@@ -465,6 +465,19 @@ def _rgb(frames: list[NDArray[np.float32]]) -> NDArray[np.uint8]:
     return np.repeat(np.clip(np.stack(frames), 0, 255).astype(np.uint8)[..., None], 3, axis=3)
 
 
+def _long_and_short_shots() -> tuple[NDArray[np.uint8], list[int], list[NDArray[np.uint8]]]:
+    """Twelve still shots, every third one 5 frames long and the others 90: the video, its cuts
+    and its batches of 64 frames."""
+    rng = np.random.default_rng(5)
+    frames: list[NDArray[np.float32]] = []
+    cuts: list[int] = []
+    for shot in range(12):
+        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
+        cuts.append(len(frames))
+    video = _rgb(frames)
+    return video, cuts[:-1], [video[i : i + 64] for i in range(0, len(video), 64)]
+
+
 def test_transitions_from_scores_one_boundary_per_run_after_its_peak() -> None:
     from infra.media.transnet import transitions_from_scores
 
@@ -737,15 +750,7 @@ def test_cascade_scores_settled_windows_during_the_decode_with_the_same_answers(
     those of scoring every window at the end (only a window the final plan has is used)."""
     from infra.media.shot_detection import CascadeDetector
 
-    rng = np.random.default_rng(5)
-    frames: list[NDArray[np.float32]] = []
-    cuts_at: list[int] = []
-    for shot in range(12):  # long shots and 5-frame ones: the model decides on the short ones
-        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
-        cuts_at.append(len(frames))
-    video = _rgb(frames)
-    model_cuts = cuts_at[:-1]
-    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    video, model_cuts, batches = _long_and_short_shots()  # the model decides on the short ones
     at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
     expected, _ = run_detector(at_end, batches)
     ahead = CascadeDetector(model=_FakeModel(model_cuts, video), plan_every=128, plan_guard=100)
@@ -800,15 +805,8 @@ def test_cascade_gives_the_last_windows_to_the_models_thread_before_the_final_pl
             self.pending_at_plan.append(set(self._pending))
             return super()._plan(fast, relaxed, total)
 
-    rng = np.random.default_rng(5)
-    frames: list[NDArray[np.float32]] = []
-    model_cuts: list[int] = []
-    for shot in range(12):  # the last short shot's window ends within the guard of the end
-        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
-        model_cuts.append(len(frames))
-    model_cuts.pop()
-    video = _rgb(frames)
-    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    video, model_cuts, batches = _long_and_short_shots()  # the last short shot's window ends
+    # within the guard of the end
     at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
     expected, _ = run_detector(at_end, batches)
     last = at_end.windows[-1]
@@ -845,15 +843,7 @@ def test_cascade_takes_queued_windows_from_the_end_with_the_same_answers() -> No
     started (from the last) and waits only for the rest; the answers stay those of the end."""
     from infra.media.shot_detection import CascadeDetector
 
-    rng = np.random.default_rng(5)
-    frames: list[NDArray[np.float32]] = []
-    model_cuts: list[int] = []
-    for shot in range(12):
-        frames += _still(shot + 1, 5 if shot % 3 == 1 else 90, rng)
-        model_cuts.append(len(frames))
-    model_cuts.pop()
-    video = _rgb(frames)
-    batches = [video[i : i + 64] for i in range(0, len(video), 64)]
+    video, model_cuts, batches = _long_and_short_shots()
     at_end = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
     expected, _ = run_detector(at_end, batches)
     held = _HeldModel(model_cuts, video)
