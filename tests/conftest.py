@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,16 @@ def memory_app() -> Iterator[HeatersApplication]:
 
 
 @pytest.fixture(scope="session")
-def pg_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseAddress]:
-    """One embedded PostgreSQL 18 + pgvector server for the whole test session."""
-    home: Path = tmp_path_factory.mktemp("pg")
-    with embedded_postgres(home) as address:
+def pg_address() -> Iterator[DatabaseAddress]:
+    """One embedded PostgreSQL 18 + pgvector server for the whole test session.
+
+    Its data lives outside pytest's base temp: any other pytest session started on the machine
+    resets ``/tmp/pytest-of-<user>`` to mode 0700, and the server, which runs as a user of its own,
+    then cannot reach its files (it stopped with "pg_control: Permission denied" mid-run)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="heaters-test-pg-", ignore_cleanup_errors=True) as home,
+        embedded_postgres(Path(home)) as address,
+    ):
         yield address
         close_listeners()  # read-your-writes listeners, before their server goes
 
