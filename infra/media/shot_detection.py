@@ -360,8 +360,7 @@ class HeatersDetector(ShotDetector):
         d1 = moco
         out: list[Candidate] = []
         # the peak of its +-2 frames (from frame 1 on), for every frame at once
-        idx = np.flatnonzero((d1 >= self.cut_threshold) & ~(d1 < _window_max(d1, 2, 2, start=1)))
-        idx = idx[idx >= 1]
+        idx = _peaks(d1, self.cut_threshold, 2, 2, start=1)
         # the motion level on either side: the median of the 6 frames before (from frame 1 on)
         # and of the 6 after, 0 where there are none
         left = _medians(d1, (np.maximum(1, idx - 6), idx), empty=0.0)
@@ -402,30 +401,17 @@ class HeatersDetector(ShotDetector):
             dk = np.zeros(total, np.float32)  # dk[t] = |z[t+k] - z[t-k]|
             if total > lag:
                 dk[k : total - k] = dist[lag][lag:]
-            peaks = np.flatnonzero((dk >= self.gradual_threshold) & ~(dk < _window_max(dk, k, k)))
-            # the ratio and straightness tests below for every peak at once (the same float64
-            # arithmetic): most peaks in a moving shot fail one of them
+            peaks = _peaks(dk, self.gradual_threshold, k, k)
+            # the ratio and straightness tests for every peak at once, before the per-peak tests
+            # (most peaks in a moving shot fail one of them): well above the same measure one
+            # window earlier and later, and the change mostly in one direction (``dk`` against
+            # the sum of d1 over (t-k, t+k])
             heights = dk[peaks].astype(np.float64)
-            beside = np.full(len(peaks), np.inf)
-            for u in (peaks - 2 * k, peaks + 2 * k):
-                there = (k <= u) & (u < total - k)
-                beside[there] = np.minimum(beside[there], dk[u[there]])
-            bases = np.maximum(np.where(np.isinf(beside), 0.0, beside), 0.05)
+            bases = _level_beside(dk, peaks, k, 0.05)
             paths = csum[peaks + k + 1] - csum[peaks - k + 1]
-            steep = ~(heights / bases < self.gradual_ratio) & ~(
-                heights / np.maximum(paths, 1e-6) < self.straightness
-            )
-            for t in peaks[steep].tolist():
-                # the same measure one window earlier and later (only where it is defined)
-                sides = [float(dk[u]) for u in (t - 2 * k, t + 2 * k) if k <= u < total - k]
-                base = max(min(sides) if sides else 0.0, 0.05)
-                ratio = float(dk[t]) / base
-                if ratio < self.gradual_ratio:
-                    continue
-                path = float(csum[t + k + 1] - csum[t - k + 1])  # sum of d1 over (t-k, t+k]
-                straight = float(dk[t]) / max(path, 1e-6)
-                if straight < self.straightness:
-                    continue
+            straightness = heights / np.maximum(paths, 1e-6)
+            steep = ~(heights / bases < self.gradual_ratio) & ~(straightness < self.straightness)
+            for t, straight in zip(peaks[steep].tolist(), straightness[steep].tolist(), strict=True):
                 a, b = max(0, t - k - 1), min(total - 1, t + k + 1)
                 if self._similarity(thumbs, a, b) > self.max_similarity:
                     continue
@@ -481,13 +467,9 @@ class HeatersDetector(ShotDetector):
                 continue
             hk = np.zeros(total, np.float32)  # hk[t] = histogram distance of t-k and t+k
             hk[k : total - k] = 0.5 * np.abs(hists[lag:] - hists[:-lag]).sum(axis=1)
-            peaks = np.flatnonzero((hk >= self.colour_threshold) & ~(hk < _window_max(hk, k, k)))
+            peaks = _peaks(hk, self.colour_threshold, k, k)
             # the ratio test for every peak at once, before the per-peak tests
-            beside = np.full(len(peaks), np.inf)
-            for u in (peaks - lag, peaks + lag):
-                there = (k <= u) & (u < total - k)
-                beside[there] = np.minimum(beside[there], hk[u[there]])
-            bases = np.maximum(np.where(np.isinf(beside), 0.0, beside), 0.02)
+            bases = _level_beside(hk, peaks, k, 0.02)
             steep = ~(hk[peaks].astype(np.float64) < self.colour_ratio * bases)
             for t in peaks[steep].tolist():
                 lo, hi = t - k, t + k + 1
@@ -712,6 +694,25 @@ def _variance_dips(
             d = depth[whole]
             steady[j] = np.where(d > 0, np.maximum(before, after) / np.where(d > 0, d, 1.0), np.inf)
     return misfit, corr, steady, off_line
+
+
+def _peaks(values: FloatArray, threshold: float, before: int, after: int, start: int = 0) -> NDArray[np.intp]:
+    """The frames from ``start`` on where ``values`` reaches ``threshold`` and is the largest of its
+    window ``[max(start, t - before), t + after]`` (ties kept): the peak tests' candidates."""
+    found = np.flatnonzero((values >= threshold) & ~(values < _window_max(values, before, after, start)))
+    return found[found >= start]
+
+
+def _level_beside(values: FloatArray, peaks: NDArray[np.intp], k: int, floor: float) -> NDArray[np.float64]:
+    """Per peak ``t``: the smaller of ``values`` one window (``2k`` frames) earlier and later, where
+    that is defined (``k <= u < len(values) - k``), 0 where neither is, and at least ``floor``: the
+    level a gradual change has to stand out from."""
+    beside = np.full(len(peaks), np.inf)
+    for u in (peaks - 2 * k, peaks + 2 * k):
+        there = (k <= u) & (u < len(values) - k)
+        beside[there] = np.minimum(beside[there], values[u[there]])
+    out: NDArray[np.float64] = np.maximum(np.where(np.isinf(beside), 0.0, beside), floor)
+    return out
 
 
 def _window_max(values: FloatArray, before: int, after: int, start: int = 0) -> FloatArray:
@@ -1635,8 +1636,7 @@ class CascadeDetector(ShotDetector):
         that the fast pass's own tests turned down: the model looks at them."""
         d1 = fast.motion
         out: list[int] = []
-        peaks = np.flatnonzero((d1 >= self.raw_cut) & ~(d1 < _window_max(d1, 2, 2, start=1)))
-        peaks = peaks[peaks >= 1]
+        peaks = _peaks(d1, self.raw_cut, 2, 2, start=1)
         # the motion level around: the median of the 6 frames before (from frame 1 on) and the 6
         # after (none: no level to stand out from)
         before, after = (np.maximum(1, peaks - 6), peaks), (peaks + 1, np.minimum(len(d1), peaks + 7))
