@@ -344,7 +344,7 @@ class HeatersDetector(ShotDetector):
             + self._graduals(dist, moco, thumbs, total)
             + self._fades(std, luma, thumbs, total)
         )
-        candidates += self._colour_graduals(hists, dist[1], moco_sub, thumbs, total, candidates)
+        candidates += self._colour_graduals(hists, dist[1], moco_sub, total, candidates)
         candidates += self._blends(std, luma, dist[1], moco_sub, thumbs, total, candidates)
         self.candidates = sorted(candidates, key=lambda c: c.frame)
         self.flat = std < self.flat_std
@@ -438,7 +438,6 @@ class HeatersDetector(ShotDetector):
         hists: FloatArray,
         d1: FloatArray,
         moco: FloatArray,
-        thumbs: FloatArray,
         total: int,
         found: Sequence[Candidate],
     ) -> list[Candidate]:
