@@ -86,7 +86,6 @@ _STREAM_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: (?P<codec>[A-Za-z0-9_]+)(
 _SIZE_RE = re.compile(r"\b(?P<w>[1-9]\d{0,4})x(?P<h>[1-9]\d{0,4})\b")
 _FPS_RE = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) (?:fps|tbr)\b")
 _DURATION_RE = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
-_FRAME_RE = re.compile(r"frame=\s*(?P<n>\d+)")
 _TRUNCATION_MARKERS = (
     "partial file",
     "corrupt input packet",
@@ -122,17 +121,23 @@ DEFAULT_FPS = 25.0
 
 
 def _count_packets(path: Path, timeout: float, *, ignore_editlist: bool = False) -> int:
-    """Packets of the first video stream, counted by a stream copy to the null muxer."""
+    """Packets of the first video stream, counted by a stream copy to the ``framecrc`` muxer."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
     if ignore_editlist:
         cmd += ["-ignore_editlist", "1"]
-    cmd += [*LOCAL_INPUT, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    cmd += [*LOCAL_INPUT, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"probe timed out after {timeout:.0f} s", path) from exc
-    frames = _FRAME_RE.findall(proc.stderr.decode("utf-8", "replace"))
-    return int(frames[-1]) if frames else 0
+    return _packet_lines(proc.stdout)
+
+
+def _packet_lines(out: bytes) -> int:
+    """Packets a ``framecrc`` stream copy printed: one line each, after its ``#`` header. (The
+    stats line's ``frame=`` is no count to rely on: ffmpeg 7.0, the imageio-ffmpeg 0.6 and 0.7
+    wheels' build, leaves it out of a stream copy's stats.)"""
+    return sum(1 for line in out.splitlines() if line.strip() and not line.startswith(b"#"))
 
 
 def _copy_video(path: Path, muxer: str, what: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
@@ -166,9 +171,9 @@ def probe_with_header(path: Path | str, timeout: float = 600.0) -> tuple[VideoIn
     """:func:`probe`, and what ffmpeg said of the file's container and streams on the way (the
     ``ffmpeg -i`` header dump, followed by the stream copy's own lines)."""
     path = Path(path)
-    proc = _copy_video(path, "null", "probe", timeout)
+    proc = _copy_video(path, "framecrc", "probe", timeout)
     err = proc.stderr.decode("utf-8", "replace")
-    return _probed(path, proc.returncode, err, timeout), err
+    return _probed(path, proc.returncode, err, timeout, _packet_lines(proc.stdout)), err
 
 
 def probe_with_packets(path: Path | str, timeout: float = 600.0) -> tuple[VideoInfo, str, PacketTimes | None]:
@@ -179,12 +184,13 @@ def probe_with_packets(path: Path | str, timeout: float = 600.0) -> tuple[VideoI
     path = Path(path)
     proc = _copy_video(path, "framecrc", "probe", timeout)
     err = proc.stderr.decode("utf-8", "replace")
-    info = _probed(path, proc.returncode, err, timeout)
+    info = _probed(path, proc.returncode, err, timeout, _packet_lines(proc.stdout))
     return info, err, _packets(proc.stdout.decode("ascii", "replace"), err)
 
 
-def _probed(path: Path, returncode: int, err: str, timeout: float) -> VideoInfo:
-    """The :class:`VideoInfo` of what a stream copy of ``path`` said on stderr (see :func:`probe`)."""
+def _probed(path: Path, returncode: int, err: str, timeout: float, packets: int) -> VideoInfo:
+    """The :class:`VideoInfo` of what a ``framecrc`` stream copy of ``path`` said on stderr and
+    the ``packets`` it printed (see :func:`probe`)."""
     stream = _STREAM_RE.search(err)
     if stream is None:
         if "Invalid data found" in err or "moov atom not found" in err:
@@ -206,8 +212,7 @@ def _probed(path: Path, returncode: int, err: str, timeout: float) -> VideoInfo:
         raise MediaError("video stream has no frame size", path)
     width, height = int(size["w"]), int(size["h"])
     fps = _parse_fps(rest)
-    frames = _FRAME_RE.findall(err)
-    frame_count = int(frames[-1]) if frames else 0
+    frame_count = packets
     if frame_count <= 0:
         raise MediaError("video stream has no frames", path)
     if fps is None:

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
@@ -129,6 +130,36 @@ def ramp_proxy(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 # ---------------------------------------------------------------- transcode
+
+
+def test_probe_counts_frames_when_ffmpeg_prints_no_frame_count(
+    media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ffmpeg 7.0 (the imageio-ffmpeg 0.6 and 0.7 wheels) leaves ``frame=`` out of a stream
+    copy's stats; every probe then said "video stream has no frames". Here an ffmpeg that prints
+    no frame count stands in for it."""
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(
+        f"""#!{sys.executable}
+import re, subprocess, sys
+done = subprocess.run([{str(ffmpeg_exe())!r}, *sys.argv[1:]], stdout=sys.stdout, stderr=subprocess.PIPE)
+sys.stderr.write(re.sub(r"frame=\\s*\\d+", "", done.stderr.decode("utf-8", "replace")))
+sys.exit(done.returncode)
+"""
+    )
+    wrapper.chmod(0o755)
+    real = probe(media["ramp"])
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(wrapper))
+    ffmpeg_exe.cache_clear()
+    try:
+        assert ffmpeg_exe() == str(wrapper)
+        said = subprocess.run([str(wrapper), "-i", str(media["ramp"]), "-c", "copy", "-f", "null", "-"],
+                              capture_output=True, check=False).stderr.decode()  # fmt: skip
+        assert "frame=" not in said and "time=" in said  # what ffmpeg 7.0 prints
+        assert probe(media["ramp"]) == real
+        assert real.frame_count == FRAMES
+    finally:
+        ffmpeg_exe.cache_clear()
 
 
 def test_normalise_skipped_for_playable_input(media: dict[str, Path], tmp_path: Path) -> None:
