@@ -1041,6 +1041,8 @@ def fade_runs(
 class NeuralDetector(ShotDetector):
     """TransNetV2 on every frame: windows batched (fp16 on a GPU), frames decoded straight to 48x27.
 
+    The model runs in a thread of its own, so the decoder's pipe is read while the GPU works: the
+    video takes the longer of the two, not their sum. At most ``queued`` batches wait for it.
     Runs on the CPU too (tests, or ``HEATERS_SHOT_DETECTOR=neural`` without a GPU), several times
     slower than decoding there.
     """
@@ -1058,6 +1060,7 @@ class NeuralDetector(ShotDetector):
         batch_windows: int | None = None,
         flat_std: float = 5.0,
         model: _Model | None = None,
+        queued: int = 4,
     ) -> None:
         from infra.media import transnet
 
@@ -1065,8 +1068,11 @@ class NeuralDetector(ShotDetector):
         self.threshold = threshold
         self.batch_windows = batch_windows or (64 if self.device.startswith("cuda") else 1)
         self.flat_std = flat_std
+        self.queued = max(1, queued)
         net = model if model is not None else transnet.load_model(self.device)
         self._scorer = transnet.VideoScorer(net, self.batch_windows)  # type: ignore[arg-type]
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: list[Future[None]] = []  # batches handed to the model's thread, oldest first
         self._luma: list[tuple[FloatArray, FloatArray]] = []
         self.scores: FloatArray = np.zeros(0, np.float32)  # per frame: ends a shot
         self.inside: FloatArray = np.zeros(0, np.float32)  # per frame: inside a transition
@@ -1081,12 +1087,31 @@ class NeuralDetector(ShotDetector):
     def process(self, frames: FrameBatch) -> list[int]:
         frames = _to_model_frames(frames)
         self._luma.append(_luma_stats(frames))
-        self._scorer.add(frames)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neural-model")
+        try:
+            while len(self._queue) >= self.queued or (self._queue and self._queue[0].done()):
+                self._queue.pop(0).result()  # bounded memory; the model's errors surface here
+        except BaseException:
+            self._stop()
+            raise
+        self._queue.append(self._pool.submit(self._scorer.add, frames))
         return []
+
+    def _stop(self) -> None:
+        self._queue = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def finish(self) -> list[int]:
         from infra.media.transnet import transitions_from_scores
 
+        try:
+            for queued in self._queue:
+                queued.result()
+        finally:
+            self._stop()
         both = self._scorer.finish()
         self.scores, self.inside = both[:, 0], both[:, 1]
         if not self._luma:

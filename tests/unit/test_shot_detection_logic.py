@@ -885,6 +885,50 @@ def test_make_detector_follows_the_setting(monkeypatch: pytest.MonkeyPatch) -> N
     assert shot_detection.MODEL_SIZE == (48, 27)
 
 
+def test_the_neural_detector_scores_in_its_own_thread_with_the_same_answers() -> None:
+    """The model works beside the decoder (a GPU's decode and model overlap); batch by batch or
+    all at once, it scores the same frames and reports the same cuts."""
+    from infra.media.shot_detection import NeuralDetector
+
+    class Changes:
+        """Says "ends a shot" on a frame unlike the next one (the whole video goes through it,
+        padded at both ends, so it reads the pictures rather than where a window starts)."""
+
+        windows = 0
+
+        def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
+            self.windows += len(windows)
+            step = np.abs(np.diff(windows.astype(np.float32), axis=1)).mean(axis=(2, 3, 4))
+            ends = np.concatenate([step > 20, np.zeros((len(windows), 1), bool)], axis=1)
+            return np.stack([ends * 0.9, ends * 0.9], axis=2).astype(np.float32)
+
+    rng = np.random.default_rng(3)
+    video = _rgb(_still(1, 60, rng) + _still(2, 5, rng) + _still(3, 160, rng))
+    whole = NeuralDetector(device="cpu", batch_windows=2, model=Changes())
+    assert run_detector(whole, [video]) == ([60, 65], len(video))
+    model = Changes()
+    batched = NeuralDetector(device="cpu", batch_windows=2, model=model, queued=1)
+    batches = [video[i : i + 16] for i in range(0, len(video), 16)]
+    assert run_detector(batched, batches) == ([60, 65], len(video))
+    np.testing.assert_array_equal(batched.scores, whole.scores)
+    assert len(batched.scores) == len(video) and model.windows == 5  # 225 frames, 50 a window
+
+
+def test_the_neural_detector_reports_the_models_failure() -> None:
+    from infra.media.shot_detection import NeuralDetector
+
+    class Broken:
+        def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
+            raise RuntimeError("CUDA out of memory")
+
+    rng = np.random.default_rng(3)
+    video = _rgb(_still(1, 300, rng))
+    detector = NeuralDetector(device="cpu", batch_windows=1, model=Broken())
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_detector(detector, [video[i : i + 32] for i in range(0, len(video), 32)])
+    assert detector._pool is None  # its thread stopped
+
+
 def test_the_auto_detector_on_a_machine_without_a_gpu_driver_does_not_import_torch() -> None:
     # torch takes seconds to import; a worker without a GPU driver learns that it has no GPU without it
     script = (
