@@ -82,6 +82,15 @@ def ffmpeg_exe() -> str:
     return exe
 
 
+@lru_cache(maxsize=1)
+def ffmpeg_version() -> str:
+    """The first line of ``ffmpeg -version`` (benchmarks record which build decoded)."""
+    done = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return done.stdout.splitlines()[0] if done.stdout else f"unknown (exit {done.returncode})"
+
+
 _STREAM_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)")
 _SIZE_RE = re.compile(r"\b(?P<w>[1-9]\d{0,4})x(?P<h>[1-9]\d{0,4})\b")
 _FPS_RE = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) (?:fps|tbr)\b")

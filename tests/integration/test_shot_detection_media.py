@@ -311,3 +311,35 @@ def test_int8_graph_pools_with_depthwise_convolutions(edited: tuple[Path, Truth]
     pools = [node for node in graph.node if node.op_type == "Conv" and node.name.startswith("/pools.")]
     assert len(pools) == 3  # one per block
     assert all(any(a.name == "group" and a.i > 1 for a in node.attribute) for node in pools)
+
+
+def test_the_decode_rates_bench_reports_every_variant(edited: tuple[Path, Truth], tmp_path: Path) -> None:
+    from bench import decode_rates
+
+    path, truth = edited
+    out = tmp_path / "rates.json"
+    decode_rates.main([str(path), "--repeats", "1", "--pieces", "2", "--gpu", "--out", str(out)])
+    report = json.loads(out.read_text())
+    video = report["videos"][path.name]
+    assert video["frames"] == truth.frame_count and report["ffmpeg"].startswith("ffmpeg version")
+    assert video["rows"]["ffmpeg, Heaters' options"]["fps"] > 0
+    assert video["rows"]["heaters decode_batches (into Python)"]["fps"] > 0
+    assert "failed" in video["rows"]["ffmpeg, GPU decoder only (frames stay there)"]  # no GPU here
+
+
+def test_the_gpu_target_reads_the_720p_videos_on_a_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.shot_detection as bench
+
+    def neural(frames: int, seconds: float) -> dict[str, dict[str, dict[str, float]]]:
+        return {"results": {"neural": {"frames": frames, "seconds": seconds, "fps": frames / seconds}}}
+
+    per_video = {"a_720p25": neural(3000, 1.0), "b_720p30": neural(1000, 0.5), "c_360p25": neural(100, 1.0)}
+    monkeypatch.setattr(bench, "_device", lambda: {"kind": "cuda", "name": "NVIDIA H200"})
+    target = bench._gpu_target(["neural"], per_video)
+    assert target["gpu_720p_fps"] == pytest.approx(4000 / 1.5)
+    assert set(target["gpu_720p_fps_per_video"]) == {"a_720p25", "b_720p30"}
+    assert not target["gpu_target_met"] and "NVIDIA H200" in target["gpu_lines"][1]
+    per_video["b_720p30"] = neural(1600, 0.5)
+    assert bench._gpu_target(["neural"], per_video)["gpu_target_met"]
+    monkeypatch.setattr(bench, "_device", lambda: {"kind": "cpu", "threads": 2})
+    assert bench._gpu_target(["neural"], per_video) == {}
