@@ -343,3 +343,33 @@ def test_the_gpu_target_reads_the_720p_videos_on_a_gpu_only(monkeypatch: pytest.
     assert bench._gpu_target(["neural"], per_video)["gpu_target_met"]
     monkeypatch.setattr(bench, "_device", lambda: {"kind": "cpu", "threads": 2})
     assert bench._gpu_target(["neural"], per_video) == {}
+
+
+def test_int8_graph_gives_each_dilation_its_own_spatial_convolution(edited: tuple[Path, Truth]) -> None:
+    """Each of a layer's four dilations has its own spatial convolution: one for all four wrote one
+    tensor that onnxruntime split, channels-last, into the four temporal convolutions' parts (a
+    copy of every activation, 7-10 % of the 8-bit model's kernel time); and the four temporal
+    convolutions' outputs are quantized like their concatenation, which then copies them."""
+    from importlib.metadata import version
+
+    import onnx
+    import onnxruntime
+
+    from infra.media.transnet import _cache_paths, load_model
+
+    assert load_model("cpu", int8=True).backend == "onnxruntime-int8"
+    graph = onnx.load(str(_cache_paths(version("torch"), onnxruntime.__version__)[1])).graph
+    blocks = [node for node in graph.node if node.name.startswith("/blocks.")]
+    assert [node.name for node in blocks if node.op_type in ("Split", "Slice")] == []
+    convs = [node for node in blocks if node.op_type == "Conv"]
+    assert len(convs) == 6 * 8  # 3 blocks of 2 layers, 4 dilations of a spatial and a temporal one
+    producer = {output: node for node in graph.node for output in node.output}
+    consumer = {name: node for node in graph.node for name in node.input}
+    concats = [node for node in blocks if node.op_type == "Concat"]
+    assert len(concats) == 6
+    for concat in concats:
+        out = consumer[concat.output[0]]
+        assert out.op_type == "QuantizeLinear"
+        for name in concat.input:
+            dq = producer[name]
+            assert dq.op_type == "DequantizeLinear" and list(dq.input[1:]) == list(out.input[1:])
