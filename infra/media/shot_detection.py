@@ -1149,7 +1149,9 @@ class CascadeDetector(ShotDetector):
       added when the pictures on either side of the run differ (``same_gradual``) - a dissolve
       between similar-looking shots that the fast pass barely sees;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
-      ``flash_luma`` or more, with no structural jump above the shot's motion): no boundary,
+      ``flash_luma`` or more, with no structural jump above the shot's motion, or, where a strong
+      flash clips and so jumps, its frames still the shot's picture and the picture after it as
+      like the one before as the shot's own frames that far apart): no boundary,
       whoever proposed it, unless the model sees a longer transition around it; nor a saturated
       flash (at most ``flash_frames`` flat white frames, entered and left in one step each, back
       to the brightness before it), whose structure does jump.
@@ -1575,11 +1577,15 @@ class CascadeDetector(ShotDetector):
         # a saturated flash (flat white frames) jumps structurally, so it is told by its steps:
         # in and out in one frame each, back to the level before
         fast = self._fast
+
+        def similar(a: int, b: int) -> float:
+            return fast._similarity(fast.thumbs, a, b)
+
         white = true_runs(fast.flat & (fast.luma > fast.fade_bright))  # once: a Python pass over the video
         for c in sorted(cuts):
             start, end = _extent(inside, c - 1, self.threshold)
             if end - start <= self.flash_frames + 2 and (
-                _flash(fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma)
+                _flash(fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma, similar)
                 or _saturated_flash(fast.luma, white, c, self.flash_frames, self.flash_luma)
             ):
                 cuts.discard(c)
@@ -1662,13 +1668,22 @@ class CascadeDetector(ShotDetector):
 
 
 def _flash(
-    luma: FloatArray, motion: FloatArray, flat: NDArray[np.bool_], frame: int, longest: int, depart: float
+    luma: FloatArray,
+    motion: FloatArray,
+    flat: NDArray[np.bool_],
+    frame: int,
+    longest: int,
+    depart: float,
+    similarity: Callable[[int, int], float] | None = None,
 ) -> bool:
     """Whether a boundary at ``frame`` is a flash: the mean luma of at most ``longest`` frames
     starting at ``frame - 1`` (or ending at ``frame``) departs by ``depart`` or more from a level it
     has before them and comes back to within 5 after them, none of those frames is flat (a fade
-    through black or white also leaves and comes back) and the pan-compensated change across them
-    (``motion``) stays under twice its median just around them (a cut to another picture jumps)."""
+    through black or white also leaves and comes back) and either the pan-compensated change across
+    them (``motion``) stays under twice its median just around them (a cut to another picture
+    jumps) or, by ``similarity`` (two frames' likeness, translations allowed), the flash is the same
+    picture lit differently: a strong flash clips the highlights, so its frames' structure jumps too
+    and, in a moving shot, more than the motion around (see :func:`_same_picture_flash`)."""
     n = len(luma)
     for lo, hi in ((frame - 1, frame + longest), (frame - longest - 1, frame)):  # frames lo..hi
         if lo < 9 or hi + 9 > n:
@@ -1681,7 +1696,34 @@ def _flash(
         around = np.concatenate([motion[lo - 8 : lo - 1], motion[hi + 2 : hi + 9]])
         if float(motion[lo : hi + 1].max()) < 2.0 * max(float(np.median(around)), 0.02):
             return True
+        off = lo + np.flatnonzero(np.abs(luma[lo : hi + 1] - before) > 5.0)
+        first, last = int(off[0]), int(off[-1])
+        # the boundary is the flash's first frame or the first frame after it
+        if (
+            similarity is not None
+            and first <= frame <= last + 1
+            and _same_picture_flash(similarity, first, last, n)
+        ):
+            return True
     return False
+
+
+def _same_picture_flash(similarity: Callable[[int, int], float], first: int, last: int, n: int) -> bool:
+    """Whether frames ``first..last`` (the frames whose brightness left the shot's) are a flash of
+    the shot's own picture: each of them still looks more like the frame before them than not
+    (``similarity`` 0.5 or more: the same layout, brighter or darker; an inserted shot is another
+    picture), and the frame after them is as like the frame before them as the shot's own frames
+    the same distance apart are, within 0.1 (the picture comes back where the camera's motion
+    took it; after a cut it is another picture)."""
+    a, b = first - 1, last + 1
+    gap = b - a
+    if a < 0 or b >= n:
+        return False
+    own = [similarity(a - gap, a)] if a - gap >= 0 else []
+    own += [similarity(b, b + gap)] if b + gap < n else []
+    if not own:
+        return False
+    return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
 
 
 def _saturated_flash(

@@ -964,12 +964,17 @@ def _pan(seed: int, n: int, rng: np.random.Generator, x0: float = 10.0) -> list[
     return [_view(pic, x0 + 1.5 * i) + rng.normal(0, 4, (H, W)).astype(np.float32) for i in range(n)]
 
 
-def _is_flash(frames: list[NDArray[np.float32]], frame: int) -> bool:
+def _is_flash(frames: list[NDArray[np.float32]], frame: int, *, picture: bool = False) -> bool:
+    """``_flash`` at ``frame`` (with ``picture``, the same-picture test too)."""
     from infra.media.shot_detection import _flash
 
     det = HeatersDetector()
     _run(det, frames)
-    return _flash(det.luma, det.motion, det.flat, frame, 4, 20.0)
+
+    def similar(a: int, b: int) -> float:
+        return det._similarity(det.thumbs, a, b)
+
+    return _flash(det.luma, det.motion, det.flat, frame, 4, 20.0, similar if picture else None)
 
 
 def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -> None:
@@ -986,6 +991,40 @@ def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -
     fade = _pan(1, 70, rng)
     fade[36:44] = [f * w for f, w in zip(fade[36:44], (0.6, 0.2, 0, 0, 0, 0, 0.2, 0.6), strict=True)]
     assert not any(_is_flash(fade, f) for f in (37, 40, 43))
+
+
+def test_a_clipped_flash_in_a_moving_shot_is_told_by_its_picture_coming_back() -> None:
+    """A flash strong enough to clip the highlights changes the picture's structure as well as its
+    brightness, more than the camera's motion does (the motion test alone calls it a cut). Its
+    frames still show the shot's picture, and the frame after it is as like the frame before it as
+    the shot's own frames that far apart: a flash. A brighter inserted shot (another picture,
+    the pan going on after it) and a cut right after a flash are not."""
+    rng = np.random.default_rng(5)
+    flash = _pan(1, 70, rng)
+    for f in (40, 41, 42):
+        flash[f] = flash[f] * 1.9 + 30  # clipped at 255 (the corpus generator's flashes: gain 1.4-2.4)
+    assert not _is_flash(flash, 40) and not _is_flash(flash, 43)  # the structure jumps
+    assert _is_flash(flash, 40, picture=True) and _is_flash(flash, 43, picture=True)
+    inserted = _pan(1, 40, rng) + [f * 1.9 + 30 for f in _still(3, 3, rng)] + _pan(1, 30, rng, x0=74.5)
+    assert not any(_is_flash(inserted, f, picture=True) for f in (40, 43))
+    # another picture of the same brightness right after the flash: a cut at its end
+    then_cut = flash[:43] + [f * 0.96 for f in _pan(2, 27, rng)]
+    assert not any(_is_flash(then_cut, f, picture=True) for f in (40, 43))
+
+
+def test_cascade_drops_the_boundaries_the_model_sees_at_a_clipped_flash_in_a_pan() -> None:
+    """The model marks both ends of a strong flash in a moving shot (TransNetV2's usual false
+    boundary there); the flash test, with the picture coming back, takes them out."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(5)
+    frames = _pan(1, 90, rng)
+    for f in (40, 41, 42):
+        frames[f] = frames[f] * 1.9 + 30
+    video = _rgb(frames)
+    cascade = CascadeDetector(model=_FakeModel([40, 43], video))
+    assert run_detector(cascade, [video])[0] == []
+    assert cascade.windows  # the model was asked, and saw boundaries there
 
 
 def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
