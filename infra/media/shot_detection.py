@@ -1148,6 +1148,10 @@ class CascadeDetector(ShotDetector):
     * in the windows it scored, the model's own gradual transitions (a run of "inside" frames):
       added when the pictures on either side of the run differ (``same_gradual``) - a dissolve
       between similar-looking shots that the fast pass barely sees;
+    * the model's half-belief in a whole dissolve (its "inside" head at ``support`` or more over
+      ``gradual_run`` frames, "ends a shot" reaching ``veto`` there, different pictures either side,
+      no boundary within ``snap`` frames, no flat frame): added - a dissolve between two shots of
+      the same framing leaves the model unsure all along;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
       ``flash_luma`` or more, with no structural jump above the shot's motion, or, where a strong
       flash clips and so jumps, its frames still the shot's picture and the picture after it as
@@ -1570,6 +1574,26 @@ class CascadeDetector(ShotDetector):
             ):
                 cuts.add(m)
                 kinds[m] = "gradual-model"
+        # the model's half-belief in a whole dissolve: its "inside" head at ``support`` or more (not
+        # the threshold) over ``gradual_run`` frames or more, with "ends a shot" reaching ``veto``
+        # (the level that keeps an unsure cut) in that run, different pictures on either side of
+        # it and no boundary within ``snap`` frames (the fast pass often marks a dissolve's ends
+        # just outside it: that boundary is this transition's). A dissolve between two shots of the
+        # same framing (real footage) leaves the model unsure over its whole length, but rarely
+        # dips it under ``support``; a camera move it half-believes is shorter or leaves "ends"
+        # lower. A run reaching flat frames is a fade's ramp: the fade rules' business
+        flat = self._fast.flat
+        for start, end in true_runs(inside >= self.support):
+            peak = start + int(np.argmax(filled[start:end]))
+            if (
+                end - start >= self.gradual_run
+                and filled[peak] >= self.veto
+                and all(not start - self.snap <= c <= end + self.snap for c in cuts)
+                and not bool(flat[max(0, start - 2) : end + 2].any())
+                and not self._same_across(start, end, self.same_gradual)
+            ):
+                cuts.add(peak + 1)
+                kinds[peak + 1] = "gradual-half"
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
         # boundary in a flickering shot, and the fast pass's when the flash is long

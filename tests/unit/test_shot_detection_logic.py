@@ -422,7 +422,7 @@ def test_pan_into_another_region_is_not_a_dissolve_however_little_its_ends_corre
 class _FakeModel:
     """Stands in for TransNetV2: says "ends a shot" on the frame before each of ``cuts`` of
     ``video`` (``ends`` the probability) and "inside a transition" there (``cut_inside``) and
-    on the frames of ``inside`` (``[start, end)`` spans); it finds where a window starts by
+    on the frames of ``inside`` (``[start, end)`` spans, ``inside_level``); it finds where a window starts by
     comparing its first frame."""
 
     def __init__(
@@ -433,11 +433,13 @@ class _FakeModel:
         inside: Sequence[tuple[int, int]] = (),
         ends: float = 0.9,
         cut_inside: float = 0.9,
+        inside_level: float = 0.9,
     ) -> None:
         from infra.media.shot_detection import _to_model_frames
 
         self.cuts = cuts
         self.cut_inside = cut_inside
+        self.inside_level = inside_level
         self.inside = inside
         self.ends = ends
         self.frames = None if video is None else _to_model_frames(video).astype(np.int16)
@@ -457,7 +459,7 @@ class _FakeModel:
                 if frame + 1 in self.cuts:
                     out[b, i] = self.ends, self.cut_inside
                 if any(s <= frame < e for s, e in self.inside):
-                    out[b, i, 1] = 0.9
+                    out[b, i, 1] = self.inside_level
         return out
 
 
@@ -689,6 +691,38 @@ def test_cascade_lets_the_model_decide_only_with_a_transition_it_sees_whole_wher
         assert run_detector(cascade, [video])[0] == cuts
         assert cascade.questions == [(62, "look")]
     assert cascade.kinds == {63: "gradual-model"}
+
+
+def test_cascade_adds_a_dissolve_the_model_half_believes_over_its_whole_length() -> None:
+    """The model's "inside" head at ``support`` (0.3) or more, not the threshold, over
+    ``gradual_run`` (8) frames or more, with "ends a shot" reaching ``veto`` (0.2) there: a dissolve
+    it is unsure of all along (two shots of the same framing), a boundary; "ends" lower, or a
+    shorter run (a camera move it half-believes), no boundary."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(11)
+    pans = [
+        [
+            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
+            for i in range(70)
+        ]
+        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
+    ]
+    video = _rgb(_dissolve(pans[0], pans[1], 12))  # frames 58-69 blend
+
+    def cuts(ends: float, inside: tuple[int, int]) -> list[int]:
+        model = _FakeModel([63], video, ends=ends, cut_inside=0.4, inside=[inside], inside_level=0.4)
+        cascade = CascadeDetector(model=model)
+        cascade._fast.blend_scales = ()  # the variance dip would find this one (a kept change)
+        found, _ = run_detector(cascade, [video])
+        assert cascade.questions == [(62, "look")]  # a window is scored there
+        if found:
+            assert cascade.kinds == {63: "gradual-half"}
+        return found
+
+    assert cuts(0.25, (58, 70)) == [63]
+    assert cuts(0.15, (58, 70)) == []  # "ends a shot" under ``veto``
+    assert cuts(0.25, (60, 66)) == []  # half-believed over 6 frames only
 
 
 def _shaky(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
