@@ -1008,20 +1008,28 @@ def merge_fades(
     """Boundaries on both sides of the same fade (``fades``: the ``[start, end)`` flat runs through
     black or white) are its fade-out and fade-in: one transition, reported once, in the middle of
     the run. So are boundaries at most ``gap`` frames apart. ``ramp``: how far before and after
-    its flat run a fade's boundaries may lie."""
+    its flat run a fade's boundaries may lie. A boundary in the ramps of two fades (less than
+    ``2 * ramp`` frames apart) does not make them one: each fade keeps its own."""
     out: list[int] = []
     prev: int | None = None  # the last boundary as found (before a merge moved it)
+    merged: tuple[int, int] | None = None  # the fade whose middle ``out[-1]`` is, if any
     for c in sorted(cuts):
         if prev is not None:
             run = next((f for f in fades if f[0] - ramp <= prev <= f[1] and f[0] <= c <= f[1] + ramp), None)
             if run is not None:
-                out[-1] = (run[0] + run[1]) // 2
+                middle = (run[0] + run[1]) // 2
+                if merged is not None and run != merged:
+                    out.append(middle)  # the next fade: ``out[-1]`` is the one before
+                else:
+                    out[-1] = middle
+                merged = run
                 prev = c
                 continue
             if c - prev <= gap:
                 prev = c
                 continue
         out.append(c)
+        merged = None
         prev = c
     return out
 

@@ -523,6 +523,9 @@ def test_merge_fades_reports_a_fade_once_and_keeps_short_shots() -> None:
     assert merge_fades([50, 54, 90], []) == [50, 54, 90]
     # two reports of the same cut two frames apart are one
     assert merge_fades([50, 52], []) == [50]
+    # two fades 36 frames apart (white 75..86, then 123..126) and a boundary at 107 in the ramps
+    # of both: each fade stays one transition, the two are not one
+    assert merge_fades([72, 81, 107, 125], [(75, 87), (123, 127)]) == [81, 125]
 
 
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
