@@ -1002,8 +1002,11 @@ def _luma_stats(frames: FrameBatch) -> tuple[FloatArray, FloatArray]:
     return luma.mean(axis=1), luma.std(axis=1)
 
 
+FADE_RAMP = 20  # how far before and after its flat run a fade's boundaries may lie
+
+
 def merge_fades(
-    cuts: Sequence[int], fades: Sequence[tuple[int, int]], ramp: int = 20, gap: int = 2
+    cuts: Sequence[int], fades: Sequence[tuple[int, int]], ramp: int = FADE_RAMP, gap: int = 2
 ) -> list[int]:
     """Boundaries on both sides of the same fade (``fades``: the ``[start, end)`` flat runs through
     black or white) are its fade-out and fade-in: one transition, reported once, in the middle of
@@ -1633,6 +1636,17 @@ class CascadeDetector(ShotDetector):
                 and float(inside[max(0, b - 1) : b + 4].max(initial=0.0)) >= self.threshold
             )
         ]
+        # such a run with no boundary within a fade's reach of it (``FADE_RAMP``) is a fade none of
+        # the tests proposed: the fast pass turns a fade down when the pictures on either side look
+        # alike (real footage's same framing) and the model's "ends" head may stay low through
+        # it; not a saturated flash (a white run entered and left in one step)
+        for a, b in fades:
+            if any(a - FADE_RAMP <= c <= b + FADE_RAMP for c in cuts) or _saturated_flash(
+                fast.luma, white, a, self.flash_frames, self.flash_luma
+            ):
+                continue
+            cuts.add((a + b) // 2)
+            kinds[(a + b) // 2] = "fade"
         merged = _one_per_transition(merge_fades(sorted(cuts), fades), filled, inside, self.threshold)
         out: list[int] = []
         for c in merged:

@@ -591,6 +591,34 @@ def test_cascade_keeps_a_fade_the_model_does_not_see(seed: int) -> None:
     assert cascade.kinds[cuts[0]] == "fade"
 
 
+def test_cascade_reports_a_fade_the_model_sees_entered_and_left_where_nothing_proposed_it() -> None:
+    """A fade through black between two shots of the same framing: the fast pass turns it down
+    (the pictures either side look alike) and the model's "ends a shot" head stays low, but the
+    model sees the picture going into the black and coming out of it gradually ("inside" high on
+    both ramps): one boundary, in the black. Without that, the dip is no boundary."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    before, after = _still(1, 60, rng), _still(1, 60, rng)  # the same framing
+    ramp = [0.8, 0.6, 0.4, 0.2]
+    frames = (
+        before[:56]
+        + [f * w for f, w in zip(before[56:], ramp, strict=True)]
+        + [np.zeros((H, W), np.float32)] * 3
+        + [f * w for f, w in zip(after[:4], ramp[::-1], strict=True)]
+        + after[4:]
+    )
+    video = _rgb(frames)  # black 60..62
+    fast = HeatersDetector(min_shot_len=1)
+    run_detector(fast, [video])
+    assert not [c for c in fast.candidates if c.kind == "fade"]
+    seen = CascadeDetector(model=_FakeModel([], video, inside=[(55, 60), (63, 68)]))
+    assert run_detector(seen, [video])[0] == [61] and seen.kinds == {61: "fade"}
+    unseen = CascadeDetector(model=_FakeModel([], video))
+    assert run_detector(unseen, [video])[0] == []
+    assert unseen.windows  # the model was shown the dip
+
+
 def test_cascade_keeps_a_dissolve_the_fast_pass_finds_without_asking() -> None:
     """A gradual change the fast pass reports stands without the model: asked to veto one, the
     model dropped as many real dissolves as false changes (development corpus), for 12 % of the
