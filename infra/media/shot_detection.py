@@ -1002,26 +1002,37 @@ def _luma_stats(frames: FrameBatch) -> tuple[FloatArray, FloatArray]:
     return luma.mean(axis=1), luma.std(axis=1)
 
 
+FADE_RAMP = 20  # how far before and after its flat run a fade's boundaries may lie
+
+
 def merge_fades(
-    cuts: Sequence[int], fades: Sequence[tuple[int, int]], ramp: int = 20, gap: int = 2
+    cuts: Sequence[int], fades: Sequence[tuple[int, int]], ramp: int = FADE_RAMP, gap: int = 2
 ) -> list[int]:
     """Boundaries on both sides of the same fade (``fades``: the ``[start, end)`` flat runs through
     black or white) are its fade-out and fade-in: one transition, reported once, in the middle of
     the run. So are boundaries at most ``gap`` frames apart. ``ramp``: how far before and after
-    its flat run a fade's boundaries may lie."""
+    its flat run a fade's boundaries may lie. A boundary in the ramps of two fades (less than
+    ``2 * ramp`` frames apart) does not make them one: each fade keeps its own."""
     out: list[int] = []
     prev: int | None = None  # the last boundary as found (before a merge moved it)
+    merged: tuple[int, int] | None = None  # the fade whose middle ``out[-1]`` is, if any
     for c in sorted(cuts):
         if prev is not None:
             run = next((f for f in fades if f[0] - ramp <= prev <= f[1] and f[0] <= c <= f[1] + ramp), None)
             if run is not None:
-                out[-1] = (run[0] + run[1]) // 2
+                middle = (run[0] + run[1]) // 2
+                if merged is not None and run != merged:
+                    out.append(middle)  # the next fade: ``out[-1]`` is the one before
+                else:
+                    out[-1] = middle
+                merged = run
                 prev = c
                 continue
             if c - prev <= gap:
                 prev = c
                 continue
         out.append(c)
+        merged = None
         prev = c
     return out
 
@@ -1173,8 +1184,14 @@ class CascadeDetector(ShotDetector):
     * in the windows it scored, the model's own gradual transitions (a run of "inside" frames):
       added when the pictures on either side of the run differ (``same_gradual``) - a dissolve
       between similar-looking shots that the fast pass barely sees;
+    * the model's half-belief in a whole dissolve (its "inside" head at ``support`` or more over
+      ``gradual_run`` frames, "ends a shot" reaching ``veto`` there, different pictures either side,
+      no boundary within ``snap`` frames, no flat frame): added - a dissolve between two shots of
+      the same framing leaves the model unsure all along;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
-      ``flash_luma`` or more, with no structural jump above the shot's motion): no boundary,
+      ``flash_luma`` or more, with no structural jump above the shot's motion, or, where a strong
+      flash clips and so jumps, its frames still the shot's picture and the picture after it as
+      like the one before as the shot's own frames that far apart): no boundary,
       whoever proposed it, unless the model sees a longer transition around it; nor a saturated
       flash (at most ``flash_frames`` flat white frames, entered and left in one step each, back
       to the brightness before it), whose structure does jump.
@@ -1593,6 +1610,26 @@ class CascadeDetector(ShotDetector):
             ):
                 cuts.add(m)
                 kinds[m] = "gradual-model"
+        # the model's half-belief in a whole dissolve: its "inside" head at ``support`` or more (not
+        # the threshold) over ``gradual_run`` frames or more, with "ends a shot" reaching ``veto``
+        # (the level that keeps an unsure cut) in that run, different pictures on either side of
+        # it and no boundary within ``snap`` frames (the fast pass often marks a dissolve's ends
+        # just outside it: that boundary is this transition's). A dissolve between two shots of the
+        # same framing (real footage) leaves the model unsure over its whole length, but rarely
+        # dips it under ``support``; a camera move it half-believes is shorter or leaves "ends"
+        # lower. A run reaching flat frames is a fade's ramp: the fade rules' business
+        flat = self._fast.flat
+        for start, end in true_runs(inside >= self.support):
+            peak = start + int(np.argmax(filled[start:end]))
+            if (
+                end - start >= self.gradual_run
+                and filled[peak] >= self.veto
+                and all(not start - self.snap <= c <= end + self.snap for c in cuts)
+                and not bool(flat[max(0, start - 2) : end + 2].any())
+                and not self._same_across(start, end, self.same_gradual)
+            ):
+                cuts.add(peak + 1)
+                kinds[peak + 1] = "gradual-half"
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
         # boundary in a flickering shot, and the fast pass's when the flash is long
@@ -1600,11 +1637,15 @@ class CascadeDetector(ShotDetector):
         # a saturated flash (flat white frames) jumps structurally, so it is told by its steps:
         # in and out in one frame each, back to the level before
         fast = self._fast
+
+        def similar(a: int, b: int) -> float:
+            return fast._similarity(fast.thumbs, a, b)
+
         white = true_runs(fast.flat & (fast.luma > fast.fade_bright))  # once: a Python pass over the video
         for c in sorted(cuts):
             start, end = _extent(inside, c - 1, self.threshold)
             if end - start <= self.flash_frames + 2 and (
-                _flash(fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma)
+                _flash(fast.luma, fast.motion, fast.flat, c, self.flash_frames, self.flash_luma, similar)
                 or _saturated_flash(fast.luma, white, c, self.flash_frames, self.flash_luma)
             ):
                 cuts.discard(c)
@@ -1620,6 +1661,17 @@ class CascadeDetector(ShotDetector):
                 and float(inside[max(0, b - 1) : b + 4].max(initial=0.0)) >= self.threshold
             )
         ]
+        # such a run with no boundary within a fade's reach of it (``FADE_RAMP``) is a fade none of
+        # the tests proposed: the fast pass turns a fade down when the pictures on either side look
+        # alike (real footage's same framing) and the model's "ends" head may stay low through
+        # it; not a saturated flash (a white run entered and left in one step)
+        for a, b in fades:
+            if any(a - FADE_RAMP <= c <= b + FADE_RAMP for c in cuts) or _saturated_flash(
+                fast.luma, white, a, self.flash_frames, self.flash_luma
+            ):
+                continue
+            cuts.add((a + b) // 2)
+            kinds[(a + b) // 2] = "fade"
         merged = _one_per_transition(merge_fades(sorted(cuts), fades), filled, inside, self.threshold)
         out: list[int] = []
         for c in merged:
@@ -1687,13 +1739,22 @@ class CascadeDetector(ShotDetector):
 
 
 def _flash(
-    luma: FloatArray, motion: FloatArray, flat: NDArray[np.bool_], frame: int, longest: int, depart: float
+    luma: FloatArray,
+    motion: FloatArray,
+    flat: NDArray[np.bool_],
+    frame: int,
+    longest: int,
+    depart: float,
+    similarity: Callable[[int, int], float] | None = None,
 ) -> bool:
     """Whether a boundary at ``frame`` is a flash: the mean luma of at most ``longest`` frames
     starting at ``frame - 1`` (or ending at ``frame``) departs by ``depart`` or more from a level it
     has before them and comes back to within 5 after them, none of those frames is flat (a fade
-    through black or white also leaves and comes back) and the pan-compensated change across them
-    (``motion``) stays under twice its median just around them (a cut to another picture jumps)."""
+    through black or white also leaves and comes back) and either the pan-compensated change across
+    them (``motion``) stays under twice its median just around them (a cut to another picture
+    jumps) or, by ``similarity`` (two frames' likeness, translations allowed), the flash is the same
+    picture lit differently: a strong flash clips the highlights, so its frames' structure jumps too
+    and, in a moving shot, more than the motion around (see :func:`_same_picture_flash`)."""
     n = len(luma)
     for lo, hi in ((frame - 1, frame + longest), (frame - longest - 1, frame)):  # frames lo..hi
         if lo < 9 or hi + 9 > n:
@@ -1706,7 +1767,34 @@ def _flash(
         around = np.concatenate([motion[lo - 8 : lo - 1], motion[hi + 2 : hi + 9]])
         if float(motion[lo : hi + 1].max()) < 2.0 * max(float(np.median(around)), 0.02):
             return True
+        off = lo + np.flatnonzero(np.abs(luma[lo : hi + 1] - before) > 5.0)
+        first, last = int(off[0]), int(off[-1])
+        # the boundary is the flash's first frame or the first frame after it
+        if (
+            similarity is not None
+            and first <= frame <= last + 1
+            and _same_picture_flash(similarity, first, last, n)
+        ):
+            return True
     return False
+
+
+def _same_picture_flash(similarity: Callable[[int, int], float], first: int, last: int, n: int) -> bool:
+    """Whether frames ``first..last`` (the frames whose brightness left the shot's) are a flash of
+    the shot's own picture: each of them still looks more like the frame before them than not
+    (``similarity`` 0.5 or more: the same layout, brighter or darker; an inserted shot is another
+    picture), and the frame after them is as like the frame before them as the shot's own frames
+    the same distance apart are, within 0.1 (the picture comes back where the camera's motion
+    took it; after a cut it is another picture)."""
+    a, b = first - 1, last + 1
+    gap = b - a
+    if a < 0 or b >= n:
+        return False
+    own = [similarity(a - gap, a)] if a - gap >= 0 else []
+    own += [similarity(b, b + gap)] if b + gap < n else []
+    if not own:
+        return False
+    return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
 
 
 def _saturated_flash(

@@ -422,7 +422,7 @@ def test_pan_into_another_region_is_not_a_dissolve_however_little_its_ends_corre
 class _FakeModel:
     """Stands in for TransNetV2: says "ends a shot" on the frame before each of ``cuts`` of
     ``video`` (``ends`` the probability) and "inside a transition" there (``cut_inside``) and
-    on the frames of ``inside`` (``[start, end)`` spans); it finds where a window starts by
+    on the frames of ``inside`` (``[start, end)`` spans, ``inside_level``); it finds where a window starts by
     comparing its first frame."""
 
     def __init__(
@@ -433,11 +433,13 @@ class _FakeModel:
         inside: Sequence[tuple[int, int]] = (),
         ends: float = 0.9,
         cut_inside: float = 0.9,
+        inside_level: float = 0.9,
     ) -> None:
         from infra.media.shot_detection import _to_model_frames
 
         self.cuts = cuts
         self.cut_inside = cut_inside
+        self.inside_level = inside_level
         self.inside = inside
         self.ends = ends
         self.frames = None if video is None else _to_model_frames(video).astype(np.int16)
@@ -457,7 +459,7 @@ class _FakeModel:
                 if frame + 1 in self.cuts:
                     out[b, i] = self.ends, self.cut_inside
                 if any(s <= frame < e for s, e in self.inside):
-                    out[b, i, 1] = 0.9
+                    out[b, i, 1] = self.inside_level
         return out
 
 
@@ -521,6 +523,9 @@ def test_merge_fades_reports_a_fade_once_and_keeps_short_shots() -> None:
     assert merge_fades([50, 54, 90], []) == [50, 54, 90]
     # two reports of the same cut two frames apart are one
     assert merge_fades([50, 52], []) == [50]
+    # two fades 36 frames apart (white 75..86, then 123..126) and a boundary at 107 in the ramps
+    # of both: each fade stays one transition, the two are not one
+    assert merge_fades([72, 81, 107, 125], [(75, 87), (123, 127)]) == [81, 125]
 
 
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
@@ -584,6 +589,34 @@ def test_cascade_keeps_a_fade_the_model_does_not_see(seed: int) -> None:
     cuts, _ = run_detector(cascade, [video])
     assert len(cuts) == 1 and 40 <= cuts[0] <= 66
     assert cascade.kinds[cuts[0]] == "fade"
+
+
+def test_cascade_reports_a_fade_the_model_sees_entered_and_left_where_nothing_proposed_it() -> None:
+    """A fade through black between two shots of the same framing: the fast pass turns it down
+    (the pictures either side look alike) and the model's "ends a shot" head stays low, but the
+    model sees the picture going into the black and coming out of it gradually ("inside" high on
+    both ramps): one boundary, in the black. Without that, the dip is no boundary."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    before, after = _still(1, 60, rng), _still(1, 60, rng)  # the same framing
+    ramp = [0.8, 0.6, 0.4, 0.2]
+    frames = (
+        before[:56]
+        + [f * w for f, w in zip(before[56:], ramp, strict=True)]
+        + [np.zeros((H, W), np.float32)] * 3
+        + [f * w for f, w in zip(after[:4], ramp[::-1], strict=True)]
+        + after[4:]
+    )
+    video = _rgb(frames)  # black 60..62
+    fast = HeatersDetector(min_shot_len=1)
+    run_detector(fast, [video])
+    assert not [c for c in fast.candidates if c.kind == "fade"]
+    seen = CascadeDetector(model=_FakeModel([], video, inside=[(55, 60), (63, 68)]))
+    assert run_detector(seen, [video])[0] == [61] and seen.kinds == {61: "fade"}
+    unseen = CascadeDetector(model=_FakeModel([], video))
+    assert run_detector(unseen, [video])[0] == []
+    assert unseen.windows  # the model was shown the dip
 
 
 def test_cascade_keeps_a_dissolve_the_fast_pass_finds_without_asking() -> None:
@@ -689,6 +722,38 @@ def test_cascade_lets_the_model_decide_only_with_a_transition_it_sees_whole_wher
         assert run_detector(cascade, [video])[0] == cuts
         assert cascade.questions == [(62, "look")]
     assert cascade.kinds == {63: "gradual-model"}
+
+
+def test_cascade_adds_a_dissolve_the_model_half_believes_over_its_whole_length() -> None:
+    """The model's "inside" head at ``support`` (0.3) or more, not the threshold, over
+    ``gradual_run`` (8) frames or more, with "ends a shot" reaching ``veto`` (0.2) there: a dissolve
+    it is unsure of all along (two shots of the same framing), a boundary; "ends" lower, or a
+    shorter run (a camera move it half-believes), no boundary."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(11)
+    pans = [
+        [
+            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
+            for i in range(70)
+        ]
+        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
+    ]
+    video = _rgb(_dissolve(pans[0], pans[1], 12))  # frames 58-69 blend
+
+    def cuts(ends: float, inside: tuple[int, int]) -> list[int]:
+        model = _FakeModel([63], video, ends=ends, cut_inside=0.4, inside=[inside], inside_level=0.4)
+        cascade = CascadeDetector(model=model)
+        cascade._fast.blend_scales = ()  # the variance dip would find this one (a kept change)
+        found, _ = run_detector(cascade, [video])
+        assert cascade.questions == [(62, "look")]  # a window is scored there
+        if found:
+            assert cascade.kinds == {63: "gradual-half"}
+        return found
+
+    assert cuts(0.25, (58, 70)) == [63]
+    assert cuts(0.15, (58, 70)) == []  # "ends a shot" under ``veto``
+    assert cuts(0.25, (60, 66)) == []  # half-believed over 6 frames only
 
 
 def _shaky(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
@@ -1008,12 +1073,17 @@ def _pan(seed: int, n: int, rng: np.random.Generator, x0: float = 10.0) -> list[
     return [_view(pic, x0 + 1.5 * i) + rng.normal(0, 4, (H, W)).astype(np.float32) for i in range(n)]
 
 
-def _is_flash(frames: list[NDArray[np.float32]], frame: int) -> bool:
+def _is_flash(frames: list[NDArray[np.float32]], frame: int, *, picture: bool = False) -> bool:
+    """``_flash`` at ``frame`` (with ``picture``, the same-picture test too)."""
     from infra.media.shot_detection import _flash
 
     det = HeatersDetector()
     _run(det, frames)
-    return _flash(det.luma, det.motion, det.flat, frame, 4, 20.0)
+
+    def similar(a: int, b: int) -> float:
+        return det._similarity(det.thumbs, a, b)
+
+    return _flash(det.luma, det.motion, det.flat, frame, 4, 20.0, similar if picture else None)
 
 
 def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -> None:
@@ -1030,6 +1100,40 @@ def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -
     fade = _pan(1, 70, rng)
     fade[36:44] = [f * w for f, w in zip(fade[36:44], (0.6, 0.2, 0, 0, 0, 0, 0.2, 0.6), strict=True)]
     assert not any(_is_flash(fade, f) for f in (37, 40, 43))
+
+
+def test_a_clipped_flash_in_a_moving_shot_is_told_by_its_picture_coming_back() -> None:
+    """A flash strong enough to clip the highlights changes the picture's structure as well as its
+    brightness, more than the camera's motion does (the motion test alone calls it a cut). Its
+    frames still show the shot's picture, and the frame after it is as like the frame before it as
+    the shot's own frames that far apart: a flash. A brighter inserted shot (another picture,
+    the pan going on after it) and a cut right after a flash are not."""
+    rng = np.random.default_rng(5)
+    flash = _pan(1, 70, rng)
+    for f in (40, 41, 42):
+        flash[f] = flash[f] * 1.9 + 30  # clipped at 255 (the corpus generator's flashes: gain 1.4-2.4)
+    assert not _is_flash(flash, 40) and not _is_flash(flash, 43)  # the structure jumps
+    assert _is_flash(flash, 40, picture=True) and _is_flash(flash, 43, picture=True)
+    inserted = _pan(1, 40, rng) + [f * 1.9 + 30 for f in _still(3, 3, rng)] + _pan(1, 30, rng, x0=74.5)
+    assert not any(_is_flash(inserted, f, picture=True) for f in (40, 43))
+    # another picture of the same brightness right after the flash: a cut at its end
+    then_cut = flash[:43] + [f * 0.96 for f in _pan(2, 27, rng)]
+    assert not any(_is_flash(then_cut, f, picture=True) for f in (40, 43))
+
+
+def test_cascade_drops_the_boundaries_the_model_sees_at_a_clipped_flash_in_a_pan() -> None:
+    """The model marks both ends of a strong flash in a moving shot (TransNetV2's usual false
+    boundary there); the flash test, with the picture coming back, takes them out."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(5)
+    frames = _pan(1, 90, rng)
+    for f in (40, 41, 42):
+        frames[f] = frames[f] * 1.9 + 30
+    video = _rgb(frames)
+    cascade = CascadeDetector(model=_FakeModel([40, 43], video))
+    assert run_detector(cascade, [video])[0] == []
+    assert cascade.windows  # the model was asked, and saw boundaries there
 
 
 def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
