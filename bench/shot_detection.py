@@ -30,7 +30,7 @@ from typing import Any
 
 import cv2
 
-from bench.corpus import CORPUS, Truth, TruthTransition, build_corpus, load_truth
+from bench.corpus import CORPORA, Truth, TruthTransition, build_corpus, load_truth
 from infra.config import Settings
 from infra.media.allocator import keep_freed_arrays
 from infra.media.ffmpeg import decode_batches, ffmpeg_version, probe, scaled_size
@@ -222,7 +222,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/shot_detection.json"))
-    parser.add_argument("--corpus", type=Path, default=Path("bench/results/corpus"))
+    parser.add_argument(
+        "--set", choices=sorted(CORPORA), default="bench", help="which corpus (bench/corpus.py)"
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=None, help="its folder (default: as bench.corpus --set)"
+    )
     parser.add_argument(
         "--detectors",
         default=",".join(
@@ -241,7 +246,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if Settings().media_allocator_tuning:
         keep_freed_arrays()  # as a worker and `heaters shots` do (every detector in this process gains)
     wanted = [v for v in args.videos.split(",") if v]
-    videos = build_corpus(args.corpus, [s for s in CORPUS if not wanted or s.name in wanted])
+    corpus = args.corpus or Path(
+        "bench/results/corpus" if args.set == "bench" else f"bench/results/{args.set}"
+    )
+    videos = build_corpus(corpus, [s for s in CORPORA[args.set] if not wanted or s.name in wanted])
     names = [n for n in args.detectors.split(",") if n]
     # warm-up (not timed): page in the ffmpeg binary, the libraries and the model
     run_heaters(videos[0])

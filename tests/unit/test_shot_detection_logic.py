@@ -1363,3 +1363,13 @@ def test_run_near_is_the_nearest_run_of_the_model_s_inside_head() -> None:
     assert _run_near(inside, 20, 5, 0.5) == (24, 27)  # 4 frames after, 5 before: the nearer
     assert _run_near(inside, 12, 0, 0.5) == (10, 16)  # inside it
     assert _run_near(inside, 3, 5, 0.5) is None  # too far
+
+
+def test_the_corpora_share_no_seed_and_no_name() -> None:
+    """A held-out corpus is only held out if no other corpus renders the same pictures."""
+    from bench.corpus import CORPORA
+
+    seeds = [spec.seed for specs in CORPORA.values() for spec in specs]
+    assert len(seeds) == len(set(seeds))
+    for specs in CORPORA.values():
+        assert len({spec.name for spec in specs}) == len(specs)
