@@ -1052,7 +1052,8 @@ def test_cascade_keeps_cuts_the_model_finds_between_different_pillarboxed_shots(
     rng = np.random.default_rng(7)
     frames = _pillarboxed(1, 40, rng) + _pillarboxed(2, 35, rng) + _pillarboxed(3, 30, rng)
     video = _rgb(frames)
-    cascade = CascadeDetector(model=_FakeModel([40, 75], video))
+    picture = np.ascontiguousarray(video[:, :, 13 : W - 13])  # the model is shown what is inside the bars
+    cascade = CascadeDetector(model=_FakeModel([40, 75], picture))
     cuts, _ = run_detector(cascade, [video])
     assert cuts == [40, 75]
     assert cascade.kinds == {40: "model", 75: "model"}  # the fast pass alone finds neither
@@ -1373,3 +1374,92 @@ def test_the_corpora_share_no_seed_and_no_name() -> None:
     assert len(seeds) == len(set(seeds))
     for specs in CORPORA.values():
         assert len({spec.name for spec in specs}) == len(specs)
+
+
+# ------------------------------------------------------------------------- letterbox and pillarbox
+
+
+def _boxed(frames: list[NDArray[np.float32]], side: int = 0, top: int = 0) -> list[NDArray[np.float32]]:
+    """The frames with black bars ``side`` pixels wide at the left and right, ``top`` high at the
+    top and bottom (the picture under them lost, as a pillarboxed or letterboxed video shows it)."""
+    out = []
+    for frame in frames:
+        boxed = frame.copy()
+        boxed[:, :side] = 0.0
+        boxed[:, W - side :] = 0.0
+        boxed[:top] = 0.0
+        boxed[H - top :] = 0.0
+        out.append(boxed)
+    return out
+
+
+def test_pillarbox_bars_found_through_a_dark_scene_and_a_fade() -> None:
+    """Columns black in nearly every frame are bars, one more column beside each left out (the
+    picture's edge, blurred into the bar); a dark scene and a fade through black do not widen them."""
+    from infra.media.shot_detection import find_bars
+
+    rng = np.random.default_rng(1)
+    bright = _still(1, 120, rng)
+    dark = [f * 0.3 for f in _still(2, 120, rng)]  # a night scene: its brightest pixel still lit
+    fade = [f * (1 - abs(i - 15) / 15) for i, f in enumerate(_still(3, 30, rng))]  # out to black and in
+    video = _rgb(_boxed(bright + fade + dark, side=8))
+    assert find_bars(video) == (slice(0, H), slice(9, W - 9))
+    assert find_bars(_rgb(_boxed(bright, top=5))) == (slice(6, H - 6), slice(0, W))
+
+
+def test_no_bars_where_the_picture_fills_the_frame_or_only_one_edge_is_dark() -> None:
+    from infra.media.shot_detection import find_bars
+
+    rng = np.random.default_rng(2)
+    assert find_bars(_rgb(_still(1, 100, rng))) == (slice(0, H), slice(0, W))
+    sky = [f.copy() for f in _still(2, 100, rng)]
+    for f in sky:
+        f[:6] = 0.0  # a black sky at the top only is no letterbox
+    assert find_bars(_rgb(sky)) == (slice(0, H), slice(0, W))
+    black = [np.zeros((H, W), np.float32)] * 50
+    assert find_bars(_rgb(black)) == (slice(0, H), slice(0, W))  # nothing lit: no picture to keep
+
+
+class _RecordingModel:
+    """A model that answers nothing and records every window it is shown."""
+
+    def __init__(self) -> None:
+        self.windows: list[NDArray[np.uint8]] = []
+
+    def predict(self, windows: NDArray[np.uint8]) -> NDArray[np.float32]:
+        self.windows.append(windows.copy())
+        return np.zeros((*windows.shape[:2], 2), np.float32)
+
+
+def test_cascade_shows_the_model_the_picture_inside_the_bars() -> None:
+    """The model is shown the picture inside pillarbox bars (scaled to its 48x27), not the bars;
+    the fast pass keeps the whole frame."""
+    from infra.media.shot_detection import CascadeDetector, _to_model_frames
+
+    rng = np.random.default_rng(4)
+    video = _rgb(_boxed(_still(1, 60, rng) + _still(2, 60, rng), side=14))
+    model = _RecordingModel()
+    cascade = CascadeDetector(model=model, speculate=False)
+    run_detector(cascade, [video[i : i + 32] for i in range(0, len(video), 32)])
+    assert cascade.bars == (slice(0, H), slice(15, W - 15))
+    assert model.windows, "the model was asked about the cut"
+    inside = _to_model_frames(np.ascontiguousarray(video[:, :, 15 : W - 15]))
+    for windows in model.windows:
+        for window in windows:
+            assert any(np.array_equal(window[0], frame) for frame in inside)
+    assert cascade._fast.thumbs.shape[1:] == (H // 4, W // 4)
+
+
+def test_cascade_without_bars_sees_the_whole_frame_as_before() -> None:
+    """No bars: the same frames reach both passes, so the cuts and the model's windows are those of
+    feeding them straight on (the first ``bar_frames`` frames only wait)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    video, model_cuts, batches = _long_and_short_shots()
+    waits = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False)
+    found, _ = run_detector(waits, batches)
+    assert waits.bars == (slice(0, H), slice(0, W))
+    straight = CascadeDetector(model=_FakeModel(model_cuts, video), speculate=False, bar_frames=0)
+    expected, _ = run_detector(straight, batches)
+    assert found == expected and len(found) >= 8
+    assert waits.windows == straight.windows
