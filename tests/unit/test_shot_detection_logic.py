@@ -463,6 +463,19 @@ class _FakeModel:
         return out
 
 
+def _dissolve_between_pans() -> NDArray[np.uint8]:
+    """Two low-contrast shots panning opposite ways, 70 frames each, dissolving over frames 58-69."""
+    rng = np.random.default_rng(11)
+    pans = [
+        [
+            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
+            for i in range(70)
+        ]
+        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
+    ]
+    return _rgb(_dissolve(pans[0], pans[1], 12))
+
+
 def _rgb(frames: list[NDArray[np.float32]]) -> NDArray[np.uint8]:
     return np.repeat(np.clip(np.stack(frames), 0, 255).astype(np.uint8)[..., None], 3, axis=3)
 
@@ -698,15 +711,7 @@ def test_cascade_lets_the_model_decide_only_with_a_transition_it_sees_whole_wher
     that added 8 false boundaries and no true one); a transition it sees whole is."""
     from infra.media.shot_detection import CascadeDetector
 
-    rng = np.random.default_rng(11)
-    pans = [
-        [
-            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
-            for i in range(70)
-        ]
-        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
-    ]
-    video = _rgb(_dissolve(pans[0], pans[1], 12))  # frames 58-69 blend
+    video = _dissolve_between_pans()  # frames 58-69 blend
     # the luma variance's dip finds this dissolve (test_dissolve_between_moving_low_contrast_shots_found_by_its_variance_dip): without it,
     # the fast pass's own thresholds turn it down
     fast = HeatersDetector(min_shot_len=1, blend_scales=())
@@ -731,15 +736,7 @@ def test_cascade_adds_a_dissolve_the_model_half_believes_over_its_whole_length()
     shorter run (a camera move it half-believes), no boundary."""
     from infra.media.shot_detection import CascadeDetector
 
-    rng = np.random.default_rng(11)
-    pans = [
-        [
-            _view(_picture(seed), x0 + speed * i) + rng.normal(0, 2, (H, W)).astype(np.float32)
-            for i in range(70)
-        ]
-        for seed, x0, speed in ((1, 0.0, 0.5), (2, 180.0, -0.5))
-    ]
-    video = _rgb(_dissolve(pans[0], pans[1], 12))  # frames 58-69 blend
+    video = _dissolve_between_pans()  # frames 58-69 blend
 
     def cuts(ends: float, inside: tuple[int, int]) -> list[int]:
         model = _FakeModel([63], video, ends=ends, cut_inside=0.4, inside=[inside], inside_level=0.4)
