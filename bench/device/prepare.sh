@@ -12,7 +12,7 @@
 # The corpus is generated there (bench/device/run.sh). Usage: bench/device/prepare.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-grep -qx "/.dev/" .git/info/exclude 2>/dev/null || echo "/.dev/" >>"$(git rev-parse --git-common-dir)/info/exclude"
+# .dev/ is in .gitignore: it travels only where `run` carries it
 PY=.venv/bin/python
 site=$($PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 version() { $PY -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
