@@ -28,10 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infra.media.ffmpeg import MediaError, decode_batches, ffmpeg_exe, ffmpeg_version, probe
+from infra.media.ffmpeg import MediaError, VideoInfo, decode_batches, ffmpeg_exe, ffmpeg_version, probe
 
 WIDTH, HEIGHT = 48, 27  # TransNetV2's input
 FAST = ["-skip_loop_filter", "all", "-flags2", "+fast"]
+NVDEC = ["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]  # decoded frames stay on the GPU
 
 
 def _ffmpeg(path: Path, *, threads: int = 0, scale: str = ":flags=area", start: float = 0.0,
@@ -52,17 +53,16 @@ def _ffmpeg(path: Path, *, threads: int = 0, scale: str = ":flags=area", start: 
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
 
 
-def _pieces(path: Path, count: int, duration: float, gpu: Sequence[bool] = ()) -> None:
+def _pieces(path: Path, info: VideoInfo, count: int, gpu: Sequence[bool] = ()) -> None:
     """``count`` equal time ranges decoded at once; range ``i`` on the GPU's decoder where ``gpu[i]``
     (halved there), the CPU's threads shared among the others."""
-    step = duration / count
+    step = info.duration / count
     on_gpu = [i < len(gpu) and gpu[i] for i in range(count)]
     threads = max(1, (os.cpu_count() or 1) // max(1, count - sum(on_gpu)))
-    source = (probe(path).width, probe(path).height) if any(on_gpu) else (0, 0)
-    nvdec = ["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]
+    halved = _halved((info.width, info.height))
     with ThreadPoolExecutor(count) as pool:
         jobs = [
-            pool.submit(_ffmpeg, path, start=i * step, duration=step, hwaccel=nvdec, before=_halved(source))
+            pool.submit(_ffmpeg, path, start=i * step, duration=step, hwaccel=NVDEC, before=halved)
             if on_gpu[i]
             else pool.submit(_ffmpeg, path, threads=threads, start=i * step, duration=step)
             for i in range(count)
@@ -82,8 +82,8 @@ def _halved(source: tuple[int, int]) -> str:
     return ",".join([*steps, "hwdownload", "format=nv12", ""])
 
 
-def variants(path: Path, pieces: int, gpu: bool = False) -> dict[str, Callable[[], Any]]:
-    duration = probe(path).duration or 0.0
+def variants(path: Path, info: VideoInfo, pieces: int, gpu: bool = False) -> dict[str, Callable[[], Any]]:
+    """The timed variants for ``path`` (``info``: its probe, made once, outside the timings)."""
     out: dict[str, Callable[[], Any]] = {
         "heaters decode_batches (into Python)": lambda: sum(
             len(b) for b in decode_batches(path, WIDTH, HEIGHT, "rgb24")
@@ -93,28 +93,28 @@ def variants(path: Path, pieces: int, gpu: bool = False) -> dict[str, Callable[[
         "ffmpeg, one decoder thread": lambda: _ffmpeg(path, threads=1),
         "ffmpeg, decode only (no scale)": lambda: _ffmpeg(path, scaled=False),
     }
-    if pieces > 1 and duration > 0:
-        out[f"ffmpeg, {pieces} time ranges at once"] = lambda: _pieces(path, pieces, duration)
+    split = pieces > 1 and info.duration > 0
+    if split:
+        out[f"ffmpeg, {pieces} time ranges at once"] = lambda: _pieces(path, info, pieces)
     if gpu:
-        info = probe(path)
-        source = (info.width, info.height)
+        halved = _halved((info.width, info.height))
         out["ffmpeg, GPU decoder, halved there, area on host"] = lambda: _ffmpeg(
-            path, hwaccel=["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"], before=_halved(source)
+            path, hwaccel=NVDEC, before=halved
         )
         out["ffmpeg, GPU decoder, area from full size on host"] = lambda: _ffmpeg(
             path, hwaccel=["-hwaccel", "cuda"]
         )
         out["ffmpeg, GPU decoder only (frames stay there)"] = lambda: _ffmpeg(
-            path, hwaccel=["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"], scaled=False
+            path, hwaccel=NVDEC, scaled=False
         )
-        if pieces > 1 and duration > 0:
+        if split:
             # several decoder sessions at once (an H100 or H200 has seven NVDEC engines), alone and
             # beside the CPU's: for the next lease, the ways past one session's ~1,200 720p frames/s
             out[f"ffmpeg, GPU decoder, {pieces} time ranges at once"] = lambda: _pieces(
-                path, pieces, duration, [True] * pieces
+                path, info, pieces, [True] * pieces
             )
             out[f"ffmpeg, {pieces} time ranges, half on the GPU's decoder"] = lambda: _pieces(
-                path, pieces, duration, [i % 2 == 0 for i in range(pieces)]
+                path, info, pieces, [i % 2 == 0 for i in range(pieces)]
             )
     return out
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.videos:
         frames = sum(len(b) for b in decode_batches(path, WIDTH, HEIGHT, "rgb24"))  # also warms the cache
         info = probe(path)
-        runs = variants(path, args.pieces, args.gpu)
+        runs = variants(path, info, args.pieces, args.gpu)
         times: dict[str, list[float]] = {name: [] for name in runs}
         failed: dict[str, str] = {}
         for _ in range(max(1, args.repeats)):
