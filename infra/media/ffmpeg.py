@@ -131,15 +131,9 @@ DEFAULT_FPS = 25.0
 
 def _count_packets(path: Path, timeout: float, *, ignore_editlist: bool = False) -> int:
     """Packets of the first video stream, counted by a stream copy to the ``framecrc`` muxer."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
-    if ignore_editlist:
-        cmd += ["-ignore_editlist", "1"]
-    cmd += [*LOCAL_INPUT, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"probe timed out after {timeout:.0f} s", path) from exc
-    return _packet_lines(proc.stdout)
+    return _packet_lines(
+        _copy_video(path, "framecrc", "probe", timeout, ignore_editlist=ignore_editlist).stdout
+    )
 
 
 def _packet_lines(out: bytes) -> int:
@@ -149,13 +143,16 @@ def _packet_lines(out: bytes) -> int:
     return sum(1 for line in out.splitlines() if line.strip() and not line.startswith(b"#"))
 
 
-def _copy_video(path: Path, muxer: str, what: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
+def _copy_video(
+    path: Path, muxer: str, what: str, timeout: float, *, ignore_editlist: bool = False
+) -> subprocess.CompletedProcess[bytes]:
     """Stream-copy the first video stream of ``path`` (checked to be a non-empty file) to ``muxer``
-    on stdout, nothing decoded; ffmpeg's exit status is the caller's to judge."""
+    on stdout, nothing decoded (``ignore_editlist``: every packet, whatever the container's edit
+    list shows); ffmpeg's exit status is the caller's to judge."""
     _check_path(path)
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_INPUT, "-i", str(path),
-        "-map", "0:v:0", "-c", "copy", "-f", muxer, "-",
+        ffmpeg_exe(), "-hide_banner", "-nostdin", *(["-ignore_editlist", "1"] if ignore_editlist else []),
+        *LOCAL_INPUT, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", muxer, "-",
     ]  # fmt: skip
     try:
         return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, **child_options())
