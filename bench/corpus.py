@@ -607,6 +607,11 @@ CORPORA: dict[str, tuple[VideoSpec, ...]] = {
 }
 
 
+def corpus_dir(name: str) -> Path:
+    """Where ``--set name`` is generated unless ``--out``/``--corpus`` says otherwise."""
+    return Path("bench/results/corpus" if name == "bench" else f"bench/results/{name}")
+
+
 def random_program(spec: VideoSpec) -> tuple[list[Shot], list[Transition]]:
     """A seeded random edit for ``spec``: shots of 1-4 s with cuts, dissolves and fades."""
     rng = np.random.default_rng(spec.seed)
@@ -939,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = args.out or Path("bench/results/corpus" if args.set == "bench" else f"bench/results/{args.set}")
+    out = args.out or corpus_dir(args.set)
     for p in build_corpus(out, CORPORA[args.set], force=args.force):
         truth = load_truth(p)
         kinds = [t.kind for t in truth.transitions]

@@ -30,7 +30,7 @@ from typing import Any
 
 import cv2
 
-from bench.corpus import CORPORA, Truth, TruthTransition, build_corpus, load_truth
+from bench.corpus import CORPORA, Truth, TruthTransition, build_corpus, corpus_dir, load_truth
 from infra.config import Settings
 from infra.media.allocator import keep_freed_arrays
 from infra.media.ffmpeg import decode_batches, ffmpeg_version, probe, scaled_size
@@ -246,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if Settings().media_allocator_tuning:
         keep_freed_arrays()  # as a worker and `heaters shots` do (every detector in this process gains)
     wanted = [v for v in args.videos.split(",") if v]
-    corpus = args.corpus or Path(
-        "bench/results/corpus" if args.set == "bench" else f"bench/results/{args.set}"
-    )
+    corpus = args.corpus or corpus_dir(args.set)
     videos = build_corpus(corpus, [s for s in CORPORA[args.set] if not wanted or s.name in wanted])
     names = [n for n in args.detectors.split(",") if n]
     # warm-up (not timed): page in the ffmpeg binary, the libraries and the model
