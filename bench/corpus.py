@@ -569,7 +569,8 @@ CORPUS: tuple[VideoSpec, ...] = (
 # Other corpora from the same generators, with seeds of their own. A rule for the cascade is chosen
 # on a development corpus and checked on a held-out one nobody chose anything on; the bench corpus
 # (consulted for years of rules) is the regression check. Seeds in use: the bench's 11-23, 111-121,
-# 201-206, 301-303, 401-405, 501-505, 511-512, 601-605, 611-612, 701-712, 801-816, 901-910, 1001-1010.
+# 201-206, 301-303, 401-405, 501-505, 511-512, 601-605, 611-612, 701-712, 801-816, 901-910, 1001-1010,
+# 1101-1118, 1201-1210.
 DEV_801: tuple[VideoSpec, ...] = (  # stop 22's development corpus (helper f1f)
     VideoSpec("photo_720p25", 1280, 720, 25, 30, 801, "photo", 3.0),
     VideoSpec("photo_720p30", 1280, 720, 30, 24, 802, "photo", 2.0),
@@ -600,10 +601,44 @@ HELD_OUT_1001: tuple[VideoSpec, ...] = (  # stop 22's held-out check: each style
     VideoSpec("real_360p_1009", 640, 360, 25, 60, 1009, "real"),
     VideoSpec("real_720p_1010", 1280, 720, 25, 60, 1010, "real"),
 )
+DEV_1101: tuple[VideoSpec, ...] = (  # stop 23's development corpus: dev-801's shapes, more 360p
+    VideoSpec("photo_720p25", 1280, 720, 25, 30, 1101, "photo", 3.0),
+    VideoSpec("photo_360p30", 640, 360, 30, 30, 1102, "photo", 2.0),
+    VideoSpec("synthetic_720p25", 1280, 720, 25, 30, 1103, "synthetic", 1.0),
+    VideoSpec("synthetic_360p25", 640, 360, 25, 36, 1104, "synthetic", 1.0),
+    VideoSpec("synthetic_360p30", 640, 360, 30, 30, 1105, "synthetic", 1.0),
+    VideoSpec("negatives_720p25", 1280, 720, 25, 40, 1106, "hard_negatives", 2.0),
+    VideoSpec("negatives_360p30", 640, 360, 30, 30, 1107, "hard_negatives", 3.0),
+    VideoSpec("mixed_720p24", 1280, 720, 24, 30, 1108, "mixed", 2.0),
+    VideoSpec("mixed_360p25", 640, 360, 25, 40, 1109, "mixed", 4.0),
+    VideoSpec("real_720p25_a", 1280, 720, 25, 60, 1110, "real"),
+    VideoSpec("real_720p30", 1280, 720, 30, 40, 1111, "real"),
+    VideoSpec("real_360p25_a", 640, 360, 25, 60, 1112, "real"),
+    VideoSpec("real_360p25_b", 640, 360, 25, 60, 1113, "real"),
+    VideoSpec("real_360p30", 640, 360, 30, 40, 1114, "real"),
+    VideoSpec("photo_1080p25", 1920, 1080, 25, 20, 1115, "photo", 2.0),
+    VideoSpec("real_1080p25", 1920, 1080, 25, 30, 1116, "real"),
+    VideoSpec("negatives_1080p25", 1920, 1080, 25, 20, 1117, "hard_negatives", 2.0),
+    VideoSpec("mixed_720p30", 1280, 720, 30, 30, 1118, "mixed", 3.0),
+)
+HELD_OUT_1201: tuple[VideoSpec, ...] = (  # stop 23's held-out check (the lead's only): as held-out-1001
+    VideoSpec("photo_360p_1201", 640, 360, 25, 36, 1201, "photo", 2.0),
+    VideoSpec("photo_720p_1202", 1280, 720, 25, 30, 1202, "photo", 2.0),
+    VideoSpec("synthetic_360p_1203", 640, 360, 25, 36, 1203, "synthetic", 1.0),
+    VideoSpec("synthetic_720p_1204", 1280, 720, 30, 30, 1204, "synthetic", 1.0),
+    VideoSpec("hard_negatives_360p_1205", 640, 360, 25, 36, 1205, "hard_negatives", 2.0),
+    VideoSpec("hard_negatives_720p_1206", 1280, 720, 25, 30, 1206, "hard_negatives", 2.0),
+    VideoSpec("mixed_360p_1207", 640, 360, 25, 36, 1207, "mixed", 3.0),
+    VideoSpec("mixed_720p_1208", 1280, 720, 25, 30, 1208, "mixed", 3.0),
+    VideoSpec("real_360p_1209", 640, 360, 25, 60, 1209, "real"),
+    VideoSpec("real_720p_1210", 1280, 720, 25, 60, 1210, "real"),
+)
 CORPORA: dict[str, tuple[VideoSpec, ...]] = {
     "bench": CORPUS,
     "dev-801": DEV_801,
+    "dev-1101": DEV_1101,
     "held-out-1001": HELD_OUT_1001,
+    "held-out-1201": HELD_OUT_1201,
 }
 
 
