@@ -256,6 +256,11 @@ class PacketTimes:
     # inspections remember them, see :func:`infra.media.inspect.inspect_packets`)
     pts: Sequence[int]
     keyframes: int  # packets flagged as keyframes
+    # frames where a decode can start and give exactly the frames a whole decode gives from there:
+    # keyframes that every packet before them (in decode order) precedes in time and every packet
+    # after them follows (no frame of an earlier group shown after it, none of its own before it)
+    clean_starts: Sequence[int] = ()
+    container: str | None = None  # ffmpeg's name of the file's format, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
 
     def is_constant_rate(self, rate: Fraction) -> bool:
         """Whether packet ``n`` is presented at ``n / rate`` (within half a frame) from time 0, for
@@ -269,6 +274,7 @@ class PacketTimes:
 
 
 _PROFILE_RE = re.compile(r"Stream #\d+:\d+[^:]*: Video: [A-Za-z0-9_]+ \((?P<profile>[^)]+)\)")
+_INPUT_RE = re.compile(r"^Input #0, (?P<format>\S+), from ", re.MULTILINE)
 _TIME_BASE_RE = re.compile(r"^#tb 0: (?P<num>\d+)/(?P<den>\d+)", re.MULTILINE)
 
 
@@ -291,21 +297,39 @@ def _packets(out: str, err: str) -> PacketTimes | None:
     if base is None:
         return None
     pts: list[int] = []
-    keyframes = 0
+    keys: list[int] = []  # decode-order indices of the keyframes
     for line in out.splitlines():
         if line.startswith("#") or not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]  # stream, dts, pts, duration, size, crc[, F=flags]
         pts.append(int(fields[2]))
         flags = fields[6] if len(fields) > 6 and fields[6].startswith("F=") else None
-        keyframes += flags is None or bool(int(flags[2:], 16) & 1)  # no flags printed: a keyframe
+        if flags is None or int(flags[2:], 16) & 1:  # no flags printed: a keyframe
+            keys.append(len(pts) - 1)
     profile = _PROFILE_RE.search(err)
     return PacketTimes(
         profile=profile["profile"] if profile else None,
         time_base=Fraction(int(base["num"]), int(base["den"])),
         pts=array("q", sorted(pts)),
-        keyframes=keyframes,
+        keyframes=len(keys),
+        clean_starts=_clean_starts(pts, keys),
+        container=container["format"] if (container := _INPUT_RE.search(err)) else None,
     )
+
+
+def _clean_starts(pts: Sequence[int], keys: Sequence[int]) -> list[int]:
+    """The keyframes (decode-order indices ``keys`` into ``pts``) that every earlier packet
+    precedes and every later one follows in time; such a keyframe is also frame number ``j`` in
+    presentation order."""
+    if not pts:
+        return []
+    later = np.minimum.accumulate(np.asarray(pts, dtype=np.int64)[::-1])[::-1]  # min of pts[j:]
+    earlier = np.maximum.accumulate(np.asarray(pts, dtype=np.int64))  # max of pts[: j + 1]
+    n = len(pts)
+    return [
+        j for j in keys
+        if 0 < j < n - 1 and earlier[j - 1] < pts[j] < later[j + 1]
+    ]  # fmt: skip
 
 
 def _last_line(text: str) -> str:
@@ -327,6 +351,37 @@ def _drain(stream: IO[bytes], sink: list[bytes], limit: int = 64_000) -> None:
         if size < limit:
             sink.append(chunk)
             size += len(chunk)
+
+
+def _decoder(
+    path: Path,
+    width: int,
+    height: int,
+    pix_fmt: PixFmt,
+    *,
+    threads: int,
+    fast: bool,
+    start: str | None = None,
+    frames: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """An ffmpeg child decoding ``path``'s first video stream to raw ``pix_fmt`` frames on stdout
+    (``start``: from that time, as ``-ss`` reads it; ``frames``: at most that many)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", str(threads)]
+    if threads:  # a child that decodes on ``threads`` threads scales on as many
+        cmd += ["-filter_threads", str(threads)]
+    if fast:
+        cmd += ["-skip_loop_filter", "all", "-flags2", "+fast"]
+    if start is not None:
+        cmd += ["-ss", start]
+    cmd += [
+        "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}",
+        "-fps_mode", "passthrough", *(["-frames:v", str(frames)] if frames is not None else []),
+        "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **child_options()
+    )
 
 
 def decode_batches(
@@ -354,17 +409,7 @@ def decode_batches(
         raise ValueError("width and height must be positive")
     channels = 3 if pix_fmt == "rgb24" else 1
     frame_bytes = width * height * channels
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", str(threads)]
-    if fast:
-        cmd += ["-skip_loop_filter", "all", "-flags2", "+fast"]
-    cmd += [
-        "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}",
-        "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
-    ]  # fmt: skip
-    proc: subprocess.Popen[bytes] = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **child_options()
-    )
+    proc = _decoder(path, width, height, pix_fmt, threads=threads, fast=fast)
     assert proc.stdout is not None and proc.stderr is not None
     err_chunks: list[bytes] = []
     err_thread = threading.Thread(target=_drain, args=(proc.stderr, err_chunks), daemon=True)
@@ -374,18 +419,10 @@ def decode_batches(
     finished = False
     try:
         while True:
-            buf = proc.stdout.read(frame_bytes * batch_size)
+            buf = read_frames(proc.stdout, frame_bytes, batch_size)
             if not buf:
                 break
             n = len(buf) // frame_bytes
-            if n * frame_bytes != len(buf):
-                # A short read only happens at EOF; ffmpeg never writes partial frames otherwise.
-                rest = proc.stdout.read(frame_bytes - (len(buf) - n * frame_bytes))
-                buf += rest
-                n = len(buf) // frame_bytes
-                buf = buf[: n * frame_bytes]
-            if n == 0:
-                break
             total += n
             yield np.frombuffer(buf, dtype=np.uint8).reshape((n, *shape))
         finished = True
@@ -397,6 +434,23 @@ def decode_batches(
         err_thread.join(timeout=5)
         proc.stderr.close()
     err = b"".join(err_chunks).decode("utf-8", "replace")
+    check_decode(path, returncode, err, total, strict=strict)
+    logger.debug("decoded %d frames of %s at %dx%d %s", total, path, width, height, pix_fmt)
+
+
+def read_frames(stream: IO[bytes], frame_bytes: int, count: int) -> bytes:
+    """Up to ``count`` whole frames from a rawvideo pipe (empty at its end)."""
+    buf = stream.read(frame_bytes * count)
+    if len(buf) % frame_bytes:
+        # a short read only happens at EOF; ffmpeg never writes partial frames otherwise
+        buf += stream.read(frame_bytes - len(buf) % frame_bytes)
+        buf = buf[: len(buf) // frame_bytes * frame_bytes]
+    return buf
+
+
+def check_decode(path: Path, returncode: int, err: str, total: int, *, strict: bool) -> None:
+    """Raise :class:`MediaError` for a decode child that failed after ``total`` frames (or, with
+    ``strict``, said anything on stderr)."""
     if returncode != 0:
         if total == 0:
             raise MediaError(f"cannot decode video ({_last_line(err)})", path)
@@ -405,7 +459,6 @@ def decode_batches(
         raise MediaError("video has no decodable frames", path)
     if strict and err.strip():
         raise MediaError(f"truncated or corrupt video data after {total} frames ({_last_line(err)})", path)
-    logger.debug("decoded %d frames of %s at %dx%d %s", total, path, width, height, pix_fmt)
 
 
 def decode_frames(

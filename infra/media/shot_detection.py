@@ -49,8 +49,9 @@ from typing import Any, Literal, Protocol, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from infra.media.ffmpeg import PixFmt, decode_batches, probe, scaled_size
+from infra.media.ffmpeg import PixFmt, probe_with_packets, scaled_size
 from infra.media.frame_runs import true_runs
+from infra.media.range_decode import WHOLE, decode_in_ranges, plan_ranges, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -936,7 +937,8 @@ def detect_shots(
     min_shot_len: int | None = None,
     consumers: Sequence[FrameConsumer] = (),
 ) -> ShotDetectionResult:
-    """Detect shot boundaries of the video at ``path`` with one reduced-resolution decode.
+    """Detect shot boundaries of the video at ``path`` with one reduced-resolution decode (in time
+    ranges side by side where the video has clean keyframes to start them at).
 
     ``detector`` defaults to :class:`HeatersDetector` (``min_shot_len`` frames, default 10).
     ``consumers`` receive every decoded batch too (same reduced frames), so e.g. a thumbnail
@@ -947,12 +949,16 @@ def detect_shots(
         detector = HeatersDetector() if min_shot_len is None else HeatersDetector(min_shot_len=min_shot_len)
     elif min_shot_len is not None:
         raise ValueError("pass min_shot_len to the detector you construct")
-    info = probe(path)
+    info, _, packets = probe_with_packets(path)
     if detector.analysis_size is not None:
         width, height = detector.analysis_size
     else:
         width, height = scaled_size(info.width, info.height, min(detector.analysis_width, info.width))
-    batches = decode_batches(path, width, height, detector.pix_fmt)
+    # the video in time ranges, one single-threaded decode per core (see infra.media.range_decode)
+    cores = usable_cores()
+    splittable = packets is not None and len(packets.pts) == info.frame_count and not info.timing_repaired
+    ranges = plan_ranges(packets, cores) if packets is not None and splittable and cores > 1 else WHOLE
+    batches = decode_in_ranges(path, width, height, detector.pix_fmt, ranges, parallel=cores)
     cuts, count = run_detector(detector, batches, consumers)
     kinds = dict(getattr(detector, "kinds", {}))
     seconds = time.perf_counter() - t0

@@ -1,0 +1,205 @@
+"""Decoding a video in time ranges side by side gives exactly the frames of one whole decode."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.corpus import Shot, make_video
+from infra.media import shot_detection
+from infra.media.ffmpeg import (
+    MediaError,
+    PacketTimes,
+    decode_batches,
+    ffmpeg_exe,
+    packet_times,
+    probe_with_packets,
+)
+from infra.media.range_decode import WHOLE, DecodeRange, decode_in_ranges, plan_ranges, seek_time
+from infra.media.shot_detection import HeatersDetector, detect_shots, run_detector
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ranges") / "source.mp4"
+    shots = [
+        Shot("landscape", 90, "pan", speed=5, scene=1),
+        Shot("shapes", 80, speed=4),
+        Shot("city", 90, scene=2),
+    ]
+    make_video(path, shots, fps=30, size=(320, 180), seed=7, noise=2.0)
+    return path
+
+
+def _reencode(source: Path, out: Path, *options: str, late: float = 0.0) -> Path:
+    """``source`` encoded again with x264 ``options``; ``late``: the video starts that many seconds
+    after the file, which has an audio track from 0."""
+    inputs = (
+        ["-itsoffset", str(late), "-i", str(source), "-f", "lavfi", "-i", "sine=duration=10"] if late else []
+    )
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", *(inputs or ["-i", str(source), "-an"]),
+        *(["-map", "0:v", "-map", "1:a", "-c:a", "aac"] if late else []),
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", *options, str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def _whole(path: Path) -> np.ndarray:
+    return np.concatenate(list(decode_batches(path, 64, 36, "rgb24", batch_size=50)))
+
+
+def _in_ranges(path: Path, ranges: tuple[DecodeRange, ...], parallel: int = 2) -> np.ndarray:
+    batches = list(decode_in_ranges(path, 64, 36, "rgb24", ranges, parallel=parallel, batch_size=50))
+    assert all(1 <= len(b) <= 50 for b in batches)
+    return np.concatenate(batches)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "late"),
+    [
+        # B-frames, a keyframe every 40 frames, timestamps the microsecond cannot hold (1/30000 s units)
+        ("ntsc.mp4", ("-r", "30000/1001", "-g", "40", "-bf", "3"), 0.0),
+        ("no-b-frames.mp4", ("-g", "30", "-bf", "0"), 0.0),
+        # the video starting 0.7 s after the file (an audio track from 0), in MP4 and in Matroska
+        ("late.mp4", ("-g", "30", "-bf", "2"), 0.7),
+        ("late.mkv", ("-g", "30", "-bf", "2"), 0.7),
+    ],
+)
+def test_ranges_give_the_frames_of_one_whole_decode(
+    source: Path,
+    tmp_path: Path,
+    name: str,
+    options: tuple[str, ...],
+    late: float,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = _reencode(source, tmp_path / name, *options, late=late)
+    info, _, packets = probe_with_packets(path)
+    assert packets is not None and len(packets.pts) == info.frame_count == 260
+    whole = _whole(path)
+    for parts in (2, 3, 5):
+        ranges = plan_ranges(packets, parts, min_frames=40)
+        assert len(ranges) >= 2
+        with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+            got = _in_ranges(path, ranges, parallel=2)
+        assert not caplog.records, "the ranges agreed, nothing was decoded twice"
+        assert got.shape == whole.shape and np.array_equal(got, whole), (name, parts)
+
+
+def test_an_open_gop_stream_is_decoded_whole(
+    source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An open-GOP keyframe's leading frames show before it: no place to start a range; and a decode
+    started even at such a stream's IDR frames complains of missing references (x264's open-gop:
+    "mmco: unref short failure"), so the stream is decoded in one range."""
+    path = _reencode(source, tmp_path / "open.mp4", "-g", "45", "-bf", "2", "-x264-params", "open-gop=1")
+    packets = packet_times(path)
+    assert 45 not in packets.clean_starts and 90 in packets.clean_starts  # an I frame, then the cut's IDR
+    assert plan_ranges(packets, 2, min_frames=40) == WHOLE
+    started_at_the_idr = plan_ranges(
+        replace(packets, keyframes=len(packets.clean_starts) + 1), 2, min_frames=40
+    )
+    assert started_at_the_idr[1].first == 90
+    with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+        got = _in_ranges(path, started_at_the_idr)
+    assert "mmco" in caplog.text and np.array_equal(got, _whole(path))  # decoded again, in one pass
+    closed = packet_times(_reencode(source, tmp_path / "closed.mp4", "-g", "45", "-bf", "2"))
+    assert closed.keyframes - 1 == len(closed.clean_starts)  # all but the first frame
+    assert len(plan_ranges(closed, 2, min_frames=40)) == 2
+
+
+def test_a_stream_without_an_index_is_decoded_whole(source: Path, tmp_path: Path) -> None:
+    """MPEG-TS has no index: its seek landed frames before the keyframe asked for."""
+    packets = packet_times(_reencode(source, tmp_path / "late.ts", "-g", "30", "-bf", "2", late=0.7))
+    assert packets.container == "mpegts" and len(packets.clean_starts) >= 2
+    assert plan_ranges(packets, 2, min_frames=40) == WHOLE
+
+
+def test_ranges_that_disagree_fall_back_to_one_decode_from_there(
+    source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A range started one frame late (as a lying container's index would): its first frame is not
+    the frame the range before it decoded there, so the rest comes from one whole decode."""
+    path = _reencode(source, tmp_path / "plain.mp4", "-g", "30")
+    packets = packet_times(path)
+    good = plan_ranges(packets, 3, min_frames=40)
+    late = list(good)
+    late[1] = replace(good[1], start=seek_time(packets.pts[good[1].first + 1], packets.time_base))
+    with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+        got = _in_ranges(path, tuple(late))
+    assert np.array_equal(got, _whole(path))
+    assert f"the range from frame {good[1].first} does not start with that frame" in caplog.text
+
+
+def test_a_range_cut_short_falls_back_too(
+    source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _reencode(source, tmp_path / "plain.mp4", "-g", "30")
+    good = plan_ranges(packet_times(path), 2, min_frames=40)
+    past_the_end = (good[0], DecodeRange(good[1].first, "999.000000", None))
+    with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+        got = _in_ranges(path, past_the_end)
+    assert np.array_equal(got, _whole(path)) and "failed" in caplog.text
+
+
+def test_a_corrupt_video_fails_as_the_whole_decode_does(source: Path, tmp_path: Path) -> None:
+    path = _reencode(source, tmp_path / "plain.mp4", "-g", "30")
+    ranges = plan_ranges(packet_times(path), 2, min_frames=40)
+    data = bytearray(path.read_bytes())
+    for at in range(len(data) * 3 // 4, len(data) * 3 // 4 + 4000, 97):  # garble the second half's packets
+        data[at] ^= 0x5A
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(MediaError) as whole:
+        _whole(broken)
+    with pytest.raises(MediaError) as split:
+        _in_ranges(broken, ranges)
+    assert split.value.reason.split(" (")[0] == whole.value.reason.split(" (")[0]  # after the same frames
+
+
+def test_the_plan_starts_ranges_at_clean_keyframes_near_equal_shares() -> None:
+    base = Fraction(1, 12800)
+    pts = [512 * i for i in range(1000)]
+    packets = PacketTimes("High", base, pts, 6, [100, 240, 480, 700, 990], "mov,mp4,m4a,3gp,3g2,mj2")
+    ranges = plan_ranges(packets, 2, min_frames=100)
+    assert [(r.first, r.frames) for r in ranges] == [(0, 480), (480, None)]
+    assert ranges[1].start == seek_time(512 * 480, base) == "19.200000"
+    assert [r.first for r in plan_ranges(packets, 4, min_frames=100)] == [0, 240, 480, 700]
+    assert plan_ranges(packets, 4, min_frames=600) == WHOLE  # too short for two ranges
+    assert plan_ranges(replace(packets, clean_starts=[]), 2) == WHOLE  # nowhere to start one
+    # more ranges than cores where a range would be too long to wait in memory
+    assert len(plan_ranges(packets, 2, min_frames=100, max_frames=300)) == 4
+
+
+def test_seek_times_round_down_to_the_microsecond() -> None:
+    assert seek_time(1001 * 7, Fraction(1, 30000)) == "0.233566"  # 0.2335666...
+    assert seek_time(0, Fraction(1, 90000)) == "0.000000"
+    assert seek_time(90000 * 3661, Fraction(1, 90000)) == "3661.000000"
+
+
+def test_detect_shots_decodes_in_ranges_with_the_same_cuts(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _reencode(source, tmp_path / "plain.mp4", "-g", "30")
+    planned: list[tuple[DecodeRange, ...]] = []
+
+    def plan(packets: PacketTimes, parts: int) -> tuple[DecodeRange, ...]:
+        planned.append(plan_ranges(packets, parts, min_frames=40))
+        return planned[-1]
+
+    monkeypatch.setattr(shot_detection, "usable_cores", lambda: 2)
+    monkeypatch.setattr(shot_detection, "plan_ranges", plan)
+    by_ranges = detect_shots(path, HeatersDetector())
+    assert len(planned) == 1 and len(planned[0]) == 2
+    whole = run_detector(HeatersDetector(), decode_batches(path, 64, 36, HeatersDetector.pix_fmt))
+    assert whole == (by_ranges.cuts, by_ranges.frame_count) and {90, 170} <= set(by_ranges.cuts)
