@@ -4,7 +4,8 @@
 
 For each video: Heaters' own decode (``decode_batches``, the frames read into Python, as the neural
 detector gets them) and ffmpeg alone writing the same frames to nowhere with: the options Heaters
-uses; the scaler on threads of its own (``threads=0``, swscale's slices); the decoder on one thread;
+uses; Heaters' decode in time ranges, one single-threaded ffmpeg per core (``decode_in_ranges``, as
+``detect_shots`` decodes); the scaler on threads of its own (``threads=0``, swscale's slices); the decoder on one thread;
 no scaling at all (the decode alone, the ceiling); and the video cut in ``--pieces`` time ranges decoded
 by as many ffmpeg processes at once (what a split decode could reach). With ``--gpu``, NVIDIA's decoder
 too (ffmpeg built with CUDA, as imageio-ffmpeg 0.8's is): its frames halved on the GPU and finished
@@ -28,7 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infra.media.ffmpeg import MediaError, VideoInfo, decode_batches, ffmpeg_exe, ffmpeg_version, probe
+from infra.media.ffmpeg import (
+    MediaError,
+    PacketTimes,
+    VideoInfo,
+    decode_batches,
+    ffmpeg_exe,
+    ffmpeg_version,
+    probe_with_packets,
+)
+from infra.media.range_decode import WHOLE, decode_in_ranges, plan_ranges, usable_cores
 
 WIDTH, HEIGHT = 48, 27  # TransNetV2's input
 FAST = ["-skip_loop_filter", "all", "-flags2", "+fast"]
@@ -82,11 +92,20 @@ def _halved(source: tuple[int, int]) -> str:
     return ",".join([*steps, "hwdownload", "format=nv12", ""])
 
 
-def variants(path: Path, info: VideoInfo, pieces: int, gpu: bool = False) -> dict[str, Callable[[], Any]]:
-    """The timed variants for ``path`` (``info``: its probe, made once, outside the timings)."""
+def variants(
+    path: Path, info: VideoInfo, pieces: int, gpu: bool = False, packets: PacketTimes | None = None
+) -> dict[str, Callable[[], Any]]:
+    """The timed variants for ``path`` (``info``, ``packets``: its probe, made once, outside the
+    timings)."""
+    cores = usable_cores()
+    ranges = plan_ranges(packets, cores) if packets is not None else WHOLE
     out: dict[str, Callable[[], Any]] = {
         "heaters decode_batches (into Python)": lambda: sum(
             len(b) for b in decode_batches(path, WIDTH, HEIGHT, "rgb24")
+        ),
+        # as detect_shots decodes: one single-threaded ffmpeg per core, each on its time range
+        f"heaters decode_in_ranges, {len(ranges)} on {cores} cores": lambda: sum(
+            len(b) for b in decode_in_ranges(path, WIDTH, HEIGHT, "rgb24", ranges, parallel=cores)
         ),
         "ffmpeg, Heaters' options": lambda: _ffmpeg(path),
         "ffmpeg, scaler on its own threads": lambda: _ffmpeg(path, scale=":flags=area:threads=0"),
@@ -139,8 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     for path in args.videos:
         frames = sum(len(b) for b in decode_batches(path, WIDTH, HEIGHT, "rgb24"))  # also warms the cache
-        info = probe(path)
-        runs = variants(path, info, args.pieces, args.gpu)
+        info, _, packets = probe_with_packets(path)
+        runs = variants(path, info, args.pieces, args.gpu, packets)
         times: dict[str, list[float]] = {name: [] for name in runs}
         failed: dict[str, str] = {}
         for _ in range(max(1, args.repeats)):

@@ -324,6 +324,7 @@ def test_the_decode_rates_bench_reports_every_variant(edited: tuple[Path, Truth]
     assert video["frames"] == truth.frame_count and report["ffmpeg"].startswith("ffmpeg version")
     assert video["rows"]["ffmpeg, Heaters' options"]["fps"] > 0
     assert video["rows"]["heaters decode_batches (into Python)"]["fps"] > 0
+    assert [row["fps"] > 0 for name, row in video["rows"].items() if "decode_in_ranges" in name] == [True]
     assert "failed" in video["rows"]["ffmpeg, GPU decoder only (frames stay there)"]  # no GPU here
 
 
