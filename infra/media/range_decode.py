@@ -16,7 +16,7 @@ import os
 import queue
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -159,7 +159,7 @@ def decode_in_ranges(
     batch_size: int = 256,
     fast: bool = True,
     strict: bool = True,
-) -> Iterator[NDArray[np.uint8]]:
+) -> Generator[NDArray[np.uint8], None, None]:
     """What :func:`infra.media.ffmpeg.decode_batches` yields, decoded by one single-threaded child
     per range, ``parallel`` at a time (a range starts when the one ``parallel`` before it has been
     read; the ones after the range being read wait in memory). One range: ``decode_batches`` on
@@ -188,7 +188,7 @@ def decode_in_ranges(
             launch(i)
         carry: bytes | None = None  # the previous range's extra frame
         for i, r in enumerate(ranges):
-            child = children.pop(i)
+            child = children[i]  # left there until read: a decode abandoned midway kills it too
             if i == 0:  # from the start, as the whole decode: read as it comes
                 assert r.frames is not None  # not the last range
                 got = 0
@@ -228,6 +228,7 @@ def decode_in_ranges(
                     yield np.frombuffer(
                         frames, dtype=np.uint8, count=n * frame_bytes, offset=lo * frame_bytes
                     ).reshape((n, *shape))
+            del children[i]
             launch(i + parallel)
     except _Disagreed as exc:
         logger.warning("%s: %s; decoding from frame %d on in one pass", path, exc, total)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench.corpus import Shot, make_video
-from infra.media import shot_detection
+from infra.media import ffmpeg, range_decode, shot_detection
 from infra.media.ffmpeg import (
     MediaError,
     PacketTimes,
@@ -203,3 +203,22 @@ def test_detect_shots_decodes_in_ranges_with_the_same_cuts(
     assert len(planned) == 1 and len(planned[0]) == 2
     whole = run_detector(HeatersDetector(), decode_batches(path, 64, 36, HeatersDetector.pix_fmt))
     assert whole == (by_ranges.cuts, by_ranges.frame_count) and {90, 170} <= set(by_ranges.cuts)
+
+
+def test_a_decode_given_up_midway_leaves_no_ffmpeg_running(source: Path, tmp_path: Path) -> None:
+    path = _reencode(source, tmp_path / "plain.mp4", "-g", "30")
+    started: list[subprocess.Popen[bytes]] = []
+    decoder = ffmpeg._decoder
+
+    def recorded(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        started.append(decoder(*args, **kwargs))  # type: ignore[arg-type]
+        return started[-1]
+
+    batches = decode_in_ranges(
+        path, 64, 36, "rgb24", plan_ranges(packet_times(path), 3, min_frames=40), batch_size=8
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(range_decode, "_decoder", recorded)
+        next(batches)
+        batches.close()
+    assert len(started) == 2 and all(proc.poll() is not None for proc in started)
