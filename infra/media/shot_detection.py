@@ -1208,7 +1208,8 @@ class CascadeDetector(ShotDetector):
       sees a transition at any end (``support``) - TransNetV2 often marks only one end of a shot
       of a few frames, and that one weakly - dropped when it sees none;
     * hard cuts the fast pass turned down (relaxed thresholds, raw peaks of the frame-to-frame
-      change): added where the model says so;
+      change, among them a cut between a still shot and a moving one, whose frames across it are
+      less alike than the moving shot's neighbours): added where the model says so;
     * gradual changes it turned down (relaxed thresholds, dark, bright or flat runs, and changes
       that pass every gradual test but straightness, down to ``dissolve_straightness``: a dissolve
       between two moving shots wanders, asked only farther than ``fast_min_shot_len`` from what the
@@ -1794,10 +1795,30 @@ class CascadeDetector(ShotDetector):
         # after (none: no level to stand out from)
         before, after = (np.maximum(1, peaks - 6), peaks), (peaks + 1, np.minimum(len(d1), peaks + 7))
         levels = _medians(d1, before, after, empty=np.inf)
-        for t, level in zip(peaks.tolist(), levels.tolist(), strict=True):
-            if d1[t] >= self.raw_ratio * max(level, 0.02):
+        # a cut between a still shot and a moving one stands out from the still side only: the
+        # level of both sides together is the moving shot's (a texture scrolling fast, 0.9 a frame
+        # after a cut of 1.2); it is a jump when the two frames across it are less alike than the
+        # moving shot's own neighbours are, translations allowed (0.16-0.47 against 0.83-0.88)
+        calm = np.minimum(_medians(d1, before, empty=np.inf), _medians(d1, after, empty=np.inf))
+        for t, level, still in zip(peaks.tolist(), levels.tolist(), calm.tolist(), strict=True):
+            jump = d1[t] >= self.raw_ratio * max(level, 0.02)
+            if jump or (d1[t] >= self.raw_ratio * max(still, 0.02) and self._unlike_motion(fast, t)):
                 out.append(t)
         return out
+
+    def _unlike_motion(self, fast: HeatersDetector, t: int) -> bool:
+        """Whether frames ``t - 1`` and ``t`` are less alike (:meth:`HeatersDetector._similarity`,
+        translations allowed) than every pair of neighbours in the 6 frames on its busier side,
+        by more than 0.1: a new picture, not the camera or the objects moving faster."""
+        d1 = fast.motion
+        n = len(d1)
+        lo, hi = max(1, t - 6), min(n, t + 7)
+        busy = (t + 1, hi) if float(np.median(d1[t + 1 : hi])) >= float(np.median(d1[lo:t])) else (lo, t)
+        pairs = range(max(1, busy[0]), busy[1])
+        if len(pairs) < 3:
+            return False
+        own = min(fast._similarity(fast.thumbs, f - 1, f) for f in pairs)
+        return fast._similarity(fast.thumbs, t - 1, t) < own - 0.1
 
     def _dips(self, fast: HeatersDetector) -> list[int]:
         """Middles of runs of dark, bright or nearly flat frames inside the video (maybe a fade)."""

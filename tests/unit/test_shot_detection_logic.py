@@ -1460,3 +1460,31 @@ def test_cascade_without_bars_sees_the_whole_frame_as_before() -> None:
     expected, _ = run_detector(straight, batches)
     assert found == expected and len(found) >= 8
     assert waits.windows == straight.windows
+
+
+def test_cascade_shows_the_model_a_cut_from_a_still_shot_into_a_moving_one() -> None:
+    """A jump that stands out from the still side only (the moving shot's own change is most of it:
+    the level of both sides together is too high for ``raw_ratio``) is an "add" question when the
+    two frames across it are less alike than the moving shot's neighbours, translations allowed, by
+    more than 0.1 (a new picture); the camera starting to move fast keeps its picture (dev-1101: a
+    still gradient cut to a scrolling texture, 0.16-0.47 across against 0.83-0.88 inside)."""
+    from types import SimpleNamespace
+
+    from infra.media.shot_detection import CascadeDetector
+
+    def fast_with(across: float) -> SimpleNamespace:
+        motion = np.full(200, 0.05, np.float32)
+        motion[100] = 1.25  # 25 times the still side, 1.3 times the moving side
+        motion[101:] = 0.9
+        like = {(99, 100): across}
+        return SimpleNamespace(
+            motion=motion, thumbs=None, _similarity=lambda thumbs, a, b: like.get((a, b), 0.85)
+        )
+
+    assert CascadeDetector()._raw_cuts(fast_with(0.4)) == [100]  # type: ignore[arg-type]
+    assert CascadeDetector()._raw_cuts(fast_with(0.8)) == []  # type: ignore[arg-type]
+    # the other way round: a moving shot cut to a still one
+    back = fast_with(0.4)
+    back.motion = back.motion[::-1].copy()
+    back._similarity = lambda thumbs, a, b: 0.4 if (a, b) == (98, 99) else 0.85
+    assert CascadeDetector()._raw_cuts(back) == [99]  # type: ignore[arg-type]
