@@ -1227,6 +1227,9 @@ class CascadeDetector(ShotDetector):
       ``gradual_run`` frames, "ends a shot" reaching ``veto`` there, different pictures either side,
       no boundary within ``snap`` frames, no flat frame): added - a dissolve between two shots of
       the same framing leaves the model unsure all along;
+    * a hard cut whose change stays at the picture's left and right sides (the largest change in
+      the middle half of the width under half the largest anywhere: something leaving through one
+      edge or coming in at one): no boundary, whatever the model says;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
       ``flash_luma`` or more, with no structural jump above the shot's motion, or, where a strong
       flash clips and so jumps, its frames still the shot's picture and the picture after it as
@@ -1708,6 +1711,14 @@ class CascadeDetector(ShotDetector):
             ):
                 cuts.add(peak + 1)
                 kinds[peak + 1] = "gradual-half"
+        # a hard cut whose change stays at the picture's sides: something leaving through one edge
+        # or coming in at one (a blob wrapping round the frame, the model silent or half-fooled), not
+        # a new picture, which changes the middle about as much as the sides (the true cuts of the
+        # bench and both development corpora: 0.54 of the largest change or more in the middle half;
+        # the false ones dropped: 0.04-0.40)
+        for c in sorted(cuts):
+            if kinds.get(c) == "cut" and _change_at_sides(frames, c):
+                cuts.discard(c)
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
         # boundary in a flickering shot, and the fast pass's when the flash is long
@@ -1893,6 +1904,17 @@ def _same_picture_flash(similarity: Callable[[int, int], float], first: int, las
     if not own:
         return False
     return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
+
+
+def _change_at_sides(frames: FrameBatch, frame: int) -> bool:
+    """Whether the change from ``frame - 1`` to ``frame`` (the model's rgb24 frames) stays at the
+    picture's left and right sides: the largest change of a pixel in the middle half of the width is
+    under half the largest anywhere."""
+    if not 1 <= frame < len(frames):
+        return False
+    change = np.abs(frames[frame].astype(np.int16) - frames[frame - 1].astype(np.int16)).max(axis=2)
+    width = change.shape[1]
+    return 2 * int(change[:, width // 4 : 3 * width // 4].max()) < int(change.max())
 
 
 def _saturated_flash(
