@@ -582,7 +582,11 @@ class HeatersDetector(ShotDetector):
                 # that the other tests report
                 continue
             else:
-                out.append(Candidate((s + t) // 2, 3, 1.0 - sim, "fade"))
+                # the fade's held colour is the black or white part of the run: a flat-looking
+                # shot the fade goes into (or comes out of) continues it in mid-grey
+                held = np.flatnonzero((luma[s:t] < self.fade_dark) | (luma[s:t] > self.fade_bright))
+                middle = s + (int(held[0]) + int(held[-1]) + 1) // 2
+                out.append(Candidate(middle, 3, 1.0 - sim, "fade"))
         return out
 
     def _similarity(self, thumbs: FloatArray, a: int, b: int) -> float:

@@ -1533,3 +1533,21 @@ def test_cascade_drops_a_cut_whose_change_stays_at_the_sides_whatever_the_model_
     cut = _rgb(_still(31, 40, rng) + shot[:42] + _still(33, 38, rng) + _still(32, 40, rng))
     cuts, _ = run_detector(CascadeDetector(model=_FakeModel([40, 82, 120], cut)), [cut])
     assert cuts == [40, 82, 120]
+
+
+def test_a_fade_into_a_flat_looking_shot_is_reported_in_its_white_not_in_the_shot() -> None:
+    """A fade through white into a shot that looks flat at analysis resolution (mid-grey, std under
+    ``flat_std``) makes one flat run of the white and the shot: the fade's boundary is the middle
+    of the run's white (or black) frames, its held colour, not of the whole run, which lies inside
+    the grey shot (dev-1101's synthetic_360p25: a false fade 30 frames after the true one)."""
+    rng = np.random.default_rng(7)
+    a = _still(1, 60, rng)
+    ramp_out = [a[-1] * (1 - w) + 253 * w for w in np.linspace(0.12, 0.88, 7)]
+    white = [np.full((H, W), 253.0, np.float32)] * 4
+    grey = [
+        np.full((H, W), 149.0, np.float32) + rng.normal(0, 1.0, (H, W)).astype(np.float32) for _ in range(60)
+    ]
+    ramp_in = [253 * (1 - w) + g * w for w, g in zip(np.linspace(0.12, 0.88, 7), grey, strict=False)]
+    frames = a + ramp_out + white + ramp_in + grey[7:] + _still(2, 40, rng)
+    cuts = _detect(frames)
+    assert len(cuts) == 2 and 60 <= cuts[0] <= 78 and cuts[1] == 131
