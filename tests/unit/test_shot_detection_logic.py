@@ -1460,3 +1460,94 @@ def test_cascade_without_bars_sees_the_whole_frame_as_before() -> None:
     expected, _ = run_detector(straight, batches)
     assert found == expected and len(found) >= 8
     assert waits.windows == straight.windows
+
+
+def test_cascade_shows_the_model_a_cut_from_a_still_shot_into_a_moving_one() -> None:
+    """A jump that stands out from the still side only (the moving shot's own change is most of it:
+    the level of both sides together is too high for ``raw_ratio``) is an "add" question when the
+    two frames across it are less alike than the moving shot's neighbours, translations allowed, by
+    more than 0.1 (a new picture); the camera starting to move fast keeps its picture (dev-1101: a
+    still gradient cut to a scrolling texture, 0.16-0.47 across against 0.83-0.88 inside)."""
+    from types import SimpleNamespace
+
+    from infra.media.shot_detection import CascadeDetector
+
+    def fast_with(across: float) -> SimpleNamespace:
+        motion = np.full(200, 0.05, np.float32)
+        motion[100] = 1.25  # 25 times the still side, 1.3 times the moving side
+        motion[101:] = 0.9
+        like = {(99, 100): across}
+        return SimpleNamespace(
+            motion=motion, thumbs=None, _similarity=lambda thumbs, a, b: like.get((a, b), 0.85)
+        )
+
+    assert CascadeDetector()._raw_cuts(fast_with(0.4)) == [100]  # type: ignore[arg-type]
+    assert CascadeDetector()._raw_cuts(fast_with(0.8)) == []  # type: ignore[arg-type]
+    # the other way round: a moving shot cut to a still one
+    back = fast_with(0.4)
+    back.motion = back.motion[::-1].copy()
+    back._similarity = lambda thumbs, a, b: 0.4 if (a, b) == (98, 99) else 0.85
+    assert CascadeDetector()._raw_cuts(back) == [99]  # type: ignore[arg-type]
+
+
+def _gradient_with_blob_at_the_edges(n: int, wrap_at: int) -> list[NDArray[np.float32]]:
+    """A still gradient with a large soft blob half out of the frame at its right edge that wraps
+    round to its left edge at frame ``wrap_at`` (the generated corpora's gradient shots)."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames = []
+    for j in range(n):
+        img = 70 + 110 * (xx / W * 0.3 + yy / H * 0.7)
+        bx = (1.0 + 0.004 * (j - wrap_at)) % 1.0 * W
+        d = np.exp(-((xx - bx) ** 2 + (yy - 0.5 * H) ** 2) / (2 * (0.35 * H) ** 2))
+        frames.append((img * (1 - 0.8 * d) + 0.8 * d * 250).astype(np.float32))
+    return frames
+
+
+def test_a_change_at_the_pictures_sides_only_is_not_a_new_picture() -> None:
+    """A change whose largest step in the middle half of the width is under half its largest
+    anywhere stays at the sides (something leaving through one edge, coming in at the other); a
+    cut to another picture changes the middle as much."""
+    from infra.media.shot_detection import _change_at_sides, _to_model_frames
+
+    blob = _to_model_frames(_rgb(_gradient_with_blob_at_the_edges(4, wrap_at=2)))
+    assert _change_at_sides(blob, 2) and not _change_at_sides(blob, 1)
+    rng = np.random.default_rng(4)
+    cut = _to_model_frames(_rgb(_still(1, 2, rng) + _still(2, 2, rng)))
+    assert not _change_at_sides(cut, 2)
+    assert not _change_at_sides(cut, 0) and not _change_at_sides(cut, 4)
+
+
+def test_cascade_drops_a_cut_whose_change_stays_at_the_sides_whatever_the_model_says() -> None:
+    """The fast pass takes a blob wrapping round a still gradient for a sure cut (its gradual
+    tests score the step high), and the model may half-believe it: no boundary (dev-1101: 5 such
+    false cuts, dev-801 6; no true cut of the corpora under 0.54 of its largest change in the middle). A cut
+    to another picture there stays."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+    shot = _gradient_with_blob_at_the_edges(80, wrap_at=42)
+    video = _rgb(_still(31, 40, rng) + shot + _still(32, 40, rng))
+    assert _run(HeatersDetector(), [f[..., 0].astype(np.float32) for f in video]) == [40, 82, 120]
+    cascade = CascadeDetector(model=_FakeModel([40, 82, 120], video))
+    assert run_detector(cascade, [video])[0] == [40, 120]
+    cut = _rgb(_still(31, 40, rng) + shot[:42] + _still(33, 38, rng) + _still(32, 40, rng))
+    cuts, _ = run_detector(CascadeDetector(model=_FakeModel([40, 82, 120], cut)), [cut])
+    assert cuts == [40, 82, 120]
+
+
+def test_a_fade_into_a_flat_looking_shot_is_reported_in_its_white_not_in_the_shot() -> None:
+    """A fade through white into a shot that looks flat at analysis resolution (mid-grey, std under
+    ``flat_std``) makes one flat run of the white and the shot: the fade's boundary is the middle
+    of the run's white (or black) frames, its held colour, not of the whole run, which lies inside
+    the grey shot (dev-1101's synthetic_360p25: a false fade 30 frames after the true one)."""
+    rng = np.random.default_rng(7)
+    a = _still(1, 60, rng)
+    ramp_out = [a[-1] * (1 - w) + 253 * w for w in np.linspace(0.12, 0.88, 7)]
+    white = [np.full((H, W), 253.0, np.float32)] * 4
+    grey = [
+        np.full((H, W), 149.0, np.float32) + rng.normal(0, 1.0, (H, W)).astype(np.float32) for _ in range(60)
+    ]
+    ramp_in = [253 * (1 - w) + g * w for w, g in zip(np.linspace(0.12, 0.88, 7), grey, strict=False)]
+    frames = a + ramp_out + white + ramp_in + grey[7:] + _still(2, 40, rng)
+    cuts = _detect(frames)
+    assert len(cuts) == 2 and 60 <= cuts[0] <= 78 and cuts[1] == 131
