@@ -1487,3 +1487,23 @@ def test_cascade_without_bars_sees_the_whole_frame_as_before() -> None:
     expected, _ = run_detector(straight, batches)
     assert found == expected and len(found) >= 8
     assert waits.windows == straight.windows
+
+
+def test_cascade_dev_tool_counts_the_model_s_frames_by_the_questions_that_need_them() -> None:
+    """``bench.cascade_dev`` (variants of the cascade's plan from cached decodes and model windows)
+    reads margins as frames either side or ``before:after``, and counts each scored frame under the
+    kinds of question whose own span covers it (``(gap)``: frames only a merge of windows adds)."""
+    from types import SimpleNamespace
+
+    from bench.cascade_dev import kinds_of_frames, parse_margins
+    from infra.media.shot_detection import CascadeDetector
+
+    assert parse_margins("veto=20:25,look=22") == {"veto": (20, 25), "look": 22}
+    cascade = CascadeDetector(model=SimpleNamespace())  # type: ignore[arg-type]
+    cascade.questions = [(100, "veto"), (110, "cluster"), (200, "add")]
+    cascade.windows = cascade._regions(cascade.questions, 1000)
+    assert cascade.windows == [(75, 131), (188, 213)]
+    assert kinds_of_frames(cascade) == {"veto": 27, "cluster+veto": 24, "cluster": 5, "add": 25}
+    cascade.questions = [(100, "veto"), (160, "veto")]  # 9 frames apart: one window
+    cascade.windows = cascade._regions(cascade.questions, 1000)
+    assert kinds_of_frames(cascade) == {"veto": 102, "(gap)": 9}
