@@ -1187,9 +1187,11 @@ def test_cascade_shows_the_model_only_clear_jumps_the_fast_pass_turned_down() ->
 
 def test_cascade_looks_at_dark_bright_and_flat_runs_but_not_at_a_fade_the_fast_pass_proposes() -> None:
     """The middle of a run of dark, bright or flat frames inside the video (at most ``4 * margin``
-    frames long) is a "look" question: maybe a fade the fast pass turned down. A run holding a fade
-    the fast pass proposes is not looked at: that fade is kept unasked, and what the model sees in
-    the run is the fade's own transition (the same answers on both corpora)."""
+    frames long) is a "look" question: maybe a fade the fast pass turned down. Not looked at: a run
+    holding a fade the fast pass proposes (that fade is kept unasked, and what the model sees in
+    the run is the fade's own transition), nor one the fast pass enters and leaves with hard cuts
+    (a dark or flat shot of its own, its cuts asked about as cuts); one cut at one end is not
+    enough (the same answers on both corpora either way)."""
     from types import SimpleNamespace
 
     from infra.media.shot_detection import Candidate, CascadeDetector
@@ -1205,6 +1207,10 @@ def test_cascade_looks_at_dark_bright_and_flat_runs_but_not_at_a_fade_the_fast_p
     )  # fmt: skip
     assert CascadeDetector()._dips(fast) == [55]  # type: ignore[arg-type]
     fast.candidates = []
+    assert CascadeDetector()._dips(fast) == [55, 160]  # type: ignore[arg-type]
+    fast.candidates = [Candidate(51, 2, 1.0, "cut"), Candidate(60, 2, 1.0, "cut")]  # at both ends
+    assert CascadeDetector()._dips(fast) == [160]  # type: ignore[arg-type]
+    fast.candidates = [Candidate(51, 2, 1.0, "cut"), Candidate(148, 2, 1.0, "cut")]  # one end each
     assert CascadeDetector()._dips(fast) == [55, 160]  # type: ignore[arg-type]
 
 
