@@ -1136,20 +1136,23 @@ def test_cascade_drops_the_boundaries_the_model_sees_at_a_clipped_flash_in_a_pan
 
 def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
     """Each question is scored with ``margin`` (25) frames either side, a short shot's ends with
-    20, a turned-down jump with 12 (the same answers on both corpora) and a colour change shown
-    for a transition beside it with 20 (development corpus f1e); windows at most
-    ``window_gap`` (15) frames apart are one window (the model's first frames in a window lack
-    context, and it sees transitions between questions there: with fewer questions asked, a gap of
-    5 lost a development-corpus dissolve that lay between two windows)."""
+    8 before and 20 after (its "ends a shot" frames are told by the shot that follows: the same
+    answers on both corpora, stop 23), a turned-down jump with 12 (the same answers on both
+    corpora) and a colour change shown for a transition beside it with 20 (development corpus
+    f1e); windows at most ``window_gap`` (15) frames apart are one window (the model's first frames
+    in a window lack context, and it sees transitions between questions there: with fewer
+    questions asked, a gap of 5 lost a development-corpus dissolve that lay between two windows)."""
     from infra.media.shot_detection import CascadeDetector
 
     cascade = CascadeDetector()
-    assert cascade.question_margins == {"cluster": 20, "add": 12, "change": 20}
+    assert cascade.question_margins == {"cluster": (8, 20), "add": 12, "change": 20}
     assert cascade._regions([(100, "change")], 1000) == [(80, 121)]
     assert cascade.window_gap == 15
     assert cascade._regions([(100, "veto")], 1000) == [(75, 126)]
     assert cascade._regions([(100, "look")], 1000) == [(75, 126)]
-    assert cascade._regions([(100, "cluster"), (105, "cluster")], 1000) == [(80, 126)]
+    assert cascade._regions([(100, "cluster"), (105, "cluster")], 1000) == [(92, 126)]
+    # a margin is frames either side, or (before, after)
+    assert CascadeDetector(question_margins={"veto": (3, 10)})._regions([(100, "veto")], 1000) == [(97, 111)]
     assert cascade._regions([(100, "add")], 1000) == [(88, 113)]
     assert cascade._regions([(10, "look"), (990, "veto")], 1000) == [(0, 36), (965, 1000)]
     # 15 frames between two windows: merged; 16: apart
@@ -1158,6 +1161,7 @@ def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
     assert CascadeDetector(window_gap=25)._regions([(100, "veto"), (176, "veto")], 1000) == [(75, 202)]
     # a short shot's window inside a look's wider one adds nothing
     assert cascade._regions([(100, "look"), (110, "cluster")], 1000) == [(75, 131)]
+    assert cascade._regions([(5, "cluster")], 1000) == [(0, 26)]
     assert CascadeDetector(question_margins={})._regions([(100, "cluster")], 1000) == [(75, 126)]
 
 
@@ -1179,6 +1183,35 @@ def test_cascade_shows_the_model_only_clear_jumps_the_fast_pass_turned_down() ->
     fast = SimpleNamespace(motion=motion)
     assert CascadeDetector()._raw_cuts(fast) == [80, 170]  # type: ignore[arg-type]
     assert CascadeDetector(raw_ratio=1.5)._raw_cuts(fast) == [80, 126, 170]  # type: ignore[arg-type]
+
+
+def test_cascade_looks_at_dark_bright_and_flat_runs_but_not_at_a_fade_the_fast_pass_proposes() -> None:
+    """The middle of a run of dark, bright or flat frames inside the video (at most ``4 * margin``
+    frames long) is a "look" question: maybe a fade the fast pass turned down. Not looked at: a run
+    holding a fade the fast pass proposes (that fade is kept unasked, and what the model sees in
+    the run is the fade's own transition), nor one the fast pass enters and leaves with hard cuts
+    (a dark or flat shot of its own, its cuts asked about as cuts); one cut at one end is not
+    enough (the same answers on both corpora either way)."""
+    from types import SimpleNamespace
+
+    from infra.media.shot_detection import Candidate, CascadeDetector
+
+    luma = np.full(400, 120.0, np.float32)
+    luma[50:60] = 10.0  # a dark run: looked at
+    luma[150:170] = 240.0  # a bright run holding the fast pass's fade: not looked at
+    luma[250:360] = 10.0  # longer than 4 * margin
+    luma[0:5] = 10.0  # at the start: not inside the video
+    fast = SimpleNamespace(
+        luma=luma, flat=np.zeros(400, bool), fade_dark=48.0, fade_bright=200.0,
+        candidates=[Candidate(160, 3, 1.0, "fade"), Candidate(55, 2, 1.0, "cut")],
+    )  # fmt: skip
+    assert CascadeDetector()._dips(fast) == [55]  # type: ignore[arg-type]
+    fast.candidates = []
+    assert CascadeDetector()._dips(fast) == [55, 160]  # type: ignore[arg-type]
+    fast.candidates = [Candidate(51, 2, 1.0, "cut"), Candidate(60, 2, 1.0, "cut")]  # at both ends
+    assert CascadeDetector()._dips(fast) == [160]  # type: ignore[arg-type]
+    fast.candidates = [Candidate(51, 2, 1.0, "cut"), Candidate(148, 2, 1.0, "cut")]  # one end each
+    assert CascadeDetector()._dips(fast) == [55, 160]  # type: ignore[arg-type]
 
 
 def test_cascade_shows_the_model_the_relaxed_pass_s_gradual_changes_but_not_its_colour_changes() -> None:
@@ -1551,3 +1584,23 @@ def test_a_fade_into_a_flat_looking_shot_is_reported_in_its_white_not_in_the_sho
     frames = a + ramp_out + white + ramp_in + grey[7:] + _still(2, 40, rng)
     cuts = _detect(frames)
     assert len(cuts) == 2 and 60 <= cuts[0] <= 78 and cuts[1] == 131
+
+
+def test_cascade_dev_tool_counts_the_model_s_frames_by_the_questions_that_need_them() -> None:
+    """``bench.cascade_dev`` (variants of the cascade's plan from cached decodes and model windows)
+    reads margins as frames either side or ``before:after``, and counts each scored frame under the
+    kinds of question whose own span covers it (``(gap)``: frames only a merge of windows adds)."""
+    from types import SimpleNamespace
+
+    from bench.cascade_dev import kinds_of_frames, parse_margins
+    from infra.media.shot_detection import CascadeDetector
+
+    assert parse_margins("veto=20:25,look=22") == {"veto": (20, 25), "look": 22}
+    cascade = CascadeDetector(model=SimpleNamespace())  # type: ignore[arg-type]
+    cascade.questions = [(100, "veto"), (110, "cluster"), (200, "add")]
+    cascade.windows = cascade._regions(cascade.questions, 1000)
+    assert cascade.windows == [(75, 131), (188, 213)]
+    assert kinds_of_frames(cascade) == {"veto": 27, "cluster+veto": 24, "cluster": 5, "add": 25}
+    cascade.questions = [(100, "veto"), (160, "veto")]  # 9 frames apart: one window
+    cascade.windows = cascade._regions(cascade.questions, 1000)
+    assert kinds_of_frames(cascade) == {"veto": 102, "(gap)": 9}
