@@ -261,6 +261,10 @@ class PacketTimes:
     # after them follows (no frame of an earlier group shown after it, none of its own before it)
     clean_starts: Sequence[int] = ()
     container: str | None = None  # ffmpeg's name of the file's format, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    # the first ``hidden`` packets in presentation order are decoded but never shown: an MP4/MOV edit
+    # list starts the video after them (a stream copy cut between keyframes), ffmpeg flags them
+    # "discard", and a decode's frame ``i`` is packet ``hidden + i``
+    hidden: int = 0
 
     def is_constant_rate(self, rate: Fraction) -> bool:
         """Whether packet ``n`` is presented at ``n / rate`` (within half a frame) from time 0, for
@@ -298,29 +302,37 @@ def _packets(out: str, err: str) -> PacketTimes | None:
         return None
     pts: list[int] = []
     keys: list[int] = []  # decode-order indices of the keyframes
+    hidden: list[int] = []  # the pts of packets flagged "discard" (an edit list hides them)
     for line in out.splitlines():
         if line.startswith("#") or not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]  # stream, dts, pts, duration, size, crc[, F=flags]
         pts.append(int(fields[2]))
-        flags = fields[6] if len(fields) > 6 and fields[6].startswith("F=") else None
-        if flags is None or int(flags[2:], 16) & 1:  # no flags printed: a keyframe
+        flags = int(fields[6][2:], 16) if len(fields) > 6 and fields[6].startswith("F=") else 1
+        if flags & 1:  # no flags printed: a keyframe
             keys.append(len(pts) - 1)
+        if flags & 4:  # AV_PKT_FLAG_DISCARD: decoded for the frames after it, never shown
+            hidden.append(pts[-1])
+    # the hidden packets are those presented first, or no decode index maps to a packet
+    shown = sorted(pts)[len(hidden) :]
+    mapped = not hidden or not shown or max(hidden) < shown[0]
+    starts = [j for j in _clean_starts(pts, keys) if not shown or pts[j] >= shown[0]] if mapped else []
     profile = _PROFILE_RE.search(err)
     return PacketTimes(
         profile=profile["profile"] if profile else None,
         time_base=Fraction(int(base["num"]), int(base["den"])),
         pts=array("q", sorted(pts)),
         keyframes=len(keys),
-        clean_starts=_clean_starts(pts, keys),
+        clean_starts=starts,
         container=container["format"] if (container := _INPUT_RE.search(err)) else None,
+        hidden=len(hidden),
     )
 
 
 def _clean_starts(pts: Sequence[int], keys: Sequence[int]) -> list[int]:
     """The keyframes (decode-order indices ``keys`` into ``pts``) that every earlier packet
     precedes and every later one follows in time; such a keyframe is also frame number ``j`` in
-    presentation order."""
+    presentation order. The last packet counts too (an all-intra stream's keyframes are all clean)."""
     if not pts:
         return []
     later = np.minimum.accumulate(np.asarray(pts, dtype=np.int64)[::-1])[::-1]  # min of pts[j:]
@@ -328,7 +340,7 @@ def _clean_starts(pts: Sequence[int], keys: Sequence[int]) -> list[int]:
     n = len(pts)
     return [
         j for j in keys
-        if 0 < j < n - 1 and earlier[j - 1] < pts[j] < later[j + 1]
+        if 0 < j < n and earlier[j - 1] < pts[j] and (j == n - 1 or pts[j] < later[j + 1])
     ]  # fmt: skip
 
 

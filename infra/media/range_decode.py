@@ -80,15 +80,17 @@ def plan_ranges(
     """About ``parts`` ranges (more where a range would pass ``max_frames``), each starting at the
     clean keyframe nearest its share's start and at least half ``min_frames`` long; the whole video
     in one range when it is short, has no clean keyframe, has open GOPs or no index."""
-    n = len(packets.pts)
+    hidden = packets.hidden  # packets an edit list hides: a decode's frame i is packet hidden + i
+    n = len(packets.pts) - hidden
     count = min(max(parts, -(-n // max_frames)), n // min_frames)
     if packets.container not in INDEXED:
         return WHOLE
-    if count < 2 or not packets.clean_starts or packets.keyframes > len(packets.clean_starts) + 1:
-        # an open-GOP stream (a keyframe, the first aside, with frames shown before it): a decode
-        # started even at its clean keyframes complained of missing references (x264's open-gop)
+    if count < 2 or not packets.clean_starts or packets.keyframes > len(packets.clean_starts) + 1 + hidden:
+        # an open-GOP stream (a keyframe, the first and the hidden ones aside, with frames shown
+        # before it): a decode started even at its clean keyframes complained of missing
+        # references (x264's open-gop)
         return WHOLE
-    starts = np.asarray(packets.clean_starts, dtype=np.int64)
+    starts = np.asarray(packets.clean_starts, dtype=np.int64) - hidden
     firsts: list[int] = [0]
     for i in range(1, count):
         k = int(starts[np.argmin(np.abs(starts - i * n / count))])
@@ -100,7 +102,7 @@ def plan_ranges(
     return tuple(
         DecodeRange(
             first,
-            None if first == 0 else seek_time(packets.pts[first], packets.time_base),
+            None if first == 0 else seek_time(packets.pts[hidden + first], packets.time_base),
             None if end is None else end - first,
         )
         for first, end in zip(firsts, ends, strict=True)

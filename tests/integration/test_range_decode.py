@@ -96,6 +96,163 @@ def test_ranges_give_the_frames_of_one_whole_decode(
         assert got.shape == whole.shape and np.array_equal(got, whole), (name, parts)
 
 
+def _encode(source: Path, out: Path, *options: str, before: tuple[str, ...] = ()) -> Path:
+    """``source`` (its video only) encoded with the ffmpeg output ``options`` (``before``: input options)."""
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        *before,
+        "-i",
+        str(source),
+        "-an",
+        *options,
+        str(out),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+X264 = ("-c:v", "libx264", "-preset", "veryfast")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "before"),
+    [
+        # all-intra: every frame a clean start (the last one too: decoded whole before stop 23's ranges2)
+        ("intra.mov", ("-c:v", "mjpeg", "-q:v", "4"), ()),
+        (
+            "hevc.mkv",
+            (
+                "-c:v",
+                "libx265",
+                "-preset",
+                "veryfast",
+                "-x265-params",
+                "keyint=40:open-gop=0:bframes=4:log-level=none",
+            ),
+            (),
+        ),
+        (
+            "vp9.webm",
+            ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "40", "-b:v", "300k"),
+            (),
+        ),
+        (
+            "av1.mkv",
+            ("-c:v", "libsvtav1", "-preset", "12", "-g", "40", "-svtav1-params", "irefresh-type=2"),
+            (),
+        ),
+        ("10bit.mp4", (*X264, "-pix_fmt", "yuv420p10le", "-g", "40", "-bf", "3"), ()),
+        ("mbaff.mp4", (*X264, "-flags", "+ildct+ilme", "-g", "40", "-bf", "3"), ()),
+        # a fifth of the frames dropped, the rest at their times: a variable frame rate
+        (
+            "vfr.mp4",
+            ("-vf", "select='not(eq(mod(n\\,5)\\,0))'", "-fps_mode", "vfr", *X264, "-g", "40", "-bf", "3"),
+            (),
+        ),
+        ("rotated.mp4", (*X264, "-g", "40", "-bf", "3"), ("-display_rotation", "90")),
+        ("fragmented.mp4", (*X264, "-g", "40", "-bf", "3", "-movflags", "frag_keyframe+empty_moov"), ()),
+        # 1/90000 s units, a B-pyramid eight deep and 16 references
+        ("90k.mp4", (*X264, "-g", "40", "-bf", "8", "-refs", "16", "-video_track_timescale", "90000"), ()),
+    ],
+)
+def test_other_codecs_and_containers_split_and_agree(
+    source: Path,
+    tmp_path: Path,
+    name: str,
+    options: tuple[str, ...],
+    before: tuple[str, ...],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = _encode(source, tmp_path / name, *options, before=before)
+    info, _, packets = probe_with_packets(path)
+    assert packets is not None and len(packets.pts) == info.frame_count and packets.hidden == 0
+    whole = _whole(path)
+    assert len(whole) == info.frame_count
+    for parts in (2, 3, 5):
+        ranges = plan_ranges(packets, parts, min_frames=40)
+        assert len(ranges) >= 2, (name, parts)
+        with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+            got = _in_ranges(path, ranges)
+        assert not caplog.records, (name, parts, caplog.text)
+        assert got.shape == whole.shape and np.array_equal(got, whole), (name, parts)
+
+
+@pytest.mark.parametrize("name", ["cut.mp4", "cut.mov"])
+def test_a_video_an_edit_list_starts_between_keyframes(
+    source: Path, tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream copy cut between keyframes keeps the GOP's first packets and an edit list hides
+    them (ffmpeg flags them "discard"): a decode's frame ``i`` is packet ``hidden + i``. Taken for
+    frame ``i`` they started every range 15 frames early and the ranges fell back every time."""
+    full = _encode(source, tmp_path / "full.mp4", *X264, "-g", "40", "-bf", "3")
+    path = tmp_path / name
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-v",
+        "error",
+        "-ss",
+        "0.5",
+        "-i",
+        str(full),
+        "-c",
+        "copy",
+        str(path),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True)
+    packets = packet_times(path)
+    whole = _whole(path)
+    assert packets.hidden == 15 and len(packets.pts) - packets.hidden == len(whole) == 245
+    ranges = plan_ranges(packets, 3, min_frames=40)
+    assert [r.first for r in ranges] == [0, 75, 155]  # packets 90 and 170: the cuts, keyframes
+    with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+        got = _in_ranges(path, ranges)
+    assert not caplog.records and np.array_equal(got, whole)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        (
+            "open.mp4",
+            ("-c:v", "libx265", "-preset", "veryfast", "-x265-params", "keyint=40:open-gop=1:log-level=none"),
+        ),
+        ("bframes.mov", ("-c:v", "mpeg4", "-g", "40", "-bf", "2", "-q:v", "4")),  # open GOPs unless +cgop
+        # forward keyframes: not flagged as keyframes in the container, nowhere to start
+        (
+            "forward-key.webm",
+            ("-c:v", "libsvtav1", "-preset", "12", "-g", "40", "-svtav1-params", "irefresh-type=1"),
+        ),
+    ],
+)
+def test_other_open_gop_streams_are_decoded_whole(
+    source: Path, tmp_path: Path, name: str, options: tuple[str, ...]
+) -> None:
+    packets = packet_times(_encode(source, tmp_path / name, *options))
+    assert plan_ranges(packets, 2, min_frames=40) == WHOLE
+
+
+def test_an_intra_refresh_stream_agrees_where_it_falls_back(
+    source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """x264's periodic intra refresh flags recovery points, not IDR frames, as keyframes: a decode
+    started there shows its frames only once the refresh has swept the picture, so some ranges
+    start late and the rest is decoded again (correct, at a cost)."""
+    path = _encode(
+        source, tmp_path / "refresh.mp4", *X264, "-g", "40", "-bf", "0", "-x264-params", "intra-refresh=1"
+    )
+    packets = packet_times(path)
+    whole = _whole(path)
+    with caplog.at_level(logging.WARNING, logger="infra.media.range_decode"):
+        for parts in (2, 5):
+            assert np.array_equal(_in_ranges(path, plan_ranges(packets, parts, min_frames=40)), whole)
+    assert "does not start with that frame" in caplog.text
+
+
 def test_an_open_gop_stream_is_decoded_whole(
     source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
