@@ -137,10 +137,27 @@ def _count_packets(path: Path, timeout: float, *, ignore_editlist: bool = False)
 
 
 def _packet_lines(out: bytes) -> int:
-    """Packets a ``framecrc`` stream copy printed: one line each, after its ``#`` header. (The
-    stats line's ``frame=`` is no count to rely on: ffmpeg 7.0, the imageio-ffmpeg 0.6 and 0.7
+    """Frames shown: the packets a ``framecrc`` stream copy printed (one line each, after its ``#``
+    header) but those flagged "discard" (``F=`` with bit 4): packets an MP4/MOV edit list hides, as
+    a stream copy cut between keyframes keeps its group's first ones, which a decode never gives.
+    (The stats line's ``frame=`` is no count to rely on: ffmpeg 7.0, the imageio-ffmpeg 0.6 and 0.7
     wheels' build, leaves it out of a stream copy's stats.)"""
-    return sum(1 for line in out.splitlines() if line.strip() and not line.startswith(b"#"))
+    return sum(not _packet_flags(line) & _DISCARD for line in _packet_fields(out.decode("ascii", "replace")))
+
+
+_DISCARD = 4  # AV_PKT_FLAG_DISCARD: decoded for the frames after it, never shown
+
+
+def _packet_fields(out: str) -> Iterator[list[str]]:
+    """Each packet line of a ``framecrc`` output: stream, dts, pts, duration, size, crc[, F=flags]."""
+    for line in out.splitlines():
+        if line.strip() and not line.startswith("#"):
+            yield [f.strip() for f in line.split(",")]
+
+
+def _packet_flags(fields: Sequence[str]) -> int:
+    """A packet line's flags (none printed: a keyframe's, 1)."""
+    return int(fields[6][2:], 16) if len(fields) > 6 and fields[6].startswith("F=") else 1
 
 
 def _copy_video(
@@ -303,15 +320,12 @@ def _packets(out: str, err: str) -> PacketTimes | None:
     pts: list[int] = []
     keys: list[int] = []  # decode-order indices of the keyframes
     hidden: list[int] = []  # the pts of packets flagged "discard" (an edit list hides them)
-    for line in out.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        fields = [f.strip() for f in line.split(",")]  # stream, dts, pts, duration, size, crc[, F=flags]
+    for fields in _packet_fields(out):
         pts.append(int(fields[2]))
-        flags = int(fields[6][2:], 16) if len(fields) > 6 and fields[6].startswith("F=") else 1
-        if flags & 1:  # no flags printed: a keyframe
+        flags = _packet_flags(fields)
+        if flags & 1:
             keys.append(len(pts) - 1)
-        if flags & 4:  # AV_PKT_FLAG_DISCARD: decoded for the frames after it, never shown
+        if flags & _DISCARD:
             hidden.append(pts[-1])
     # the hidden packets are those presented first, or no decode index maps to a packet
     shown = sorted(pts)[len(hidden) :]

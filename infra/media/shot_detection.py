@@ -960,7 +960,11 @@ def detect_shots(
         width, height = scaled_size(info.width, info.height, min(detector.analysis_width, info.width))
     # the video in time ranges, one single-threaded decode per core (see infra.media.range_decode)
     cores = usable_cores()
-    splittable = packets is not None and len(packets.pts) == info.frame_count and not info.timing_repaired
+    splittable = (
+        packets is not None
+        and len(packets.pts) - packets.hidden == info.frame_count
+        and not info.timing_repaired
+    )
     ranges = plan_ranges(packets, cores) if packets is not None and splittable and cores > 1 else WHOLE
     batches = decode_in_ranges(path, width, height, detector.pix_fmt, ranges, parallel=cores)
     cuts, count = run_detector(detector, batches, consumers)

@@ -104,3 +104,40 @@ def test_an_extreme_proxy_keeps_the_picture_shape(size: str, dar: float, tmp_pat
     match = re.search(r"DAR (\d+):(\d+)", header)
     assert match is not None, header
     assert int(match[1]) / int(match[2]) == pytest.approx(dar, rel=0.02)
+
+
+def test_a_video_trimmed_between_keyframes_is_clipped_at_the_frames_it_shows(
+    memory_app: HeatersApplication, tmp_path: Path
+) -> None:
+    """A stream copy cut between keyframes (as phones and QuickTime trim) keeps the group's first
+    packets and hides them with an edit list: 72 packets, 60 frames shown. The video is those 60."""
+    whole = make_video(tmp_path / "whole.mp4", "-g", "24", "-bf", "2", frames=96)
+    trimmed = tmp_path / "trimmed.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-v",
+            "error",
+            "-y",
+            "-ss",
+            "1.5",
+            "-i",
+            str(whole),
+            "-c",
+            "copy",
+            str(trimmed),
+        ],
+        check=True,
+        timeout=60,
+    )
+    shown = _decoded_frames(trimmed)
+    assert shown == 60
+    assert probe(trimmed).frame_count == shown
+
+    ctx, video = _ingest(memory_app, trimmed, tmp_path)
+    assert video.state == "clipped"
+    assert video.frame_count == shown
+    proxy = ctx.storage.local_path(video.media["proxy"])
+    assert proxy is not None and _decoded_frames(proxy) == shown
+    assert sum(s.end - s.start for s in video.layout) == shown
