@@ -36,14 +36,19 @@ __all__ = [
     "PacketTimes",
     "PixFmt",
     "VideoInfo",
+    "check_decode",
+    "check_media_file",
     "decode_batches",
     "decode_frames",
+    "drain_stream",
     "ffmpeg_exe",
     "packet_times",
     "probe",
     "probe_with_header",
     "probe_with_packets",
+    "read_frames",
     "scaled_size",
+    "start_decoder",
 ]
 
 
@@ -103,7 +108,8 @@ _TRUNCATION_MARKERS = (
 )
 
 
-def _check_path(path: Path) -> None:
+def check_media_file(path: Path) -> None:
+    """Raise :class:`MediaError` unless ``path`` is a non-empty regular file."""
     if not path.exists():
         raise MediaError("file does not exist", path)
     if not path.is_file():
@@ -166,7 +172,7 @@ def _copy_video(
     """Stream-copy the first video stream of ``path`` (checked to be a non-empty file) to ``muxer``
     on stdout, nothing decoded (``ignore_editlist``: every packet, whatever the container's edit
     list shows); ffmpeg's exit status is the caller's to judge."""
-    _check_path(path)
+    check_media_file(path)
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", *(["-ignore_editlist", "1"] if ignore_editlist else []),
         *LOCAL_INPUT, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", muxer, "-",
@@ -371,7 +377,9 @@ def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return target_width, h
 
 
-def _drain(stream: IO[bytes], sink: list[bytes], limit: int = 64_000) -> None:
+def drain_stream(stream: IO[bytes], sink: list[bytes], limit: int = 64_000) -> None:
+    """Read ``stream`` to its end (a child's stderr, so that the child never blocks on it), keeping
+    its first ``limit`` bytes in ``sink``."""
     size = 0
     for chunk in iter(lambda: stream.read(4096), b""):
         if size < limit:
@@ -379,7 +387,7 @@ def _drain(stream: IO[bytes], sink: list[bytes], limit: int = 64_000) -> None:
             size += len(chunk)
 
 
-def _decoder(
+def start_decoder(
     path: Path,
     width: int,
     height: int,
@@ -430,15 +438,15 @@ def decode_batches(
     data) raises :class:`MediaError` after the frames read so far were yielded.
     """
     path = Path(path)
-    _check_path(path)
+    check_media_file(path)
     if width <= 0 or height <= 0:
         raise ValueError("width and height must be positive")
     channels = 3 if pix_fmt == "rgb24" else 1
     frame_bytes = width * height * channels
-    proc = _decoder(path, width, height, pix_fmt, threads=threads, fast=fast)
+    proc = start_decoder(path, width, height, pix_fmt, threads=threads, fast=fast)
     assert proc.stdout is not None and proc.stderr is not None
     err_chunks: list[bytes] = []
-    err_thread = threading.Thread(target=_drain, args=(proc.stderr, err_chunks), daemon=True)
+    err_thread = threading.Thread(target=drain_stream, args=(proc.stderr, err_chunks), daemon=True)
     err_thread.start()
     shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, 3)
     total = 0

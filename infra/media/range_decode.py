@@ -28,12 +28,12 @@ from numpy.typing import NDArray
 from infra.media.ffmpeg import (
     PacketTimes,
     PixFmt,
-    _check_path,
-    _decoder,
-    _drain,
     check_decode,
+    check_media_file,
     decode_batches,
+    drain_stream,
     read_frames,
+    start_decoder,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class _Child:
         self._err: list[bytes] = []
         self._readers = [
             threading.Thread(target=self._read, args=(proc.stdout, frame_bytes, batch_size), daemon=True),
-            threading.Thread(target=_drain, args=(proc.stderr, self._err), daemon=True),
+            threading.Thread(target=drain_stream, args=(proc.stderr, self._err), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
@@ -170,7 +170,7 @@ def decode_in_ranges(
         yield from decode_batches(path, width, height, pix_fmt, batch_size, fast=fast, strict=strict)
         return
     path = Path(path)
-    _check_path(path)
+    check_media_file(path)
     if width <= 0 or height <= 0:
         raise ValueError("width and height must be positive")
     shape: tuple[int, ...] = (height, width) if pix_fmt == "gray" else (height, width, 3)
@@ -181,7 +181,9 @@ def decode_in_ranges(
         if i < len(ranges):
             r = ranges[i]
             extra = None if r.frames is None else r.frames + 1  # the next range's first, to compare
-            proc = _decoder(path, width, height, pix_fmt, threads=1, fast=fast, start=r.start, frames=extra)
+            proc = start_decoder(
+                path, width, height, pix_fmt, threads=1, fast=fast, start=r.start, frames=extra
+            )
             children[i] = _Child(proc, frame_bytes, batch_size)
 
     total = 0  # frames yielded

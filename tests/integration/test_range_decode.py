@@ -365,7 +365,7 @@ def test_detect_shots_decodes_in_ranges_with_the_same_cuts(
 def test_a_decode_given_up_midway_leaves_no_ffmpeg_running(source: Path, tmp_path: Path) -> None:
     path = _reencode(source, tmp_path / "plain.mp4", "-g", "30")
     started: list[subprocess.Popen[bytes]] = []
-    decoder = ffmpeg._decoder
+    decoder = ffmpeg.start_decoder
 
     def recorded(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
         started.append(decoder(*args, **kwargs))  # type: ignore[arg-type]
@@ -375,7 +375,7 @@ def test_a_decode_given_up_midway_leaves_no_ffmpeg_running(source: Path, tmp_pat
         path, 64, 36, "rgb24", plan_ranges(packet_times(path), 3, min_frames=40), batch_size=8
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(range_decode, "_decoder", recorded)
+        patch.setattr(range_decode, "start_decoder", recorded)
         next(batches)
         batches.close()
     assert len(started) == 2 and all(proc.poll() is not None for proc in started)
