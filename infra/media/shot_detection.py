@@ -1899,15 +1899,18 @@ def _flash(
     similarity: Callable[[int, int], float] | None = None,
 ) -> bool:
     """Whether a boundary at ``frame`` is a flash: the mean luma of at most ``longest`` frames
-    starting at ``frame - 1`` (or ending at ``frame``) departs by ``depart`` or more from a level it
-    has before them and comes back to within 5 after them, none of those frames is flat (a fade
-    through black or white also leaves and comes back) and either the pan-compensated change across
+    around it (any window of ``longest + 2`` frames that holds ``frame``: in flicker the frames
+    after a window starting at the boundary may be the next flash) departs by ``depart`` or more
+    from a level it has before them and comes back to within 5 after them, none of those frames
+    is flat (a fade through black or white also leaves and comes back) and either the
+    pan-compensated change across
     them (``motion``) stays under twice its median just around them (a cut to another picture
     jumps) or, by ``similarity`` (two frames' likeness, translations allowed), the flash is the same
     picture lit differently: a strong flash clips the highlights, so its frames' structure jumps too
     and, in a moving shot, more than the motion around (see :func:`_same_picture_flash`)."""
     n = len(luma)
-    for lo, hi in ((frame - 1, frame + longest), (frame - longest - 1, frame)):  # frames lo..hi
+    for lo in range(frame - longest - 1, frame):  # frames lo..hi, every window holding ``frame``
+        hi = lo + longest + 1
         if lo < 9 or hi + 9 > n:
             continue
         before = float(np.median(luma[lo - 7 : lo]))
@@ -1920,10 +1923,12 @@ def _flash(
             return True
         off = lo + np.flatnonzero(np.abs(luma[lo : hi + 1] - before) > 5.0)
         first, last = int(off[0]), int(off[-1])
-        # the boundary is the flash's first frame or the first frame after it
+        # the boundary is the flash's first frame, the first frame after it or the last frame
+        # before it (a gradual test's change over several frames peaks a frame early: dev-1101's
+        # flickering gradients)
         if (
             similarity is not None
-            and first <= frame <= last + 1
+            and first - 1 <= frame <= last + 1
             and _same_picture_flash(similarity, first, last, n)
         ):
             return True

@@ -1119,6 +1119,27 @@ def test_a_clipped_flash_in_a_moving_shot_is_told_by_its_picture_coming_back() -
     assert not any(_is_flash(then_cut, f, picture=True) for f in (40, 43))
 
 
+def test_a_clipped_flash_in_a_flicker_is_a_flash_whichever_frame_beside_it_the_boundary_is_on() -> None:
+    """Flicker: a clipped flash of two frames, the picture back for four, then a flash of four. A
+    gradual test puts its boundary on the last frame before the flash (its change over several
+    frames peaks a frame early), and the level after a window starting there lies mostly on the
+    next flash: every window of ``longest + 2`` frames that holds the boundary is tried (here the
+    one ending with the first flash), and the boundary may be the frame before the flash too.
+    Another picture inserted there is still not a flash, nor a flash with a cut right after it."""
+    rng = np.random.default_rng(5)
+    flicker = _pan(1, 70, rng)
+    for f in (40, 41, 46, 47, 48, 49):
+        flicker[f] = flicker[f] * 1.9 + 30  # clipped at 255
+    assert _is_flash(flicker, 39, picture=True) and _is_flash(flicker, 40, picture=True)
+    assert not _is_flash(flicker, 39)  # the structure jumps: the motion test alone says cut
+    inserted = _pan(1, 40, rng) + [f * 1.9 + 30 for f in _still(3, 2, rng)] + _pan(1, 28, rng, x0=73)
+    for f in (46, 47, 48, 49):
+        inserted[f] = inserted[f] * 1.9 + 30
+    assert not any(_is_flash(inserted, f, picture=True) for f in (39, 40, 42))
+    then_cut = flicker[:42] + [f * 0.96 for f in _pan(2, 28, rng)]
+    assert not any(_is_flash(then_cut, f, picture=True) for f in (39, 42))
+
+
 def test_cascade_drops_the_boundaries_the_model_sees_at_a_clipped_flash_in_a_pan() -> None:
     """The model marks both ends of a strong flash in a moving shot (TransNetV2's usual false
     boundary there); the flash test, with the picture coming back, takes them out."""
