@@ -38,7 +38,7 @@ from infra.media.ffmpeg import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DecodeRange", "decode_in_ranges", "plan_ranges", "usable_cores"]
+__all__ = ["INDEXED", "WHOLE", "DecodeRange", "decode_in_ranges", "plan_ranges", "seek_time", "usable_cores"]
 
 MIN_RANGE = 300  # frames: a child's start, the container's header and the seek cost ~20-40 frames' decode
 MAX_RANGE = 4000  # frames: a range decoded ahead waits in memory (64 px rgb24: ~28 MB)
