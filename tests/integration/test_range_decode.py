@@ -21,7 +21,7 @@ from infra.media.ffmpeg import (
     packet_times,
     probe_with_packets,
 )
-from infra.media.range_decode import WHOLE, DecodeRange, decode_in_ranges, plan_ranges, seek_time
+from infra.media.range_decode import AHEAD, WHOLE, DecodeRange, decode_in_ranges, plan_ranges, seek_time
 from infra.media.shot_detection import HeatersDetector, detect_shots, run_detector
 
 pytestmark = pytest.mark.integration
@@ -336,6 +336,14 @@ def test_the_plan_starts_ranges_at_clean_keyframes_near_equal_shares() -> None:
     assert plan_ranges(replace(packets, clean_starts=[]), 2) == WHOLE  # nowhere to start one
     # more ranges than cores where a range would be too long to wait in memory
     assert len(plan_ranges(packets, 2, min_frames=100, max_frames=300)) == 4
+    # by default at most AHEAD frames wait in memory: ranges shorter the more run side by side
+    long = PacketTimes(
+        "High", base, range(0, 512 * 20_000, 512), 400, list(range(50, 20_000, 50)), packets.container
+    )
+    assert AHEAD == 16_000
+    assert [r.first for r in plan_ranges(long, 2)][:4] == [0, 6650, 13350]
+    by_16 = plan_ranges(long, 16)
+    assert len(by_16) == 20 and max(r.frames or 20_000 - r.first for r in by_16) <= 1_000
 
 
 def test_seek_times_round_down_to_the_microsecond() -> None:
