@@ -38,7 +38,7 @@ from infra.media.ffmpeg import (
     ffmpeg_version,
     probe_with_packets,
 )
-from infra.media.range_decode import WHOLE, decode_in_ranges, plan_ranges, usable_cores
+from infra.media.range_decode import decode_in_ranges, usable_cores, video_ranges
 
 WIDTH, HEIGHT = 48, 27  # TransNetV2's input
 FAST = ["-skip_loop_filter", "all", "-flags2", "+fast"]
@@ -98,7 +98,7 @@ def variants(
     """The timed variants for ``path`` (``info``, ``packets``: its probe, made once, outside the
     timings)."""
     cores = usable_cores()
-    ranges = plan_ranges(packets, cores) if packets is not None else WHOLE
+    ranges = video_ranges(info, packets, cores)
     out: dict[str, Callable[[], Any]] = {
         "heaters decode_batches (into Python)": lambda: sum(
             len(b) for b in decode_batches(path, WIDTH, HEIGHT, "rgb24")

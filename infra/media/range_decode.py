@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from infra.media.ffmpeg import (
     PacketTimes,
     PixFmt,
+    VideoInfo,
     check_decode,
     check_media_file,
     decode_batches,
@@ -47,6 +48,7 @@ __all__ = [
     "plan_ranges",
     "seek_time",
     "usable_cores",
+    "video_ranges",
 ]
 
 MIN_RANGE = 300  # frames: a child's start, the container's header and the seek cost ~20-40 frames' decode
@@ -157,6 +159,20 @@ class _Child:
         self.proc.stdout.close()
         self.proc.stderr.close()
         return returncode, b"".join(self._err).decode("utf-8", "replace")
+
+
+def video_ranges(info: VideoInfo, packets: PacketTimes | None, parts: int) -> tuple[DecodeRange, ...]:
+    """:func:`plan_ranges` for a probed video, ``parts`` decoded at once: the whole video where one
+    core decodes, or where the probe's packets do not account for its frames exactly (none read,
+    or a container whose timing had to be repaired)."""
+    if (
+        packets is None
+        or parts < 2
+        or info.timing_repaired
+        or len(packets.pts) - packets.hidden != info.frame_count
+    ):
+        return WHOLE
+    return plan_ranges(packets, parts)
 
 
 class _Disagreed(Exception):

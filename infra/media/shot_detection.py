@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 
 from infra.media.ffmpeg import PixFmt, probe_with_packets, scaled_size
 from infra.media.frame_runs import true_runs
-from infra.media.range_decode import WHOLE, decode_in_ranges, plan_ranges, usable_cores
+from infra.media.range_decode import decode_in_ranges, usable_cores, video_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -960,12 +960,7 @@ def detect_shots(
         width, height = scaled_size(info.width, info.height, min(detector.analysis_width, info.width))
     # the video in time ranges, one single-threaded decode per core (see infra.media.range_decode)
     cores = usable_cores()
-    splittable = (
-        packets is not None
-        and len(packets.pts) - packets.hidden == info.frame_count
-        and not info.timing_repaired
-    )
-    ranges = plan_ranges(packets, cores) if packets is not None and splittable and cores > 1 else WHOLE
+    ranges = video_ranges(info, packets, cores)
     batches = decode_in_ranges(path, width, height, detector.pix_fmt, ranges, parallel=cores)
     cuts, count = run_detector(detector, batches, consumers)
     kinds = dict(getattr(detector, "kinds", {}))

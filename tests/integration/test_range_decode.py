@@ -16,12 +16,21 @@ from infra.media import ffmpeg, range_decode, shot_detection
 from infra.media.ffmpeg import (
     MediaError,
     PacketTimes,
+    VideoInfo,
     decode_batches,
     ffmpeg_exe,
     packet_times,
     probe_with_packets,
 )
-from infra.media.range_decode import AHEAD, WHOLE, DecodeRange, decode_in_ranges, plan_ranges, seek_time
+from infra.media.range_decode import (
+    AHEAD,
+    WHOLE,
+    DecodeRange,
+    decode_in_ranges,
+    plan_ranges,
+    seek_time,
+    video_ranges,
+)
 from infra.media.shot_detection import HeatersDetector, detect_shots, run_detector
 
 pytestmark = pytest.mark.integration
@@ -363,7 +372,7 @@ def test_detect_shots_decodes_in_ranges_with_the_same_cuts(
         return planned[-1]
 
     monkeypatch.setattr(shot_detection, "usable_cores", lambda: 2)
-    monkeypatch.setattr(shot_detection, "plan_ranges", plan)
+    monkeypatch.setattr(range_decode, "plan_ranges", plan)  # what video_ranges plans with
     by_ranges = detect_shots(path, HeatersDetector())
     assert len(planned) == 1 and len(planned[0]) == 2
     whole = run_detector(HeatersDetector(), decode_batches(path, 64, 36, HeatersDetector.pix_fmt))
@@ -387,3 +396,18 @@ def test_a_decode_given_up_midway_leaves_no_ffmpeg_running(source: Path, tmp_pat
         next(batches)
         batches.close()
     assert len(started) == 2 and all(proc.poll() is not None for proc in started)
+
+
+def test_a_video_is_planned_whole_where_its_packets_do_not_account_for_its_frames() -> None:
+    base = Fraction(1, 12800)
+    packets = PacketTimes(
+        "High", base, range(0, 512 * 1000, 512), 6, [100, 240, 480, 700, 990], "mov,mp4,m4a,3gp,3g2,mj2"
+    )
+    info = VideoInfo(40.0, 25.0, 1000, 320, 180, "h264")
+    assert len(video_ranges(info, packets, 2)) == 2
+    assert video_ranges(info, packets, 1) == WHOLE  # one core decodes
+    assert video_ranges(info, None, 2) == WHOLE  # no packets read
+    assert video_ranges(replace(info, frame_count=999), packets, 2) == WHOLE  # a frame unaccounted for
+    assert video_ranges(replace(info, timing_repaired=True), packets, 2) == WHOLE  # timing repaired
+    # packets an edit list hides are no frames of the video
+    assert len(video_ranges(replace(info, frame_count=990), replace(packets, hidden=10), 2)) == 2
