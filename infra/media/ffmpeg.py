@@ -42,6 +42,7 @@ __all__ = [
     "decode_frames",
     "drain_stream",
     "ffmpeg_exe",
+    "frame_shape",
     "packet_times",
     "probe",
     "probe_with_header",
@@ -438,17 +439,13 @@ def decode_batches(
     data) raises :class:`MediaError` after the frames read so far were yielded.
     """
     path = Path(path)
-    check_media_file(path)
-    if width <= 0 or height <= 0:
-        raise ValueError("width and height must be positive")
-    channels = 3 if pix_fmt == "rgb24" else 1
-    frame_bytes = width * height * channels
+    shape = frame_shape(path, width, height, pix_fmt)
+    frame_bytes = int(np.prod(shape))
     proc = start_decoder(path, width, height, pix_fmt, threads=threads, fast=fast)
     assert proc.stdout is not None and proc.stderr is not None
     err_chunks: list[bytes] = []
     err_thread = threading.Thread(target=drain_stream, args=(proc.stderr, err_chunks), daemon=True)
     err_thread.start()
-    shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, 3)
     total = 0
     finished = False
     try:
@@ -470,6 +467,15 @@ def decode_batches(
     err = b"".join(err_chunks).decode("utf-8", "replace")
     check_decode(path, returncode, err, total, strict=strict)
     logger.debug("decoded %d frames of %s at %dx%d %s", total, path, width, height, pix_fmt)
+
+
+def frame_shape(path: Path, width: int, height: int, pix_fmt: PixFmt) -> tuple[int, ...]:
+    """One decoded frame's array shape, ``(height, width)`` or ``(height, width, 3)``, once ``path``
+    is a usable file (:class:`MediaError`) and the size positive (:class:`ValueError`)."""
+    check_media_file(path)
+    if width <= 0 or height <= 0:
+        raise ValueError("width and height must be positive")
+    return (height, width) if pix_fmt == "gray" else (height, width, 3)
 
 
 def read_frames(stream: IO[bytes], frame_bytes: int, count: int) -> bytes:

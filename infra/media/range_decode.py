@@ -30,9 +30,9 @@ from infra.media.ffmpeg import (
     PixFmt,
     VideoInfo,
     check_decode,
-    check_media_file,
     decode_batches,
     drain_stream,
+    frame_shape,
     read_frames,
     start_decoder,
 )
@@ -199,10 +199,7 @@ def decode_in_ranges(
         yield from decode_batches(path, width, height, pix_fmt, batch_size, fast=fast, strict=strict)
         return
     path = Path(path)
-    check_media_file(path)
-    if width <= 0 or height <= 0:
-        raise ValueError("width and height must be positive")
-    shape: tuple[int, ...] = (height, width) if pix_fmt == "gray" else (height, width, 3)
+    shape = frame_shape(path, width, height, pix_fmt)
     frame_bytes = int(np.prod(shape))
     children: dict[int, _Child] = {}
 
