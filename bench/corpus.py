@@ -570,7 +570,7 @@ CORPUS: tuple[VideoSpec, ...] = (
 # on a development corpus and checked on a held-out one nobody chose anything on; the bench corpus
 # (consulted for years of rules) is the regression check. Seeds in use: the bench's 11-23, 111-121,
 # 201-206, 301-303, 401-405, 501-505, 511-512, 601-605, 611-612, 701-712, 801-816, 901-910, 1001-1010,
-# 1101-1118, 1201-1210.
+# 1101-1118, 1201-1210, 1301-1318, 1401-1410.
 DEV_801: tuple[VideoSpec, ...] = (  # stop 22's development corpus (helper f1f)
     VideoSpec("photo_720p25", 1280, 720, 25, 30, 801, "photo", 3.0),
     VideoSpec("photo_720p30", 1280, 720, 30, 24, 802, "photo", 2.0),
@@ -633,12 +633,46 @@ HELD_OUT_1201: tuple[VideoSpec, ...] = (  # stop 23's held-out check (the lead's
     VideoSpec("real_360p_1209", 640, 360, 25, 60, 1209, "real"),
     VideoSpec("real_720p_1210", 1280, 720, 25, 60, 1210, "real"),
 )
+DEV_1301: tuple[VideoSpec, ...] = (  # stop 24's development corpus: fresh seeds, dev-1101's shapes
+    VideoSpec("photo_720p25", 1280, 720, 25, 30, 1301, "photo", 3.0),
+    VideoSpec("photo_360p25", 640, 360, 25, 36, 1302, "photo", 2.0),
+    VideoSpec("synthetic_720p30", 1280, 720, 30, 30, 1303, "synthetic", 1.0),
+    VideoSpec("synthetic_360p25", 640, 360, 25, 36, 1304, "synthetic", 1.0),
+    VideoSpec("synthetic_360p24", 640, 360, 24, 30, 1305, "synthetic", 1.0),
+    VideoSpec("negatives_720p25", 1280, 720, 25, 40, 1306, "hard_negatives", 2.0),
+    VideoSpec("negatives_360p25", 640, 360, 25, 36, 1307, "hard_negatives", 3.0),
+    VideoSpec("mixed_720p25", 1280, 720, 25, 30, 1308, "mixed", 3.0),
+    VideoSpec("mixed_360p30", 640, 360, 30, 36, 1309, "mixed", 4.0),
+    VideoSpec("real_720p25_a", 1280, 720, 25, 60, 1310, "real"),
+    VideoSpec("real_720p24", 1280, 720, 24, 40, 1311, "real"),
+    VideoSpec("real_360p25_a", 640, 360, 25, 60, 1312, "real"),
+    VideoSpec("real_360p25_b", 640, 360, 25, 60, 1313, "real"),
+    VideoSpec("real_360p30", 640, 360, 30, 40, 1314, "real"),
+    VideoSpec("photo_1080p25", 1920, 1080, 25, 20, 1315, "photo", 3.0),
+    VideoSpec("real_1080p25", 1920, 1080, 25, 30, 1316, "real"),
+    VideoSpec("mixed_1080p25", 1920, 1080, 25, 20, 1317, "mixed", 2.0),
+    VideoSpec("negatives_720p30", 1280, 720, 30, 30, 1318, "hard_negatives", 2.0),
+)
+HELD_OUT_1401: tuple[VideoSpec, ...] = (  # stop 24's held-out check (the lead's only): as held-out-1001
+    VideoSpec("photo_360p_1401", 640, 360, 25, 36, 1401, "photo", 2.0),
+    VideoSpec("photo_720p_1402", 1280, 720, 25, 30, 1402, "photo", 2.0),
+    VideoSpec("synthetic_360p_1403", 640, 360, 25, 36, 1403, "synthetic", 1.0),
+    VideoSpec("synthetic_720p_1404", 1280, 720, 30, 30, 1404, "synthetic", 1.0),
+    VideoSpec("hard_negatives_360p_1405", 640, 360, 25, 36, 1405, "hard_negatives", 2.0),
+    VideoSpec("hard_negatives_720p_1406", 1280, 720, 25, 30, 1406, "hard_negatives", 2.0),
+    VideoSpec("mixed_360p_1407", 640, 360, 25, 36, 1407, "mixed", 3.0),
+    VideoSpec("mixed_720p_1408", 1280, 720, 25, 30, 1408, "mixed", 3.0),
+    VideoSpec("real_360p_1409", 640, 360, 25, 60, 1409, "real"),
+    VideoSpec("real_720p_1410", 1280, 720, 25, 60, 1410, "real"),
+)
 CORPORA: dict[str, tuple[VideoSpec, ...]] = {
     "bench": CORPUS,
     "dev-801": DEV_801,
     "dev-1101": DEV_1101,
     "held-out-1001": HELD_OUT_1001,
     "held-out-1201": HELD_OUT_1201,
+    "dev-1301": DEV_1301,
+    "held-out-1401": HELD_OUT_1401,
 }
 
 
