@@ -243,8 +243,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("pyscenedetect").setLevel(logging.ERROR)
 
-    if Settings().media_allocator_tuning:
-        keep_freed_arrays()  # as a worker and `heaters shots` do (every detector in this process gains)
+    # as a worker and `heaters shots` do (every detector in this process gains)
+    keep_freed_arrays(Settings().media_allocator_tuning)
     wanted = [v for v in args.videos.split(",") if v]
     corpus = args.corpus or corpus_dir(args.set)
     videos = build_corpus(corpus, [s for s in CORPORA[args.set] if not wanted or s.name in wanted])

@@ -28,8 +28,7 @@ def shots(obj: Context, video: Path, as_json: bool, detector: str | None) -> Non
     from infra.media.ffmpeg import MediaError
     from infra.media.shot_detection import detect_shots, make_detector
 
-    if obj.settings.media_allocator_tuning:
-        keep_freed_arrays()
+    keep_freed_arrays(obj.settings.media_allocator_tuning)
     kind = detector or obj.settings.shot_detector
     try:
         result = detect_shots(video, make_detector(kind))  # type: ignore[arg-type]

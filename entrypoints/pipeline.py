@@ -58,8 +58,7 @@ class Pipeline:
         whose threads pool their clips into shared batches."""
         if worker:
             clean_workdirs(self.context.settings)  # what killed workers left behind
-            if self.context.settings.media_allocator_tuning:
-                keep_freed_arrays()
+            keep_freed_arrays(self.context.settings.media_allocator_tuning)
             wanted = set(queues or QUEUES)
             settings = self.context.settings
             groups: list[tuple[set[str], int]] = []

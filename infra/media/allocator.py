@@ -28,9 +28,10 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 256 << 20
 
 
-def keep_freed_arrays() -> bool:
-    """Tune this process's allocator (glibc on Linux; elsewhere nothing): whether it took effect."""
-    if not sys.platform.startswith("linux"):
+def keep_freed_arrays(wanted: bool = True) -> bool:
+    """Tune this process's allocator (glibc on Linux; elsewhere nothing) unless ``wanted`` is false
+    (``Settings.media_allocator_tuning``): whether it took effect."""
+    if not wanted or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

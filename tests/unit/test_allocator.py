@@ -50,3 +50,13 @@ def test_elsewhere_it_says_it_did_nothing(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert allocator.keep_freed_arrays() is False
+
+
+def test_switched_off_it_leaves_the_allocator_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.media import allocator
+
+    def refuse() -> None:
+        raise AssertionError("mallopt looked up although the tuning is switched off")
+
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda _name: refuse())
+    assert allocator.keep_freed_arrays(wanted=False) is False
