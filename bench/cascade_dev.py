@@ -5,9 +5,9 @@
         [--save base.pkl] [--compare base.pkl]
 
 Each video is decoded once into a :class:`CascadeDetector` (``speculate=False``: no model during
-the decode) that is pickled under ``.dev/cascade/decode``; every run unpickles it and runs
-``finish`` with the model's windows cached under ``.dev/cascade/model`` by the hash of their
-frames, so a variant pays only for the windows it changes. ``--margins`` overrides
+the decode) that is pickled under ``bench/results/cascade-cache/decode``; every run unpickles it
+and runs ``finish`` with the model's windows cached under ``bench/results/cascade-cache/model`` by
+the hash of their frames, so a variant pays only for the windows it changes. ``--margins`` overrides
 ``question_margins`` (``kind=frames`` or ``kind=before:after``), ``--set`` any other attribute.
 The answers equal the bench's (``python -m bench.shot_detection --detectors cascade``: every
 video's cuts and model frames; the plans during the decode only score windows ahead).
@@ -33,7 +33,7 @@ from bench.shot_detection import match
 from infra.media import shot_detection as sd
 from infra.media.ffmpeg import decode_batches, probe, scaled_size
 
-CACHE = Path(".dev/cascade")
+CACHE = Path("bench/results/cascade-cache")  # not .dev/: that folder travels to the device machine
 
 
 class CachedModel:
