@@ -731,6 +731,8 @@ def random_program(spec: VideoSpec) -> tuple[list[Shot], list[Transition]]:
                 hold = int(rng.integers(0, int(0.4 * fps)))
                 transitions.append(Transition("fade", int(rng.uniform(0.5, 1.5) * fps), color, hold))
                 used += hold
+    # a fade's hold can fill the video after its transition is drawn: no shot follows that one
+    del transitions[len(shots) - 1 :]
     # transitions never take more than a third of either neighbouring shot
     for i, tr in enumerate(transitions):
         limit = min(shots[i].frames, shots[i + 1].frames) // 3

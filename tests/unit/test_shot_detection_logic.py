@@ -1427,6 +1427,18 @@ def test_the_corpora_share_no_seed_and_no_name() -> None:
         assert len({spec.name for spec in specs}) == len(specs)
 
 
+def test_every_generated_edit_has_a_shot_after_each_transition() -> None:
+    """A fade's hold can fill the video after its transition is drawn (dev-1301's synthetic_720p30):
+    that transition is dropped, not left without a shot after it."""
+    from bench.corpus import CORPORA, random_program
+
+    for specs in CORPORA.values():
+        for spec in specs:
+            if spec.style != "real":
+                shots, transitions = random_program(spec)
+                assert len(transitions) == len(shots) - 1, spec.name
+
+
 # ------------------------------------------------------------------------- letterbox and pillarbox
 
 
