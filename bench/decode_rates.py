@@ -190,9 +190,10 @@ def main(argv: list[str] | None = None) -> None:
             "frames": frames,
             "rows": rows,
         }
-    report["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+        # after every video: a run cut short by its time limit (a lease) keeps what it measured
+        report["load_average_after"] = os.getloadavg()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
 
