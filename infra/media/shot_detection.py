@@ -1241,7 +1241,14 @@ class CascadeDetector(ShotDetector):
       the same framing leaves the model unsure all along;
     * a hard cut whose change stays at the picture's left and right sides (the largest change in
       the middle half of the width under half the largest anywhere: something leaving through one
-      edge or coming in at one): no boundary, whatever the model says;
+      edge or coming in at one): no boundary, whatever the model says, unless the frames around it
+      are a dissolve's (below: two pictures that differ at their sides dissolve there too);
+    * a dissolve told by the model's pixels (:meth:`_dissolve_between`: each frame of a window a
+      blend of its two end frames, the weights on a straight ramp, between different pictures): a
+      variance dip the fast pass turned down only for its ends' implied correlation (up to
+      ``blend_dip_correlation``) is a boundary where its frames are a dissolve's; a gradual change
+      it keeps is none where its window's ends are one picture (pixel correlation ``blend_same``)
+      and its frames no blend of them (residual ``blend_residual``): a blob crossing a still shot;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
       ``flash_luma`` or more, with no structural jump above the shot's motion, or, where a strong
       flash clips and so jumps, its frames still the shot's picture and the picture after it as
