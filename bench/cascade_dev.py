@@ -67,6 +67,10 @@ def decoded(video: Path, root: Path = CACHE) -> sd.CascadeDetector:
     path = root / "decode" / f"{video.stem}_{key}.pkl"
     if path.exists():
         found: sd.CascadeDetector = pickle.loads(path.read_bytes())
+        # settings added to the detector since the pickle was made take their defaults
+        for name, value in vars(sd.CascadeDetector(speculate=False)).items():
+            if name not in vars(found):
+                setattr(found, name, value)
         return found
     detector = sd.CascadeDetector(speculate=False)
     info = probe(video)

@@ -1241,7 +1241,14 @@ class CascadeDetector(ShotDetector):
       the same framing leaves the model unsure all along;
     * a hard cut whose change stays at the picture's left and right sides (the largest change in
       the middle half of the width under half the largest anywhere: something leaving through one
-      edge or coming in at one): no boundary, whatever the model says;
+      edge or coming in at one): no boundary, whatever the model says, unless the frames around it
+      are a dissolve's (below: two pictures that differ at their sides dissolve there too);
+    * a dissolve told by the model's pixels (:meth:`_dissolve_between`: each frame of a window a
+      blend of its two end frames, the weights on a straight ramp, between different pictures): a
+      variance dip the fast pass turned down only for its ends' implied correlation (up to
+      ``blend_dip_correlation``) is a boundary where its frames are a dissolve's; a gradual change
+      it keeps is none where its window's ends are one picture (pixel correlation ``blend_same``)
+      and its frames no blend of them (residual ``blend_residual``): a blob crossing a still shot;
     * a flash or flicker (the brightness leaves and comes back within ``flash_frames`` frames, by
       ``flash_luma`` or more, with no structural jump above the shot's motion, or, where a strong
       flash clips and so jumps, its frames still the shot's picture and the picture after it as
@@ -1284,6 +1291,11 @@ class CascadeDetector(ShotDetector):
         dissolve_straightness: float = 0.2,
         colour_reach: int = 30,
         snap: int = 5,
+        blend_same: float = 0.8,
+        blend_residual: float = 0.4,
+        blend_line: float = 0.25,
+        blend_spans: Sequence[int] = (4, 8),
+        blend_dip_correlation: float = 0.6,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1310,6 +1322,11 @@ class CascadeDetector(ShotDetector):
         self.dissolve_straightness = dissolve_straightness
         self.colour_reach = colour_reach
         self.snap = snap
+        self.blend_same = blend_same
+        self.blend_residual = blend_residual
+        self.blend_line = blend_line
+        self.blend_spans = tuple(blend_spans)
+        self.blend_dip_correlation = blend_dip_correlation
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1357,6 +1374,9 @@ class CascadeDetector(ShotDetector):
             "flash_frames": self.flash_frames, "flash_luma": self.flash_luma,
             "dissolve_straightness": self.dissolve_straightness,
             "colour_reach": self.colour_reach, "snap": self.snap,
+            "blend_same": self.blend_same, "blend_residual": self.blend_residual,
+            "blend_line": self.blend_line, "blend_spans": list(self.blend_spans),
+            "blend_dip_correlation": self.blend_dip_correlation,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1632,6 +1652,32 @@ class CascadeDetector(ShotDetector):
         model_cuts = transitions_from_scores(filled, self.threshold)
         cuts = set(base_cuts)
         kinds = {c: base_kinds.get(c, "cut") for c in base_cuts}
+        # a gradual change the fast pass keeps whose two ends are the same picture and whose frames
+        # between them are no blend of those ends: the same shot moving or changing its light, not
+        # a dissolve (whose frames lie on the straight line from one end to the other)
+        if self.blend_same < 1.0:
+            for c in sorted(cuts):
+                scale = _scale(kinds.get(c, ""))
+                if scale and c - scale - 1 >= 0 and c + scale + 1 < total:
+                    fit = _blend_fit(frames, c - scale - 1, c + scale + 1)
+                    if fit.correlation >= self.blend_same and fit.residual >= self.blend_residual:
+                        cuts.discard(c)
+        # a variance dip the fast pass turned down only because its ends' implied correlation is
+        # above its limit, whose frames are blends of its window's ends: a dissolve
+        # (not where another boundary is this dissolve's: within its window's length, or farther
+        # when the frames up to it still blend, as where the fast pass marks a dissolve's end)
+        for c, kind in self._confirmed_blends(frames):
+            k = _scale(kind)
+            if all(
+                abs(c - x) > 2 * k
+                and (
+                    abs(c - x) > 2 * k + self.fast_min_shot_len
+                    or not self._dissolve_between(frames, min(c - k, x - 1), max(c + k, x))
+                )
+                for x in cuts
+            ):
+                cuts.add(c)
+                kinds[c] = kind
         for cluster in clusters:
             # TransNetV2 often marks only one end of a shot of a few frames, and that one weakly:
             # a short shot stays when the model sees a transition at any of its ends, and goes
@@ -1734,7 +1780,7 @@ class CascadeDetector(ShotDetector):
         # bench and both development corpora: 0.54 of the largest change or more in the middle half;
         # the false ones dropped: 0.04-0.40)
         for c in sorted(cuts):
-            if kinds.get(c) == "cut" and _change_at_sides(frames, c):
+            if kinds.get(c) == "cut" and _change_at_sides(frames, c) and not self._blend_around(frames, c):
                 cuts.discard(c)
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
@@ -1796,6 +1842,55 @@ class CascadeDetector(ShotDetector):
                 "cascade: %d frames scored ahead for windows the final plan changed", self.speculated
             )
         return out
+
+    def _blend_around(self, frames: FrameBatch, frame: int) -> bool:
+        """Whether the frames around ``frame`` (``k + 1`` either side for ``k`` in ``blend_spans``)
+        are a dissolve's (:meth:`_dissolve_between`)."""
+        return any(self._dissolve_between(frames, frame - k - 1, frame + k + 1) for k in self.blend_spans)
+
+    def _dissolve_between(self, frames: FrameBatch, a: int, b: int) -> bool:
+        """Whether frames ``a+1..b-1`` are a dissolve from frame ``a`` to frame ``b``: each a blend of
+        the two (:func:`_blend_fit`) with its weight rising on a straight line (never falling by
+        more than 0.03, within 0.06 RMS of the even ramp: a cut jumps from one end to the other in
+        one frame), the frames near their blends (residual at most ``blend_line``: a pan or an
+        object moving is no blend), between two different pictures (``blend_same``)."""
+        if a < 0 or b >= len(frames) or b - a < 2:
+            return False
+        fit = _blend_fit(frames, a, b)
+        steps = np.diff(np.concatenate([[0.0], fit.weights, [1.0]]))
+        ramp = np.arange(1, b - a) / (b - a)
+        return (
+            fit.correlation < self.blend_same
+            and fit.residual <= self.blend_line
+            and float(steps.min()) >= -0.03
+            and float(np.sqrt(np.mean((fit.weights - ramp) ** 2))) <= 0.06
+        )
+
+    def _confirmed_blends(self, frames: FrameBatch) -> list[tuple[int, str]]:
+        """The fast pass's variance dips (:meth:`HeatersDetector._blends`) with the ends' implied
+        correlation up to ``blend_dip_correlation`` instead of its own limit, those it did not
+        propose, whose windows' frames are a dissolve's (:meth:`_dissolve_between`)."""
+        fast = self._fast
+        if self.blend_dip_correlation <= fast.blend_correlation or not fast.blend_scales:
+            return []
+        loose = copy.copy(fast)
+        loose.blend_correlation = self.blend_dip_correlation
+        own = {c.frame for c in fast.candidates if c.kind.startswith("blend")}
+        found = loose._blends(
+            np.concatenate(fast._std),
+            np.concatenate(fast._luma),
+            np.concatenate(fast._dist[1]),
+            np.concatenate(fast._moco_sub),
+            fast.thumbs,
+            fast._count,
+            [c for c in fast.candidates if not c.kind.startswith("blend")],
+        )
+        return [
+            (c.frame, c.kind)
+            for c in found
+            if c.frame not in own
+            and self._dissolve_between(frames, c.frame - _scale(c.kind), c.frame + _scale(c.kind))
+        ]
 
     def _same_across(self, start: int, end: int, level: float | None = None) -> bool:
         """The picture of the 8 frames before ``start`` comes back in the 8 from ``end`` on
@@ -1946,6 +2041,42 @@ def _same_picture_flash(similarity: Callable[[int, int], float], first: int, las
     if not own:
         return False
     return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
+
+
+def _scale(kind: str) -> int:
+    """The window scale ``k`` of a fast-pass gradual, colour or blend change's kind (0 otherwise)."""
+    for prefix in ("gradual", "colour", "blend"):
+        rest = kind.removeprefix(prefix)
+        if rest != kind and rest.isdigit():
+            return int(rest)
+    return 0
+
+
+@dataclass(frozen=True)
+class BlendFit:
+    """How well frames ``a+1..b-1`` are blends ``(1 - w) X[a] + w X[b]`` of a window's two ends:
+    ``weights`` (each frame's ``w``, by least squares), ``residual`` (the RMS distance of the frames
+    from their blends, in units of the distance between the ends) and ``correlation`` (the Pearson
+    correlation of the two ends' pixels: near 1 when they are one picture)."""
+
+    weights: NDArray[np.float64]
+    residual: float
+    correlation: float
+
+
+def _blend_fit(frames: FrameBatch, a: int, b: int) -> BlendFit:
+    """:class:`BlendFit` of ``frames[a..b]`` (``b - a >= 2``)."""
+    x = frames[a : b + 1].reshape(b - a + 1, -1).astype(np.float64)
+    first, last = x[0], x[-1]
+    change = last - first
+    size = max(float(change @ change), 1e-6)
+    middle = x[1:-1] - first
+    weights = middle @ change / size
+    rest = middle - weights[:, None] * change
+    residual = float(np.sqrt(np.einsum("ij,ij->", rest, rest) / len(rest) / size))
+    f, g = first - first.mean(), last - last.mean()
+    correlation = float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
+    return BlendFit(weights, residual, correlation)
 
 
 def _change_at_sides(frames: FrameBatch, frame: int) -> bool:

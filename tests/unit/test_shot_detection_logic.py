@@ -1616,3 +1616,140 @@ def test_cascade_dev_tool_counts_the_model_s_frames_by_the_questions_that_need_t
     cascade.questions = [(100, "veto"), (160, "veto")]  # 9 frames apart: one window
     cascade.windows = cascade._regions(cascade.questions, 1000)
     assert kinds_of_frames(cascade) == {"veto": 102, "(gap)": 9}
+
+
+def _planted(kind: str, frame: int, video: NDArray[np.uint8], **kwargs: Any) -> tuple[list[int], Any]:
+    """The cascade's answer where the fast pass keeps one boundary of ``kind`` at ``frame`` (and
+    proposes nothing else), the model seeing nothing: only the rules after the model decide."""
+    from infra.media.shot_detection import CascadeDetector, _Plan
+
+    class Planted(CascadeDetector):
+        def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int) -> _Plan:
+            return _Plan([], [], [frame], {frame: kind})
+
+    cascade = Planted(model=_FakeModel([], video), **kwargs)
+    cuts, _ = run_detector(cascade, [video])
+    return cuts, cascade
+
+
+def _blob_crossing(n: int, speed: float, radius: float = 0.1) -> list[NDArray[np.float32]]:
+    """A still gradient with a small soft bright blob crossing it at ``speed`` analysis pixels a
+    frame, through the middle at frame ``n // 2`` (the generated corpora's gradient shots)."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    out = []
+    for j in range(n):
+        img = 30 + 200 * (xx / W * 0.3 + yy / H * 0.7)
+        d = np.exp(-((xx - W / 2 - speed * (j - n // 2)) ** 2 + (yy - H / 2) ** 2) / (2 * (radius * H) ** 2))
+        out.append((img * (1 - 0.5 * d) + 0.5 * d * 250).astype(np.float32))
+    return out
+
+
+def test_blend_fit_tells_a_dissolve_from_a_pan_and_from_one_picture_changing() -> None:
+    """Each frame inside a window as the blend ``(1 - w) A + w B`` of the window's two ends that is
+    nearest it: a dissolve's frames lie on that line (weights rising on a straight line, small
+    residual) between two different pictures (low correlation); a pan's frames are no blends
+    (large residual); a brightness drift is a blend of one picture with itself (correlation 1); a
+    blob crossing a still picture is neither a blend nor another picture."""
+    from infra.media.shot_detection import _blend_fit, _to_model_frames
+
+    rng = np.random.default_rng(5)
+    dissolve = _to_model_frames(_rgb(_dissolve(_still(7, 60, rng), _still(8, 60, rng), 12)))  # 48-59
+    fit = _blend_fit(dissolve, 47, 60)
+    assert fit.residual < 0.05 and fit.correlation < 0.5
+    assert np.allclose(fit.weights, np.arange(1, 13) / 13, atol=0.05)
+    pan = _to_model_frames(_rgb([_view(_picture(11, w=W * 12), 3.0 * i) for i in range(60)]))
+    assert _blend_fit(pan, 20, 30).residual > 0.5
+    base = _still(3, 1, rng)[0]
+    drift = _blend_fit(_to_model_frames(_rgb([base * (0.6 + 0.01 * i) for i in range(60)])), 20, 30)
+    assert drift.residual < 0.05 and drift.correlation > 0.99
+    blob = _blend_fit(_to_model_frames(_rgb(_blob_crossing(60, 2.0))), 25, 35)
+    assert blob.residual > 0.4 and blob.correlation > 0.9
+
+
+def test_cascade_drops_a_kept_gradual_change_whose_ends_are_one_picture_and_whose_frames_no_blend() -> None:
+    """A gradual change the fast pass keeps (unasked) is no boundary when the two ends of its window
+    are one picture (pixel correlation ``blend_same``, 0.8, or more) and its frames are no blends of
+    them (residual ``blend_residual``, 0.4, or more): a blob crossing a still gradient (dev-1301's
+    mixed_1080p25 423 and negatives_720p25 569, corr 0.80-0.91, residual 0.45-0.87), the first
+    frames of a fade (dev-1101's mixed_720p24 322). A dissolve between two shots of the same framing
+    (ends alike, frames on the line between them) and one between different pictures stay."""
+    rng = np.random.default_rng(5)
+    assert _planted("gradual4", 60, _rgb(_blob_crossing(120, 2.0)))[0] == []
+    assert _planted("gradual4", 60, _rgb(_blob_crossing(120, 2.0)), blend_same=1.0)[0] == [60]
+    p, q = _picture(1), _picture(2)
+    a = [_view(p, 40) + rng.normal(0, 2, (H, W)).astype(np.float32) for _ in range(66)]
+    b = [
+        0.75 * _view(p, 40) + 0.25 * _view(q, 40) + rng.normal(0, 2, (H, W)).astype(np.float32)
+        for _ in range(60)
+    ]
+    same_framing = _rgb(_dissolve(a, b, 12))  # frames 54-65
+    from infra.media.shot_detection import _blend_fit, _to_model_frames
+
+    assert _blend_fit(_to_model_frames(same_framing), 54, 66).correlation > 0.9
+    assert _planted("gradual4", 60, same_framing)[0] == [60]
+    other = _rgb(_dissolve(_still(7, 66, rng), _still(8, 60, rng), 12))
+    assert _planted("colour8", 60, other)[0] == [60]
+
+
+def test_cascade_keeps_a_cut_at_the_pictures_sides_when_its_frames_blend_one_end_into_the_other() -> None:
+    """A change that stays at the picture's sides (something leaving through one edge or coming in
+    at the other) is no boundary, but a dissolve between two pictures that differ at their sides
+    changes them there too, a little every frame: where the frames around the boundary are blends of
+    their window's ends, weights rising on a straight line (no step), it stays (dev-1301's
+    synthetic_720p30: a dissolve 29-42 the fast pass called a cut at 33, the model seeing a
+    transition over 12 frames)."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    gradient = 70 + 110 * (xx / W * 0.3 + yy / H * 0.7)
+
+    def blob_at(x: float) -> list[NDArray[np.float32]]:  # a still gradient, a blob half out at x
+        d = np.exp(-((xx - x) ** 2 + (yy - 0.5 * H) ** 2) / (2 * (0.2 * H) ** 2))
+        return [(gradient * (1 - 0.9 * d) + 0.9 * d * 250).astype(np.float32)] * 70
+
+    right, left = blob_at(W), blob_at(0)
+    dissolve = _rgb(_still(31, 40, rng) + _dissolve(right, left, 16) + _still(32, 40, rng))  # 94-109
+    from infra.media.shot_detection import _change_at_sides, _to_model_frames
+
+    assert _change_at_sides(_to_model_frames(dissolve), 101)
+    assert _planted("cut", 101, dissolve)[0] == [101]
+    assert _planted("cut", 101, dissolve, blend_spans=())[0] == []  # without the blend test: dropped
+    step = _rgb(_still(31, 40, rng) + right[:61] + left[16:] + _still(32, 40, rng))  # the same, at once
+    assert _change_at_sides(_to_model_frames(step), 101)
+    assert _planted("cut", 101, step)[0] == []
+
+
+def test_cascade_keeps_a_variance_dip_past_the_fast_pass_s_correlation_limit_when_its_frames_blend() -> None:
+    """The fast pass's variance dip asks the ends' implied correlation to be at most 0.3 (a higher
+    limit brought false boundaries on the bench). The cascade takes its dips up to
+    ``blend_dip_correlation`` (0.6) where the window's frames are blends of its two ends in the
+    model's pixels, weights on a straight ramp (:meth:`CascadeDetector._dissolve_between`): dev-801's
+    dissolves from a scrolling texture or a panning landscape into a still shot (mixed_1080p25 63-73,
+    photo_360p25 873-884, pixel residual 0.06-0.09) that nothing else proposed. Where the frames are
+    far from their blends (grainy shots here; on the corpora pans and zooms, residual 0.31-0.51),
+    the dip alone adds nothing."""
+    from infra.media.shot_detection import CascadeDetector
+
+    def frames_with(noise: float) -> list[NDArray[np.float32]]:
+        rng = np.random.default_rng(0)
+        p, q = _fine_picture(41, 120, 20), _fine_picture(61, 120, 20)
+        b = 0.15 * p + 0.85 * q  # partly the same picture: implied correlation ~0.4
+        b = 120 + (b - b.mean()) / b.std() * 26
+        a_shot = [p + rng.normal(0, noise, (H, W)).astype(np.float32) for _ in range(70)]
+        b_shot = [b + rng.normal(0, noise, (H, W)).astype(np.float32) for _ in range(70)]
+        return _dissolve(a_shot, b_shot, 12)  # frames 58-69
+
+    def cascade_cuts(video: NDArray[np.uint8], **kwargs: Any) -> list[int]:
+        cascade = CascadeDetector(model=_FakeModel([], video), **kwargs)  # the model sees nothing
+        cascade._fast.gradual_scales = ()  # the variance dip is what is tested here
+        cascade._fast.colour_threshold = 9.0
+        return run_detector(cascade, [video])[0]
+
+    clean = frames_with(2.0)
+    assert _detect(clean, gradual_scales=(), colour_threshold=9.0) == []  # the fast pass: 0.3
+    found = _detect(clean, gradual_scales=(), colour_threshold=9.0, blend_correlation=0.6)
+    assert len(found) == 1 and 58 <= found[0] <= 69
+    assert cascade_cuts(_rgb(clean)) == found
+    assert cascade_cuts(_rgb(clean), blend_dip_correlation=0.3) == []
+    grainy = frames_with(12.0)  # the same dip, its frames no clean blends
+    assert len(_detect(grainy, gradual_scales=(), colour_threshold=9.0, blend_correlation=0.6)) == 1
+    assert cascade_cuts(_rgb(grainy)) == []
