@@ -127,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.videos and video.stem not in args.videos.split(","):
                 continue
             detector = decoded(video, args.cache)
+            for name, value in vars(sd.CascadeDetector(speculate=False)).items():
+                detector.__dict__.setdefault(name, value)  # settings added since it was pickled
             detector._model = model
             detector.question_margins = {**sd.QUESTION_MARGINS, **margins}  # the code's, not the pickle's
             for name, value in settings.items():
