@@ -1215,7 +1215,10 @@ class CascadeDetector(ShotDetector):
       change (among them a dissolve seen in the luma variance's dip, which the model often misses
       between low-contrast or moving shots): kept, nothing asked; its other hard cuts: dropped only if both of the model's heads
       stay under ``veto`` near them (development corpus: false cuts 0.14-0.17, true ones 0.25
-      and up);
+      and up) and the new frame's structure is one local motion could explain (under
+      ``new_structure`` grey levels, or under ``new_structure_ratio`` times the change between
+      the frames on either side, see :func:`_new_structure`): the model misses cuts between
+      shots of the same framing;
     * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
       sees a transition at any end (``support``) - TransNetV2 often marks only one end of a shot
       of a few frames, and that one weakly - dropped when it sees none;
@@ -1284,6 +1287,8 @@ class CascadeDetector(ShotDetector):
         dissolve_straightness: float = 0.2,
         colour_reach: int = 30,
         snap: int = 5,
+        new_structure: float = 6.0,
+        new_structure_ratio: float = 2.0,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1310,6 +1315,8 @@ class CascadeDetector(ShotDetector):
         self.dissolve_straightness = dissolve_straightness
         self.colour_reach = colour_reach
         self.snap = snap
+        self.new_structure = new_structure
+        self.new_structure_ratio = new_structure_ratio
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1357,6 +1364,7 @@ class CascadeDetector(ShotDetector):
             "flash_frames": self.flash_frames, "flash_luma": self.flash_luma,
             "dissolve_straightness": self.dissolve_straightness,
             "colour_reach": self.colour_reach, "snap": self.snap,
+            "new_structure": self.new_structure, "new_structure_ratio": self.new_structure_ratio,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1649,8 +1657,16 @@ class CascadeDetector(ShotDetector):
                 around = slice(max(0, f - self.margin // 2), f + self.margin // 2)
                 # either head: a dissolve the fast pass took for a cut may leave "ends a shot"
                 # low while "inside" rises (photo_720p24's at 60: 0.13 and 0.25, the false cuts
-                # vetoed on both corpora 0.17 at most on either)
-                if max(float(filled[around].max()), float(inside[around].max())) < self.veto:
+                # vetoed on both corpora 0.17 at most on either); not where the picture brings
+                # structure no local motion explains: the model is blind to cuts between shots of
+                # the same framing (real footage: 0.04-0.19 on both heads; 8.9-15.9 grey levels of
+                # new structure, 2.1-3.9 times the shots' own), and the false cuts it rightly
+                # vetoes are drifts and noise that the fast pass's contrast normalisation blows up
+                # in low-contrast pictures (1.2-3.2 grey levels; stop 24, cut1)
+                if max(float(filled[around].max()), float(inside[around].max())) < self.veto and not (
+                    self.new_structure
+                    and _new_structure(frames, f, self.new_structure, self.new_structure_ratio)
+                ):
                     cuts.discard(f)
             elif question in ("look", "change"):  # only the model's own transitions decide there
                 continue
@@ -1946,6 +1962,44 @@ def _same_picture_flash(similarity: Callable[[int, int], float], first: int, las
     if not own:
         return False
     return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
+
+
+def _block_residual(before: FloatArray, after: FloatArray, block: int = 6, reach: int = 3) -> float:
+    """How much of ``after``'s structure no local motion from ``before`` explains, in grey levels:
+    for each ``block`` x ``block`` block of ``after`` (two luma frames of the model's size), the
+    least RMS difference from a block of ``before`` moved by up to ``reach`` pixels either way, both
+    blocks' means taken out (a brightness change is no structure), averaged over the blocks."""
+    h, w = after.shape
+    ys = np.arange(0, h - block + 1, block)
+    xs = np.arange(0, w - block + 1, block)
+    if not len(ys) or not len(xs):
+        return 0.0
+    b = after[: ys[-1] + block, : xs[-1] + block].reshape(len(ys), block, len(xs), block).swapaxes(1, 2)
+    b = b - b.mean(axis=(2, 3), keepdims=True)
+    windows = np.lib.stride_tricks.sliding_window_view(before, (block, block))  # every block of before
+    best = np.full((len(ys), len(xs)), np.inf)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            yy, xx = ys + dy, xs + dx
+            okay = ((yy >= 0) & (yy <= h - block))[:, None] & ((xx >= 0) & (xx <= w - block))[None, :]
+            a = windows[np.clip(yy, 0, h - block)[:, None], np.clip(xx, 0, w - block)[None, :]]
+            a = a - a.mean(axis=(2, 3), keepdims=True)
+            rms = np.sqrt(((a - b) ** 2).mean(axis=(2, 3)))
+            best = np.where(okay, np.minimum(best, rms), best)
+    return float(best.mean())
+
+
+def _new_structure(frames: FrameBatch, frame: int, level: float, ratio: float) -> bool:
+    """Whether the picture at ``frame`` (the model's rgb24 frames) brings structure no local motion
+    from ``frame - 1`` explains: :func:`_block_residual` across the two at least ``level`` grey
+    levels and ``ratio`` times its value between the two frames on either side (a fast camera or
+    object moves those too)."""
+    if not 2 <= frame < len(frames) - 1:
+        return False
+    luma = frames[frame - 2 : frame + 2].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    across = _block_residual(luma[1], luma[2])
+    within = max(_block_residual(luma[0], luma[1]), _block_residual(luma[2], luma[3]))
+    return across >= level and across >= ratio * within
 
 
 def _change_at_sides(frames: FrameBatch, frame: int) -> bool:
