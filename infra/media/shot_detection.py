@@ -1215,7 +1215,10 @@ class CascadeDetector(ShotDetector):
       change (among them a dissolve seen in the luma variance's dip, which the model often misses
       between low-contrast or moving shots): kept, nothing asked; its other hard cuts: dropped only if both of the model's heads
       stay under ``veto`` near them (development corpus: false cuts 0.14-0.17, true ones 0.25
-      and up);
+      and up) and the new frame's structure is one local motion could explain (under
+      ``new_structure`` grey levels, or under ``new_structure_ratio`` times the change between
+      the frames on either side, see :func:`_new_structure`): the model misses cuts between
+      shots of the same framing;
     * cuts closer than ``fast_min_shot_len`` (a short shot, 3 frames or more): kept when the model
       sees a transition at any end (``support``) - TransNetV2 often marks only one end of a shot
       of a few frames, and that one weakly - dropped when it sees none;
@@ -1296,6 +1299,8 @@ class CascadeDetector(ShotDetector):
         blend_line: float = 0.25,
         blend_spans: Sequence[int] = (4, 8),
         blend_dip_correlation: float = 0.6,
+        new_structure: float = 6.0,
+        new_structure_ratio: float = 2.0,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1327,6 +1332,8 @@ class CascadeDetector(ShotDetector):
         self.blend_line = blend_line
         self.blend_spans = tuple(blend_spans)
         self.blend_dip_correlation = blend_dip_correlation
+        self.new_structure = new_structure
+        self.new_structure_ratio = new_structure_ratio
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1377,6 +1384,7 @@ class CascadeDetector(ShotDetector):
             "blend_same": self.blend_same, "blend_residual": self.blend_residual,
             "blend_line": self.blend_line, "blend_spans": list(self.blend_spans),
             "blend_dip_correlation": self.blend_dip_correlation,
+            "new_structure": self.new_structure, "new_structure_ratio": self.new_structure_ratio,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1695,8 +1703,16 @@ class CascadeDetector(ShotDetector):
                 around = slice(max(0, f - self.margin // 2), f + self.margin // 2)
                 # either head: a dissolve the fast pass took for a cut may leave "ends a shot"
                 # low while "inside" rises (photo_720p24's at 60: 0.13 and 0.25, the false cuts
-                # vetoed on both corpora 0.17 at most on either)
-                if max(float(filled[around].max()), float(inside[around].max())) < self.veto:
+                # vetoed on both corpora 0.17 at most on either); not where the picture brings
+                # structure no local motion explains: the model is blind to cuts between shots of
+                # the same framing (real footage: 0.04-0.19 on both heads; 8.9-15.9 grey levels of
+                # new structure, 2.1-3.9 times the shots' own), and the false cuts it rightly
+                # vetoes are drifts and noise that the fast pass's contrast normalisation blows up
+                # in low-contrast pictures (1.2-3.2 grey levels; stop 24, cut1)
+                if max(float(filled[around].max()), float(inside[around].max())) < self.veto and not (
+                    self.new_structure
+                    and _new_structure(frames, f, self.new_structure, self.new_structure_ratio)
+                ):
                     cuts.discard(f)
             elif question in ("look", "change"):  # only the model's own transitions decide there
                 continue
@@ -2077,6 +2093,44 @@ def _blend_fit(frames: FrameBatch, a: int, b: int) -> BlendFit:
     f, g = first - first.mean(), last - last.mean()
     correlation = float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
     return BlendFit(weights, residual, correlation)
+
+
+def _block_residual(before: FloatArray, after: FloatArray, block: int = 6, reach: int = 3) -> float:
+    """How much of ``after``'s structure no local motion from ``before`` explains, in grey levels:
+    for each ``block`` x ``block`` block of ``after`` (two luma frames of the model's size), the
+    least RMS difference from a block of ``before`` moved by up to ``reach`` pixels either way, both
+    blocks' means taken out (a brightness change is no structure), averaged over the blocks."""
+    h, w = after.shape
+    ys = np.arange(0, h - block + 1, block)
+    xs = np.arange(0, w - block + 1, block)
+    if not len(ys) or not len(xs):
+        return 0.0
+    b = after[: ys[-1] + block, : xs[-1] + block].reshape(len(ys), block, len(xs), block).swapaxes(1, 2)
+    b = b - b.mean(axis=(2, 3), keepdims=True)
+    windows = np.lib.stride_tricks.sliding_window_view(before, (block, block))  # every block of before
+    best = np.full((len(ys), len(xs)), np.inf)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            yy, xx = ys + dy, xs + dx
+            okay = ((yy >= 0) & (yy <= h - block))[:, None] & ((xx >= 0) & (xx <= w - block))[None, :]
+            a = windows[np.clip(yy, 0, h - block)[:, None], np.clip(xx, 0, w - block)[None, :]]
+            a = a - a.mean(axis=(2, 3), keepdims=True)
+            rms = np.sqrt(((a - b) ** 2).mean(axis=(2, 3)))
+            best = np.where(okay, np.minimum(best, rms), best)
+    return float(best.mean())
+
+
+def _new_structure(frames: FrameBatch, frame: int, level: float, ratio: float) -> bool:
+    """Whether the picture at ``frame`` (the model's rgb24 frames) brings structure no local motion
+    from ``frame - 1`` explains: :func:`_block_residual` across the two at least ``level`` grey
+    levels and ``ratio`` times its value between the two frames on either side (a fast camera or
+    object moves those too)."""
+    if not 2 <= frame < len(frames) - 1:
+        return False
+    luma = frames[frame - 2 : frame + 2].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    across = _block_residual(luma[1], luma[2])
+    within = max(_block_residual(luma[0], luma[1]), _block_residual(luma[2], luma[3]))
+    return across >= level and across >= ratio * within
 
 
 def _change_at_sides(frames: FrameBatch, frame: int) -> bool:
