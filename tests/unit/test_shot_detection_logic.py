@@ -1105,16 +1105,14 @@ def test_cascade_keeps_cuts_the_model_finds_between_different_pillarboxed_shots(
     cuts, _ = run_detector(cascade, [video])
     assert cuts == [40, 75]
     assert cascade.kinds == {40: "model", 75: "model"}  # the fast pass alone finds neither
-    assert cascade._fast.pictures.shape[1:] == (H // 4, (W - 2 * 12) // 4)  # whole cells, no bars
+    # whole cells inside the bars (12 px) and their margin (1 px): columns 16-47
+    assert cascade._fast.pictures.shape[1:] == (H // 4, (W - 2 * 16) // 4)
 
 
-def test_picture_cells_leave_out_bars_only() -> None:
-    dark = np.zeros((H, W))
-    assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(0, 16))  # no bars
-    dark[:, :10] = dark[:, W - 10 :] = 0.8  # pillarbox: dark in 80 % of the frames (fades light it)
-    assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(3, 13))
-    dark[:, :] = 0.9  # a dark video: nothing left would be over half the frame, nothing is cut
-    assert picture_cells(dark, 4, 0.5) == (slice(0, 9), slice(0, 16))
+def test_picture_cells_are_the_whole_cells_inside_the_bars() -> None:
+    assert picture_cells((slice(0, H), slice(0, W)), 4) == (slice(0, 9), slice(0, 16))  # no bars
+    assert picture_cells((slice(0, H), slice(10, W - 10)), 4) == (slice(0, 9), slice(3, 13))
+    assert picture_cells((slice(5, H - 5), slice(8, W - 8)), 4) == (slice(2, 7), slice(2, 14))
 
 
 def _pan(seed: int, n: int, rng: np.random.Generator, x0: float = 10.0) -> list[NDArray[np.float32]]:
@@ -1485,31 +1483,89 @@ def _boxed(frames: list[NDArray[np.float32]], side: int = 0, top: int = 0) -> li
     return out
 
 
-def test_pillarbox_bars_found_through_a_dark_scene_and_a_fade() -> None:
-    """Columns black in nearly every frame are bars, one more column beside each left out (the
-    picture's edge, blurred into the bar); a dark scene and a fade through black do not widen them."""
-    from infra.media.shot_detection import find_bars
+CASCADE_BARS: dict[str, Any] = {}  # find_bars' default share: the cascade's, over its first frames
+FAST_BARS: dict[str, Any] = {"share": 0.5}  # the fast pass's, over the whole video
 
+
+def _bars(video: NDArray[np.uint8], settings: dict[str, Any]) -> tuple[slice, slice]:
+    from infra.media.shot_detection import _luma, find_bars, lit_lines
+
+    return find_bars(*lit_lines(_luma(video)), **settings)
+
+
+def test_the_fast_pass_finds_its_bars_in_half_of_the_frames() -> None:
+    from infra.media.shot_detection import HeatersDetector
+
+    assert HeatersDetector().bar_share == FAST_BARS["share"]
+
+
+BOTH = pytest.mark.parametrize("settings", [CASCADE_BARS, FAST_BARS], ids=["cascade", "fast"])
+
+
+@BOTH
+def test_letterbox_and_pillarbox_bars_are_found(settings: dict[str, Any]) -> None:
+    """Rows (columns) black at both edges in nearly every frame are bars, one more pixel beside
+    each left out (the picture's edge, blurred into the bar)."""
+    rng = np.random.default_rng(3)
+    shots = _still(1, 60, rng) + _still(2, 60, rng)
+    assert _bars(_rgb(_boxed(shots, top=5)), settings) == (slice(6, H - 6), slice(0, W))
+    assert _bars(_rgb(_boxed(shots, side=8)), settings) == (slice(0, H), slice(9, W - 9))
+    assert _bars(_rgb(_boxed(shots, side=8, top=3)), settings) == (slice(4, H - 4), slice(9, W - 9))
+
+
+@BOTH
+def test_pillarbox_bars_found_through_a_dark_scene_and_a_fade(settings: dict[str, Any]) -> None:
+    """A dark scene (its brightest pixel still lit) and a fade through black do not widen them."""
     rng = np.random.default_rng(1)
     bright = _still(1, 120, rng)
     dark = [f * 0.3 for f in _still(2, 120, rng)]  # a night scene: its brightest pixel still lit
     fade = [f * (1 - abs(i - 15) / 15) for i, f in enumerate(_still(3, 30, rng))]  # out to black and in
-    video = _rgb(_boxed(bright + fade + dark, side=8))
-    assert find_bars(video) == (slice(0, H), slice(9, W - 9))
-    assert find_bars(_rgb(_boxed(bright, top=5))) == (slice(6, H - 6), slice(0, W))
+    assert _bars(_rgb(_boxed(bright + fade + dark, side=8)), settings) == (slice(0, H), slice(9, W - 9))
 
 
-def test_no_bars_where_the_picture_fills_the_frame_or_only_one_edge_is_dark() -> None:
-    from infra.media.shot_detection import find_bars
+@BOTH
+def test_a_fade_to_white_lighting_the_bars_for_a_few_frames_keeps_them(settings: dict[str, Any]) -> None:
+    rng = np.random.default_rng(5)
+    white = [np.full((H, W), 255.0 * (1 - abs(i - 10) / 10), np.float32) for i in range(20)]  # bars lit too
+    video = _boxed(_still(1, 120, rng), top=4) + white + _boxed(_still(2, 120, rng), top=4)
+    assert _bars(_rgb(video), settings) == (slice(5, H - 5), slice(0, W))
 
+
+@BOTH
+def test_a_title_in_a_bar_for_a_few_frames_keeps_it(settings: dict[str, Any]) -> None:
+    """A title in the bottom bar lights its rows in a few frames (5 % here): still a bar."""
+    rng = np.random.default_rng(6)
+    video = _boxed(_still(1, 200, rng), top=6)
+    for frame in video[100:110]:
+        frame[H - 4 : H - 2, 20:44] = 230.0
+    assert _bars(_rgb(video), settings) == (slice(7, H - 7), slice(0, W))
+
+
+def test_a_title_in_a_bar_for_long_loses_the_cascade_its_bars_but_not_the_fast_pass() -> None:
+    """A title in the bottom bar for a third of the frames: the cascade, which asks for a bar in
+    90 % of its first frames, sees a bottom bar 2 rows high against a top one of 6, no pair, and
+    shows the model the whole frame; the fast pass, over half of the frames, still leaves both bars
+    out."""
+    rng = np.random.default_rng(6)
+    video = _boxed(_still(1, 150, rng), top=6)
+    for frame in video[50:100]:
+        frame[H - 4 : H - 2, 20:44] = 230.0
+    assert _bars(_rgb(video), CASCADE_BARS) == (slice(0, H), slice(0, W))
+    assert _bars(_rgb(video), FAST_BARS) == (slice(7, H - 7), slice(0, W))
+
+
+@BOTH
+def test_no_bars_where_the_picture_fills_the_frame_or_only_one_edge_is_dark(settings: dict[str, Any]) -> None:
     rng = np.random.default_rng(2)
-    assert find_bars(_rgb(_still(1, 100, rng))) == (slice(0, H), slice(0, W))
+    assert _bars(_rgb(_still(1, 100, rng)), settings) == (slice(0, H), slice(0, W))
     sky = [f.copy() for f in _still(2, 100, rng)]
     for f in sky:
         f[:6] = 0.0  # a black sky at the top only is no letterbox
-    assert find_bars(_rgb(sky)) == (slice(0, H), slice(0, W))
+    assert _bars(_rgb(sky), settings) == (slice(0, H), slice(0, W))
     black = [np.zeros((H, W), np.float32)] * 50
-    assert find_bars(_rgb(black)) == (slice(0, H), slice(0, W))  # nothing lit: no picture to keep
+    assert _bars(_rgb(black), settings) == (slice(0, H), slice(0, W))  # nothing lit: no picture to keep
+    under_half = _boxed(_still(3, 100, rng), side=20)  # bars would leave 24 of 64 columns
+    assert _bars(_rgb(under_half), settings) == (slice(0, H), slice(0, W))
 
 
 class _RecordingModel:
