@@ -1324,6 +1324,7 @@ class CascadeDetector(ShotDetector):
         blend_dip_correlation: float = 0.6,
         new_structure: float = 6.0,
         new_structure_ratio: float = 2.0,
+        fade_cut: bool = True,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1357,6 +1358,7 @@ class CascadeDetector(ShotDetector):
         self.blend_dip_correlation = blend_dip_correlation
         self.new_structure = new_structure
         self.new_structure_ratio = new_structure_ratio
+        self.fade_cut = fade_cut
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1408,6 +1410,7 @@ class CascadeDetector(ShotDetector):
             "blend_line": self.blend_line, "blend_spans": list(self.blend_spans),
             "blend_dip_correlation": self.blend_dip_correlation,
             "new_structure": self.new_structure, "new_structure_ratio": self.new_structure_ratio,
+            "fade_cut": self.fade_cut,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1864,7 +1867,20 @@ class CascadeDetector(ShotDetector):
                 continue
             cuts.add((a + b) // 2)
             kinds[(a + b) // 2] = "fade"
-        merged = _one_per_transition(merge_fades(sorted(cuts), fades), filled, inside, self.threshold)
+        # a hard cut within a fade's reach after its flat run is the fade's own end unless it is a
+        # transition of its own: the model's "ends a shot" peaks at it, its "inside" head went quiet
+        # between the fade and it (the fade-in is over), and the picture it brings is new both
+        # against the frame before and against the picture before a possible flash (real footage:
+        # cuts 13 frames after a fade's end, 0.59-0.70; a flash after a fade returns to its picture)
+        own = {
+            c
+            for c in cuts
+            if self.fade_cut
+            and kinds.get(c) == "cut"
+            and self._cut_after_fade(frames, c, fades, filled, inside)
+        }
+        merged = merge_fades(sorted(cuts - own), fades)
+        merged = _one_per_transition(sorted({*merged, *own}), filled, inside, self.threshold)
         out: list[int] = []
         for c in merged:
             if c < self.min_shot_len or total - c < 1:
@@ -1882,6 +1898,29 @@ class CascadeDetector(ShotDetector):
                 "cascade: %d frames scored ahead for windows the final plan changed", self.speculated
             )
         return out
+
+    def _cut_after_fade(
+        self,
+        frames: FrameBatch,
+        c: int,
+        fades: Sequence[tuple[int, int]],
+        filled: FloatArray,
+        inside: FloatArray,
+    ) -> bool:
+        """Whether the hard cut at ``c``, within ``FADE_RAMP`` frames after a fade's flat run, is a
+        transition of its own rather than the fade's end: see the call in ``_finish``."""
+        run = next((b for a, b in fades if b <= c <= b + FADE_RAMP), None)
+        if run is None or float(filled[max(0, c - self.reach - 1) : c + self.reach].max()) < self.threshold:
+            return False
+        quiet = true_runs(inside[run : max(run, c - self.reach - 1)] < self.veto)
+        if not any(end - start >= 3 for start, end in quiet):
+            return False
+        back = c - self.flash_frames - 2
+        if back < 0 or not _new_structure(frames, c, self.new_structure, self.new_structure_ratio):
+            return False
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        before, after = (frames[f].astype(np.float32) @ weights for f in (back, c))
+        return _block_residual(before, after) >= self.new_structure
 
     def _blend_around(self, frames: FrameBatch, frame: int) -> bool:
         """Whether the frames around ``frame`` (``k + 1`` either side for ``k`` in ``blend_spans``)
@@ -2037,7 +2076,9 @@ def _flash(
     them (``motion``) stays under twice its median just around them (a cut to another picture
     jumps) or, by ``similarity`` (two frames' likeness, translations allowed), the flash is the same
     picture lit differently: a strong flash clips the highlights, so its frames' structure jumps too
-    and, in a moving shot, more than the motion around (see :func:`_same_picture_flash`)."""
+    and, in a moving shot, more than the motion around (see :func:`_same_picture_flash`). The
+    departure lies whole inside the window, and the boundary is at the flash (its first frame - 1
+    to its last + 1)."""
     n = len(luma)
     for lo in range(frame - longest - 1, frame):  # frames lo..hi, every window holding ``frame``
         hi = lo + longest + 1
@@ -2048,19 +2089,29 @@ def _flash(
             continue
         if float(np.abs(luma[lo : hi + 1] - before).max()) < depart or bool(flat[lo : hi + 1].any()):
             continue
+        off = lo + np.flatnonzero(np.abs(luma[lo : hi + 1] - before) > 5.0)
+        first, last = int(off[0]), int(off[-1])
+        # a flash lasts at most ``longest`` frames and starts and ends inside the window: a window
+        # whose first frame and the frame before it (or last frame and the frame after it) both lie
+        # off the level before holds only part of a longer departure (dev-1301: a 5-frame darker
+        # shot of the same framing, read from its second frame, looked like a 4-frame flash; the
+        # model: 0.70 at its end)
+        if (
+            last - first + 1 > longest
+            or float(np.abs(luma[lo - 1 : lo + 1] - before).min()) > 5.0
+            or float(np.abs(luma[hi : hi + 2] - before).min()) > 5.0
+        ):
+            continue
+        # the boundary is the flash's first frame, the first frame after it or the last frame
+        # before it (a gradual test's change over several frames peaks a frame early: dev-1101's
+        # flickering gradients); a boundary farther from it is another change beside the flash
+        # (dev-1301: a dissolve's end three frames before a flash)
+        if not first - 1 <= frame <= last + 1:
+            continue
         around = np.concatenate([motion[lo - 8 : lo - 1], motion[hi + 2 : hi + 9]])
         if float(motion[lo : hi + 1].max()) < 2.0 * max(float(np.median(around)), 0.02):
             return True
-        off = lo + np.flatnonzero(np.abs(luma[lo : hi + 1] - before) > 5.0)
-        first, last = int(off[0]), int(off[-1])
-        # the boundary is the flash's first frame, the first frame after it or the last frame
-        # before it (a gradual test's change over several frames peaks a frame early: dev-1101's
-        # flickering gradients)
-        if (
-            similarity is not None
-            and first - 1 <= frame <= last + 1
-            and _same_picture_flash(similarity, first, last, n)
-        ):
+        if similarity is not None and _same_picture_flash(similarity, first, last, n):
             return True
     return False
 
@@ -2174,15 +2225,17 @@ def _saturated_flash(
     """Whether a boundary at ``frame`` is a saturated flash: at most ``longest`` flat white frames
     (a run of ``white``, the runs of flat frames brighter than the fast pass's ``fade_bright``) at
     or next to it, entered in one step of ``depart`` or more from a steady level (within 5 over the
-    3 frames before) and left in one step back to within 5 of it. A fade through white ramps in and
-    out (steps of 15-25 a frame), and a cut leaves the level."""
+    3 frames before) and left in one step back to within 5 of it for two frames. A fade through white
+    ramps in and out (steps of 15-25 a frame), and a cut leaves the level (also one frame after the
+    white: dev-1301)."""
     n = len(luma)
     for s, t in white:
         if not (s - 1 <= frame <= t + 1) or t - s > longest or s < 3 or t >= n:
             continue
         level = float(luma[s - 1])
         steady = float(np.abs(luma[s - 3 : s] - level).max()) <= 5.0
-        if steady and float(luma[s:t].min()) - level >= depart and abs(float(luma[t]) - level) <= 5.0:
+        back = float(np.abs(luma[t : t + 2] - level).max())  # the level holds after it (a cut leaves it)
+        if steady and float(luma[s:t].min()) - level >= depart and back <= 5.0:
             return True
     return False
 

@@ -541,6 +541,32 @@ def test_merge_fades_reports_a_fade_once_and_keeps_short_shots() -> None:
     assert merge_fades([72, 81, 107, 125], [(75, 87), (123, 127)]) == [81, 125]
 
 
+def test_a_cut_after_a_fade_is_its_own_transition_when_the_model_peaks_there_on_a_new_picture() -> None:
+    """A hard cut within a fade's reach after its flat run is merged into the fade (reported once,
+    in the black) unless it is a transition of its own: the model's "ends a shot" head peaks at it,
+    its "inside" head went quiet between the fade-in and it, and the frame it brings is a new
+    picture, against the frame before it and against the picture before a possible flash (a flash
+    after a fade comes back to the shot's picture; dev-1301's real footage: cuts 13 frames after a
+    fade's end, the model 0.59-0.70, merged away until stop 24)."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(7)
+    cascade = CascadeDetector(model=_FakeModel([]))
+    b, c = _still(2, 28, rng), _still(3, 15, rng)
+    fades = [(5, 10)]  # the fade's flat run; the cut at 28 lies 18 frames after its end
+    filled, inside = np.zeros(43, np.float32), np.zeros(43, np.float32)
+    filled[27] = 0.7  # "ends a shot" on the frame before the cut
+    cut = _rgb(b + c)
+    assert cascade._cut_after_fade(cut, 28, fades, filled, inside)
+    assert not cascade._cut_after_fade(cut, 28, fades, filled * 0.5, inside)  # the model unsure
+    assert not cascade._cut_after_fade(cut, 28, [], filled, inside)  # no fade before it: not this rule
+    still_fading = inside.copy()
+    still_fading[10:27] = 0.6  # the model still inside the fade-in up to the cut
+    assert not cascade._cut_after_fade(cut, 28, fades, filled, still_fading)
+    flash = b[:24] + [f * 1.6 for f in b[24:]] + _still(2, 15, rng)  # four bright frames, back at 28
+    assert not cascade._cut_after_fade(_rgb(flash), 28, fades, filled, inside)
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
@@ -1149,6 +1175,30 @@ def test_a_flash_in_a_moving_shot_is_told_from_a_cut_a_fade_and_a_short_shot() -
     assert not any(_is_flash(fade, f) for f in (37, 40, 43))
 
 
+def test_a_boundary_a_few_frames_before_a_flash_is_not_the_flash() -> None:
+    """The flash test takes out a boundary at the flash (its first frame, the frame after it or
+    the frame before it), not one farther off that a window of ``longest + 2`` frames holds with
+    the flash: a dissolve's end three frames before a flash is another change (dev-1301)."""
+    rng = np.random.default_rng(5)
+    flash = _pan(1, 70, rng)
+    flash[42], flash[43] = flash[42] * 0.45, flash[43] * 0.5  # two dark frames, then as before
+    assert _is_flash(flash, 41) and _is_flash(flash, 42) and _is_flash(flash, 44)
+    assert not _is_flash(flash, 39) and not _is_flash(flash, 40)
+
+
+def test_a_darkening_longer_than_a_flash_is_no_flash_whichever_window_reads_it() -> None:
+    """A flash lasts at most ``longest`` (4) frames. Five darker frames of the same picture are a
+    short shot (dev-1301: the model 0.70 at its end), also for the windows that hold only part of
+    them and read the level before across their start or end; four are a flash."""
+    for n, is_flash in ((4, True), (5, False)):
+        rng = np.random.default_rng(5)
+        frames = _pan(1, 70, rng)
+        for f in range(40, 40 + n):
+            frames[f] = frames[f] * 0.75
+        for boundary in (40, 41, 40 + n - 1, 40 + n):
+            assert _is_flash(frames, boundary, picture=True) == is_flash, (n, boundary)
+
+
 def test_a_clipped_flash_in_a_moving_shot_is_told_by_its_picture_coming_back() -> None:
     """A flash strong enough to clip the highlights changes the picture's structure as well as its
     brightness, more than the camera's motion does (the motion test alone calls it a cut). Its
@@ -1366,6 +1416,13 @@ def test_a_saturated_flash_is_told_from_a_fade_through_white_and_a_cut_by_its_st
     assert not at(fade, 6)
     cut = [171.0] * 10 + [250.0] * 2 + [127.0] * 10  # a flash, then another shot: the real cut
     assert not at(cut, 10)
+    # the level back for one frame, then another shot (dev-1301: a cut the model scores 0.91
+    # two frames after a flash): the boundary at the cut is no flash; in flicker the level holds
+    # two frames before the next flash, and the flash stays one (the bench's hard negatives)
+    then_cut = [213.0] * 10 + [253.0] + [214.0] + [122.0] * 10
+    assert not at(then_cut, 12) and not at(then_cut, 10)
+    flicker = [171.0] * 10 + [250.0] * 3 + [172.0] * 2 + [250.0] * 2 + [127.0] * 10
+    assert at(flicker, 10) and at(flicker, 13)
 
 
 def test_cascade_drops_a_boundary_at_a_saturated_flash_in_a_continuing_shot() -> None:
