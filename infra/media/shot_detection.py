@@ -1085,14 +1085,28 @@ def merge_fades(
 
 
 def fade_runs(
-    flat: NDArray[np.bool_], luma: FloatArray, dark: float = 48.0, bright: float = 200.0, max_len: int = 250
+    flat: NDArray[np.bool_],
+    luma: FloatArray,
+    dark: float = 48.0,
+    bright: float = 200.0,
+    max_len: int = 250,
+    held: int = 0,
 ) -> list[tuple[int, int]]:
-    """Runs of flat frames that are black or white (a fade's held colour), as ``[start, end)``."""
+    """Runs of flat frames that are black or white (a fade's held colour), as ``[start, end)``.
+
+    With ``held`` (a number of frames), a flat run that is neither on average also yields its
+    stretches of ``held`` or more black (or white) frames: a fade through black into a flat
+    picture (a plain colour shot) is one flat run from the black to the end of that shot."""
     runs: list[tuple[int, int]] = []
     for s, t in true_runs(flat):
         level = float(luma[s:t].mean())
         if t - s <= max_len and (level < dark or level > bright):
             runs.append((s, t))
+        elif held:
+            part = luma[s:t]
+            for a, b in sorted([*true_runs(part < dark), *true_runs(part > bright)]):
+                if b - a >= held:
+                    runs.append((s + a, s + b))
     return runs
 
 
@@ -1301,6 +1315,7 @@ class CascadeDetector(ShotDetector):
         blend_dip_correlation: float = 0.6,
         new_structure: float = 6.0,
         new_structure_ratio: float = 2.0,
+        fade_held: int = 2,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1334,6 +1349,7 @@ class CascadeDetector(ShotDetector):
         self.blend_dip_correlation = blend_dip_correlation
         self.new_structure = new_structure
         self.new_structure_ratio = new_structure_ratio
+        self.fade_held = fade_held
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1822,7 +1838,7 @@ class CascadeDetector(ShotDetector):
         fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
         fades = [
             (a, b)
-            for a, b in fade_runs(self._fast.flat, self._fast.luma)
+            for a, b in fade_runs(self._fast.flat, self._fast.luma, held=self.fade_held)
             if any(a <= f < b for f in fade_frames)
             or (
                 float(inside[max(0, a - 4) : a + 1].max(initial=0.0)) >= self.threshold

@@ -541,6 +541,29 @@ def test_merge_fades_reports_a_fade_once_and_keeps_short_shots() -> None:
     assert merge_fades([72, 81, 107, 125], [(75, 87), (123, 127)]) == [81, 125]
 
 
+def test_a_fade_through_black_into_a_flat_picture_is_one_transition() -> None:
+    from infra.media.shot_detection import fade_runs, merge_fades
+
+    # a textured shot fades out (frames 10..15), holds black (16..19) and fades into a plain grey
+    # shot (20..25, then grey to the end): the picture is flat from the black on, one flat run
+    # whose mean is grey, so it is no fade's held colour unless its black frames count alone
+    luma = np.array(
+        [120.0] * 10 + [100, 80, 60, 40, 20, 10] + [0.0] * 4 + [15, 30, 45, 60, 75, 90] + [100.0] * 30
+    )
+    flat = np.zeros(len(luma), bool)
+    flat[14:] = True
+    assert fade_runs(flat, luma) == []
+    assert fade_runs(flat, luma, held=2) == [(14, 23)]
+    # the fade-out's boundary (12) and the fade-in's (24) are then one transition, in the middle
+    assert merge_fades([12, 24], fade_runs(flat, luma, held=2)) == [18]
+    # a flat picture that only touches black for a frame keeps both (not a held colour)
+    dip = np.full(len(luma), 100.0)
+    dip[30] = 10.0
+    assert fade_runs(flat, dip, held=2) == []
+    # a run dark or bright on average is found whole, as before
+    assert fade_runs(flat, np.where(np.arange(len(luma)) < 14, 120.0, 5.0), held=2) == [(14, len(luma))]
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
