@@ -564,6 +564,33 @@ def test_a_fade_through_black_into_a_flat_picture_is_one_transition() -> None:
     assert fade_runs(flat, np.where(np.arange(len(luma)) < 14, 120.0, 5.0), held=2) == [(14, len(luma))]
 
 
+def test_a_flash_that_a_cut_ends_is_no_short_shot() -> None:
+    from infra.media.shot_detection import _lit_until_cut
+
+    rng = np.random.default_rng(7)
+    picture = rng.uniform(40, 160, (27, 48, 3))
+    other = rng.uniform(40, 160, (27, 48, 3))
+    inserted = rng.uniform(40, 160, (27, 48, 3))
+
+    def video(*shots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.stack(shots).clip(0, 255).astype(np.uint8)
+        return frames, frames.astype(np.float64).mean(axis=(1, 2, 3))
+
+    # frames 10..13 are the shot's picture 60 brighter (a flash), the light back at 14, and a cut
+    # to another picture at 15: the boundary at 10 is the flash's, only 15 is a cut
+    frames, luma = video(*[picture] * 10, *[picture + 60] * 4, picture, *[other] * 10)
+    assert _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    # an inserted shot of another picture, however bright, is a short shot: both cuts stay
+    frames, luma = video(*[picture] * 10, *[inserted + 60] * 5, *[other] * 10)
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    # the same picture, hardly brighter (under ``depart``): not a flash
+    frames, luma = video(*[picture] * 10, *[picture + 10] * 5, *[other] * 10)
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    # no cut to another picture at the end (the picture comes back): the flash rules' case
+    frames, luma = video(*[picture] * 10, *[picture + 60] * 5, *[picture] * 10)
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
