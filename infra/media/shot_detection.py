@@ -1317,6 +1317,7 @@ class CascadeDetector(ShotDetector):
         new_structure_ratio: float = 2.0,
         fade_held: int = 2,
         lit_cut: float = 0.82,
+        colour_pair: int = 14,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1352,6 +1353,7 @@ class CascadeDetector(ShotDetector):
         self.new_structure_ratio = new_structure_ratio
         self.fade_held = fade_held
         self.lit_cut = lit_cut
+        self.colour_pair = colour_pair
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1808,6 +1810,10 @@ class CascadeDetector(ShotDetector):
             ):
                 cuts.add(peak + 1)
                 kinds[peak + 1] = "gradual-half"
+        # a colour change and another gradual change (the fast pass's or the model's) at most
+        # ``colour_pair`` frames apart: one dissolve marked twice (:func:`_colour_pairs`)
+        if self.colour_pair:
+            cuts -= _colour_pairs(cuts, kinds, inside, self.colour_pair, self.snap)
         # a hard cut whose change stays at the picture's sides: something leaving through one edge
         # or coming in at one (a blob wrapping round the frame, the model silent or half-fooled), not
         # a new picture, which changes the middle about as much as the sides (the true cuts of the
@@ -2087,6 +2093,34 @@ def _same_picture_flash(similarity: Callable[[int, int], float], first: int, las
     if not own:
         return False
     return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
+
+
+def _colour_pairs(
+    cuts: set[int], kinds: Mapping[int, str], inside: FloatArray, reach: int, snap: int
+) -> set[int]:
+    """The boundaries to drop where a colour change (kind ``colour*``) and another gradual change
+    (``gradual*``, ``colour*``, ``blend*``: the fast pass's or the model's own) lie at most
+    ``reach`` frames apart: one dissolve marked twice (a colour test's window reaches 16 frames
+    either side of its frame). Of each such pair the one the model believes less goes (its
+    "inside" head within ``snap`` frames), where it is silent on both the one found with the
+    wider window. The corpora's false pairs lie 11 frames apart, their true neighbours 19 or more."""
+    gradual = sorted(c for c in cuts if kinds.get(c, "").startswith(("gradual", "colour", "blend")))
+    dropped: set[int] = set()
+
+    def belief(f: int) -> tuple[float, int]:
+        return float(inside[max(0, f - 1 - snap) : f + snap].max(initial=0.0)), -_scale(kinds.get(f, ""))
+
+    for c in gradual:
+        if c in dropped or not kinds.get(c, "").startswith("colour"):
+            continue
+        for x in gradual:
+            if x == c or x in dropped or abs(x - c) > reach:
+                continue
+            loser = min((c, x), key=belief)
+            dropped.add(loser)
+            if loser == c:
+                break
+    return dropped
 
 
 def _scale(kind: str) -> int:

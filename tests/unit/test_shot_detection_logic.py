@@ -591,6 +591,27 @@ def test_a_flash_that_a_cut_ends_is_no_short_shot() -> None:
     assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
 
 
+def test_a_dissolve_marked_twice_by_a_colour_change_is_one_boundary() -> None:
+    from infra.media.shot_detection import _colour_pairs
+
+    inside = np.zeros(400)
+    inside[105:113] = 0.9  # the model sees a dissolve at 105..112
+    # a colour change 11 frames before the model's own gradual transition: the colour change,
+    # which the model does not believe, goes
+    kinds = {98: "colour16", 109: "gradual-model", 300: "cut"}
+    assert _colour_pairs({98, 109, 300}, kinds, inside, reach=14, snap=5) == {98}
+    # the model silent on both (neither scored): the one found with the wider window goes
+    kinds = {200: "colour16", 211: "blend5"}
+    assert _colour_pairs({200, 211}, kinds, inside, reach=14, snap=5) == {200}
+    kinds = {200: "colour8", 217: "colour16"}
+    assert _colour_pairs({200, 217}, kinds, inside, reach=20, snap=5) == {217}
+    # two dissolves 19 frames apart, a hard cut next to a colour change, two fast-pass gradual
+    # changes without a colour one: all stay
+    assert _colour_pairs({200, 219}, {200: "colour8", 219: "colour8"}, inside, reach=14, snap=5) == set()
+    assert _colour_pairs({200, 206}, {200: "colour8", 206: "cut"}, inside, reach=14, snap=5) == set()
+    assert _colour_pairs({200, 206}, {200: "gradual4", 206: "gradual8"}, inside, reach=14, snap=5) == set()
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
