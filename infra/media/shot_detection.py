@@ -1318,6 +1318,7 @@ class CascadeDetector(ShotDetector):
         fade_held: int = 2,
         lit_cut: float = 0.82,
         colour_pair: int = 14,
+        model_pair: int = 16,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1354,6 +1355,7 @@ class CascadeDetector(ShotDetector):
         self.fade_held = fade_held
         self.lit_cut = lit_cut
         self.colour_pair = colour_pair
+        self.model_pair = model_pair
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1876,6 +1878,10 @@ class CascadeDetector(ShotDetector):
                 continue
             cuts.add((a + b) // 2)
             kinds[(a + b) // 2] = "fade"
+        # the model's own gradual transition at most ``model_pair`` frames from a gradual change the
+        # fast pass keeps is that change's transition seen at its other end (:func:`_model_seconds`)
+        if self.model_pair:
+            cuts -= _model_seconds(cuts, kinds, self.model_pair, fades)
         merged = _one_per_transition(merge_fades(sorted(cuts), fades), filled, inside, self.threshold)
         out: list[int] = []
         for c in merged:
@@ -2121,6 +2127,30 @@ def _colour_pairs(
             if loser == c:
                 break
     return dropped
+
+
+def _model_seconds(
+    cuts: set[int], kinds: Mapping[int, str], reach: int, fades: Sequence[tuple[int, int]] = ()
+) -> set[int]:
+    """The model's own gradual transitions (kinds ``gradual-model``, ``gradual-half``) at most
+    ``reach`` frames from a gradual, colour or blend change the fast pass keeps: that change's
+    transition a second time (a fade out of white and into a plain picture, whose ramp in the
+    model sees and the fade rules miss; the tail of a slow dissolve that the model sees late). The
+    fast pass's change stays: it was kept unasked, by its own test; the corpora's false pairs lie
+    10-16 frames apart, a true neighbour 21 frames or more. Not around a fade's held black or white
+    (``fades``, ``[start, end)`` runs): :func:`merge_fades` makes those one boundary, in the run's
+    middle."""
+    fast = [c for c in cuts if _scale(kinds.get(c, ""))]
+
+    def between_fade(a: int, b: int) -> bool:
+        return any(s < max(a, b) and t > min(a, b) for s, t in fades)
+
+    return {
+        c
+        for c in cuts
+        if kinds.get(c) in ("gradual-model", "gradual-half")
+        and any(abs(c - x) <= reach and not between_fade(c, x) for x in fast)
+    }
 
 
 def _scale(kind: str) -> int:

@@ -612,6 +612,25 @@ def test_a_dissolve_marked_twice_by_a_colour_change_is_one_boundary() -> None:
     assert _colour_pairs({200, 206}, {200: "gradual4", 206: "gradual8"}, inside, reach=14, snap=5) == set()
 
 
+def test_the_models_second_look_at_a_kept_gradual_change_is_the_same_transition() -> None:
+    from infra.media.shot_detection import _model_seconds
+
+    # the fast pass keeps a dissolve at 803 (by its own test, unasked); the model sees a run of
+    # "inside" frames ending at 819, 16 frames on: the same transition, the model's goes
+    kinds = {803: "gradual4", 819: "gradual-model", 900: "cut"}
+    assert _model_seconds({803, 819, 900}, kinds, reach=16) == {819}
+    # the model's half-belief next to a colour change, likewise
+    assert _model_seconds({500, 510}, {500: "colour8", 510: "gradual-half"}, reach=16) == {510}
+    # farther apart: two transitions, both stay
+    assert _model_seconds({773, 794}, {773: "gradual-model", 794: "colour8"}, reach=16) == set()
+    # next to a hard cut (no gradual change kept there): the model's transition stays
+    assert _model_seconds({855, 867}, {855: "cut", 867: "gradual-model"}, reach=16) == set()
+    # a fade-out and a fade-in around a held black run (284..289): the fade rules make them one
+    # boundary in the run's middle, so neither goes here
+    kinds = {280: "gradual4", 291: "gradual-model"}
+    assert _model_seconds({280, 291}, kinds, reach=16, fades=[(284, 289)]) == set()
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
