@@ -1108,14 +1108,28 @@ def merge_fades(
 
 
 def fade_runs(
-    flat: NDArray[np.bool_], luma: FloatArray, dark: float = 48.0, bright: float = 200.0, max_len: int = 250
+    flat: NDArray[np.bool_],
+    luma: FloatArray,
+    dark: float = 48.0,
+    bright: float = 200.0,
+    max_len: int = 250,
+    held: int = 0,
 ) -> list[tuple[int, int]]:
-    """Runs of flat frames that are black or white (a fade's held colour), as ``[start, end)``."""
+    """Runs of flat frames that are black or white (a fade's held colour), as ``[start, end)``.
+
+    With ``held`` (a number of frames), a flat run that is neither on average also yields its
+    stretches of ``held`` or more black (or white) frames: a fade through black into a flat
+    picture (a plain colour shot) is one flat run from the black to the end of that shot."""
     runs: list[tuple[int, int]] = []
     for s, t in true_runs(flat):
         level = float(luma[s:t].mean())
         if t - s <= max_len and (level < dark or level > bright):
             runs.append((s, t))
+        elif held:
+            part = luma[s:t]
+            for a, b in sorted([*true_runs(part < dark), *true_runs(part > bright)]):
+                if b - a >= held:
+                    runs.append((s + a, s + b))
     return runs
 
 
@@ -1325,6 +1339,10 @@ class CascadeDetector(ShotDetector):
         new_structure: float = 6.0,
         new_structure_ratio: float = 2.0,
         fade_cut: bool = True,
+        fade_held: int = 2,
+        lit_cut: float = 0.82,
+        colour_pair: int = 14,
+        model_pair: int = 16,
         speculate: bool = True,
         plan_every: int = 512,
         plan_guard: int = 300,
@@ -1359,6 +1377,10 @@ class CascadeDetector(ShotDetector):
         self.new_structure = new_structure
         self.new_structure_ratio = new_structure_ratio
         self.fade_cut = fade_cut
+        self.fade_held = fade_held
+        self.lit_cut = lit_cut
+        self.colour_pair = colour_pair
+        self.model_pair = model_pair
         self.fast_min_shot_len = fast_min_shot_len
         self.threshold = threshold
         self.relax = relax
@@ -1410,7 +1432,8 @@ class CascadeDetector(ShotDetector):
             "blend_line": self.blend_line, "blend_spans": list(self.blend_spans),
             "blend_dip_correlation": self.blend_dip_correlation,
             "new_structure": self.new_structure, "new_structure_ratio": self.new_structure_ratio,
-            "fade_cut": self.fade_cut,
+            "fade_cut": self.fade_cut, "fade_held": self.fade_held, "lit_cut": self.lit_cut,
+            "colour_pair": self.colour_pair, "model_pair": self.model_pair,
             "fast": {k: v for k, v in self._fast.params.items() if k != "min_shot_len"},
         }  # fmt: skip
 
@@ -1817,6 +1840,10 @@ class CascadeDetector(ShotDetector):
             ):
                 cuts.add(peak + 1)
                 kinds[peak + 1] = "gradual-half"
+        # a colour change and another gradual change (the fast pass's or the model's) at most
+        # ``colour_pair`` frames apart: one dissolve marked twice (:func:`_colour_pairs`)
+        if self.colour_pair:
+            cuts -= _colour_pairs(cuts, kinds, inside, self.colour_pair, self.snap)
         # a hard cut whose change stays at the picture's sides: something leaving through one edge
         # or coming in at one (a blob wrapping round the frame, the model silent or half-fooled), not
         # a new picture, which changes the middle about as much as the sides (the true cuts of the
@@ -1837,6 +1864,18 @@ class CascadeDetector(ShotDetector):
             return fast._similarity(fast.thumbs, a, b)
 
         white = true_runs(fast.flat & (fast.luma > fast.fade_bright))  # once: a Python pass over the video
+        # a flash that a cut ends: the frames after a cut are the picture before it, lit differently
+        # (the same pixels' pattern, the brightness ``flash_luma`` or more away), until a cut to
+        # another picture a few frames on; the flash test above needs the picture back after it
+        if self.lit_cut:
+            for c in sorted(cuts):
+                after = [x for x in cuts if c < x <= c + self.fast_min_shot_len]
+                if (
+                    kinds.get(c) == "cut"
+                    and after
+                    and _lit_until_cut(frames, fast.luma, c, after[0], self.flash_luma, self.lit_cut)
+                ):
+                    cuts.discard(c)
         for c in sorted(cuts):
             start, end = _extent(inside, c - 1, self.threshold)
             if end - start <= self.flash_frames + 2 and (
@@ -1849,7 +1888,7 @@ class CascadeDetector(ShotDetector):
         fade_frames = {c.frame for c in (*strict, *relaxed.candidates) if c.kind == "fade"}
         fades = [
             (a, b)
-            for a, b in fade_runs(self._fast.flat, self._fast.luma)
+            for a, b in fade_runs(self._fast.flat, self._fast.luma, held=self.fade_held)
             if any(a <= f < b for f in fade_frames)
             or (
                 float(inside[max(0, a - 4) : a + 1].max(initial=0.0)) >= self.threshold
@@ -1867,6 +1906,10 @@ class CascadeDetector(ShotDetector):
                 continue
             cuts.add((a + b) // 2)
             kinds[(a + b) // 2] = "fade"
+        # the model's own gradual transition at most ``model_pair`` frames from a gradual change the
+        # fast pass keeps is that change's transition seen at its other end (:func:`_model_seconds`)
+        if self.model_pair:
+            cuts -= _model_seconds(cuts, kinds, self.model_pair, fades)
         # a hard cut within a fade's reach after its flat run is the fade's own end unless it is a
         # transition of its own: the model's "ends a shot" peaks at it, its "inside" head went quiet
         # between the fade and it (the fade-in is over), and the picture it brings is new both
@@ -2134,6 +2177,58 @@ def _same_picture_flash(similarity: Callable[[int, int], float], first: int, las
     return min(similarity(a, f) for f in range(first, last + 1)) >= 0.5 and similarity(a, b) >= max(own) - 0.1
 
 
+def _colour_pairs(
+    cuts: set[int], kinds: Mapping[int, str], inside: FloatArray, reach: int, snap: int
+) -> set[int]:
+    """The boundaries to drop where a colour change (kind ``colour*``) and another gradual change
+    (``gradual*``, ``colour*``, ``blend*``: the fast pass's or the model's own) lie at most
+    ``reach`` frames apart: one dissolve marked twice (a colour test's window reaches 16 frames
+    either side of its frame). Of each such pair the one the model believes less goes (its
+    "inside" head within ``snap`` frames), where it is silent on both the one found with the
+    wider window. The corpora's false pairs lie 11 frames apart, their true neighbours 19 or more."""
+    gradual = sorted(c for c in cuts if kinds.get(c, "").startswith(("gradual", "colour", "blend")))
+    dropped: set[int] = set()
+
+    def belief(f: int) -> tuple[float, int]:
+        return float(inside[max(0, f - 1 - snap) : f + snap].max(initial=0.0)), -_scale(kinds.get(f, ""))
+
+    for c in gradual:
+        if c in dropped or not kinds.get(c, "").startswith("colour"):
+            continue
+        for x in gradual:
+            if x == c or x in dropped or abs(x - c) > reach:
+                continue
+            loser = min((c, x), key=belief)
+            dropped.add(loser)
+            if loser == c:
+                break
+    return dropped
+
+
+def _model_seconds(
+    cuts: set[int], kinds: Mapping[int, str], reach: int, fades: Sequence[tuple[int, int]] = ()
+) -> set[int]:
+    """The model's own gradual transitions (kinds ``gradual-model``, ``gradual-half``) at most
+    ``reach`` frames from a gradual, colour or blend change the fast pass keeps: that change's
+    transition a second time (a fade out of white and into a plain picture, whose ramp in the
+    model sees and the fade rules miss; the tail of a slow dissolve that the model sees late). The
+    fast pass's change stays: it was kept unasked, by its own test; the corpora's false pairs lie
+    10-16 frames apart, a true neighbour 21 frames or more. Not around a fade's held black or white
+    (``fades``, ``[start, end)`` runs): :func:`merge_fades` makes those one boundary, in the run's
+    middle."""
+    fast = [c for c in cuts if _scale(kinds.get(c, ""))]
+
+    def between_fade(a: int, b: int) -> bool:
+        return any(s < max(a, b) and t > min(a, b) for s, t in fades)
+
+    return {
+        c
+        for c in cuts
+        if kinds.get(c) in ("gradual-model", "gradual-half")
+        and any(abs(c - x) <= reach and not between_fade(c, x) for x in fast)
+    }
+
+
 def _scale(kind: str) -> int:
     """The window scale ``k`` of a fast-pass gradual, colour or blend change's kind (0 otherwise)."""
     for prefix in ("gradual", "colour", "blend"):
@@ -2168,6 +2263,36 @@ def _blend_fit(frames: FrameBatch, a: int, b: int) -> BlendFit:
     f, g = first - first.mean(), last - last.mean()
     correlation = float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
     return BlendFit(weights, residual, correlation)
+
+
+def _pixel_correlation(frames: FrameBatch, a: int, b: int) -> float:
+    """The Pearson correlation of frames ``a`` and ``b``'s pixels (near 1: one picture, whatever its
+    brightness and contrast)."""
+    f = frames[a].reshape(-1).astype(np.float64)
+    g = frames[b].reshape(-1).astype(np.float64)
+    f, g = f - f.mean(), g - g.mean()
+    return float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
+
+
+def _lit_until_cut(
+    frames: FrameBatch, luma: FloatArray, first: int, cut: int, depart: float, level: float
+) -> bool:
+    """Whether frames ``first..cut-1`` are the picture before them (frame ``first - 1``) lit
+    differently, up to a cut to another picture at ``cut``: the first of them ``depart`` or more
+    brighter or darker than the frames before (their median over 7 frames; the light may come
+    back before the cut), each of them correlating with frame ``first - 1`` at ``level`` or more,
+    and frame ``cut`` correlating under ``level`` with both it and
+    the frame before ``cut``. A flash that a cut ends, not a short shot: an inserted shot is
+    another picture from its first frame (true short shots of the corpora: 0.78 at most)."""
+    a = first - 1
+    if a < 0 or cut >= len(frames) or cut >= len(luma):
+        return False
+    before = float(np.median(luma[max(0, a - 6) : a + 1]))
+    if abs(float(luma[first]) - before) < depart:
+        return False
+    if any(_pixel_correlation(frames, a, f) < level for f in range(first, cut)):
+        return False
+    return max(_pixel_correlation(frames, a, cut), _pixel_correlation(frames, cut - 1, cut)) < level
 
 
 def _block_residual(before: FloatArray, after: FloatArray, block: int = 6, reach: int = 3) -> float:

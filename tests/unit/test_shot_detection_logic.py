@@ -567,6 +567,96 @@ def test_a_cut_after_a_fade_is_its_own_transition_when_the_model_peaks_there_on_
     assert not cascade._cut_after_fade(_rgb(flash), 28, fades, filled, inside)
 
 
+def test_a_fade_through_black_into_a_flat_picture_is_one_transition() -> None:
+    from infra.media.shot_detection import fade_runs, merge_fades
+
+    # a textured shot fades out (frames 10..15), holds black (16..19) and fades into a plain grey
+    # shot (20..25, then grey to the end): the picture is flat from the black on, one flat run
+    # whose mean is grey, so it is no fade's held colour unless its black frames count alone
+    luma = np.array(
+        [120.0] * 10 + [100, 80, 60, 40, 20, 10] + [0.0] * 4 + [15, 30, 45, 60, 75, 90] + [100.0] * 30
+    )
+    flat = np.zeros(len(luma), bool)
+    flat[14:] = True
+    assert fade_runs(flat, luma) == []
+    assert fade_runs(flat, luma, held=2) == [(14, 23)]
+    # the fade-out's boundary (12) and the fade-in's (24) are then one transition, in the middle
+    assert merge_fades([12, 24], fade_runs(flat, luma, held=2)) == [18]
+    # a flat picture that only touches black for a frame keeps both (not a held colour)
+    dip = np.full(len(luma), 100.0)
+    dip[30] = 10.0
+    assert fade_runs(flat, dip, held=2) == []
+    # a run dark or bright on average is found whole, as before
+    assert fade_runs(flat, np.where(np.arange(len(luma)) < 14, 120.0, 5.0), held=2) == [(14, len(luma))]
+
+
+def test_a_flash_that_a_cut_ends_is_no_short_shot() -> None:
+    from infra.media.shot_detection import _lit_until_cut
+
+    rng = np.random.default_rng(7)
+    picture = rng.uniform(40, 160, (27, 48, 3))
+    other = rng.uniform(40, 160, (27, 48, 3))
+    inserted = rng.uniform(40, 160, (27, 48, 3))
+
+    def video(*shots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.stack(shots).clip(0, 255).astype(np.uint8)
+        return frames, frames.astype(np.float64).mean(axis=(1, 2, 3))
+
+    # frames 10..13 are the shot's picture 60 brighter (a flash), the light back at 14, and a cut
+    # to another picture at 15: the boundary at 10 is the flash's, only 15 is a cut
+    frames, luma = video(*[picture] * 10, *[picture + 60] * 4, picture, *[other] * 10)
+    assert _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    # an inserted shot of another picture, however bright, is a short shot: both cuts stay
+    frames, luma = video(*[picture] * 10, *[inserted + 60] * 5, *[other] * 10)
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    # the same picture, hardly brighter (under ``depart``): not a flash
+    frames, luma = video(*[picture] * 10, *[picture + 10] * 5, *[other] * 10)
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    # no cut to another picture at the end (the picture comes back): the flash rules' case
+    frames, luma = video(*[picture] * 10, *[picture + 60] * 5, *[picture] * 10)
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+
+
+def test_a_dissolve_marked_twice_by_a_colour_change_is_one_boundary() -> None:
+    from infra.media.shot_detection import _colour_pairs
+
+    inside = np.zeros(400)
+    inside[105:113] = 0.9  # the model sees a dissolve at 105..112
+    # a colour change 11 frames before the model's own gradual transition: the colour change,
+    # which the model does not believe, goes
+    kinds = {98: "colour16", 109: "gradual-model", 300: "cut"}
+    assert _colour_pairs({98, 109, 300}, kinds, inside, reach=14, snap=5) == {98}
+    # the model silent on both (neither scored): the one found with the wider window goes
+    kinds = {200: "colour16", 211: "blend5"}
+    assert _colour_pairs({200, 211}, kinds, inside, reach=14, snap=5) == {200}
+    kinds = {200: "colour8", 217: "colour16"}
+    assert _colour_pairs({200, 217}, kinds, inside, reach=20, snap=5) == {217}
+    # two dissolves 19 frames apart, a hard cut next to a colour change, two fast-pass gradual
+    # changes without a colour one: all stay
+    assert _colour_pairs({200, 219}, {200: "colour8", 219: "colour8"}, inside, reach=14, snap=5) == set()
+    assert _colour_pairs({200, 206}, {200: "colour8", 206: "cut"}, inside, reach=14, snap=5) == set()
+    assert _colour_pairs({200, 206}, {200: "gradual4", 206: "gradual8"}, inside, reach=14, snap=5) == set()
+
+
+def test_the_models_second_look_at_a_kept_gradual_change_is_the_same_transition() -> None:
+    from infra.media.shot_detection import _model_seconds
+
+    # the fast pass keeps a dissolve at 803 (by its own test, unasked); the model sees a run of
+    # "inside" frames ending at 819, 16 frames on: the same transition, the model's goes
+    kinds = {803: "gradual4", 819: "gradual-model", 900: "cut"}
+    assert _model_seconds({803, 819, 900}, kinds, reach=16) == {819}
+    # the model's half-belief next to a colour change, likewise
+    assert _model_seconds({500, 510}, {500: "colour8", 510: "gradual-half"}, reach=16) == {510}
+    # farther apart: two transitions, both stay
+    assert _model_seconds({773, 794}, {773: "gradual-model", 794: "colour8"}, reach=16) == set()
+    # next to a hard cut (no gradual change kept there): the model's transition stays
+    assert _model_seconds({855, 867}, {855: "cut", 867: "gradual-model"}, reach=16) == set()
+    # a fade-out and a fade-in around a held black run (284..289): the fade rules make them one
+    # boundary in the run's middle, so neither goes here
+    kinds = {280: "gradual4", 291: "gradual-model"}
+    assert _model_seconds({280, 291}, kinds, reach=16, fades=[(284, 289)]) == set()
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
