@@ -2260,9 +2260,7 @@ def _blend_fit(frames: FrameBatch, a: int, b: int) -> BlendFit:
     weights = middle @ change / size
     rest = middle - weights[:, None] * change
     residual = float(np.sqrt(np.einsum("ij,ij->", rest, rest) / len(rest) / size))
-    f, g = first - first.mean(), last - last.mean()
-    correlation = float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
-    return BlendFit(weights, residual, correlation)
+    return BlendFit(weights, residual, _pixel_correlation(frames, a, b))
 
 
 def _pixel_correlation(frames: FrameBatch, a: int, b: int) -> float:
