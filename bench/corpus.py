@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from infra.media.ffmpeg import ffmpeg_exe
+from infra.media.ffmpeg import ffmpeg_exe, ffmpeg_version
 
 logger = logging.getLogger(__name__)
 
@@ -749,6 +749,12 @@ def random_program(spec: VideoSpec) -> tuple[list[Shot], list[Transition]]:
     return shots, transitions
 
 
+def drawing_tools() -> dict[str, str]:
+    """The versions of the tools that draw and encode a corpus' pictures, for its videos' stamps:
+    another OpenCV draws other pixels (5.0 against 4.x, stop 24), another ffmpeg encodes others."""
+    return {"opencv": cv2.__version__, "ffmpeg": ffmpeg_version()}
+
+
 def build_corpus(out_dir: Path, specs: Sequence[VideoSpec] = CORPUS, force: bool = False) -> list[Path]:
     """Generate (or reuse, when its stamp matches) every corpus video; return the video paths.
 
@@ -762,9 +768,10 @@ def build_corpus(out_dir: Path, specs: Sequence[VideoSpec] = CORPUS, force: bool
 
 def _build_corpus(out_dir: Path, specs: Sequence[VideoSpec], force: bool) -> list[Path]:
     paths = [out_dir / f"{s.name}.mp4" for s in specs]
+    tools = drawing_tools()
     for spec, path in zip(specs, paths, strict=True):
         version = REAL_CORPUS_VERSION if spec.style in ("real", "film") else CORPUS_VERSION
-        want = json.dumps({"version": version, "spec": asdict(spec)}, sort_keys=True)
+        want = json.dumps({"version": version, "spec": asdict(spec), "tools": tools}, sort_keys=True)
         stamp = path.with_suffix(".stamp")
         fresh = stamp.exists() and stamp.read_text() == want
         if fresh and not force and path.exists() and path.with_suffix(".json").exists():

@@ -54,7 +54,17 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.corpus import CORPUS_VERSION, Motion, Shot, ShotKind, Transition, Truth, load_truth, render
+from bench.corpus import (
+    CORPUS_VERSION,
+    Motion,
+    Shot,
+    ShotKind,
+    Transition,
+    Truth,
+    drawing_tools,
+    load_truth,
+    render,
+)
 from bench.shot_detection import match
 from commands.service import HeatersApplication
 from entrypoints.pipeline import Pipeline, build_pipeline
@@ -198,6 +208,7 @@ def ensure_video(source: Source, seconds: float, cache: Path) -> tuple[Path, Tru
             "source": asdict(source),
             "shots": [asdict(s) for s in shots],
             "transitions": [asdict(t) for t in transitions],
+            "tools": drawing_tools(),
         },
         sort_keys=True,
     )

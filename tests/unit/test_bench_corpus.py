@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.corpus import CORPORA, FILM_SEGMENTS, VideoSpec, build_corpus, load_truth, random_program
 
@@ -70,3 +71,19 @@ def test_a_film_edit_is_letterboxed_and_its_truth_counts_its_frames(tmp_path: Pa
     bars = np.concatenate([frames[:, :18], frames[:, -18:]], axis=1)
     assert bars.max() <= 24  # black in every frame (x264's ringing at the edge stays dark)
     assert frames[:, 40:140].mean() > 40
+
+
+def test_a_corpus_drawn_by_another_opencv_is_drawn_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV 5 draws other pixels than 4.x: a video whose stamp names another version is stale."""
+    import bench.corpus
+
+    spec = VideoSpec("tiny", 64, 36, 25, 1, 99_004, "synthetic")
+    (video,) = build_corpus(tmp_path, [spec])
+    stamp = video.with_suffix(".stamp")
+    written = stamp.stat().st_mtime_ns
+    assert build_corpus(tmp_path, [spec]) == [video] and stamp.stat().st_mtime_ns == written
+    monkeypatch.setattr(bench.corpus.cv2, "__version__", "4.14.0")
+    build_corpus(tmp_path, [spec])
+    assert stamp.stat().st_mtime_ns != written and '"4.14.0"' in stamp.read_text()
