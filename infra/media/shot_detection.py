@@ -1001,7 +1001,7 @@ def _luma(frames: FrameBatch) -> FloatArray:
 
 def _luma_stats(frames: FrameBatch) -> tuple[FloatArray, FloatArray]:
     """Per frame: mean and standard deviation of the luma."""
-    luma = frames.reshape(len(frames), -1, 3).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = _luma(frames).reshape(len(frames), -1)
     return luma.mean(axis=1), luma.std(axis=1)
 
 
@@ -1961,8 +1961,7 @@ class CascadeDetector(ShotDetector):
         back = c - self.flash_frames - 2
         if back < 0 or not _new_structure(frames, c, self.new_structure, self.new_structure_ratio):
             return False
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        before, after = (frames[f].astype(np.float32) @ weights for f in (back, c))
+        before, after = _luma(frames[[back, c]])
         return _block_residual(before, after) >= self.new_structure
 
     def _blend_around(self, frames: FrameBatch, frame: int) -> bool:
@@ -2325,7 +2324,7 @@ def _new_structure(frames: FrameBatch, frame: int, level: float, ratio: float) -
     object moves those too)."""
     if not 2 <= frame < len(frames) - 1:
         return False
-    luma = frames[frame - 2 : frame + 2].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = _luma(frames[frame - 2 : frame + 2])
     across = _block_residual(luma[1], luma[2])
     within = max(_block_residual(luma[0], luma[1]), _block_residual(luma[2], luma[3]))
     return across >= level and across >= ratio * within
