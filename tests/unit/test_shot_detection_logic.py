@@ -1972,6 +1972,33 @@ def test_cascade_keeps_a_cut_at_the_pictures_sides_when_its_frames_blend_one_end
     assert _planted("cut", 101, step)[0] == []
 
 
+def test_cascade_drops_a_kept_gradual_change_over_a_jump_at_the_pictures_sides() -> None:
+    """A gradual change the fast pass keeps is no boundary when its window holds one jump that stays
+    at the picture's sides (:func:`_change_at_sides`), twice the window's usual step and twice either
+    step beside it or more (``side_jump``): a blob wrapping round a still gradient, whose one step
+    the fast pass's lag-k distances see at every lag across it (bench negatives_360p24 75, dev-1101
+    negatives_360p30 760, dev-801 negatives_360p25 686 ...: 2.32-15.9). A dissolve changes in
+    even steps and stays; so does one during which a blob wraps round, where the frames around
+    the boundary still blend one end into the other (:meth:`CascadeDetector._blend_around`)."""
+    from infra.media.shot_detection import _side_jump, _to_model_frames
+
+    blob = _rgb(_gradient_with_blob_at_the_edges(120, wrap_at=58))
+    assert _side_jump(_to_model_frames(blob), 55, 65, 2.0)
+    assert not _side_jump(_to_model_frames(blob), 60, 70, 2.0)  # the window after the jump
+    assert _planted("gradual4", 60, blob)[0] == []
+    assert _planted("gradual4", 60, blob, side_jump=0.0)[0] == [60]
+    rng = np.random.default_rng(3)
+    dissolve = _rgb(_dissolve(_still(7, 66, rng), _still(8, 60, rng), 12))  # 54-65
+    assert not _side_jump(_to_model_frames(dissolve), 55, 65, 2.0)
+    assert _planted("gradual4", 60, dissolve)[0] == [60]
+    rng = np.random.default_rng(3)
+    shot = _gradient_with_blob_at_the_edges(76, wrap_at=72)
+    wrapping = _rgb(_dissolve(shot, _still(8, 60, rng), 16))  # 60-75, the blob wraps at 72
+    assert _side_jump(_to_model_frames(wrapping), 64, 74, 2.0)
+    assert _planted("gradual4", 69, wrapping)[0] == [69]
+    assert _planted("gradual4", 69, wrapping, blend_spans=())[0] == []  # without the blend test
+
+
 def test_cascade_keeps_a_variance_dip_past_the_fast_pass_s_correlation_limit_when_its_frames_blend() -> None:
     """The fast pass's variance dip asks the ends' implied correlation to be at most 0.3 (a higher
     limit brought false boundaries on the bench). The cascade takes its dips up to
