@@ -657,6 +657,44 @@ def test_the_models_second_look_at_a_kept_gradual_change_is_the_same_transition(
     assert _model_seconds({280, 291}, kinds, reach=16, fades=[(284, 289)]) == set()
 
 
+def test_a_drift_from_a_cut_is_no_dissolve_but_a_dissolve_between_steady_pictures_is() -> None:
+    from infra.media.shot_detection import CascadeDetector, _drifts
+
+    rng = np.random.default_rng(11)
+    first = rng.uniform(40, 200, (27, 48, 3))
+    second = rng.uniform(40, 200, (27, 48, 3))
+    ramp = np.linspace(0, 1, 48)[None, :, None] * np.array([120.0, 60.0, 0.0])
+
+    def video(pictures: list[np.ndarray]) -> np.ndarray:
+        noise = rng.normal(0, 2.0, (len(pictures), 27, 48, 3))
+        return (np.stack(pictures) + noise).clip(0, 255).astype(np.uint8)
+
+    cut = [(9, 10)]  # a hard cut at frame 10: its change spans frames 9 and 10
+    # a shot from the cut on whose colours drift the same way every frame (a gradient
+    # brightening) up to frame 70; the model calls 30..44 a dissolve (the frame before it: 29)
+    drift = video([first] * 10 + [0.3 * first + ramp * (t - 10) / 60 for t in range(10, 80)])
+    assert _drifts(drift, 29, 44, cut, ramp=4, calm=3)
+    # a dissolve between two steady pictures, 30..44, the model's run 32..42 inside it: the line
+    # goes on for two frames each side, then the pictures hold: a transition
+    weights = np.clip((np.arange(80) - 29) / 16, 0, 1)
+    dissolve = video([(1 - w) * first + w * second for w in weights])
+    assert not _drifts(dissolve, 31, 42, cut, ramp=4, calm=3)
+    # the same dissolve four frames after a cut (the first picture shown from frame 26): the first
+    # picture holds for four frames, which is enough
+    assert not _drifts(dissolve, 31, 42, [(25, 26)], ramp=4, calm=3)
+    # a flash inside the dissolve before the model's run (three frames 60 brighter): a jump off
+    # the line is no drift step
+    flashed = dissolve.astype(np.float64)
+    flashed[27:30] += 60
+    assert not _drifts(flashed.clip(0, 255).astype(np.uint8), 31, 42, cut, ramp=4, calm=3)
+    # a drift that starts from a steady picture and ends in one (a slow change of the light,
+    # both ends held): not this rule's
+    held = video([first + 40 * np.clip((t - 20) / 40, 0, 1) for t in range(80)])
+    assert not _drifts(held, 29, 44, cut, ramp=4, calm=3)
+    assert CascadeDetector(drift_ramp=5).params["drift_ramp"] == 5
+    assert CascadeDetector().params["drift_calm"] == 3
+
+
 def test_cascade_keeps_a_short_shot_the_model_confirms() -> None:
     from infra.media.shot_detection import CascadeDetector
 
