@@ -1570,6 +1570,42 @@ def test_cascade_drops_a_boundary_at_a_saturated_flash_in_a_continuing_shot() ->
     assert cuts and all(58 <= c <= 65 for c in cuts)
 
 
+def test_a_flash_on_a_still_picture_is_told_by_its_pictures_whatever_the_brightness_drifts() -> None:
+    """At most ``longest`` frames brighter than the frame before them by ``depart`` or more, back
+    after them, are a flash when they and the frame after them show the frame before's picture and
+    the pictures 8 frames either side are alike: so in a shot whose brightness drifts (a breathing
+    gradient, dev-1301), where the 7-frame medians of ``_flash`` differ across the flash. A flash
+    inside a dissolve (the picture changes across it), a fade through black (its frames are not the
+    picture) and a cut after a flash (another picture after it) are not."""
+    from infra.media.shot_detection import _still_flash, _to_model_frames
+
+    rng = np.random.default_rng(5)
+    base = _still(1, 80, rng)
+
+    def at(frames: list[NDArray[np.float32]], boundary: int) -> bool:
+        luma = np.array([float(f.mean()) for f in frames], np.float32)
+        return _still_flash(_to_model_frames(_rgb(frames)), luma, boundary, 4, 12.0, 0.75)
+
+    drifting = [f * 0.7 + 10 + i for i, f in enumerate(base)]  # a grey level brighter a frame
+    flash = [f + 30 if 40 <= i <= 42 else f for i, f in enumerate(drifting)]
+    assert at(flash, 40) and at(flash, 43) and at(flash, 39)
+    assert not at(flash, 36) and not at(drifting, 40)
+    assert not _is_flash(flash, 43)  # the medians' test: the level 7 frames after is another
+    other = _still(2, 80, rng)
+    dissolve = [
+        a * (1 - w) + b * w
+        for a, b, w in zip(base, other, np.clip((np.arange(80) - 30) / 20, 0, 1), strict=True)
+    ]
+    flash = [f + 30 if 40 <= i <= 41 else f for i, f in enumerate(dissolve)]
+    assert not at(flash, 40) and not at(flash, 42)
+    black = [rng.normal(8, 2, (H, W)).astype(np.float32) for _ in range(3)]  # a fade's held black
+    fade = base[:40] + black + base[43:]
+    assert not at(fade, 40) and not at(fade, 43)
+    cut = [f + 30 if 40 <= i <= 41 else f for i, f in enumerate(base[:42])]
+    cut += [f - f.mean() + base[39].mean() for f in other[42:]]  # another picture, the same brightness
+    assert not at(cut, 42)
+
+
 def test_window_max_is_each_frames_window_maximum() -> None:
     values = np.random.default_rng(3).uniform(0, 1, 40).astype(np.float32)
     for before, after, start in ((2, 2, 1), (8, 8, 0), (0, 3, 5)):
