@@ -1606,6 +1606,28 @@ def test_a_flash_on_a_still_picture_is_told_by_its_pictures_whatever_the_brightn
     assert not at(cut, 42)
 
 
+def test_a_flash_just_after_a_cut_is_told_by_the_pictures_of_its_own_shot() -> None:
+    """The pictures either side of a flash are compared within its shot (``shot``: its first and
+    last frames, from the boundaries beside it): 8 frames before a flash 6 frames after a cut lie
+    in the shot before, another picture, though the flash is this shot's picture lit differently
+    (dev-1301 synthetic_720p30 496). A flash with fewer than ``longest`` frames of its shot before
+    it (or after it) leaves too little of the shot to compare: no flash by this test."""
+    from infra.media.shot_detection import _still_flash, _to_model_frames
+
+    rng = np.random.default_rng(5)
+    before, shot = _still(2, 40, rng), _still(1, 60, rng)
+
+    def at(flash: int, boundary: int, bounds: tuple[int, int] | None) -> bool:
+        frames = before + [f + 60 if i == flash - 40 else f for i, f in enumerate(shot)]
+        luma = np.array([float(f.mean()) for f in frames], np.float32)
+        return _still_flash(_to_model_frames(_rgb(frames)), luma, boundary, 4, 12.0, 0.75, shot=bounds)
+
+    assert not at(46, 46, None)  # the picture 8 frames before it is the shot before the cut at 40
+    assert at(46, 46, (40, 99)) and at(46, 47, (40, 99))
+    assert at(60, 60, None) and at(60, 60, (40, 99))  # far from the cut: the same answer
+    assert not at(42, 42, (40, 99))  # 2 frames of its shot before it
+
+
 def test_window_max_is_each_frames_window_maximum() -> None:
     values = np.random.default_rng(3).uniform(0, 1, 40).astype(np.float32)
     for before, after, start in ((2, 2, 1), (8, 8, 0), (0, 3, 5)):
