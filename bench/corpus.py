@@ -666,6 +666,19 @@ HELD_OUT_1401: tuple[VideoSpec, ...] = (  # stop 24's held-out check (the lead's
     VideoSpec("real_360p_1409", 640, 360, 25, 60, 1409, "real"),
     VideoSpec("real_720p_1410", 1280, 720, 25, 60, 1410, "real"),
 )
+HELD_OUT_1601: tuple[VideoSpec, ...] = (  # stop 25's held-out check (the lead's only): as held-out-1401,
+    # which the lead used at stop 25 to mend a rule and so no longer tells how the rules carry
+    VideoSpec("photo_360p_1601", 640, 360, 25, 36, 1601, "photo", 2.0),
+    VideoSpec("photo_720p_1602", 1280, 720, 25, 30, 1602, "photo", 2.0),
+    VideoSpec("synthetic_360p_1603", 640, 360, 25, 36, 1603, "synthetic", 1.0),
+    VideoSpec("synthetic_720p_1604", 1280, 720, 30, 30, 1604, "synthetic", 1.0),
+    VideoSpec("hard_negatives_360p_1605", 640, 360, 25, 36, 1605, "hard_negatives", 2.0),
+    VideoSpec("hard_negatives_720p_1606", 1280, 720, 25, 30, 1606, "hard_negatives", 2.0),
+    VideoSpec("mixed_360p_1607", 640, 360, 25, 36, 1607, "mixed", 3.0),
+    VideoSpec("mixed_720p_1608", 1280, 720, 25, 30, 1608, "mixed", 3.0),
+    VideoSpec("real_360p_1609", 640, 360, 25, 60, 1609, "real"),
+    VideoSpec("real_720p_1610", 1280, 720, 25, 60, 1610, "real"),
+)
 HELD_OUT_FILM: tuple[VideoSpec, ...] = (  # stop 24: footage no rule was ever chosen on (the lead's only)
     VideoSpec("film_360p_1501", 640, 360, 25, 40, 1501, "film"),
     VideoSpec("film_720p_1502", 1280, 720, 25, 40, 1502, "film"),
@@ -681,6 +694,7 @@ CORPORA: dict[str, tuple[VideoSpec, ...]] = {
     "dev-1301": DEV_1301,
     "held-out-1401": HELD_OUT_1401,
     "held-out-film": HELD_OUT_FILM,
+    "held-out-1601": HELD_OUT_1601,
 }
 
 
