@@ -2168,3 +2168,49 @@ def test_cascade_keeps_a_variance_dip_past_the_fast_pass_s_correlation_limit_whe
     grainy = frames_with(12.0)  # the same dip, its frames no clean blends
     assert len(_detect(grainy, gradual_scales=(), colour_threshold=9.0, blend_correlation=0.6)) == 1
     assert cascade_cuts(_rgb(grainy)) == []
+
+
+def _plain_colour_shot(colour: tuple[float, float, float], n: int, seed: int) -> list[NDArray[np.float32]]:
+    """A still shot of nearly one colour (a faint texture of its own, 3 grey levels, and 0.5 of
+    noise): the generated corpora's plain and few-coloured pictures."""
+    rng = np.random.default_rng(seed)
+    texture = rng.normal(0, 3, (H, W, 1)).astype(np.float32)
+    base = np.array(colour, np.float32)
+    return [
+        np.clip(base + texture + rng.normal(0, 0.5, (H, W, 1)).astype(np.float32), 0, 255) for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("length", [12, 0])
+def test_cascade_looks_at_a_dissolve_between_plain_colours_that_the_histograms_take_for_a_cut(
+    length: int,
+) -> None:
+    """A dissolve between two plain colours moves the whole of the fast pass's coarse colour
+    histogram from one bin to another within a frame or two, so its colour test ("one frame holds
+    most of the change") drops it as a cut; on the model's pixels each of its frames moves about
+    a thirteenth of the way. The cascade asks the model to look there (nothing else is asked or
+    kept nearby) when ``colour_step`` is on, and the model's own gradual transition decides; a hard
+    cut between the same colours holds the whole pixel change in one frame and is not looked at."""
+    from infra.media.shot_detection import CascadeDetector, _largest_step, _to_model_frames
+
+    a, b = _plain_colour_shot((40, 200, 40), 80, 1), _plain_colour_shot((40, 210, 220), 80, 2)
+    video = np.stack(_dissolve(a, b, length) if length else a + b).astype(np.uint8)  # frames 68-79
+    pixels = _to_model_frames(video)
+    assert (_largest_step(pixels, 64, 84) < 0.15) == bool(length)  # a cut: nearly all in one frame
+
+    def cascade(step: bool) -> CascadeDetector:
+        # the model sees a gradual transition over frames 69-78; the variance dip (which also
+        # sees this dissolve, the two textures' variance falling as they blend) is off here
+        detector = CascadeDetector(model=_FakeModel([74], video, inside=[(69, 79)]), colour_step=step)
+        detector._fast.blend_scales = ()
+        run_detector(detector, [video])
+        return detector
+
+    on, off = cascade(True), cascade(False)
+    looks = [f for f, q in on.questions if q == "look"]
+    if length:
+        assert len(looks) == 1 and 68 <= looks[0] <= 79
+        assert on.kinds == {74: "gradual-model"}
+        assert off.questions == [] and off.kinds == {}
+    else:
+        assert looks == [] and on.questions == off.questions
