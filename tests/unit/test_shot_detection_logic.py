@@ -2214,3 +2214,59 @@ def test_cascade_looks_at_a_dissolve_between_plain_colours_that_the_histograms_t
         assert off.questions == [] and off.kinds == {}
     else:
         assert looks == [] and on.questions == off.questions
+
+
+def _one_hue(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
+    """``n`` frames of a still textured picture of one strong hue (orange: red high, green middle,
+    blue near 0), a little noise on each: two such pictures correlate near 1 pixel for pixel."""
+    pic = _picture(seed)
+    out = []
+    for _ in range(n):
+        g = (_view(pic, 40) + rng.normal(0, 2.0, (H, W))).astype(np.float32) * 0.25
+        out.append(np.stack([170 + g, 60 + g, 0 * g + 5], axis=-1))
+    return out
+
+
+def test_a_short_shot_of_another_picture_of_the_same_hue_is_no_flash_that_a_cut_ends() -> None:
+    """A flash that a cut ends (:func:`_lit_until_cut`) is the picture before it lit differently:
+    one picture by the pixels' pattern and by the structure (:func:`_one_picture`). A short bright
+    shot of another orange picture after an orange shot passes the pixels' test alone (the
+    channels' levels dominate it), not the structure's: both its cuts stay. The same flash on the
+    shot's own picture is still a flash."""
+    from infra.media.shot_detection import _lit_until_cut, _picture_correlation, _pixel_correlation
+
+    rng = np.random.default_rng(3)
+    grey = rng.uniform(40, 160, (H, W, 3)).astype(np.float32)
+
+    def video(frames: list[NDArray[np.float32]]) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
+        out = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+        return out, out.astype(np.float64).mean(axis=(1, 2, 3))
+
+    before = _one_hue(1, 10, rng)
+    inserted = [f + 30 for f in _one_hue(2, 5, rng)]  # frames 10-14: another orange picture, brighter
+    frames, luma = video([*before, *inserted, *[grey] * 10])  # a cut to a grey picture at 15
+    assert _pixel_correlation(frames, 9, 10) >= 0.82  # one picture by the pixels: one hue
+    assert _picture_correlation(frames, 9, 10) < 0.3  # two by their structure
+    assert not _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+    assert _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82, structure=False)  # the flaw
+    lit = [f + 30 for f in _one_hue(1, 5, rng)]  # the shot's own picture lit: a flash, as before
+    frames, luma = video([*before, *lit, *[grey] * 10])
+    assert _lit_until_cut(frames, luma, 10, 15, depart=20.0, level=0.82)
+
+
+def test_a_dissolve_between_two_pictures_of_the_same_hue_is_a_dissolve() -> None:
+    """A dissolve is between two different pictures (:meth:`CascadeDetector._dissolve_between`):
+    not one picture by the pixels' pattern and the structure together (:func:`_one_picture`). Two
+    orange pictures correlate above ``blend_same`` pixel for pixel, not by their structure: their
+    dissolve is one. The light of one picture ramping is no dissolve, however straight the ramp."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(5)
+    a, b = _one_hue(1, 40, rng), _one_hue(2, 40, rng)
+    mixed = [(1 - w) * a[20 + i] + w * b[i] for i, w in enumerate(np.arange(1, 12) / 12)]
+    frames = np.clip(np.stack([*a[:20], *mixed, *b[11:]]), 0, 255).astype(np.uint8)  # blends 20-30
+    assert CascadeDetector()._dissolve_between(frames, 19, 31)
+    assert not CascadeDetector(one_picture_structure=False)._dissolve_between(frames, 19, 31)  # the flaw
+    ramp = [f + 3 * i for i, f in enumerate(_one_hue(1, 40, rng))]  # one picture brightening
+    lit = np.clip(np.stack(ramp), 0, 255).astype(np.uint8)
+    assert not CascadeDetector()._dissolve_between(lit, 19, 31)
