@@ -908,6 +908,81 @@ def test_cascade_keeps_an_unsure_cut_the_model_misses_where_the_picture_brings_n
         assert cascade.kinds == ({60: "cut"} if kept else {})
 
 
+def test_an_unseen_cut_is_new_structure_at_the_same_brightness() -> None:
+    """A turned-down jump the model does not mark is a cut between shots of the same framing and
+    exposure where the new frame brings structure no local motion explains (``add_structure``
+    grey levels, ``add_structure_ratio`` times the shots' own) and the picture's brightness
+    moves by less than ``add_luma``: the same cut into a brighter picture is how a flash looks
+    (its clipped highlights are new structure too), and a faint picture brings too little."""
+    from infra.media.shot_detection import CascadeDetector, _to_model_frames
+
+    cascade = CascadeDetector()
+    cut = _to_model_frames(_weaker_cut())
+    assert cascade._unseen_cut(cut, 60)
+    assert not cascade._unseen_cut(cut, 59)  # inside the shot
+    assert not cascade._unseen_cut(_to_model_frames(_weaker_cut(contrast=0.3)), 60)
+    lit = _weaker_cut().astype(np.float32)
+    lit[60:] += 30.0  # the new picture 30 grey levels brighter
+    assert not cascade._unseen_cut(_to_model_frames(np.clip(lit, 0, 255).astype(np.uint8)), 60)
+    assert not CascadeDetector(add_structure=0.0)._unseen_cut(cut, 60)  # off
+
+
+def _recoloured(cuts: Sequence[tuple[int, int]], n: int = 120) -> NDArray[np.uint8]:
+    """One still picture whose colour cast changes over ``[start, end)`` spans of ``cuts`` (warm
+    to cold), its luma the same throughout: a cut in colour only, or a colour flash."""
+    rng = np.random.default_rng(3)
+    pic = _view(_picture(7), 40)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    frames = []
+    for i in range(n):
+        tint = np.array((0.8, 0.9, 1.3) if any(a <= i < b for a, b in cuts) else (1.0, 0.9, 0.7), np.float32)
+        luma = pic + rng.normal(0, 2, pic.shape).astype(np.float32)
+        frames.append(luma[..., None] * (tint / float(tint @ weights)))
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def test_colour_jumps_are_cuts_in_colour_only_that_stay() -> None:
+    """The chroma's step into a frame peaks well above its level around and at ``share`` times
+    the luma's step or more, and no frame of the 7 from it on has the colours of the 8 before: a
+    cut in colour only. A colour flash comes back (neither of its ends counts); a cut to another
+    picture moves the luma as much (the fast pass's own tests see it)."""
+    from infra.media.shot_detection import _colour_jumps, _to_model_frames
+
+    assert _colour_jumps(_to_model_frames(_recoloured([(60, 120)])), 2.0, 5.0, 4.0) == [60]
+    assert _colour_jumps(_to_model_frames(_recoloured([(60, 63)])), 2.0, 5.0, 4.0) == []
+    rng = np.random.default_rng(1)
+    warm = np.array((1.2, 0.9, 0.6), np.float32)
+    other = [f[..., None] * warm for f in _still(1, 60, rng) + _still(2, 60, rng)]  # one cast
+    assert (
+        _colour_jumps(_to_model_frames(np.clip(np.stack(other), 0, 255).astype(np.uint8)), 2.0, 5.0, 4.0)
+        == []
+    )
+
+
+def test_cascade_shows_the_model_a_cut_in_colour_only() -> None:
+    """A cut in colour only leaves the fast pass silent: its colour jump is asked ("hue") and kept
+    where the model marks it, though the luma thumbnails either side are one picture (the
+    same-picture test does not apply there); with ``colour_jump`` 0 (off) nothing is asked."""
+    from infra.media.shot_detection import CascadeDetector
+
+    video = _recoloured([(60, 120)])
+    for setting, kept in ((2.0, True), (0.0, False)):
+        cascade = CascadeDetector(model=_FakeModel([60], video), colour_jump=setting)
+        cuts, _ = run_detector(cascade, [video])
+        assert cascade.questions == ([(60, "hue")] if kept else [])
+        assert cuts == ([60] if kept else [])
+    cascade = CascadeDetector(model=_FakeModel([], video))  # the model silent: no cut
+    assert run_detector(cascade, [video])[0] == []
+    # fed in batches, the colour steps kept per batch are those of the whole video
+    from infra.media.shot_detection import _to_model_frames, _ycc_steps
+
+    cascade = CascadeDetector(model=_FakeModel([60], video), bar_frames=16)
+    assert run_detector(cascade, (video[i : i + 37] for i in range(0, len(video), 37)))[0] == [60]
+    steps = np.concatenate(cascade._steps)
+    assert steps.shape == (len(video), 3)
+    np.testing.assert_allclose(steps[1:], _ycc_steps(_to_model_frames(video)), atol=1e-3)
+
+
 def test_cascade_lets_the_model_decide_only_with_a_transition_it_sees_whole_where_a_gradual_change_was_turned_down() -> (
     None
 ):
@@ -1068,9 +1143,9 @@ def test_cascade_gives_the_last_windows_to_the_models_thread_before_the_final_pl
             super().__init__(model=model, plan_every=128, plan_guard=100)
             self.pending_at_plan: list[set[tuple[int, int]]] = []
 
-        def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int) -> _Plan:
+        def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int, *args: Any) -> _Plan:
             self.pending_at_plan.append(set(self._pending))
-            return super()._plan(fast, relaxed, total)
+            return super()._plan(fast, relaxed, total, *args)
 
     video, model_cuts, batches = _long_and_short_shots()  # the last short shot's window ends
     # within the guard of the end
@@ -1386,14 +1461,14 @@ def test_cascade_scores_a_margin_of_context_per_kind_of_question() -> None:
     """Each question is scored with ``margin`` (25) frames either side, a short shot's ends too (8
     before and 20 after gave the bench's and dev-801's answers but lost a dissolve and a cut on
     dev-1101, 20 either side the dissolve, stop 23), a turned-down jump with 12 (the same answers on both
-    corpora) and a colour change shown for a transition beside it with 20 (development corpus
+    corpora), a colour jump too (the same answers as with 25 on the four corpora, stop 25) and a colour change shown for a transition beside it with 20 (development corpus
     f1e); windows at most ``window_gap`` (15) frames apart are one window (the model's first frames
     in a window lack context, and it sees transitions between questions there: with fewer
     questions asked, a gap of 5 lost a development-corpus dissolve that lay between two windows)."""
     from infra.media.shot_detection import CascadeDetector
 
     cascade = CascadeDetector()
-    assert cascade.question_margins == {"add": 12, "change": 20}
+    assert cascade.question_margins == {"add": 12, "hue": 12, "change": 20}
     assert cascade._regions([(100, "change")], 1000) == [(80, 121)]
     assert cascade.window_gap == 15
     assert cascade._regions([(100, "veto")], 1000) == [(75, 126)]
@@ -2012,7 +2087,7 @@ def _planted(kind: str, frame: int, video: NDArray[np.uint8], **kwargs: Any) -> 
     from infra.media.shot_detection import CascadeDetector, _Plan
 
     class Planted(CascadeDetector):
-        def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int) -> _Plan:
+        def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int, *args: Any) -> _Plan:
             return _Plan([], [], [frame], {frame: kind})
 
     cascade = Planted(model=_FakeModel([], video), **kwargs)
