@@ -1693,12 +1693,7 @@ def test_a_cut_just_before_a_flash_stays_when_its_two_pictures_are_only_of_one_h
     rng = np.random.default_rng(7)
 
     def orange(seed: int, n: int) -> list[NDArray[np.float32]]:
-        pic = _picture(seed)
-        out = []
-        for _ in range(n):
-            g = (_view(pic, 40) + rng.normal(0, 2.0, (H, W))).astype(np.float32) * 0.25
-            out.append(np.stack([170 + g, 60 + g, 0 * g + 5], axis=-1))
-        return out
+        return _one_hue(seed, n, rng)
 
     def video(frames: list[NDArray[np.float32]]) -> NDArray[np.uint8]:
         return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
