@@ -2634,7 +2634,11 @@ def _pixel_correlation(frames: FrameBatch, a: int, b: int) -> float:
     brightness and contrast)."""
     f = frames[a].reshape(-1).astype(np.float64)
     g = frames[b].reshape(-1).astype(np.float64)
-    f, g = f - f.mean(), g - g.mean()
+    return _centred_correlation(f - f.mean(), g - g.mean())
+
+
+def _centred_correlation(f: NDArray[np.float64], g: NDArray[np.float64]) -> float:
+    """The correlation of two vectors whose means are already taken out."""
     return float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
 
 
@@ -2643,8 +2647,7 @@ def _picture_correlation(frames: FrameBatch, a: int, b: int) -> float:
     taken out: near 1 for one picture whatever its light, not for two pictures of one hue."""
     f = frames[a].reshape(-1, frames.shape[-1]).astype(np.float64)
     g = frames[b].reshape(-1, frames.shape[-1]).astype(np.float64)
-    f, g = (f - f.mean(axis=0)).reshape(-1), (g - g.mean(axis=0)).reshape(-1)
-    return float(f @ g / max(float(np.sqrt((f @ f) * (g @ g))), 1e-6))
+    return _centred_correlation((f - f.mean(axis=0)).reshape(-1), (g - g.mean(axis=0)).reshape(-1))
 
 
 def _one_picture(
@@ -2738,7 +2741,7 @@ def _new_structure(frames: FrameBatch, frame: int, level: float, ratio: float) -
 def _ycc(frames: FrameBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The luma and chroma (Y, Cb, Cr) of rgb24 ``frames``: three (n, h, w) arrays."""
     rgb = frames.astype(np.float32)
-    y = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    y = _luma(frames)
     return y, (rgb[..., 2] - y) * 0.564, (rgb[..., 0] - y) * 0.713
 
 
