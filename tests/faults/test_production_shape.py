@@ -82,6 +82,21 @@ def running_workers(address: DatabaseAddress, schema: str) -> list[int]:
     return [int(str(r[0]).rsplit(":", 1)[1]) for r in rows]
 
 
+def freeze_a_running_worker(fleet: Fleet, address: DatabaseAddress, schema: str) -> str:
+    """SIGSTOP a worker that holds a stage's claim once it is stopped (a stage may end between the
+    query and the signal; then the worker is let go and another tried)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pid in running_workers(address, schema):
+            name = fleet.by_pid(pid)
+            fleet.signal(name, signal.SIGSTOP)
+            if pid in running_workers(address, schema):
+                return name
+            fleet.signal(name, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker held a stage for 60 s\n{fleet.tails()}")
+
+
 def leader_pid(address: DatabaseAddress, schema: str) -> int | None:
     leaders = [daemon for daemon, leads in live_daemons(address, schema) if leads]
     return int(leaders[0].split(":")[1]) if leaders else None
@@ -146,9 +161,7 @@ def test_every_video_is_clipped_once_whatever_fails(
 
     # 3. Redis paused, every database connection terminated, a worker frozen past its heartbeat
     batch = submit()
-    wait_for(lambda: bool(running_workers(pg_address, pg_schema)), 60, "a stage running", fleet)
-    frozen = fleet.by_pid(running_workers(pg_address, pg_schema)[0])
-    fleet.signal(frozen, signal.SIGSTOP)
+    frozen = freeze_a_running_worker(fleet, pg_address, pg_schema)
     redis.client().execute_command("CLIENT", "PAUSE", "3000", "ALL")
     with connect(pg_address, autocommit=True) as conn:
         conn.execute(
