@@ -2076,6 +2076,22 @@ def test_cascade_dev_tool_counts_the_model_s_frames_by_the_questions_that_need_t
     assert kinds_of_frames(cascade) == {"veto": 102, "(gap)": 9}
 
 
+def test_cascade_sweep_moves_one_setting_at_a_time_from_its_default() -> None:
+    """``bench.cascade_sweep`` tries each numeric setting at factors of its default, each integer at
+    steps from it (never below 0), each switch turned over, and leaves the plan's schedule alone."""
+    from bench.cascade_sweep import defaults, variants
+
+    found = defaults()
+    assert found["veto"] == 0.2 and found["snap"] == 5 and found["colour_step"] is True
+    assert not {"plan_every", "speculate", "blend_spans", "question_margins"} & set(found)
+    assert variants(["veto", "fade_held", "colour_step"], [0.5, 2.0], [-3, 1]) == [
+        ("veto", 0.1),
+        ("veto", 0.4),
+        ("fade_held", 3),
+        ("colour_step", False),
+    ]
+
+
 def _planted(kind: str, frame: int, video: NDArray[np.uint8], **kwargs: Any) -> tuple[list[int], Any]:
     """The cascade's answer where the fast pass keeps one boundary of ``kind`` at ``frame`` (and
     proposes nothing else), the model seeing nothing: only the rules after the model decide."""
