@@ -17,6 +17,13 @@ from infra.schema import prepare_schema
 from projections.read_your_writes import close_listeners
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs no service and no browser is a unit test: ``pytest -m unit`` runs them alone."""
+    for item in items:
+        if item.get_closest_marker("integration") is None and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture
 def memory_app() -> Iterator[HeatersApplication]:
     """The application on eventsourcing's in-memory store (unit tests)."""
