@@ -2356,3 +2356,24 @@ def test_a_dissolve_between_two_pictures_of_the_same_hue_is_a_dissolve() -> None
     ramp = [f + 3 * i for i, f in enumerate(_one_hue(1, 40, rng))]  # one picture brightening
     lit = np.clip(np.stack(ramp), 0, 255).astype(np.uint8)
     assert not CascadeDetector()._dissolve_between(lit, 19, 31)
+
+
+def test_cascade_moves_a_wide_colour_change_to_the_middle_of_the_dissolve_it_sees() -> None:
+    """The fast pass's colour change of scale 16 sits at the peak of the histogram distance between
+    frames 16 before and 16 after it, which is flat wherever the whole transition lies inside that
+    window: a 10-frame dissolve's boundary may land outside the dissolve (dev-1301 photo_720p25 341,
+    6 frames before 347-356). It moves to where the window's frames cross half way from its first
+    frame to its last (``colour_centre``), where they are blends of those two ends; in a shot that
+    moves (no blend, ``colour_centre_residual``) it stays where the fast pass put it."""
+    from infra.media.shot_detection import _change_middle, _to_model_frames
+
+    rng = np.random.default_rng(7)
+    dissolve = _rgb(_dissolve(_still(7, 70, rng), _still(8, 60, rng), 10))  # 60-69
+    middle = _change_middle(_to_model_frames(dissolve), 40, 72, 0.5)
+    assert middle is not None and 63 <= middle <= 66
+    cuts, _ = _planted("colour16", 56, dissolve)
+    assert len(cuts) == 1 and 60 <= cuts[0] <= 69
+    assert _planted("colour16", 56, dissolve, colour_centre=0)[0] == [56]
+    pan = _rgb([_view(_picture(11, w=W * 12), 3.0 * i) for i in range(120)])
+    assert _change_middle(_to_model_frames(pan), 44, 76, 0.5) is None
+    assert _change_middle(_to_model_frames(pan), 44, 76, 2.0) is not None
