@@ -1537,9 +1537,11 @@ def test_cascade_looks_at_dark_bright_and_flat_runs_but_not_at_a_fade_the_fast_p
     assert CascadeDetector()._dips(fast) == [55, 160]  # type: ignore[arg-type]
 
 
-def test_cascade_shows_the_model_the_relaxed_pass_s_gradual_changes_but_not_its_colour_changes() -> None:
-    """The relaxed pass's gradual changes are "look" questions; its colour changes are not asked
-    at all (on both corpora the model's transitions found there were all false)."""
+def test_cascade_shows_the_model_the_relaxed_pass_s_colour_changes_only_where_nothing_else_is_asked() -> None:
+    """The relaxed pass's gradual changes are "look" questions; its colour changes only where no
+    other question or kept boundary lies within ``margin`` frames (``colour_look``): beside a
+    question the model's transitions found there were all false (stop 20), but far from every
+    question nothing shows the model the change."""
     import copy
 
     from infra.media.shot_detection import Candidate, CascadeDetector
@@ -1549,9 +1551,15 @@ def test_cascade_shows_the_model_the_relaxed_pass_s_gradual_changes_but_not_its_
     cascade = CascadeDetector(model=_FakeModel([], video))
     assert run_detector(cascade, [video])[0] == [] and cascade.questions == []
     relaxed = copy.copy(cascade._fast)
-    relaxed.candidates = [Candidate(100, 1, 0.2, "colour8"), Candidate(200, 1, 0.2, "gradual8")]
+    relaxed.candidates = [
+        Candidate(100, 1, 0.2, "colour8"),
+        Candidate(200, 1, 0.2, "gradual8"),
+        Candidate(220, 1, 0.2, "colour4"),  # 20 frames from the look at 200: its window shows it
+    ]
     plan = cascade._plan(cascade._fast, relaxed, len(video))
-    assert plan.queries == [(200, "look")]
+    assert plan.queries == [(100, "look"), (200, "look")]
+    cascade.colour_look = False
+    assert cascade._plan(cascade._fast, relaxed, len(video)).queries == [(200, "look")]
 
 
 def test_cascade_does_not_look_again_at_a_gradual_change_the_fast_pass_keeps() -> None:
@@ -2300,6 +2308,52 @@ def test_cascade_looks_at_a_dissolve_between_plain_colours_that_the_histograms_t
         assert off.questions == [] and off.kinds == {}
     else:
         assert looks == [] and on.questions == off.questions
+
+
+@pytest.mark.parametrize("cut_after", [0, 21])
+def test_cascade_looks_at_a_colour_change_the_relaxed_pass_sees_where_nothing_else_is_shown(
+    cut_after: int,
+) -> None:
+    """A dissolve between two shots of the same framing changes the colours more than the
+    structure: only the relaxed pass's colour test sees it. Where no question and no kept boundary
+    lies within ``margin`` frames the model is shown nothing there (a question 25 frames off puts
+    the change at its window's edge, without the context to see a transition), so the cascade asks
+    it to look when ``colour_look`` is on, and the model's own gradual transition decides; beside
+    a boundary it keeps, the change is left to that boundary's transition."""
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(3)
+
+    def shot(seed: int, tint: tuple[float, float, float], n: int) -> list[NDArray[np.float32]]:
+        pic = _colour_picture(seed, tint, W * 4)[20 : 20 + H, 40 : 40 + W]
+        return [pic + rng.normal(0, 1.5, (H, W, 1)).astype(np.float32) for _ in range(n)]
+
+    a, b = shot(31, (1.2, 0.7, 0.4), 80), shot(32, (0.5, 0.8, 1.2), 80)
+    frames = _dissolve(a, b, 12)  # frames 68-79
+    if cut_after:  # a hard cut to a third picture 21 frames after the colour change (79)
+        frames = frames[: 79 + cut_after] + shot(33, (1.0, 1.0, 1.0), 60)
+    video = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+    def cascade(look: bool) -> CascadeDetector:
+        # the model sees a gradual transition over frames 69-78; the fast pass's luma tests are
+        # off and its colour test strict enough that only the relaxed pass (0.6 of it) sees it
+        detector = CascadeDetector(
+            model=_FakeModel([74], video, inside=[(69, 79)]), colour_look=look, colour_step=False
+        )
+        detector._fast.gradual_threshold = 9.0
+        detector._fast.blend_scales = ()
+        detector._fast.colour_threshold = 1.2  # the histograms' change across the dissolve: 0.98
+        run_detector(detector, [video])
+        return detector
+
+    on, off = cascade(True), cascade(False)
+    looks = [f for f, q in on.questions if q == "look"]
+    if cut_after:
+        assert looks == [] and on.questions == off.questions and on.kinds == {100: "cut"}
+    else:
+        assert len(looks) == 1 and 68 <= looks[0] <= 80
+        assert on.kinds == {74: "gradual-model"}
+        assert off.questions == [] and off.kinds == {}
 
 
 def _one_hue(seed: int, n: int, rng: np.random.Generator) -> list[NDArray[np.float32]]:
