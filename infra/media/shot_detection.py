@@ -1306,7 +1306,12 @@ class CascadeDetector(ShotDetector):
     * a hard cut whose change stays at the picture's left and right sides (the largest change in
       the middle half of the width under half the largest anywhere: something leaving through one
       edge or coming in at one): no boundary, whatever the model says, unless the frames around it
-      are a dissolve's (below: two pictures that differ at their sides dissolve there too);
+      are a dissolve's (below: two pictures that differ at their sides dissolve there too); with
+      ``side_flash``, where a flash ends just before the cut, the change from the frame before the
+      flash counts too (the step out of a flash changes every pixel); nor a hard cut whose frame
+      is the frame before it moved by 2 pixels or more, as the step before or after it is the same
+      way (``pan_step``: the picture's correlation at the best shift, :func:`_pan_step`): a pan or
+      whip, not a new picture;
     * a dissolve told by the model's pixels (:meth:`_dissolve_between`: each frame of a window a
       blend of its two end frames, the weights on a straight ramp, between different pictures by
       the pixels or, with ``one_picture_structure``, by the structure: :func:`_one_picture`): a
@@ -1332,7 +1337,9 @@ class CascadeDetector(ShotDetector):
       one picture (``still_flash`` grey levels or more from the frame before it and back, its
       frames that picture lit differently, the pictures on either side of it alike: see
       :func:`_still_flash`, its sides compared within its shot with ``still_flash_shot``),
-      however the shot's brightness drifts around it.
+      however the shot's brightness drifts around it; of two hard cuts at a flash's two edges whose
+      frames between and after are the picture before it (pixel correlation ``flash_pair``: no new
+      picture at either), the second goes (:func:`_flash_pairs`: one change marked twice).
 
     Boundaries inside one uninterrupted run of "inside" frames are one transition, and so are a
     fade-out and fade-in around a black or white run the model sees entered and left gradually.
@@ -1377,6 +1384,9 @@ class CascadeDetector(ShotDetector):
         blend_spans: Sequence[int] = (4, 8),
         blend_dip_correlation: float = 0.6,
         side_jump: float = 2.0,
+        side_flash: bool = True,
+        flash_pair: float = 0.75,
+        pan_step: float = 0.95,
         colour_centre: int = 16,
         colour_centre_residual: float = 0.5,
         new_structure: float = 6.0,
@@ -1432,6 +1442,9 @@ class CascadeDetector(ShotDetector):
         self.blend_spans = tuple(blend_spans)
         self.blend_dip_correlation = blend_dip_correlation
         self.side_jump = side_jump
+        self.side_flash = side_flash
+        self.flash_pair = flash_pair
+        self.pan_step = pan_step
         self.colour_centre = colour_centre
         self.colour_centre_residual = colour_centre_residual
         self.new_structure = new_structure
@@ -1505,6 +1518,7 @@ class CascadeDetector(ShotDetector):
             "blend_same": self.blend_same, "blend_residual": self.blend_residual,
             "blend_line": self.blend_line, "blend_spans": list(self.blend_spans),
             "blend_dip_correlation": self.blend_dip_correlation, "side_jump": self.side_jump,
+            "side_flash": self.side_flash, "flash_pair": self.flash_pair, "pan_step": self.pan_step,
             "colour_centre": self.colour_centre, "colour_centre_residual": self.colour_centre_residual,
             "new_structure": self.new_structure, "new_structure_ratio": self.new_structure_ratio,
             "add_structure": self.add_structure, "add_structure_ratio": self.add_structure_ratio,
@@ -2091,9 +2105,32 @@ class CascadeDetector(ShotDetector):
         # or coming in at one (a blob wrapping round the frame, the model silent or half-fooled), not
         # a new picture, which changes the middle about as much as the sides (the true cuts of the
         # bench and both development corpora: 0.54 of the largest change or more in the middle half;
-        # the false ones dropped: 0.04-0.40)
+        # the false ones dropped: 0.04-0.40). With ``side_flash``, where the frames just before the
+        # cut are a flash (:func:`_lit_before`), the change is also taken from the frame before the
+        # flash: a flash changes every pixel, so the step out of it hides a blob wrapping round in
+        # the same step (dev-801 mixed_720p24 646: a one-frame flash at 645 on a gradient whose blob
+        # wraps at 646; from 645 the middle half holds 0.87 of the largest change, from 644 0.375).
+        # The 36 cuts at a true transition just after a flash on the four corpora: 0.68 or more
+        # from the frame before it (dev-1301 mixed_720p25 209; the next 0.80), so the limit's 0.5
+        # stands between. A hard cut that is a step of a pan or whip is none either
+        # (``pan_step``, :func:`_pan_step`): its frame is the frame before moved by 2 pixels or
+        # more, matched at ``pan_step`` or more (grey pixels' correlation at the best shift), and so
+        # is the step before or after it, the same way (dev-1101 photo_1080p25 299, a whip of 10-12
+        # of the model's 48 pixels a frame: 0.98 and 0.98). The cuts at a true transition on the
+        # four corpora reach 0.89 (dev-801 negatives_720p30 32, a cut inside a pan of 2 pixels a
+        # frame, lost at 0.88; bench photo_720p24 60 0.87); 0.9-0.98 give the same answers
         for c in sorted(cuts):
-            if kinds.get(c) == "cut" and _change_at_sides(frames, c) and not self._blend_around(frames, c):
+            if kinds.get(c) != "cut":
+                continue
+            lit = (
+                _lit_before(self._fast.luma, c, self.flash_frames, self.flash_luma)
+                if self.side_flash
+                else None
+            )
+            sides = _change_at_sides(frames, c) or (lit is not None and _change_at_sides(frames, c, lit))
+            if (sides and not self._blend_around(frames, c)) or (
+                self.pan_step and _pan_step(frames, c, self.pan_step)
+            ):
                 cuts.discard(c)
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
@@ -2151,6 +2188,20 @@ class CascadeDetector(ShotDetector):
                     )
                 ):
                     cuts.discard(c)
+        # a flash marked at both its edges: two hard cuts at most ``flash_frames`` + 1 apart whose
+        # frames between are a flash (each ``flash_luma`` or more off the frame before the first
+        # and the frame of the second, the same way: :func:`_lit_before`), its frames and the frame
+        # after it the picture before it (the pixels' pattern at ``flash_pair``): neither edge
+        # brings another picture, so they mark one change at most, and the second goes; the flash
+        # rules below may still drop the first (:func:`_flash_pairs`). dev-1101 photo_720p25 508 +
+        # 511: a 3-frame flash inside the dissolve 503-514 between two photos of one palette, 0.90
+        # at least (the flash clips, so by the structure 0.55); on the four corpora the pairs whose
+        # second cut is true reach 0.62 (dev-1101 real_720p30 425 + 429, lost at 0.6), the others
+        # 0.74-0.75 and dropped later by the flash rules either way: 0.65-0.9 give the same answers
+        if self.flash_pair:
+            cuts -= _flash_pairs(
+                frames, fast.luma, cuts, kinds, self.flash_frames, self.flash_luma, self.flash_pair
+            )
         for c in sorted(cuts):
             start, end = _extent(inside, c - 1, self.threshold)
             shot = (0, total - 1)
@@ -2865,15 +2916,99 @@ def _colour_jumps(
     ]
 
 
-def _change_at_sides(frames: FrameBatch, frame: int) -> bool:
-    """Whether the change from ``frame - 1`` to ``frame`` (the model's rgb24 frames) stays at the
-    picture's left and right sides: the largest change of a pixel in the middle half of the width is
-    under half the largest anywhere."""
-    if not 1 <= frame < len(frames):
+def _change_at_sides(frames: FrameBatch, frame: int, before: int | None = None) -> bool:
+    """Whether the change from ``before`` (``frame - 1`` by default) to ``frame`` (the model's rgb24
+    frames) stays at the picture's left and right sides: the largest change of a pixel in the middle
+    half of the width is under half the largest anywhere."""
+    before = frame - 1 if before is None else before
+    if not 0 <= before < frame < len(frames):
         return False
-    change = np.abs(frames[frame].astype(np.int16) - frames[frame - 1].astype(np.int16)).max(axis=2)
+    change = np.abs(frames[frame].astype(np.int16) - frames[before].astype(np.int16)).max(axis=2)
     width = change.shape[1]
     return 2 * int(change[:, width // 4 : 3 * width // 4].max()) < int(change.max())
+
+
+def _shift_match(
+    frames: FrameBatch, a: int, b: int, reach: tuple[int, int] = (3, 12)
+) -> tuple[float, int, int]:
+    """How well frame ``b`` (the model's rgb24 frames, as grey) is frame ``a`` moved: the best
+    Pearson correlation of ``a``'s middle (all but ``reach`` = (rows, columns) at each edge: half
+    the width at the model's 48) with ``b``'s pixels at every shift up to ``reach``, and that
+    shift ``(correlation, dx, dy)``."""
+    ry, rx = reach
+    f = frames[a].astype(np.float64).mean(axis=2)
+    g = frames[b].astype(np.float64).mean(axis=2)
+    h, w = f.shape
+    if h <= 2 * ry + 1 or w <= 2 * rx + 1:
+        return -1.0, 0, 0
+    x = f[ry : h - ry, rx : w - rx]
+    x = x - x.mean()
+    windows = np.lib.stride_tricks.sliding_window_view(g, x.shape)  # no copy
+    # x's mean is out, so each window's own mean drops out of the products with it
+    spread = np.einsum("ijkl,ijkl->ij", windows, windows) - windows.sum(axis=(2, 3)) ** 2 / x.size
+    products = np.einsum("ijkl,kl->ij", windows, x)
+    corr = products / np.maximum(np.sqrt(float((x * x).sum()) * np.maximum(spread, 0.0)), 1e-6)
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return float(corr[iy, ix]), int(ix) - rx, int(iy) - ry
+
+
+def _pan_step(frames: FrameBatch, frame: int, level: float, least: int = 2) -> bool:
+    """Whether the step into ``frame`` is one of a pan's: frame ``frame`` is frame ``frame - 1``
+    moved by ``least`` pixels or more (:func:`_shift_match` ``level`` or more), and so is the step
+    before it or the one after it, the same way (a pan or whip goes on; a cut to another picture
+    matches no shift as well as the shot's own steps do)."""
+    if not 2 <= frame < len(frames) - 1:
+        return False
+    corr, dx, dy = _shift_match(frames, frame - 1, frame)
+    if corr < level or max(abs(dx), abs(dy)) < least:
+        return False
+    for a in (frame - 2, frame):
+        c, x, y = _shift_match(frames, a, a + 1)
+        if c >= level and max(abs(x), abs(y)) >= least and x * dx + y * dy > 0:
+            return True
+    return False
+
+
+def _lit_before(luma: FloatArray, frame: int, longest: int, depart: float) -> int | None:
+    """The frame before a flash that ends just before ``frame``: the latest frame ``f`` such that
+    frames ``f + 1..frame - 1`` (at most ``longest`` of them) are each ``depart`` or more brighter
+    than both frame ``f`` and frame ``frame`` (or each as much darker than both), or None where
+    frame ``frame - 1`` ends no such flash. Only the mean luma: whether the flash's frames are the
+    picture before it is the caller's question."""
+    if not 0 < frame < len(luma):
+        return None
+    for f in range(frame - 2, max(frame - longest - 2, -1), -1):
+        lit = luma[f + 1 : frame]
+        ends = min(float(luma[f]), float(luma[frame])), max(float(luma[f]), float(luma[frame]))
+        if float(lit.min()) - ends[1] >= depart or ends[0] - float(lit.max()) >= depart:
+            return f
+    return None
+
+
+def _flash_pairs(
+    frames: FrameBatch,
+    luma: FloatArray,
+    cuts: set[int],
+    kinds: Mapping[int, str],
+    longest: int,
+    depart: float,
+    level: float,
+) -> set[int]:
+    """The hard cuts to drop that end a flash another hard cut starts: cut ``c`` whose frames from
+    the other cut to ``c - 1`` are a flash (:func:`_lit_before`: at most ``longest`` frames, each
+    ``depart`` or more off both the frame before them and frame ``c``, the same way) and, with frame
+    ``c``, the picture of the frame before the flash (:func:`_pixel_correlation` ``level`` or more:
+    neither cut brought another picture). The two mark the flash's edges, one change at most."""
+    dropped: set[int] = set()
+    for c in sorted(cuts):
+        if kinds.get(c) != "cut":
+            continue
+        lit = _lit_before(luma, c, longest, depart)
+        if lit is None or lit + 1 not in cuts or kinds.get(lit + 1) != "cut":
+            continue
+        if min(_pixel_correlation(frames, lit, f) for f in range(lit + 1, c + 1)) >= level:
+            dropped.add(c)
+    return dropped
 
 
 def _side_jump(frames: FrameBatch, a: int, b: int, ratio: float) -> bool:

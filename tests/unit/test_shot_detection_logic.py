@@ -2045,6 +2045,99 @@ def test_cascade_drops_a_cut_whose_change_stays_at_the_sides_whatever_the_model_
     assert cuts == [40, 82, 120]
 
 
+def test_a_flash_just_before_a_frame_is_told_by_the_mean_luma_alone() -> None:
+    """:func:`_lit_before` finds the frame before a flash of at most ``longest`` frames that ends
+    just before a frame: each flash frame ``depart`` or more off both ends, the same way."""
+    from infra.media.shot_detection import _lit_before
+
+    luma = np.full(20, 100.0)
+    luma[8:11] = 180.0  # a 3-frame flash, the level back at 11
+    assert _lit_before(luma, 11, 4, 20.0) == 7
+    assert _lit_before(luma, 10, 4, 20.0) is None  # frame 10 is still lit: no flash ends before it
+    assert _lit_before(luma, 11, 2, 20.0) is None  # longer than ``longest``
+    luma[11:] = 170.0  # the level after is near the flash's: a step up, not a flash
+    assert _lit_before(luma, 11, 4, 20.0) is None
+    dark = np.full(20, 100.0)
+    dark[5] = 40.0  # a one-frame darkening is a flash too
+    assert _lit_before(dark, 6, 4, 20.0) == 4
+    ramp = np.linspace(0.0, 190.0, 20)  # a fade's ramp: each frame brighter than the one before
+    assert all(_lit_before(ramp, f, 4, 20.0) is None for f in range(1, 20))
+
+
+def test_a_blob_wrapping_round_just_after_a_flash_stays_at_the_sides() -> None:
+    """The step out of a flash changes every pixel, so a blob wrapping round in that step no longer
+    looks like a change at the sides; from the frame before the flash it does (dev-801
+    mixed_720p24 646: 0.375 of the largest change in the middle half); a cut to another picture
+    just after a flash changes the middle from there too (the corpora's: 0.68 or more)."""
+    from infra.media.shot_detection import _change_at_sides, _lit_before, _to_model_frames
+
+    shot = _gradient_with_blob_at_the_edges(8, wrap_at=5)
+    shot[4] = shot[4] * 1.6  # a one-frame flash just before the wrap
+    blob = _to_model_frames(_rgb(shot))
+    luma = blob.astype(np.float64).mean(axis=(1, 2, 3))
+    assert not _change_at_sides(blob, 5)  # from the flash: everywhere
+    assert _lit_before(luma, 5, 4, 20.0) == 3
+    assert _change_at_sides(blob, 5, 3)
+    rng = np.random.default_rng(4)
+    frames = _still(1, 5, rng) + _still(2, 3, rng)
+    frames[4] = frames[4] * 1.6
+    cut = _to_model_frames(_rgb(frames))
+    cut_luma = cut.astype(np.float64).mean(axis=(1, 2, 3))
+    assert _lit_before(cut_luma, 5, 4, 20.0) == 3
+    assert not _change_at_sides(cut, 5, 3)
+
+
+def test_two_cuts_at_a_flash_s_edges_that_bring_no_new_picture_are_one() -> None:
+    """Hard cuts at a flash's first frame and at the frame after it, the flash and the frame after
+    it the picture before (pixel correlation ``level`` or more): one change marked twice, the
+    second goes (dev-1101 photo_720p25 508 + 511, a flash inside a dissolve: 0.90). A flash a cut
+    to another picture ends, or a short shot of another picture, keeps both."""
+    from infra.media.shot_detection import _flash_pairs
+
+    rng = np.random.default_rng(7)
+    picture = rng.uniform(40, 160, (27, 48, 3))
+    other = rng.uniform(40, 160, (27, 48, 3))
+
+    def pairs(*shots: np.ndarray, cuts: set[int]) -> set[int]:
+        frames = np.stack(shots).clip(0, 255).astype(np.uint8)
+        luma = frames.astype(np.float64).mean(axis=(1, 2, 3))
+        return _flash_pairs(frames, luma, cuts, dict.fromkeys(cuts, "cut"), 4, 20.0, 0.75)
+
+    # frames 10..12 the picture 60 brighter, the picture back (a little changed) at 13
+    assert pairs(*[picture] * 10, *[picture + 60] * 3, *[picture + 5] * 10, cuts={10, 13}) == {13}
+    # a cut to another picture at the flash's end: both stay
+    assert pairs(*[picture] * 10, *[picture + 60] * 3, *[other] * 10, cuts={10, 13}) == set()
+    # a short shot of another picture, brighter: both stay
+    assert pairs(*[picture] * 10, *[other + 60] * 3, *[picture] * 10, cuts={10, 13}) == set()
+    # one cut only, or a gradual change at the flash's start: nothing to pair
+    assert pairs(*[picture] * 10, *[picture + 60] * 3, *[picture] * 10, cuts={13}) == set()
+    frames = np.stack([*[picture] * 10, *[picture + 60] * 3, *[picture] * 10]).astype(np.uint8)
+    luma = frames.astype(np.float64).mean(axis=(1, 2, 3))
+    assert _flash_pairs(frames, luma, {10, 13}, {10: "colour8", 13: "cut"}, 4, 20.0, 0.75) == set()
+
+
+def test_a_step_of_a_whip_pan_is_no_cut() -> None:
+    """A whip pan moves the picture by a large part of its width a frame: each step is the frame
+    before moved (the best shift's correlation near 1), the same way as its neighbours (dev-1101
+    photo_1080p25 299: 10-12 of the model's 48 pixels, 0.98). A cut to another picture matches
+    no shift as well, and a still shot's step is no move."""
+    from infra.media.shot_detection import _pan_step, _shift_match, _to_model_frames
+
+    pic = _picture(5)
+    whip = _to_model_frames(_rgb([_view(pic, 20.0 + 12.0 * j) for j in range(8)]))
+    corr, dx, dy = _shift_match(whip, 3, 4)
+    assert corr >= 0.95 and abs(dx) >= 2 and dy == 0
+    assert _pan_step(whip, 4, 0.95)
+    rng = np.random.default_rng(3)
+    cut = _to_model_frames(_rgb([_view(pic, 20.0 + 12.0 * j) for j in range(4)] + _still(9, 4, rng)))
+    assert _shift_match(cut, 3, 4)[0] < 0.9 and not _pan_step(cut, 4, 0.95)
+    still = _to_model_frames(_rgb(_still(1, 8, rng)))
+    assert not _pan_step(still, 4, 0.95)  # no move: a still shot's step, not a pan's
+    # a move that reverses (the step after goes back): no pan going on past this step
+    back = _to_model_frames(_rgb([_view(pic, x) for x in (20.0, 20.0, 20.0, 20.0, 32.0, 20.0, 20.0, 20.0)]))
+    assert not _pan_step(back, 4, 0.95)
+
+
 def test_a_fade_into_a_flat_looking_shot_is_reported_in_its_white_not_in_the_shot() -> None:
     """A fade through white into a shot that looks flat at analysis resolution (mid-grey, std under
     ``flat_std``) makes one flat run of the white and the shot: the fade's boundary is the middle
