@@ -1308,10 +1308,7 @@ class CascadeDetector(ShotDetector):
       edge or coming in at one): no boundary, whatever the model says, unless the frames around it
       are a dissolve's (below: two pictures that differ at their sides dissolve there too); with
       ``side_flash``, where a flash ends just before the cut, the change from the frame before the
-      flash counts too (the step out of a flash changes every pixel); nor a hard cut whose frame
-      is the frame before it moved by 2 pixels or more, as the step before or after it is the same
-      way (``pan_step``: the picture's correlation at the best shift, :func:`_pan_step`): a pan or
-      whip, not a new picture;
+      flash counts too (the step out of a flash changes every pixel);
     * a dissolve told by the model's pixels (:meth:`_dissolve_between`: each frame of a window a
       blend of its two end frames, the weights on a straight ramp, between different pictures by
       the pixels or, with ``one_picture_structure``, by the structure: :func:`_one_picture`): a
@@ -1386,7 +1383,6 @@ class CascadeDetector(ShotDetector):
         side_jump: float = 2.0,
         side_flash: bool = True,
         flash_pair: float = 0.75,
-        pan_step: float = 0.95,
         colour_centre: int = 16,
         colour_centre_residual: float = 0.5,
         new_structure: float = 6.0,
@@ -1444,7 +1440,6 @@ class CascadeDetector(ShotDetector):
         self.side_jump = side_jump
         self.side_flash = side_flash
         self.flash_pair = flash_pair
-        self.pan_step = pan_step
         self.colour_centre = colour_centre
         self.colour_centre_residual = colour_centre_residual
         self.new_structure = new_structure
@@ -1518,7 +1513,7 @@ class CascadeDetector(ShotDetector):
             "blend_same": self.blend_same, "blend_residual": self.blend_residual,
             "blend_line": self.blend_line, "blend_spans": list(self.blend_spans),
             "blend_dip_correlation": self.blend_dip_correlation, "side_jump": self.side_jump,
-            "side_flash": self.side_flash, "flash_pair": self.flash_pair, "pan_step": self.pan_step,
+            "side_flash": self.side_flash, "flash_pair": self.flash_pair,
             "colour_centre": self.colour_centre, "colour_centre_residual": self.colour_centre_residual,
             "new_structure": self.new_structure, "new_structure_ratio": self.new_structure_ratio,
             "add_structure": self.add_structure, "add_structure_ratio": self.add_structure_ratio,
@@ -2112,13 +2107,7 @@ class CascadeDetector(ShotDetector):
         # wraps at 646; from 645 the middle half holds 0.87 of the largest change, from 644 0.375).
         # The 36 cuts at a true transition just after a flash on the four corpora: 0.68 or more
         # from the frame before it (dev-1301 mixed_720p25 209; the next 0.80), so the limit's 0.5
-        # stands between. A hard cut that is a step of a pan or whip is none either
-        # (``pan_step``, :func:`_pan_step`): its frame is the frame before moved by 2 pixels or
-        # more, matched at ``pan_step`` or more (grey pixels' correlation at the best shift), and so
-        # is the step before or after it, the same way (dev-1101 photo_1080p25 299, a whip of 10-12
-        # of the model's 48 pixels a frame: 0.98 and 0.98). The cuts at a true transition on the
-        # four corpora reach 0.89 (dev-801 negatives_720p30 32, a cut inside a pan of 2 pixels a
-        # frame, lost at 0.88; bench photo_720p24 60 0.87); 0.9-0.98 give the same answers
+        # stands between
         for c in sorted(cuts):
             if kinds.get(c) != "cut":
                 continue
@@ -2128,9 +2117,7 @@ class CascadeDetector(ShotDetector):
                 else None
             )
             sides = _change_at_sides(frames, c) or (lit is not None and _change_at_sides(frames, c, lit))
-            if (sides and not self._blend_around(frames, c)) or (
-                self.pan_step and _pan_step(frames, c, self.pan_step)
-            ):
+            if sides and not self._blend_around(frames, c):
                 cuts.discard(c)
         # a flash or flicker: the brightness leaves and comes back within a few frames while the
         # picture's structure changes no more than the shot's own motion - the model's usual false
@@ -2926,47 +2913,6 @@ def _change_at_sides(frames: FrameBatch, frame: int, before: int | None = None) 
     change = np.abs(frames[frame].astype(np.int16) - frames[before].astype(np.int16)).max(axis=2)
     width = change.shape[1]
     return 2 * int(change[:, width // 4 : 3 * width // 4].max()) < int(change.max())
-
-
-def _shift_match(
-    frames: FrameBatch, a: int, b: int, reach: tuple[int, int] = (3, 12)
-) -> tuple[float, int, int]:
-    """How well frame ``b`` (the model's rgb24 frames, as grey) is frame ``a`` moved: the best
-    Pearson correlation of ``a``'s middle (all but ``reach`` = (rows, columns) at each edge: half
-    the width at the model's 48) with ``b``'s pixels at every shift up to ``reach``, and that
-    shift ``(correlation, dx, dy)``."""
-    ry, rx = reach
-    f = frames[a].astype(np.float64).mean(axis=2)
-    g = frames[b].astype(np.float64).mean(axis=2)
-    h, w = f.shape
-    if h <= 2 * ry + 1 or w <= 2 * rx + 1:
-        return -1.0, 0, 0
-    x = f[ry : h - ry, rx : w - rx]
-    x = x - x.mean()
-    windows = np.lib.stride_tricks.sliding_window_view(g, x.shape)  # no copy
-    # x's mean is out, so each window's own mean drops out of the products with it
-    spread = np.einsum("ijkl,ijkl->ij", windows, windows) - windows.sum(axis=(2, 3)) ** 2 / x.size
-    products = np.einsum("ijkl,kl->ij", windows, x)
-    corr = products / np.maximum(np.sqrt(float((x * x).sum()) * np.maximum(spread, 0.0)), 1e-6)
-    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
-    return float(corr[iy, ix]), int(ix) - rx, int(iy) - ry
-
-
-def _pan_step(frames: FrameBatch, frame: int, level: float, least: int = 2) -> bool:
-    """Whether the step into ``frame`` is one of a pan's: frame ``frame`` is frame ``frame - 1``
-    moved by ``least`` pixels or more (:func:`_shift_match` ``level`` or more), and so is the step
-    before it or the one after it, the same way (a pan or whip goes on; a cut to another picture
-    matches no shift as well as the shot's own steps do)."""
-    if not 2 <= frame < len(frames) - 1:
-        return False
-    corr, dx, dy = _shift_match(frames, frame - 1, frame)
-    if corr < level or max(abs(dx), abs(dy)) < least:
-        return False
-    for a in (frame - 2, frame):
-        c, x, y = _shift_match(frames, a, a + 1)
-        if c >= level and max(abs(x), abs(y)) >= least and x * dx + y * dy > 0:
-            return True
-    return False
 
 
 def _lit_before(luma: FloatArray, frame: int, longest: int, depart: float) -> int | None:

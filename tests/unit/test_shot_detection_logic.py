@@ -2116,28 +2116,6 @@ def test_two_cuts_at_a_flash_s_edges_that_bring_no_new_picture_are_one() -> None
     assert _flash_pairs(frames, luma, {10, 13}, {10: "colour8", 13: "cut"}, 4, 20.0, 0.75) == set()
 
 
-def test_a_step_of_a_whip_pan_is_no_cut() -> None:
-    """A whip pan moves the picture by a large part of its width a frame: each step is the frame
-    before moved (the best shift's correlation near 1), the same way as its neighbours (dev-1101
-    photo_1080p25 299: 10-12 of the model's 48 pixels, 0.98). A cut to another picture matches
-    no shift as well, and a still shot's step is no move."""
-    from infra.media.shot_detection import _pan_step, _shift_match, _to_model_frames
-
-    pic = _picture(5)
-    whip = _to_model_frames(_rgb([_view(pic, 20.0 + 12.0 * j) for j in range(8)]))
-    corr, dx, dy = _shift_match(whip, 3, 4)
-    assert corr >= 0.95 and abs(dx) >= 2 and dy == 0
-    assert _pan_step(whip, 4, 0.95)
-    rng = np.random.default_rng(3)
-    cut = _to_model_frames(_rgb([_view(pic, 20.0 + 12.0 * j) for j in range(4)] + _still(9, 4, rng)))
-    assert _shift_match(cut, 3, 4)[0] < 0.9 and not _pan_step(cut, 4, 0.95)
-    still = _to_model_frames(_rgb(_still(1, 8, rng)))
-    assert not _pan_step(still, 4, 0.95)  # no move: a still shot's step, not a pan's
-    # a move that reverses (the step after goes back): no pan going on past this step
-    back = _to_model_frames(_rgb([_view(pic, x) for x in (20.0, 20.0, 20.0, 20.0, 32.0, 20.0, 20.0, 20.0)]))
-    assert not _pan_step(back, 4, 0.95)
-
-
 def test_a_fade_into_a_flat_looking_shot_is_reported_in_its_white_not_in_the_shot() -> None:
     """A fade through white into a shot that looks flat at analysis resolution (mid-grey, std under
     ``flat_std``) makes one flat run of the white and the shot: the fade's boundary is the middle
