@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import pickle
 from collections import Counter
 from collections.abc import Sequence
@@ -67,9 +68,11 @@ def decoded(video: Path, root: Path = CACHE) -> sd.CascadeDetector:
     path = root / "decode" / f"{video.stem}_{key}.pkl"
     if path.exists():
         found: sd.CascadeDetector = pickle.loads(path.read_bytes())
-        # settings added to the detector since the pickle was made take their defaults
+        # the detector's settings are the code's, not the pickle's (a default changed since the
+        # decode counts); attributes added since then take their defaults
+        settings = set(inspect.signature(sd.CascadeDetector.__init__).parameters) - {"speculate", "model"}
         for name, value in vars(sd.CascadeDetector(speculate=False)).items():
-            if name not in vars(found):
+            if name not in vars(found) or name in settings:
                 setattr(found, name, value)
         return found
     detector = sd.CascadeDetector(speculate=False)
