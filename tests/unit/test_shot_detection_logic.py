@@ -925,6 +925,32 @@ def test_an_unseen_cut_is_new_structure_at_the_same_brightness() -> None:
     lit[60:] += 30.0  # the new picture 30 grey levels brighter
     assert not cascade._unseen_cut(_to_model_frames(np.clip(lit, 0, 255).astype(np.uint8)), 60)
     assert not CascadeDetector(add_structure=0.0)._unseen_cut(cut, 60)  # off
+    flicker = _weaker_cut().astype(np.float32)
+    flicker[60:] += 12.0  # a scene's own flicker (real footage: 11.9 across such a cut), under add_luma
+    assert cascade._unseen_cut(_to_model_frames(np.clip(flicker, 0, 255).astype(np.uint8)), 60)
+
+
+def test_cascade_asks_about_a_weaker_jump_where_the_picture_brings_new_structure() -> None:
+    """A peak of the frame-to-frame change from ``raw_unseen`` (2) times the change around it, under
+    ``raw_ratio`` (3), is proposed as a turned-down jump only where the new frame brings structure
+    no local motion explains at the same brightness (:meth:`CascadeDetector._unseen_cut`): a cut
+    between two shots of the same framing that the camera's shake nearly hides (real footage: 2.3
+    and 2.8 times the motion around). The same peak inside a shot, a peak already a raw cut, or
+    one under ``raw_cut`` is not."""
+    from types import SimpleNamespace
+
+    from infra.media.shot_detection import CascadeDetector, _to_model_frames
+
+    frames = _to_model_frames(_weaker_cut())
+    motion = np.full(len(frames), 0.15, np.float32)
+    motion[30] = 0.4  # 2.7 times the change around it, inside the first shot
+    motion[60] = 0.4  # the same at the cut
+    motion[90] = 0.25  # under raw_cut
+    fast = SimpleNamespace(motion=motion)
+    cascade = CascadeDetector()
+    assert cascade._unseen_jumps(fast, frames, set()) == [60]  # type: ignore[arg-type]
+    assert cascade._unseen_jumps(fast, frames, {60}) == []  # type: ignore[arg-type]
+    assert CascadeDetector(raw_unseen=3.0)._unseen_jumps(fast, frames, set()) == []  # type: ignore[arg-type]
 
 
 def _recoloured(cuts: Sequence[tuple[int, int]], n: int = 120) -> NDArray[np.uint8]:
