@@ -2528,3 +2528,34 @@ def test_cascade_moves_a_wide_colour_change_to_the_middle_of_the_dissolve_it_see
     pan = _rgb([_view(_picture(11, w=W * 12), 3.0 * i) for i in range(120)])
     assert _change_middle(_to_model_frames(pan), 44, 76, 0.5) is None
     assert _change_middle(_to_model_frames(pan), 44, 76, 2.0) is not None
+
+
+def _through(
+    a: list[NDArray[np.float32]], b: list[NDArray[np.float32]], level: float, rng: np.random.Generator
+) -> list[NDArray[np.float32]]:
+    """``a`` ramping over 10 frames into a flat picture at luma ``level``, held 8 frames, ramping
+    over 10 frames into ``b``."""
+    flat = [
+        np.full((H, W), level, np.float32) + rng.normal(0, 0.5, (H, W)).astype(np.float32) for _ in range(28)
+    ]
+    out = [f * (1 - (i + 1) / 11) + flat[i] * (i + 1) / 11 for i, f in enumerate(a[-10:])]
+    out += flat[10:18]
+    out += [flat[18 + i] * (1 - (i + 1) / 11) + f * (i + 1) / 11 for i, f in enumerate(b[:10])]
+    return a[:-10] + out + b[10:]
+
+
+def test_a_dark_flat_stretch_that_is_not_black_is_no_fade_but_a_fade_through_black_is() -> None:
+    # a fade to black reaches black: every true fade's flat run on the four corpora reaches luma
+    # 16.3 or less, while a pan over a dark flat region holds a dark grey (dev-1101
+    # negatives_1080p25 391: luma 36-38); ``fade_black`` 26 lies between
+    from infra.media.shot_detection import CascadeDetector
+
+    rng = np.random.default_rng(41)
+    grey = _through(_still(60, 50, rng), _still(61, 50, rng), 38.0, rng)
+    black = _through(_still(62, 50, rng), _still(63, 50, rng), 6.0, rng)
+    for frames, level, fade in ((grey, 26.0, False), (grey, None, True), (black, 26.0, True)):
+        det = HeatersDetector(fade_black=level)
+        run_detector(det, [_to_batch(frames)])
+        assert any(c.kind == "fade" for c in det.candidates) is fade, (level, fade)
+    assert CascadeDetector().params["fade_black"] == 26.0
+    assert CascadeDetector(fade_black=None)._fast.fade_black is None
