@@ -2530,6 +2530,34 @@ def test_cascade_moves_a_wide_colour_change_to_the_middle_of_the_dissolve_it_see
     assert _change_middle(_to_model_frames(pan), 44, 76, 2.0) is not None
 
 
+def test_cascade_keeps_a_second_dissolve_a_wide_colour_change_held_with_the_first() -> None:
+    """Two dissolves 13 frames apart fit one window of the fast pass's widest colour scale (16),
+    whose change, the strongest, leaves out the narrower scales' changes of overlapping windows
+    (dev-1101 synthetic_360p25: colour8 782 at 778-790 left out for colour16 798, which then moves
+    to 808 in 804-816). Once the wide change has moved to one transition's middle
+    (``colour_centre``), a narrower change it left out more than ``colour_second`` frames from
+    there, and farther than its own window from every other boundary, is the other transition."""
+    from infra.media.shot_detection import Candidate, CascadeDetector, _Plan
+
+    rng = np.random.default_rng(7)
+    first = _dissolve(_still(7, 63, rng), _still(8, 39, rng), 13)  # 50-62
+    video = _rgb(_dissolve(first, _still(9, 60, rng), 13))  # and 76-88
+
+    def planted(swallowed: list[Candidate], **kwargs: Any) -> list[int]:
+        class Planted(CascadeDetector):
+            def _plan(self, fast: HeatersDetector, relaxed: HeatersDetector, total: int, *args: Any) -> _Plan:
+                fast.swallowed = swallowed  # what the fast pass's colour test left out
+                return _Plan([], [], [75], {75: "colour16"})  # its window 59-91 holds both ends
+
+        cuts, _ = run_detector(Planted(model=_FakeModel([], video), **kwargs), [video])
+        return cuts
+
+    second, near = Candidate(60, 1, 0.7, "colour8"), Candidate(71, 1, 0.9, "colour4")
+    assert planted([second, near]) == [60, 84]  # 75 moved to 84, 60 is 24 from it; 71 only 13
+    assert planted([second], colour_second=0) == [84]
+    assert planted([near]) == [84]
+
+
 def _through(
     a: list[NDArray[np.float32]], b: list[NDArray[np.float32]], level: float, rng: np.random.Generator
 ) -> list[NDArray[np.float32]]:
