@@ -2558,6 +2558,40 @@ def test_cascade_keeps_a_second_dissolve_a_wide_colour_change_held_with_the_firs
     assert planted([near]) == [84]
 
 
+def test_cascade_looks_at_a_colour_change_between_two_pictures_of_one_layout() -> None:
+    """Two still vertical gradients in other colours (red over cyan, green over magenta) share
+    their luma's layout: the fast pass's thumbnails, normalised luma, find the picture before the
+    dissolve back after it (0.94; a grey square in another place in each) and its colour test
+    turns the change down (it proposes it with that test off). By the model's pixels, all
+    three channels, the two ends are two pictures (``colour_layout``): the model is shown it, and
+    its transition is kept (dev-1301 mixed_1080p25 253-268: shapes before two-colour gradients)."""
+    from infra.media.shot_detection import CascadeDetector, _pixel_correlation, _to_model_frames
+
+    rng = np.random.default_rng(3)
+    down = np.linspace(0, 1, H, dtype=np.float32)[:, None, None] * np.ones((1, W, 1), np.float32)
+
+    def shot(top: list[float], bottom: list[float], x: int) -> list[NDArray[np.float32]]:
+        picture = np.array(top, np.float32) * (1 - down) + np.array(bottom, np.float32) * down
+        picture[8:20, x : x + 12] = 128  # a grey square: one layout, not one picture
+        return [picture + rng.normal(0, 2, picture.shape).astype(np.float32) for _ in range(70)]
+
+    a, b = shot([200, 40, 40], [40, 200, 220], 8), shot([40, 150, 40], [230, 60, 230], 44)
+    weights = np.arange(1, 17) / 17
+    frames = a[:54] + [a[54 + i] * (1 - w) + b[i] * w for i, w in enumerate(weights)] + b[16:]  # 54-69
+    video = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+    assert _pixel_correlation(_to_model_frames(video), 40, 84) < 0.45
+
+    def answer(**kwargs: Any) -> tuple[list[int], list[tuple[int, str]]]:
+        cascade = CascadeDetector(model=_FakeModel([62], video, inside=[(54, 70)]), **kwargs)
+        cuts, _ = run_detector(cascade, [video])
+        return cuts, cascade.questions
+
+    cuts, questions = answer()
+    assert [q for _, q in questions] == ["look"] and 54 <= questions[0][0] <= 69
+    assert len(cuts) == 1 and 54 <= cuts[0] <= 70
+    assert answer(colour_layout=None) == ([], [])  # the fast pass alone proposes nothing
+
+
 def _through(
     a: list[NDArray[np.float32]], b: list[NDArray[np.float32]], level: float, rng: np.random.Generator
 ) -> list[NDArray[np.float32]]:
