@@ -232,6 +232,9 @@ class HeatersDetector(ShotDetector):
         self.candidates: list[Candidate] = []  # every candidate before the merge (set by finish)
         # the colour changes a stronger one of a window overlapping theirs left out (set by finish)
         self.swallowed: list[Candidate] = []
+        # the colour test's inputs, normalised histograms, frame-to-frame change and its
+        # pan-compensated part (set by finish, for :meth:`_colour_graduals_again`)
+        self._colour_inputs: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self.flat: NDArray[np.bool_] = np.zeros(0, bool)  # per frame: near uniform (set by finish)
         self.luma: FloatArray = np.zeros(0, np.float32)  # per frame: mean luma (set by finish)
         self.motion: FloatArray = np.zeros(0, np.float32)  # per frame: pan-compensated change
@@ -350,6 +353,7 @@ class HeatersDetector(ShotDetector):
             + self._graduals(dist, moco, thumbs, total)
             + self._fades(std, luma, thumbs, total)
         )
+        self._colour_inputs = (hists, dist[1], moco_sub)
         candidates += self._colour_graduals(hists, dist[1], moco_sub, total, candidates)
         candidates += self._blends(std, luma, dist[1], moco_sub, thumbs, total, candidates)
         self.candidates = sorted(candidates, key=lambda c: c.frame)
@@ -504,6 +508,19 @@ class HeatersDetector(ShotDetector):
         kept = _strongest_apart(out, "colour")
         self.swallowed = [c for c in out if c not in kept]
         return kept
+
+    def _colour_graduals_again(self, one_frame: Callable[[int, int], float] | None = None) -> list[Candidate]:
+        """:meth:`_colour_graduals` run again after :meth:`finish` on the same frames, with this
+        detector's settings as they are now (a copy with other settings asks another question)
+        and ``one_frame`` in place of the histograms' one-frame test: the colour changes it finds
+        that :meth:`finish` did not keep."""
+        if self._colour_inputs is None:
+            raise RuntimeError("the colour test runs again only after finish")
+        hists, d1, moco_sub = self._colour_inputs
+        found = [c for c in self.candidates if not c.kind.startswith(("colour", "blend"))]
+        own = {c.frame for c in self.candidates if c.kind.startswith("colour")}
+        changes = self._colour_graduals(hists, d1, moco_sub, self._count, found, one_frame)
+        return [c for c in changes if c.frame not in own]
 
     def _blends(
         self,
@@ -1824,10 +1841,7 @@ class CascadeDetector(ShotDetector):
         # 0.27, 0.36). Without the ``margin`` condition: 129 places, most of them fade ramps beside
         # kept fades, 6-8 % more model frames (stop 25, miss3)
         if self.colour_step:
-            seen = np.array(sorted({*asked.tolist(), *(f for f, _ in queries)}), dtype=np.int64)
-            for frame in self._colour_steps(relaxed):
-                if not len(seen) or np.min(np.abs(seen - frame)) > self.margin:
-                    queries.append((frame, "look"))
+            self._look_where_unseen(self._colour_steps(relaxed), asked, queries)
         # the relaxed pass's colour changes (left out of the proposals above) are looked at where
         # the model is shown nothing else: no question and no kept boundary within ``margin``
         # frames. A question 25 frames off puts such a change at its window's edge, where the model
@@ -1843,12 +1857,8 @@ class CascadeDetector(ShotDetector):
         # +22 / +51 / +46 on dev-1301 / dev-1101 / dev-801 (0.2-0.5 %), none on the bench (stop
         # 26, dis4)
         if self.colour_look:
-            seen = np.array(sorted({*asked.tolist(), *(f for f, _ in queries)}), dtype=np.int64)
-            for x in relaxed.candidates:
-                if x.kind.startswith("colour") and (
-                    not len(seen) or np.min(np.abs(seen - x.frame)) > self.margin
-                ):
-                    queries.append((x.frame, "look"))
+            colours = [x.frame for x in relaxed.candidates if x.kind.startswith("colour")]
+            self._look_where_unseen(colours, asked, queries)
         # a colour change the relaxed pass turned down only because the picture before it comes
         # back after it by the fast pass's thumbnails (their structure, by the luma alone), where
         # the model's pixels of its window's ends are two pictures (correlation under
@@ -1864,10 +1874,8 @@ class CascadeDetector(ShotDetector):
         # for a transition, and 91, true); model frames +0.5 / +0.4 / +0.7 % on dev-1301 /
         # dev-1101 / dev-801, none on the bench (0.6: +0.8 % there); None turns it off
         if self.colour_layout is not None and frames is not None:
-            seen = np.array(sorted({*asked.tolist(), *(f for f, _ in queries)}), dtype=np.int64)
-            for frame in self._layout_changes(relaxed, frames, total, self.colour_layout):
-                if not len(seen) or np.min(np.abs(seen - frame)) > self.margin:
-                    queries.append((frame, "look"))
+            changes = self._layout_changes(relaxed, frames, total, self.colour_layout)
+            self._look_where_unseen(changes, asked, queries)
         # a colour change the fast pass keeps is shown to the model (kept whatever it says, and
         # moved to the model's transition beside it, below: the fast pass often marks a dissolve's
         # ends just outside it), but only where another question lies within ``colour_reach``
@@ -2500,17 +2508,22 @@ class CascadeDetector(ShotDetector):
             and self._dissolve_between(frames, c.frame - _scale(c.kind), c.frame + _scale(c.kind))
         ]
 
+    def _look_where_unseen(
+        self, places: Sequence[int], asked: NDArray[np.int64], queries: list[tuple[int, str]]
+    ) -> None:
+        """A "look" question at each of ``places`` with no frame of ``asked`` (the kept boundaries
+        and proposals) and no question already in ``queries`` within ``margin`` frames."""
+        seen = np.array(sorted({*asked.tolist(), *(f for f, _ in queries)}), dtype=np.int64)
+        for frame in places:
+            if not len(seen) or np.min(np.abs(seen - frame)) > self.margin:
+                queries.append((frame, "look"))
+
     def _colour_steps(self, relaxed: HeatersDetector) -> list[int]:
         """The relaxed pass's colour changes (:meth:`HeatersDetector._colour_graduals`) it turned
         down only because one frame holds most (over half) of the histograms' change, where on the
         model's pixels no frame does: the RMS change from each frame to the next at most half the
         RMS change between the window's ends (a cut puts nearly all of it in one frame). Frame
         numbers from ``relaxed``'s first frame (a plan of a later stretch during the decode)."""
-        hists = np.concatenate(relaxed._hists).astype(np.float32)
-        hists /= np.maximum(hists.sum(axis=1, keepdims=True), 1.0)
-        found = [c for c in relaxed.candidates if not c.kind.startswith(("colour", "blend"))]
-        own = {c.frame for c in relaxed.candidates if c.kind.startswith("colour")}
-
         starts = np.array(self._starts, dtype=np.int64)
 
         def share(a: int, b: int) -> float:  # only the batches holding frames a..b are joined
@@ -2520,15 +2533,7 @@ class CascadeDetector(ShotDetector):
             offset = int(starts[first]) if len(starts) else 0
             return _largest_step(np.concatenate(self._frames[first : last + 1]), lo - offset, hi - offset)
 
-        steps = relaxed._colour_graduals(
-            hists,
-            np.concatenate(relaxed._dist[1]),
-            np.concatenate(relaxed._moco_sub),
-            relaxed._count,
-            found,
-            share,
-        )
-        return sorted({c.frame for c in steps if c.frame not in own})
+        return sorted({c.frame for c in relaxed._colour_graduals_again(share)})
 
     def _layout_changes(
         self, relaxed: HeatersDetector, frames: FrameBatch, total: int, level: float
@@ -2538,20 +2543,13 @@ class CascadeDetector(ShotDetector):
         luma thumbnails), whose window's ends are two pictures by the model's pixels (correlation
         under ``level``), the window and the 8 frames either side inside ``frames`` (numbered
         from ``relaxed``'s first frame)."""
-        hists = np.concatenate(relaxed._hists).astype(np.float32)
-        hists /= np.maximum(hists.sum(axis=1, keepdims=True), 1.0)
-        found = [c for c in relaxed.candidates if not c.kind.startswith(("colour", "blend"))]
-        own = {c.frame for c in relaxed.candidates if c.kind.startswith("colour")}
         loose = copy.copy(relaxed)
         loose.colour_max_similarity = 2.0  # a correlation never reaches it
-        changes = loose._colour_graduals(
-            hists, np.concatenate(relaxed._dist[1]), np.concatenate(relaxed._moco_sub), relaxed._count, found
-        )
         out = []
-        for c in changes:
+        for c in loose._colour_graduals_again():
             k = _scale(c.kind)
             a, b = c.frame - k, c.frame + k
-            if c.frame in own or a - 8 < 0 or b + 8 >= min(total, len(frames)):
+            if a - 8 < 0 or b + 8 >= min(total, len(frames)):
                 continue
             if _pixel_correlation(frames, a, b) < level:
                 out.append(c.frame)
